@@ -1,0 +1,20 @@
+"""The feature pipeline: scikit-learn transformers over a DataFrame of ``text`` and ``target``."""
+
+from features.lexicon import SentimentLexicon
+from features.ngrams import CharNgrams, TargetNgrams, WordNgrams
+from features.pipeline import FEATURE_STEPS, build_features
+from features.style import StyleFeatures
+from features.target import TargetRelatedness
+from features.text import Tokenizer
+
+__all__ = [
+    "CharNgrams",
+    "FEATURE_STEPS",
+    "SentimentLexicon",
+    "StyleFeatures",
+    "TargetNgrams",
+    "TargetRelatedness",
+    "Tokenizer",
+    "WordNgrams",
+    "build_features",
+]

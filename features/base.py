@@ -1,0 +1,82 @@
+"""Shared plumbing for transformers that read the ``text`` and ``target`` columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+TEXT, TARGET = "text", "target"
+
+
+def text_column(X, column: str, owner: str) -> np.ndarray:
+    """Return one column of a DataFrame-like input as an object array of str.
+
+    Raises a ``ValueError`` that says which column was expected and which were
+    found, because the commonest mistake is passing a bare list of strings.
+    """
+    if not hasattr(X, "columns"):
+        raise ValueError(
+            f"{owner} expects a pandas DataFrame with columns {TEXT!r} and {TARGET!r}, "
+            f"got {type(X).__name__}. Wrap your data: pd.DataFrame({{'text': texts, 'target': targets}})."
+        )
+    if column not in X.columns:
+        raise ValueError(f"{owner} expects a column {column!r}; found columns {list(X.columns)}.")
+    values = X[column].to_numpy(dtype=object)
+    missing = pd.isna(values)
+    if missing.any():
+        values = values.copy()
+        values[missing] = ""
+    return values.astype(str).astype(object)
+
+
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and the index of each input value among them.
+
+    Stance data repeats itself (FNC-1 pairs one body with dozens of headlines;
+    SemEval has five targets), so features are computed once per distinct value.
+    """
+    codes, uniques = pd.factorize(values, sort=False)
+    return np.asarray(uniques, dtype=object), codes
+
+
+class DenseFeatures(TransformerMixin, BaseEstimator):
+    """Base for small, hand-made numeric features.
+
+    Subclasses implement ``_compute(frame) -> (n_samples, n_features) array``
+    and ``_names() -> list[str]``. Values are non-negative by construction so
+    that the naive Bayes models accept them; ``fit`` learns each column's
+    maximum and ``transform`` divides by it, putting every feature on the same
+    0-1 scale as TF-IDF weights.
+    """
+
+    def _prepare(self, X):
+        """Hook to validate parameters and build helpers during ``fit``."""
+
+    def fit(self, X, y=None):
+        self._prepare(X)
+        values = self._compute(X)
+        if (values < 0).any():  # pragma: no cover - guards subclasses
+            raise ValueError(f"{type(self).__name__} produced negative values; features must be non-negative.")
+        peak = values.max(axis=0) if len(values) else np.zeros(values.shape[1])
+        self.scale_ = np.where(peak > 0, peak, 1.0)
+        self.n_features_out_ = values.shape[1]
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "scale_")
+        return sp.csr_matrix(self._compute(X) / self.scale_)
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "scale_")
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}__{name}" for name in self._names()], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags

@@ -1,0 +1,251 @@
+"""TF-IDF n-gram features over the text, the target, or the text conditioned on the target."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+from sklearn.utils.validation import check_is_fitted
+
+from features.base import TARGET, TEXT, text_column, unique_inverse
+from features.text import TARGET_SEPARATOR, NgramAnalyzer, Tokenizer
+
+
+class _TfidfNgrams(TransformerMixin, BaseEstimator):
+    """Count n-grams once per distinct document, then weight them with TF-IDF.
+
+    Document statistics (vocabulary, ``min_df``, ``max_df``, idf weights) are
+    computed over distinct documents: a body that FNC-1 pairs with forty
+    headlines counts once, not forty times, and is tokenized once.
+    """
+
+    def _analyzer(self):
+        raise NotImplementedError
+
+    def _documents(self, X):
+        return text_column(X, self.column, type(self).__name__)
+
+    def _counter(self):
+        return CountVectorizer(
+            analyzer=self._analyzer(),
+            min_df=self.min_df,
+            max_df=self.max_df,
+            max_features=self.max_features,
+            binary=self.binary,
+            dtype=np.float64,
+        )
+
+    def _unique_counts(self, X, fit: bool):
+        uniques, inverse = unique_inverse(self._documents(X))
+        if fit:
+            self.counter_ = self._counter().fit(uniques)
+        return self.counter_.transform(uniques), inverse
+
+    def fit(self, X, y=None):
+        self._check_params()
+        counts, _ = self._unique_counts(X, fit=True)
+        self.tfidf_ = TfidfTransformer(sublinear_tf=self.sublinear_tf, use_idf=self.use_idf).fit(counts)
+        self.vocabulary_size_ = counts.shape[1]
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "tfidf_")
+        counts, inverse = self._unique_counts(X, fit=False)
+        return self.tfidf_.transform(counts)[inverse]
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "tfidf_")
+        return np.asarray([f"{self._prefix}__{n}" for n in self.counter_.get_feature_names_out()], dtype=object)
+
+    def _check_params(self):
+        low, high = self.ngram_range
+        if not 1 <= low <= high:
+            raise ValueError(f"ngram_range must satisfy 1 <= low <= high, got {self.ngram_range!r}.")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
+
+class WordNgrams(_TfidfNgrams):
+    """TF-IDF weighted word n-grams of the ``text`` column.
+
+    Parameters
+    ----------
+    ngram_range : tuple of int, default=(1, 2)
+    tokenizer : {"regex", "tweet", "whitespace"}, default="regex"
+        See :class:`features.text.Tokenizer`.
+    negation : bool, default=False
+        Mark tokens in a negated clause with ``_NEG``.
+    stemmer : {None, "porter", "snowball"}, default=None
+    by_target : bool, default=False
+        Prefix every n-gram with the row's target, so "abortion|choice" and
+        "hillary|choice" are distinct features (n-grams conditioned on the target).
+    min_df, max_df, max_features, binary, sublinear_tf, use_idf
+        As in scikit-learn's ``TfidfVectorizer``.
+    column : str, default="text"
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"text": ["Ban it now", "Do not ban it"], "target": ["ban", "ban"]})
+    >>> WordNgrams(ngram_range=(1, 1)).fit_transform(X).shape
+    (2, 4)
+    """
+
+    _prefix = "word"
+
+    def __init__(
+        self,
+        ngram_range=(1, 2),
+        tokenizer="regex",
+        negation=False,
+        stemmer=None,
+        by_target=False,
+        min_df=1,
+        max_df=1.0,
+        max_features=None,
+        binary=False,
+        sublinear_tf=True,
+        use_idf=True,
+        column=TEXT,
+    ):
+        self.ngram_range = ngram_range
+        self.tokenizer = tokenizer
+        self.negation = negation
+        self.stemmer = stemmer
+        self.by_target = by_target
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.binary = binary
+        self.sublinear_tf = sublinear_tf
+        self.use_idf = use_idf
+        self.column = column
+
+    def _analyzer(self):
+        tokenizer = Tokenizer(kind=self.tokenizer, negation=self.negation, stemmer=self.stemmer)
+        return NgramAnalyzer(tokenizer, tuple(self.ngram_range), prefix_target=self.by_target)
+
+    def _documents(self, X):
+        texts = super()._documents(X)
+        if not self.by_target:
+            return texts
+        targets = text_column(X, TARGET, type(self).__name__)
+        # One string per row keeps de-duplication cheap; the analyzer splits it again.
+        return np.asarray([t + TARGET_SEPARATOR + x for t, x in zip(targets, texts)], dtype=object)
+
+
+class TargetNgrams(WordNgrams):
+    """TF-IDF word n-grams of the ``target`` column (a headline, a topic, a claim).
+
+    Useful when targets are sentences (FNC-1 headlines, ArgQ topics): the
+    model learns which claim words go with which stance. Same parameters as
+    :class:`WordNgrams`, reading ``column="target"``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"text": ["a", "b"], "target": ["We should ban guns", "Ban guns"]})
+    >>> TargetNgrams(ngram_range=(1, 1)).fit(X).get_feature_names_out().tolist()
+    ['target__ban', 'target__guns', 'target__should', 'target__we']
+    """
+
+    _prefix = "target"
+
+    def __init__(
+        self,
+        ngram_range=(1, 1),
+        tokenizer="regex",
+        negation=False,
+        stemmer=None,
+        by_target=False,
+        min_df=1,
+        max_df=1.0,
+        max_features=None,
+        binary=False,
+        sublinear_tf=True,
+        use_idf=True,
+        column=TARGET,
+    ):
+        super().__init__(
+            ngram_range=ngram_range,
+            tokenizer=tokenizer,
+            negation=negation,
+            stemmer=stemmer,
+            by_target=by_target,
+            min_df=min_df,
+            max_df=max_df,
+            max_features=max_features,
+            binary=binary,
+            sublinear_tf=sublinear_tf,
+            use_idf=use_idf,
+            column=column,
+        )
+
+
+class CharNgrams(_TfidfNgrams):
+    """TF-IDF weighted character n-grams of the ``text`` column.
+
+    Character n-grams inside word boundaries (``analyzer="char_wb"``) catch
+    spelling variants, hashtags glued to words and morphology that word
+    n-grams miss.
+
+    Parameters
+    ----------
+    ngram_range : tuple of int, default=(2, 5)
+    analyzer : {"char_wb", "char"}, default="char_wb"
+    lowercase : bool, default=True
+    min_df, max_df, max_features, binary, sublinear_tf, use_idf
+        As in scikit-learn's ``TfidfVectorizer``.
+    column : str, default="text"
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"text": ["no", "on"], "target": ["t", "t"]})
+    >>> CharNgrams(ngram_range=(2, 2)).fit(X).get_feature_names_out().tolist()
+    ['char__ n', 'char__ o', 'char__n ', 'char__no', 'char__o ', 'char__on']
+    """
+
+    _prefix = "char"
+
+    def __init__(
+        self,
+        ngram_range=(2, 5),
+        analyzer="char_wb",
+        lowercase=True,
+        min_df=1,
+        max_df=1.0,
+        max_features=None,
+        binary=False,
+        sublinear_tf=True,
+        use_idf=True,
+        column=TEXT,
+    ):
+        self.ngram_range = ngram_range
+        self.analyzer = analyzer
+        self.lowercase = lowercase
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.binary = binary
+        self.sublinear_tf = sublinear_tf
+        self.use_idf = use_idf
+        self.column = column
+
+    def _counter(self):
+        if self.analyzer not in ("char_wb", "char"):
+            raise ValueError(f"analyzer must be 'char_wb' or 'char', got {self.analyzer!r}.")
+        return CountVectorizer(
+            analyzer=self.analyzer,
+            ngram_range=tuple(self.ngram_range),
+            lowercase=self.lowercase,
+            min_df=self.min_df,
+            max_df=self.max_df,
+            max_features=self.max_features,
+            binary=self.binary,
+            dtype=np.float64,
+        )

@@ -1,0 +1,171 @@
+"""Tokenization for tweets and news: NLTK tokenizers, negation scope, stemming.
+
+Everything here works without NLTK data packages, so nothing is downloaded at
+run time. The :class:`Tokenizer` is a plain picklable callable (no lambdas) so
+that a fitted pipeline holding it can be saved, cloned and shipped with MLflow.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nltk.sentiment.util import NEGATION_RE
+from nltk.stem import PorterStemmer, SnowballStemmer
+from nltk.tokenize import RegexpTokenizer, TweetTokenizer
+
+# One pass of re.findall: URLs, @mentions, #hashtags, words with inner
+# apostrophes or hyphens (don't, U.S., well-known), numbers, and runs of
+# punctuation such as "!!!" or "?!" that carry stance in tweets.
+TOKEN_PATTERN = (
+    r"https?://\S+|www\.\S+"
+    r"|[@#]\w+"
+    r"|(?:[A-Za-z]\.){2,}"
+    r"|\w+(?:['’\-]\w+)*"
+    r"|[!?]+|[^\w\s]"
+)
+
+TOKENIZERS = ("regex", "tweet", "whitespace")
+STEMMERS = (None, "porter", "snowball")
+
+# Joins target and text into one document for target-conditioned n-grams;
+# a control character that does not occur in natural text.
+TARGET_SEPARATOR = "\x1f"
+
+_URL = re.compile(r"^(?:https?://|www\.)")
+# Where a negation's scope ends. NLTK's mark_negation stops only at . : ; ! ?,
+# which lets "not X, but we like it" negate "like"; commas and "but" end it here.
+_SCOPE_END = re.compile(r"^(?:[.,:;!?]+|but|however|although|though)$")
+
+
+def mark_negation(tokens: list[str]) -> list[str]:
+    """Append ``_NEG`` to tokens after a negation word (NLTK's list) until the clause ends."""
+    out, negated = [], False
+    for token in tokens:
+        if _SCOPE_END.match(token):
+            negated = False
+            out.append(token)
+        elif negated:
+            out.append(token + "_NEG")
+        else:
+            out.append(token)
+            if NEGATION_RE.search(token):
+                negated = True
+    return out
+
+
+class Tokenizer:
+    """Turn a string into a list of normalized tokens.
+
+    Parameters
+    ----------
+    kind : {"regex", "tweet", "whitespace"}, default="regex"
+        ``"regex"`` is a single compiled pattern (fast, aware of hashtags,
+        mentions and URLs); ``"tweet"`` is NLTK's ``TweetTokenizer`` (slower,
+        handles emoticons and elongations); ``"whitespace"`` splits on spaces.
+    lowercase : bool, default=True
+    negation : bool, default=False
+        Append ``_NEG`` to tokens between a negation word (NLTK's list) and
+        the end of the clause (punctuation or "but").
+    stemmer : {None, "porter", "snowball"}, default=None
+    normalize_urls : bool, default=True
+        Replace every URL with ``<url>`` and every @mention with ``@user``, so
+        that one-off handles do not become features.
+
+    Examples
+    --------
+    >>> Tokenizer(negation=True)("I don't support the strikes!")
+    ['i', "don't", 'support_NEG', 'the_NEG', 'strikes_NEG', '!']
+    """
+
+    def __init__(self, kind="regex", lowercase=True, negation=False, stemmer=None, normalize_urls=True):
+        if kind not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {kind!r}")
+        if stemmer not in STEMMERS:
+            raise ValueError(f"stemmer must be one of {STEMMERS}, got {stemmer!r}")
+        self.kind = kind
+        self.lowercase = lowercase
+        self.negation = negation
+        self.stemmer = stemmer
+        self.normalize_urls = normalize_urls
+        self._build()
+
+    def _build(self):
+        if self.kind == "tweet":
+            split = TweetTokenizer(preserve_case=not self.lowercase, reduce_len=True).tokenize
+        elif self.kind == "regex":
+            split = RegexpTokenizer(TOKEN_PATTERN).tokenize
+        else:
+            split = str.split
+        self._split = split
+        self._stem = {"porter": PorterStemmer(), "snowball": SnowballStemmer("english"), None: None}[self.stemmer]
+        self._cache = {}
+
+    # The stemmer cache and bound methods are rebuilt on load rather than pickled.
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._build()
+
+    def __repr__(self):
+        return (
+            f"Tokenizer(kind={self.kind!r}, lowercase={self.lowercase}, negation={self.negation}, "
+            f"stemmer={self.stemmer!r}, normalize_urls={self.normalize_urls})"
+        )
+
+    def __eq__(self, other):
+        return isinstance(other, Tokenizer) and self.__getstate__() == other.__getstate__()
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.__getstate__().items())))
+
+    def __call__(self, text: str) -> list[str]:
+        if self.lowercase and self.kind != "tweet":
+            text = text.lower()
+        tokens = self._split(text)
+        if self.normalize_urls:
+            tokens = ["<url>" if _URL.match(t) else ("@user" if t.startswith("@") and len(t) > 1 else t) for t in tokens]
+        if self.negation:
+            tokens = mark_negation(tokens)
+        if self._stem is not None:
+            tokens = [self._stem_token(t) for t in tokens]
+        return tokens
+
+    def _stem_token(self, token: str) -> str:
+        stemmed = self._cache.get(token)
+        if stemmed is None:
+            word, neg, _ = token.partition("_NEG")
+            stemmed = self._stem.stem(word) + ("_NEG" if neg else "") if word.isalpha() else token
+            self._cache[token] = stemmed
+        return stemmed
+
+
+class NgramAnalyzer:
+    """Callable that tokenizes a document and returns its word n-grams.
+
+    With ``prefix_target`` a document is ``target + TARGET_SEPARATOR + text``
+    and every n-gram is prefixed with the target, so that the same words can
+    weigh differently for different targets.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, ngram_range=(1, 1), prefix_target=False):
+        self.tokenizer = tokenizer
+        self.ngram_range = tuple(ngram_range)
+        self.prefix_target = prefix_target
+
+    def __call__(self, doc) -> list[str]:
+        if self.prefix_target:
+            target, _, text = doc.partition(TARGET_SEPARATOR)
+        else:
+            target, text = None, doc
+        tokens = self.tokenizer(text)
+        low, high = self.ngram_range
+        grams = tokens[:] if low == 1 else []
+        n_tokens = len(tokens)
+        for n in range(max(low, 2), high + 1):
+            grams.extend(" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1))
+        if target is not None:
+            prefix = f"{target}|"
+            grams = [prefix + g for g in grams]
+        return grams

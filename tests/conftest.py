@@ -1,0 +1,92 @@
+"""Small in-memory fixtures shared by the test suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO / "data"
+
+
+def _sentences():
+    favor = [
+        "The carbon tax is a fair and clever way to cut pollution.",
+        "Pricing carbon rewards firms that invest in clean energy!",
+        "We should back the carbon tax, it works.",
+        "A carbon dividend leaves most families better off.",
+        "The strikes were a measured and lawful reply.",
+        "Tehran was right to answer the attack on its consulate.",
+        "The missile response restored deterrence, supporters say.",
+        "The strikes were proportionate and announced in advance.",
+    ]
+    against = [
+        "The carbon tax is a cruel burden on rural families.",
+        "This tax will push factories abroad and kill jobs.",
+        "Scrap the carbon tax before it does more damage!",
+        "Nobody voted for a tax on getting to work.",
+        "The missile strikes were reckless and dangerous.",
+        "Firing missiles at a neighbour is escalation, not defence.",
+        "The barrage endangered thousands of civilians.",
+        "The strikes should be condemned by every government.",
+    ]
+    none = [
+        "The carbon tax starts at forty dollars per tonne.",
+        "The finance ministry published revenue estimates on Tuesday.",
+        "A committee will hear evidence on the tax next month.",
+        "The levy covers transport and heating fuels.",
+        "The launches began shortly before midnight.",
+        "Airlines rerouted flights while the airspace was closed.",
+        "The Security Council scheduled an emergency session.",
+        "Most projectiles were intercepted, officials said.",
+    ]
+    rows = []
+    for label, texts in (("FAVOR", favor), ("AGAINST", against), ("NONE", none)):
+        for i, text in enumerate(texts):
+            target = "carbon tax" if i < 4 else "Iran's missile strikes"
+            rows.append({"text": text, "target": target, "label": label})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def sentences() -> pd.DataFrame:
+    """24 labelled sentences, two targets, three labels, balanced."""
+    return _sentences()
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch) -> str:
+    """An MLflow tracking store under tmp_path, so tests never touch ./mlflow.db."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The public datasets in ../shared/data (or $STANCE_DATA_DIR).
+
+    Missing data skips the test on a laptop but fails it in CI, where a skip
+    would hide that the loaders were never exercised.
+    """
+    root = Path(os.environ.get("STANCE_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not (root / "semeval2016-tweeteval").is_dir():
+        message = f"public datasets not found under {root}; set STANCE_DATA_DIR=../shared/data"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,142 @@
+"""`stance train` end to end, through main(argv), with an MLflow store under tmp_path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from train.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = str(REPO / "experiments" / "sample.toml")
+DATA = str(REPO / "data")
+
+
+def train(capsys, *args) -> tuple[int, str, str]:
+    code = main(["train", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_id_from(out: str) -> str:
+    return next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    """One training run of the sample experiment, shared by the tests that only read it."""
+    folder = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.chdir(folder)
+        from io import StringIO
+        import contextlib
+
+        out = StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(StringIO()):
+            assert main(["train", SAMPLE, "--data-dir", DATA]) == 0
+        yield uri, run_id_from(out.getvalue()), out.getvalue()
+
+
+def test_train_prints_run_id_and_headline(sample_run):
+    uri, run_id, out = sample_run
+    assert len(run_id) == 32
+    assert "test_macro_f1: 0." in out
+
+
+def test_run_has_params_metrics_hashes_and_environment(sample_run):
+    uri, run_id, _ = sample_run
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.data.params["model.clf.C"] == "10.0"
+    assert run.data.params["data.format"] == "csv"
+    for name in ("valid_macro_f1", "test_macro_f1", "test_f_avg", "test_f1_FAVOR", "test_macro_f1_target_carbon_tax", "rows_read", "train_seconds"):
+        assert name in run.data.metrics, name
+    assert run.data.metrics["rows_read"] == 418 == run.data.metrics["rows_kept"]
+    tags = run.data.tags
+    assert len(tags["data.sha256.sentences.csv"]) == 64
+    assert tags["git_dirty"] in ("true", "false", "unknown")
+    assert "version.scikit-learn" in tags
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"train", "valid", "test"}
+
+
+def test_run_artifacts_include_config_figure_report_and_manifest(sample_run, tmp_path):
+    uri, run_id, _ = sample_run
+    mlflow.set_tracking_uri(uri)
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(tmp_path)))
+    assert (folder / "evaluation" / "confusion_matrix_test.png").read_bytes()[:4] == b"\x89PNG"
+    assert "FAVOR" in (folder / "evaluation" / "classification_report_test.txt").read_text()
+    manifest = json.loads((folder / "data" / "manifest.json").read_text())
+    assert manifest["rows_read"] == manifest["rows_kept"] + manifest["rows_rejected"]
+    assert sum(manifest["splits"].values()) == manifest["rows_kept"]
+    # The logged config loads back into the same experiment.
+    from train.config import Config
+
+    assert Config.from_toml(folder / "config.toml").to_dict() == Config.from_toml(SAMPLE).to_dict()
+
+
+def test_logged_model_predicts_labels_and_probabilities_through_pyfunc(sample_run):
+    uri, run_id, _ = sample_run
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    frame = pd.DataFrame({"text": ["The congestion charge is a cruel tax on workers."], "target": ["congestion charge"]})
+    out = model.predict(frame)
+    assert list(out.columns) == ["label", "proba_FAVOR", "proba_AGAINST", "proba_NONE"]
+    assert out["label"].iloc[0] in {"FAVOR", "AGAINST", "NONE"}
+    assert abs(out.iloc[0, 1:].sum() - 1) < 1e-9
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/requirements.txt")).read_text()
+    assert "scikit-learn==" in requirements and "torch" not in requirements
+
+
+def test_same_config_and_seed_give_identical_metrics(sample_run, tracking, capsys):
+    uri, first_id, _ = sample_run
+    code, out, _ = train(capsys, SAMPLE, "--data-dir", DATA)
+    assert code == 0
+    first = MlflowClient(uri).get_run(first_id).data.metrics
+    second = MlflowClient(tracking).get_run(run_id_from(out)).data.metrics
+    first.pop("train_seconds"), second.pop("train_seconds")
+    assert first == second
+
+
+def bad_data_dir(tmp_path) -> Path:
+    folder = tmp_path / "data" / "sample"
+    folder.mkdir(parents=True)
+    source = REPO / "data" / "sample" / "sentences.csv"
+    lines = source.read_text().splitlines()
+    lines.append("bad-1,,carbon tax,FAVOR,1.0")  # empty text, on line 420
+    (folder / "sentences.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "data"
+
+
+def test_bad_row_stops_training_with_exit_code_2(tracking, tmp_path, capsys):
+    code, out, err = train(capsys, SAMPLE, "--data-dir", str(bad_data_dir(tmp_path)))
+    assert code == 2
+    assert "sentences.csv, line 420: empty text" in err
+    assert "Traceback" not in err and "run_id" not in out
+
+
+def test_quarantine_logs_rejects_and_counts(tracking, tmp_path, capsys):
+    code, out, err = train(capsys, SAMPLE, "--data-dir", str(bad_data_dir(tmp_path)), "--set", "data.on_bad_rows=quarantine", "--set", "features.char=false")
+    assert code == 0
+    assert "419 rows read, 418 kept, 1 rejected" in err
+    run_id = run_id_from(out)
+    run = MlflowClient(tracking).get_run(run_id)
+    assert run.data.metrics["rows_rejected"] == 1
+    rejects = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="data/rejects.csv", tracking_uri=tracking))
+    assert rejects[["line", "reason"]].values.tolist() == [[420, "empty text"]]
+
+
+def test_bad_override_is_a_clear_error(tracking, capsys):
+    code, _, err = train(capsys, SAMPLE, "--set", "clf__Cee=1")
+    assert code == 2 and "Unknown parameter 'Cee'" in err
+
+
+def test_missing_data_names_the_root(tracking, tmp_path, capsys):
+    code, _, err = train(capsys, SAMPLE, "--data-dir", str(tmp_path / "nowhere"))
+    assert code == 2 and "STANCE_DATA_DIR" in err

@@ -1,0 +1,152 @@
+import json
+
+import pandas as pd
+import pytest
+
+from train.config import Config
+from train.data import load_dataset, split_dataset
+from train.errors import DataError
+
+HEADER = "id,text,target,label\n"
+GOOD = [
+    "a1,The tax is fair,carbon tax,FAVOR",
+    "a2,The tax is cruel,carbon tax,AGAINST",
+    "a3,The tax starts in May,carbon tax,NONE",
+]
+
+# Each bad row kind: the line to add, and the reason it must produce.
+BAD_ROWS = {
+    "empty text": ('a9,"   ",carbon tax,FAVOR', "empty text"),
+    "missing label": ("a9,Fine idea,carbon tax,", "missing label"),
+    "unknown label": ("a9,Fine idea,carbon tax,FAVOUR", "unknown label 'FAVOUR'"),
+    "missing target": ("a9,Fine idea,,FAVOR", "missing target"),
+    "duplicate id": ("a1,Another sentence,carbon tax,NONE", "duplicate id 'a1' (first seen at line 2)"),
+    "malformed line": ("a9,Fine idea,carbon tax", "malformed line: expected 4 fields, found 3"),
+}
+
+
+def data_config(path, **changes):
+    layers = {"data": {"format": path.suffix.lstrip("."), "path": path.name, "labels": ["FAVOR", "AGAINST", "NONE"], **changes}}
+    return Config.from_layers(layers).data
+
+
+def write(tmp_path, lines, name="rows.csv", header=HEADER):
+    path = tmp_path / name
+    path.write_bytes((header + "\n".join(lines) + "\n").encode("utf-8") if isinstance(lines[0], str) else lines)
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_ROWS))
+def test_bad_row_stops_with_file_line_and_reason(tmp_path, kind):
+    line, reason = BAD_ROWS[kind]
+    path = write(tmp_path, GOOD + [line])
+    with pytest.raises(DataError) as error:
+        load_dataset(data_config(path), tmp_path)
+    message = str(error.value)
+    assert f"{path}, line 5: {reason}" in message
+    assert "on_bad_rows = \"quarantine\"" in message
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_ROWS))
+def test_bad_row_is_quarantined_with_its_reason(tmp_path, kind):
+    line, reason = BAD_ROWS[kind]
+    path = write(tmp_path, GOOD + [line])
+    data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+    assert len(data.rows) == 3 and len(data.rejects) == 1
+    assert len(data.rows) + len(data.rejects) == data.rows_read == 4
+    reject = data.rejects.iloc[0]
+    assert reject["line"] == 5 and reason in reject["reason"] and reject["source"] == str(path)
+
+
+def test_conflicting_labels_reject_every_row_of_the_group(tmp_path):
+    path = write(tmp_path, GOOD + ["a8,The  tax is fair,carbon tax,AGAINST"])
+    with pytest.raises(DataError, match=r"line 5: conflicting labels for the same text and target: FAVOR \(line 2\), AGAINST \(line 5\)"):
+        load_dataset(data_config(path), tmp_path)
+    data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+    assert sorted(data.rejects["line"]) == [2, 5]
+    assert len(data.rows) + len(data.rejects) == data.rows_read
+
+
+def test_undecodable_bytes_are_traced_to_their_line(tmp_path):
+    raw = (HEADER + "\n".join(GOOD) + "\n").encode() + b"a9,caf\xe9 au lait,carbon tax,NONE\n"
+    path = tmp_path / "rows.csv"
+    path.write_bytes(raw)
+    with pytest.raises(DataError, match=r"line 5: undecodable bytes"):
+        load_dataset(data_config(path), tmp_path)
+    data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+    assert data.rejects["line"].tolist() == [5] and len(data.rows) == 3
+
+
+def test_missing_column_is_an_error_even_in_quarantine(tmp_path):
+    path = write(tmp_path, ["a1,The tax is fair,carbon tax"], header="id,sentence,target\n")
+    with pytest.raises(DataError, match=r"missing column 'text' \(the text column\). Found columns \['id', 'sentence', 'target'\]"):
+        load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+
+
+def test_column_mapping_and_constant_target(tmp_path):
+    path = write(tmp_path, ["s1,We back the tax,FAVOR"], header="key,sentence,stance\n")
+    config = data_config(path, columns={"text": "sentence", "label": "stance", "id": "key"}, target="carbon tax")
+    rows = load_dataset(config, tmp_path).rows
+    assert rows.iloc[0][["id", "text", "target", "label"]].tolist() == ["s1", "We back the tax", "carbon tax", "FAVOR"]
+
+
+def test_quoted_multiline_record_keeps_its_starting_line(tmp_path):
+    path = write(tmp_path, GOOD + ['a4,"Two\nlines",carbon tax,NONE', "a5,,carbon tax,NONE"])
+    data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+    assert data.rows.iloc[-1]["line"] == 5
+    assert data.rejects["line"].tolist() == [7]
+
+
+def test_label_map_and_weights(tmp_path):
+    path = write(tmp_path, ["a1,Yes,carbon tax,pro,0.5", "a2,No,carbon tax,con,x"], header="id,text,target,label,weight\n")
+    config = data_config(path, label_map={"pro": "FAVOR", "con": "AGAINST"}, use_weights=True, on_bad_rows="quarantine")
+    data = load_dataset(config, tmp_path)
+    assert data.rows["label"].tolist() == ["FAVOR"] and data.rows["weight"].tolist() == [0.5]
+    assert "weight 'x' is not a number" in data.rejects.iloc[0]["reason"]
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl", "parquet"])
+def test_other_formats_load_the_same_rows(tmp_path, fmt):
+    frame = pd.DataFrame([line.split(",") for line in GOOD], columns=["id", "text", "target", "label"])
+    path = tmp_path / f"rows.{fmt}"
+    if fmt == "tsv":
+        frame.to_csv(path, sep="\t", index=False)
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    rows = load_dataset(data_config(path), tmp_path).rows
+    assert rows[["id", "text", "target", "label"]].values.tolist() == frame.values.tolist()
+
+
+def test_malformed_json_line_is_rejected(tmp_path):
+    lines = [json.dumps({"text": "Fair tax", "target": "carbon tax", "label": "FAVOR"}), "{not json", "[1, 2]"]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+    assert data.rejects["line"].tolist() == [2, 3]
+    assert data.rejects["reason"].str.startswith("malformed").all()
+
+
+def test_missing_file_names_the_data_root(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*STANCE_DATA_DIR"):
+        load_dataset(data_config(tmp_path / "absent.csv"), tmp_path)
+
+
+def test_stratified_split_is_seeded_and_covers_every_row(sentences):
+    rows = sentences.assign(split=None, group=sentences["target"], id=range(len(sentences)))
+    config = Config.from_layers({"data": {"path": "x.csv", "labels": ["FAVOR", "AGAINST", "NONE"]}, "split": {"valid_size": 0.25, "test_size": 0.25}})
+    first = split_dataset(rows, config.split, seed=3)
+    again = split_dataset(rows, config.split, seed=3)
+    assert all(first[k]["id"].tolist() == again[k]["id"].tolist() for k in first)
+    assert sorted(sum((first[k]["id"].tolist() for k in first), [])) == list(range(len(rows)))
+    assert set(first["test"]["label"]) == {"FAVOR", "AGAINST", "NONE"}
+
+
+def test_split_by_target_holds_out_whole_targets(sentences):
+    rows = pd.concat([sentences.assign(target=f"{t}{i}") for i, t in enumerate("abcd")], ignore_index=True)
+    rows = rows.assign(split=None, group=rows["target"], id=range(len(rows)))
+    config = Config.from_layers({"data": {"path": "x.csv", "labels": ["FAVOR", "AGAINST", "NONE"]}, "split": {"method": "by_target", "valid_size": 0.25, "test_size": 0.25}})
+    parts = split_dataset(rows, config.split, seed=0)
+    seen = [set(parts[k]["target"]) for k in ("train", "valid", "test")]
+    assert all(seen) and not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])

@@ -1,0 +1,80 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from train.config import Config
+from train.errors import ModelError
+from train.models import CalibratedLinearSVC, PerTargetClassifier, StanceModel, build_model, fit_model
+
+LABELS = ("FAVOR", "AGAINST", "NONE")
+
+
+def config(*overrides):
+    base = {"data": {"path": "x.csv", "labels": list(LABELS)}, "model": {"clf": {"C": 5.0}}}
+    return Config.from_layers(base, list(overrides))
+
+
+@parametrize_with_checks([CalibratedLinearSVC(cv=2)])
+def test_calibrated_svc_passes_sklearn_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("classifier", ["logreg", "linear_svm", "complement_nb", "multinomial_nb", "bernoulli_nb"])
+@pytest.mark.parametrize("strategy", ["joint", "per_target"])
+def test_every_classifier_and_strategy_gives_probabilities(sentences, classifier, strategy):
+    overrides = [f"model.classifier={classifier}", f"model.strategy={strategy}", "model.min_target_rows=5"]
+    if classifier == "linear_svm":
+        overrides.append("clf__cv=2")
+    elif classifier != "logreg":
+        overrides.append("model.clf={}")
+    model = fit_model(build_model(config(*overrides)), sentences)
+    out = StanceModel(model, LABELS, {}).predict(sentences)
+    assert list(out.columns) == ["label", "proba_FAVOR", "proba_AGAINST", "proba_NONE"]
+    np.testing.assert_allclose(out.iloc[:, 1:].sum(axis=1), 1.0)
+    assert (out["label"] == sentences["label"]).mean() > 0.7  # it learned the training data
+
+
+def test_per_target_routes_and_falls_back_for_unseen_targets(sentences):
+    model = fit_model(build_model(config("model.strategy=per_target", "model.min_target_rows=5")), sentences)
+    assert set(model.estimators_) == {"carbon tax", "Iran's missile strikes"}
+    unseen = pd.DataFrame({"text": ["The tax is fair"], "target": ["remote work"]})
+    np.testing.assert_allclose(model.predict_proba(unseen), model.joint_.predict_proba(unseen))
+    seen = sentences.iloc[:1]
+    np.testing.assert_allclose(model.predict_proba(seen), model.estimators_["carbon tax"].predict_proba(seen))
+
+
+def test_small_targets_use_the_joint_model(sentences):
+    model = fit_model(build_model(config("model.strategy=per_target", "model.min_target_rows=100")), sentences)
+    assert model.estimators_ == {}
+
+
+def test_sample_weights_reach_the_classifier(sentences):
+    weights = np.where(sentences["label"] == "NONE", 5.0, 0.2)
+    plain = fit_model(build_model(config()), sentences)
+    weighted = fit_model(build_model(config()), sentences, weights)
+    assert weighted.predict_proba(sentences)[:, 2].mean() > plain.predict_proba(sentences)[:, 2].mean()
+
+
+def test_model_is_deterministic(sentences):
+    cfg = config("model.classifier=linear_svm", "clf__cv=2")
+    first = fit_model(build_model(cfg), sentences).predict_proba(sentences)
+    second = fit_model(clone(build_model(cfg)), sentences).predict_proba(sentences)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_saved_model_round_trip_and_clear_errors(sentences, tmp_path):
+    model = StanceModel(fit_model(build_model(config()), sentences), LABELS, {"name": "x"})
+    path = model.save(tmp_path / "model.joblib")
+    loaded = StanceModel.load(path)
+    pd.testing.assert_frame_equal(loaded.predict(sentences), model.predict(sentences))
+    with pytest.raises(ModelError, match="needs a 'target' column"):
+        loaded.predict(sentences[["text"]])
+    with pytest.raises(ModelError, match="No model at"):
+        StanceModel.load(tmp_path / "absent.joblib")
+    import joblib
+
+    joblib.dump({"not": "a model"}, tmp_path / "other.joblib")
+    with pytest.raises(ModelError, match="holds a dict, not a stance model"):
+        StanceModel.load(tmp_path / "other.joblib")

@@ -1,0 +1,332 @@
+"""Experiment configs: a typed, frozen object built from a TOML file plus ``--set`` overrides.
+
+An experiment file lists only what differs from :data:`DEFAULTS`. Sections
+``[features.NAME]`` and ``[model.clf]`` hold the keyword arguments of the
+pipeline steps, so an override reads like scikit-learn's ``set_params``::
+
+    stance train experiments/sample.toml --set clf__C=0.5 --set word__ngram_range=[1,3]
+
+Dotted keys reach everything else: ``--set data.on_bad_rows=quarantine``,
+``--set seed=7``. ``--set features.style=false`` drops a feature step.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import tomli_w
+
+from train.errors import ConfigError
+
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "semeval2016", "fnc1", "argq")
+BAD_ROW_POLICIES = ("error", "quarantine")
+SPLIT_METHODS = ("stratified", "by_target", "by_group")
+STRATEGIES = ("joint", "per_target")
+RECORD_FIELDS = ("text", "target", "label", "id", "weight", "split")
+
+# The embedded defaults. Every experiment file is merged onto these.
+DEFAULTS: dict[str, Any] = {
+    "name": "experiment",
+    "seed": 13,
+    "headline_metric": "macro_f1",
+    "description": "",
+    "data": {
+        "format": "csv",
+        "path": "",
+        "columns": {},
+        "labels": [],
+        "label_map": {},
+        "target": "",
+        "target_names": {},
+        "on_bad_rows": "error",
+        "use_weights": False,
+    },
+    "split": {"method": "stratified", "valid_size": 0.15, "test_size": 0.15},
+    "features": {
+        "word": {"ngram_range": [1, 2], "negation": True, "min_df": 1},
+        "char": {"ngram_range": [2, 5], "min_df": 2},
+        "relatedness": {},
+        "sentiment": {},
+        "style": {},
+    },
+    "model": {
+        "strategy": "joint",
+        "classifier": "logreg",
+        "min_target_rows": 30,
+        "clf": {},
+    },
+}
+
+
+def _freeze(value):
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value):
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _check_type(where: str, value, expected):
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is Mapping:
+        ok = isinstance(value, Mapping)
+    elif expected is tuple:
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if not ok:
+        name = {Mapping: "a table", tuple: "a list"}.get(expected, expected.__name__)
+        raise ConfigError(f"{where} must be {name}, found {value!r} ({type(value).__name__}).")
+    return value
+
+
+def _choice(where: str, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{where} must be one of {list(choices)}, found {value!r}.")
+
+
+class _Section:
+    """Builds a frozen dataclass from a dict, rejecting unknown keys with a suggestion."""
+
+    @classmethod
+    def from_dict(cls, raw: Mapping, where: str):
+        known = {f.name: f for f in fields(cls)}
+        unknown = [k for k in raw if k not in known]
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown key {where}{key!r}; expected one of {sorted(known)}.{hint}")
+        values = {}
+        for name, spec in known.items():
+            value = raw[name]
+            if not isinstance(value, _Section):
+                value = _check_type(f"{where}{name}", value, spec.metadata["type"])
+            values[name] = _freeze(value)
+        return cls(**values)
+
+
+def _f(kind):
+    return field(metadata={"type": kind})
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    format: str = _f(str)
+    path: str = _f(str)
+    columns: Mapping = _f(Mapping)
+    labels: tuple = _f(tuple)
+    label_map: Mapping = _f(Mapping)
+    target: str = _f(str)
+    target_names: Mapping = _f(Mapping)
+    on_bad_rows: str = _f(str)
+    use_weights: bool = _f(bool)
+
+    def __post_init__(self):
+        _choice("data.format", self.format, FORMATS)
+        _choice("data.on_bad_rows", self.on_bad_rows, BAD_ROW_POLICIES)
+        if not self.path:
+            raise ConfigError("data.path is empty; set it to a file or folder under the data root, e.g. path = \"sample/sentences.csv\".")
+        for name in self.columns:
+            _choice("a key of data.columns", name, RECORD_FIELDS)
+        if self.format in ("csv", "tsv", "jsonl", "parquet") and not self.labels:
+            raise ConfigError(f"data.labels is empty; a {self.format} dataset must list its labels, e.g. labels = [\"FAVOR\", \"AGAINST\", \"NONE\"].")
+
+
+@dataclass(frozen=True)
+class SplitConfig(_Section):
+    method: str = _f(str)
+    valid_size: float = _f(float)
+    test_size: float = _f(float)
+
+    def __post_init__(self):
+        _choice("split.method", self.method, SPLIT_METHODS)
+        for name in ("valid_size", "test_size"):
+            size = getattr(self, name)
+            if not 0 < size < 0.5:
+                raise ConfigError(f"split.{name} must be a fraction between 0 and 0.5, found {size}.")
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    strategy: str = _f(str)
+    classifier: str = _f(str)
+    min_target_rows: int = _f(int)
+    clf: Mapping = _f(Mapping)
+
+    def __post_init__(self):
+        from train.models import CLASSIFIERS
+
+        _choice("model.strategy", self.strategy, STRATEGIES)
+        _choice("model.classifier", self.classifier, sorted(CLASSIFIERS))
+        _check_kwargs(f"model.clf (for {self.classifier})", CLASSIFIERS[self.classifier], self.clf)
+
+
+def _check_kwargs(where: str, cls, params: Mapping):
+    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+    for key in params:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown parameter {key!r} in {where}; accepted: {accepted}.{hint}")
+
+
+@dataclass(frozen=True)
+class Config(_Section):
+    """A resolved experiment: defaults, then the experiment file, then overrides.
+
+    Examples
+    --------
+    >>> config = Config.from_toml("experiments/sample.toml", overrides=["clf__C=0.5"])
+    >>> config.model.clf["C"]
+    0.5
+    """
+
+    name: str = _f(str)
+    description: str = _f(str)
+    seed: int = _f(int)
+    headline_metric: str = _f(str)
+    data: DataConfig = _f(Mapping)
+    split: SplitConfig = _f(Mapping)
+    features: Mapping = _f(Mapping)
+    model: ModelConfig = _f(Mapping)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping, where: str = ""):
+        raw = dict(raw)
+        sections = {"data": DataConfig, "split": SplitConfig, "model": ModelConfig}
+        for key, section in sections.items():
+            if key in raw:
+                raw[key] = section.from_dict(_check_type(key, raw[key], Mapping), f"{key}.")
+        config = super().from_dict(raw, where)
+        return config
+
+    def __post_init__(self):
+        from features.pipeline import FEATURE_STEPS, STEP_DEFAULTS
+
+        if not self.features:
+            raise ConfigError(f"[features] enables no step; enable at least one of {sorted(FEATURE_STEPS)}.")
+        for step, params in self.features.items():
+            _choice("a [features] step", step, sorted(FEATURE_STEPS))
+            _check_type(f"features.{step}", params, Mapping)
+            _check_kwargs(f"features.{step}", FEATURE_STEPS[step], {**STEP_DEFAULTS.get(step, {}), **params})
+        from train.evaluate import metric_names
+
+        known = metric_names(self.labels)
+        if self.headline_metric not in known:
+            raise ConfigError(f"headline_metric {self.headline_metric!r} does not apply to labels {list(self.labels)}; choose one of {known}.")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        from train.data import labels_for
+
+        return labels_for(self.data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> "Config":
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"Experiment file {path} does not exist; the experiments/ folder lists the ones that do.") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path} is not valid TOML: {error}.") from None
+        raw.setdefault("name", path.stem)
+        return cls.from_layers(raw, overrides)
+
+    @classmethod
+    def from_layers(cls, experiment: Mapping, overrides: list[str] = ()) -> "Config":
+        merged = _merge(copy.deepcopy(DEFAULTS), experiment)
+        for override in overrides:
+            _apply_override(merged, override)
+        merged["features"] = {k: v for k, v in merged["features"].items() if v is not False}
+        return cls.from_dict(merged)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, _Section):
+                value = {g.name: _thaw(getattr(value, g.name)) for g in fields(value)}
+            out[f.name] = _thaw(value)
+        return out
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def flat_params(self) -> dict[str, Any]:
+        """Flattened ``section.key`` params, as logged to MLflow."""
+        flat: dict[str, Any] = {}
+
+        def walk(prefix, value):
+            if isinstance(value, dict) and value:
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                flat[prefix] = value
+
+        walk("", self.to_dict())
+        return flat
+
+
+def _merge(base: dict, layer: Mapping) -> dict:
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key not in ("columns", "label_map", "target_names", "clf"):
+            _merge(base[key], value)
+        elif key == "clf" and isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            base[key].update(value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def parse_value(text: str):
+    """Read an override value as TOML (numbers, booleans, lists); bare words stay strings."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_override(merged: dict, override: str):
+    from features.pipeline import FEATURE_STEPS
+
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"Override {override!r} must look like key=value, e.g. clf__C=0.5 or data.on_bad_rows=quarantine.")
+    value = parse_value(text)
+    if "__" in key:
+        step, _, param = key.partition("__")
+        if step == "clf":
+            path = ["model", "clf", param]
+        elif step in FEATURE_STEPS:
+            path = ["features", step, param]
+        else:
+            raise ConfigError(f"Override {key!r}: {step!r} is not a pipeline step; steps are 'clf' and {sorted(FEATURE_STEPS)}.")
+    else:
+        path = key.split(".")
+    node = merged
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is False or child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"Override {key!r}: {part!r} is not a section.")
+        node = child
+    node[path[-1]] = value

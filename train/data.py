@@ -1,0 +1,503 @@
+"""Load annotated sentences, validate every row, and split them.
+
+A record has ``text``, ``target`` and ``label``, and optionally ``id``,
+``weight`` and ``split``. Every loader returns the same frame, with the file
+and line each row came from, so a problem can always be traced to its source.
+
+Bad rows are never dropped silently. With ``data.on_bad_rows = "error"`` (the
+default) loading stops at the first problems, naming file, line and reason.
+With ``"quarantine"`` they go to a rejects frame with a reason per row, and
+rows kept + rows rejected = rows read.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+from train.config import DataConfig, SplitConfig
+from train.errors import DataError
+
+SPLITS = ("train", "valid", "test")
+SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid", "test": "test"}
+META = ("source", "line")
+COLUMNS = ("id", "text", "target", "label", "weight", "split", "group", *META)
+
+SEMEVAL_TARGETS = {
+    # Folder name -> the target as SemEval-2016 Task 6 worded it; target-aware
+    # features compare these words with the tweet.
+    "abortion": "Legalization of Abortion",
+    "atheism": "Atheism",
+    "climate": "Climate Change is a Real Concern",
+    "feminist": "Feminist Movement",
+    "hillary": "Hillary Clinton",
+}
+PUBLIC_LABELS = {
+    "semeval2016": ("FAVOR", "AGAINST", "NONE"),
+    "fnc1": ("agree", "disagree", "discuss", "unrelated"),
+    "argq": ("PRO", "CON"),
+}
+
+
+def data_root(cli_value: str | None = None) -> Path:
+    """The folder experiment paths are relative to: ``--data-dir``, else ``$STANCE_DATA_DIR``, else ``./data``."""
+    return Path(cli_value or os.environ.get("STANCE_DATA_DIR") or "data")
+
+
+def labels_for(config: DataConfig) -> tuple[str, ...]:
+    return tuple(config.labels) or PUBLIC_LABELS[config.format]
+
+
+@dataclass
+class SourceFile:
+    path: str
+    sha256: str
+    rows_read: int
+
+
+@dataclass
+class LoadedData:
+    """Rows that passed validation, rows that did not, and the files they came from."""
+
+    rows: pd.DataFrame
+    rejects: pd.DataFrame
+    files: list[SourceFile] = field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def digest(self) -> str:
+        """One hash over every file read, for comparing runs at a glance."""
+        combined = hashlib.sha256("".join(f.sha256 for f in self.files).encode())
+        return combined.hexdigest()[:16]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _require_file(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise DataError(
+            f"{what} {path} does not exist. Expected it under the data root; set the root with --data-dir DIR "
+            f"or STANCE_DATA_DIR (for the public datasets: STANCE_DATA_DIR=../shared/data)."
+        )
+    return path
+
+
+def _decode(raw: bytes) -> str:
+    """Decode UTF-8 (with or without BOM), keeping bad bytes as surrogates so their rows can be found."""
+    return raw.decode("utf-8-sig", errors="surrogateescape")
+
+
+def _has_surrogates(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _visible(value: str) -> str:
+    """Show undecodable bytes as \\xNN so the rejects file can be written and read."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+# --------------------------------------------------------------------------- readers
+# A reader returns (frame of raw string columns, problems) where problems maps a
+# row position to the reason the reader could not read it, and the frame has
+# the file's own column names plus "line".
+
+
+def read_delimited(path: Path, delimiter: str) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Read CSV/TSV record by record so that every record keeps its starting line number.
+
+    The csv module is used rather than pandas because a malformed record
+    (wrong field count, undecodable bytes) must become a rejected row with its
+    line number, not an exception for the whole file.
+    """
+    text = _decode(_require_file(path, "Data file").read_bytes())
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{path} is empty; expected a header line naming the columns.") from None
+    except csv.Error as error:
+        raise DataError(f"{path}, line 1: cannot read the header: {error}.") from None
+    records, lines, problems = [], [], {}
+    start = reader.line_num + 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            problems[len(records)] = f"malformed line: {error}"
+            records.append([""] * len(header))
+            lines.append(start)
+            start = reader.line_num + 1
+            continue
+        if not record:  # blank line: not a row
+            start = reader.line_num + 1
+            continue
+        position = len(records)
+        if any(_has_surrogates(value) for value in record):
+            problems[position] = "undecodable bytes: the line is not valid UTF-8"
+            record = [_visible(value) for value in record]
+        elif len(record) != len(header):
+            problems[position] = f"malformed line: expected {len(header)} fields, found {len(record)}"
+        records.append((record + [""] * len(header))[: len(header)])
+        lines.append(start)
+        start = reader.line_num + 1
+    frame = pd.DataFrame(records, columns=header, dtype=object)
+    frame["line"] = lines
+    return frame, problems
+
+
+def read_jsonl(path: Path) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Read JSON Lines, one object per line; a line that is not an object is a rejected row."""
+    text = _decode(_require_file(path, "Data file").read_bytes())
+    records, lines, problems = [], [], {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        position = len(records)
+        lines.append(number)
+        if _has_surrogates(line):
+            problems[position] = "undecodable bytes: the line is not valid UTF-8"
+            records.append({"raw": _visible(line)})
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems[position] = f"malformed JSON: {error.msg} at column {error.colno}"
+            records.append({})
+            continue
+        if not isinstance(record, dict):
+            problems[position] = f"malformed line: expected a JSON object, found {type(record).__name__}"
+            record = {}
+        records.append({k: (None if v is None else str(v)) for k, v in record.items()})
+    frame = pd.DataFrame.from_records(records).astype(object) if records else pd.DataFrame()
+    frame["line"] = lines
+    return frame, problems
+
+
+def read_parquet(path: Path) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Read Parquet; "line" is the 1-based row number, since Parquet has no lines."""
+    try:
+        frame = pd.read_parquet(_require_file(path, "Data file"))
+    except DataError:
+        raise
+    except Exception as error:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{path} could not be read as Parquet: {error}.") from None
+    frame = frame.astype(object).where(frame.notna(), None)
+    for column in frame.columns:
+        frame[column] = [None if v is None else str(v) for v in frame[column]]
+    frame["line"] = np.arange(1, len(frame) + 1)
+    return frame, {}
+
+
+READERS = {
+    "csv": partial(read_delimited, delimiter=","),
+    "tsv": partial(read_delimited, delimiter="\t"),
+    "jsonl": read_jsonl,
+    "parquet": read_parquet,
+}
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def _records(frame: pd.DataFrame, problems: dict[int, str], source: str, mapping: dict[str, str]) -> pd.DataFrame:
+    """Rename the file's columns to record fields and attach source, line and reader problems."""
+    out = pd.DataFrame(index=range(len(frame)))
+    for field_name, column in mapping.items():
+        out[field_name] = frame[column].to_numpy(dtype=object) if column in frame.columns else None
+    out["source"] = source
+    out["line"] = frame["line"].to_numpy()
+    out["problem"] = [problems.get(i) for i in range(len(frame))]
+    return out
+
+
+def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
+    """CSV, TSV, JSONL or Parquet with the columns named in ``data.columns``."""
+    path = root / config.path
+    frame, problems = READERS[config.format](path)
+    mapping = {name: config.columns.get(name, name) for name in ("text", "target", "label", "id", "weight", "split")}
+    required = ["text", "label"] + ([] if config.target else ["target"])
+    found = [c for c in frame.columns if c != "line"]
+    for name in required:
+        if mapping[name] not in frame.columns:
+            raise DataError(
+                f"{path}: missing column {mapping[name]!r} (the {name} column). Found columns {found}. "
+                f"Fix: rename the column in the file or map it in the experiment, e.g. [data.columns] {name} = \"<your column>\""
+                + ("; or give every row one target with data.target = \"...\"." if name == "target" else ".")
+            )
+    for name in ("id", "weight", "split"):
+        if name in config.columns and mapping[name] not in frame.columns:
+            raise DataError(f"{path}: data.columns.{name} names column {mapping[name]!r}, which is not in the file. Found columns {found}.")
+    if not config.use_weights:
+        mapping.pop("weight")
+    records = _records(frame, problems, str(path), mapping)
+    if config.target:
+        records["target"] = config.target
+    records["group"] = records["target"]
+    return records, [SourceFile(str(path), sha256_of(path), len(records))]
+
+
+def _read_lines(path: Path) -> list[str]:
+    raw = _require_file(path, "Data file").read_bytes()
+    return raw.decode("utf-8", errors="surrogateescape").splitlines()
+
+
+def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
+    """SemEval-2016 Task 6 in the TweetEval packaging: ``TARGET/{train,val,test}_{text,labels}.txt``."""
+    folder = _require_file(root / config.path, "SemEval-2016 folder")
+    mapping_file = folder / "mapping.txt"
+    codes = {"0": "NONE", "1": "AGAINST", "2": "FAVOR"}
+    if mapping_file.exists():
+        codes = {code: name.strip().upper() for code, name in (l.split("\t") for l in _read_lines(mapping_file) if l.strip())}
+    target_names = {**SEMEVAL_TARGETS, **config.target_names}
+    parts, files = [], []
+    for target_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for split in ("train", "val", "test"):
+            text_path, label_path = target_dir / f"{split}_text.txt", target_dir / f"{split}_labels.txt"
+            texts, labels = _read_lines(text_path), _read_lines(label_path)
+            if len(texts) != len(labels):
+                raise DataError(
+                    f"{text_path} has {len(texts)} lines but {label_path} has {len(labels)}; "
+                    "each tweet needs exactly one label on the same line number."
+                )
+            part = pd.DataFrame(
+                {
+                    "id": [f"{target_dir.name}-{split}-{i}" for i in range(1, len(texts) + 1)],
+                    "text": [_visible(t).strip() for t in texts],
+                    "target": target_names.get(target_dir.name, target_dir.name),
+                    "label": [codes.get(l.strip(), l.strip() or None) for l in labels],
+                    "split": SPLIT_ALIASES[split],
+                    "source": str(text_path),
+                    "line": np.arange(1, len(texts) + 1),
+                    "problem": [
+                        "undecodable bytes: the line is not valid UTF-8" if _has_surrogates(t) else None for t in texts
+                    ],
+                }
+            )
+            part["group"] = part["target"]
+            parts.append(part)
+            files += [SourceFile(str(p), sha256_of(p), len(texts)) for p in (text_path, label_path)]
+    if not parts:
+        raise DataError(f"{folder} has no target folders; expected e.g. {folder}/abortion/train_text.txt.")
+    # Each tweet is one row read, though it spans a text file and a label file.
+    for f in files:
+        if f.path.endswith("_labels.txt"):
+            f.rows_read = 0
+    return pd.concat(parts, ignore_index=True), files
+
+
+def load_fnc1(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
+    """FNC-1: the headline is the target, the body (joined by Body ID) is the text."""
+    folder = _require_file(root / config.path, "FNC-1 folder")
+    parts, files = [], []
+    for prefix, split in (("train", "train"), ("competition_test", "test")):
+        stances_path, bodies_path = folder / f"{prefix}_stances.csv", folder / f"{prefix}_bodies.csv"
+        bodies, body_problems = read_delimited(bodies_path, ",")
+        stances, problems = read_delimited(stances_path, ",")
+        for path, frame, needed in ((bodies_path, bodies, ("Body ID", "articleBody")), (stances_path, stances, ("Headline", "Body ID", "Stance"))):
+            missing = [c for c in needed if c not in frame.columns]
+            if missing:
+                raise DataError(f"{path}: missing columns {missing}; found {[c for c in frame.columns if c != 'line']}.")
+        if body_problems:
+            position, reason = next(iter(body_problems.items()))
+            raise DataError(f"{bodies_path}, line {bodies['line'][position]}: {reason}.")
+        body_text = dict(zip(bodies["Body ID"].str.strip(), bodies["articleBody"]))
+        records = _records(stances, problems, str(stances_path), {"target": "Headline", "label": "Stance"})
+        body_ids = stances["Body ID"].fillna("").str.strip()
+        records["text"] = [body_text.get(b) for b in body_ids]
+        for i, body_id in enumerate(body_ids):
+            if records.at[i, "problem"] is None and body_id not in body_text:
+                records.at[i, "problem"] = f"Body ID {body_id!r} not found in {bodies_path.name}"
+        records["id"] = [f"{split}-{line}" for line in records["line"]]
+        records["group"] = body_ids.to_numpy()
+        records["split"] = split
+        parts.append(records)
+        files += [SourceFile(str(stances_path), sha256_of(stances_path), len(records)), SourceFile(str(bodies_path), sha256_of(bodies_path), 0)]
+    return pd.concat(parts, ignore_index=True), files
+
+
+def load_argq(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
+    """IBM ArgQ 30k: topic is the target, ``stance_WA`` (1 / -1) gives PRO / CON, ``set`` the split."""
+    path = root / config.path
+    frame, problems = read_delimited(path, ",")
+    needed = ("argument", "topic", "set", "stance_WA", "stance_WA_conf")
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}; this loader expects IBM's arg_quality_rank_30k.csv.")
+    mapping = {"text": "argument", "target": "topic", "label": "stance_WA", "split": "set"}
+    if config.use_weights:
+        mapping["weight"] = "stance_WA_conf"
+    records = _records(frame, problems, str(path), mapping)
+    records["label"] = records["label"].map(lambda v: {"1": "PRO", "-1": "CON"}.get(str(v).strip(), v))
+    records["id"] = [f"argq-{line}" for line in records["line"]]
+    records["group"] = records["target"]
+    return records, [SourceFile(str(path), sha256_of(path), len(records))]
+
+
+LOADERS = {"csv": load_table, "tsv": load_table, "jsonl": load_table, "parquet": load_table,
+           "semeval2016": load_semeval2016, "fnc1": load_fnc1, "argq": load_argq}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip()
+
+
+def _row_problem(row, labels: set[str]) -> str | None:
+    if row.problem:
+        return row.problem
+    if _blank(row.text):
+        return "empty text"
+    if _blank(row.target):
+        return "missing target"
+    if _blank(row.label):
+        return "missing label"
+    if row.label not in labels:
+        return f"unknown label {row.label!r}; expected one of {sorted(labels)}"
+    weight = getattr(row, "weight", None)
+    if weight is not None and not _blank(weight):
+        try:
+            value = float(weight)
+        except ValueError:
+            return f"weight {weight!r} is not a number"
+        if not value >= 0:
+            return f"weight {weight!r} must be a number >= 0"
+    split = getattr(row, "split", None)
+    if not _blank(split) and str(split).strip().lower() not in SPLIT_ALIASES:
+        return f"unknown split {split!r}; expected one of train, valid (or dev, val), test"
+    return None
+
+
+def validate(records: pd.DataFrame, labels: tuple[str, ...], label_map: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split records into (kept, rejected), each rejected row with a reason."""
+    records = records.copy()
+    for column in ("id", "weight", "split"):
+        if column not in records.columns:
+            records[column] = None
+    if label_map:
+        records["label"] = [label_map.get(str(v).strip(), v) if not _blank(v) else v for v in records["label"]]
+    records["label"] = [str(v).strip() if not _blank(v) else v for v in records["label"]]
+    records["target"] = [str(v).strip() if not _blank(v) else v for v in records["target"]]
+    label_set = set(labels)
+    reasons = [_row_problem(row, label_set) for row in records.itertuples(index=False)]
+    records["reason"] = reasons
+
+    # Duplicate ids: the first occurrence stays, later ones are rejected.
+    ok = records["reason"].isna()
+    has_id = ok & ~records["id"].map(_blank)
+    first_line = {}
+    for index in records.index[has_id]:
+        key = str(records.at[index, "id"]).strip()
+        if key in first_line:
+            records.at[index, "reason"] = f"duplicate id {key!r} (first seen at line {first_line[key]})"
+        else:
+            first_line[key] = records.at[index, "line"]
+
+    # The same text and target with different labels: no label can be trusted,
+    # so every row of the group is rejected, each naming the others.
+    ok = records["reason"].isna()
+    key = records["target"].astype(str) + "\x1f" + records["text"].astype(str).str.split().str.join(" ")
+    candidates = records[ok].assign(_key=key[ok])
+    conflicting = candidates.groupby("_key")["label"].transform("nunique") > 1
+    for _, group in candidates[conflicting].groupby("_key", sort=False):
+        summary = ", ".join(f"{label} (line {line})" for label, line in zip(group["label"], group["line"]))
+        for index in group.index:
+            records.at[index, "reason"] = f"conflicting labels for the same text and target: {summary}"
+
+    rejected = records["reason"].notna()
+    kept = records[~rejected].drop(columns=["reason", "problem"]).reset_index(drop=True)
+    kept["weight"] = pd.to_numeric(kept["weight"], errors="coerce").fillna(1.0).astype(float)
+    kept["split"] = [SPLIT_ALIASES.get(str(s).strip().lower()) if not _blank(s) else None for s in kept["split"]]
+    kept["text"] = kept["text"].astype(str)
+    kept["id"] = [str(i) if not _blank(i) else f"{Path(s).name}:{l}" for i, s, l in zip(kept["id"], kept["source"], kept["line"])]
+    rejects = records[rejected].drop(columns=["problem"]).reset_index(drop=True)
+    rejects = rejects[["source", "line", "reason"] + [c for c in rejects.columns if c not in ("source", "line", "reason")]]
+    return kept[list(COLUMNS)], rejects
+
+
+def load_dataset(config: DataConfig, root: Path) -> LoadedData:
+    """Load and validate the dataset an experiment names. See the module docstring for the bad-row policy."""
+    records, files = LOADERS[config.format](config, root)
+    kept, rejects = validate(records, labels_for(config), dict(config.label_map))
+    data = LoadedData(kept, rejects, files)
+    if len(kept) + len(rejects) != data.rows_read:  # pragma: no cover - an invariant, not an input error
+        raise AssertionError(f"rows kept {len(kept)} + rejected {len(rejects)} != rows read {data.rows_read}")
+    if len(rejects) and config.on_bad_rows == "error":
+        shown = rejects.head(5)
+        lines = "\n".join(f"  {r.source}, line {r.line}: {r.reason}" for r in shown.itertuples())
+        more = f"\n  ... and {len(rejects) - len(shown)} more" if len(rejects) > len(shown) else ""
+        raise DataError(
+            f"{len(rejects)} of {data.rows_read} rows failed validation:\n{lines}{more}\n"
+            "Fix the rows, or set data.on_bad_rows = \"quarantine\" (or --set data.on_bad_rows=quarantine) "
+            "to train without them and write them to a rejects file."
+        )
+    if kept.empty:
+        raise DataError(f"No valid rows in {', '.join(f.path for f in files)}.")
+    return data
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _holdout(frame: pd.DataFrame, size: float, method: str, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if method == "stratified":
+        counts = frame["label"].value_counts()
+        stratify = frame["label"] if counts.min() >= 2 else None
+        keep, hold = train_test_split(frame.index, test_size=size, random_state=seed, stratify=stratify)
+    else:
+        groups = frame["target" if method == "by_target" else "group"].astype(str)
+        if groups.nunique() < 2:
+            raise DataError(f"split.method = {method!r} needs at least 2 distinct {'targets' if method == 'by_target' else 'groups'} to hold out a {what} split; found {groups.nunique()}.")
+        splitter = GroupShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+        keep, hold = next(splitter.split(frame, groups=groups))
+        keep, hold = frame.index[keep], frame.index[hold]
+    return frame.loc[np.sort(keep)], frame.loc[np.sort(hold)]
+
+
+def split_dataset(rows: pd.DataFrame, config: SplitConfig, seed: int) -> dict[str, pd.DataFrame]:
+    """Train, validation and test frames.
+
+    The dataset's own splits are used where it has them; a missing test or
+    validation split is carved from train, seeded, with ``split.method``:
+    stratified by label, ``by_target`` (whole targets held out, for
+    cross-target evaluation) or ``by_group`` (e.g. FNC-1 bodies).
+    """
+    given = rows["split"].notna()
+    if given.any() and not given.all():
+        missing = rows.loc[~given].iloc[0]
+        raise DataError(f"{missing.source}, line {missing.line}: no split, while other rows have one. Give every row a split or none.")
+    if given.all():
+        parts = {name: rows[rows["split"] == name] for name in SPLITS}
+        train = parts["train"]
+        if train.empty:
+            raise DataError("The dataset's split column names no 'train' rows.")
+    else:
+        train, parts = rows, {"valid": rows.iloc[0:0], "test": rows.iloc[0:0]}
+    if parts["test"].empty:
+        train, parts["test"] = _holdout(train, config.test_size, config.method, seed, "test")
+    if parts["valid"].empty:
+        size = config.valid_size / (1 - (config.test_size if not given.all() else 0))
+        train, parts["valid"] = _holdout(train, min(size, 0.5), config.method, seed + 1, "validation")
+    return {"train": train.reset_index(drop=True), "valid": parts["valid"].reset_index(drop=True), "test": parts["test"].reset_index(drop=True)}

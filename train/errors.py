@@ -1,0 +1,17 @@
+"""Errors a user can fix. The CLI prints them without a traceback and exits with status 2."""
+
+
+class StanceError(Exception):
+    """Base class: the message says what was expected, what was found and the fix."""
+
+
+class ConfigError(StanceError):
+    """The experiment file or an override is wrong."""
+
+
+class DataError(StanceError):
+    """A data file is missing, unreadable or holds rows that fail validation."""
+
+
+class ModelError(StanceError):
+    """A model could not be loaded, or is not a stance model."""

@@ -1,0 +1,266 @@
+"""Classifiers, the joint and per-target strategies, and the saved model artifact.
+
+Every model is a scikit-learn estimator that takes a DataFrame with ``text``
+and ``target`` columns. :class:`StanceModel` wraps the fitted estimator with
+its labels and the config that built it; training saves it and prediction
+loads it, so predicting needs no config.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.naive_bayes import BernoulliNB, ComplementNB, MultinomialNB
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from features.base import TARGET, TEXT, text_column
+from features.pipeline import build_features
+from train.errors import ModelError
+
+ARTIFACT_FORMAT = "stance-model/1"
+
+
+class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
+    """Linear SVM with probabilities from cross-validated calibration.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+    class_weight : dict, "balanced" or None, default=None
+    calibration : {"sigmoid", "isotonic"}, default="sigmoid"
+    cv : int or iterable of (train, test) splits, default=3
+        Folds for calibration; each fold trains an SVM on the rest.
+    max_iter : int, default=5000
+    random_state : int, default=0
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [0.2], [1.0], [1.1], [1.2]])
+    >>> CalibratedLinearSVC(cv=2).fit(X, [0, 0, 0, 1, 1, 1]).predict([[1.05]]).tolist()
+    [1]
+    """
+
+    def __init__(self, C=1.0, class_weight=None, calibration="sigmoid", cv=3, max_iter=5000, random_state=0):
+        self.C = C
+        self.class_weight = class_weight
+        self.calibration = calibration
+        self.cv = cv
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        X, y = validate_data(self, X, y, accept_sparse="csr")
+        # Class weights become sample weights so that the calibration step honours
+        # them too; weighting only the SVM would be undone by calibration.
+        weights = compute_sample_weight(self.class_weight, y)
+        if sample_weight is not None:
+            weights = weights * np.asarray(sample_weight, dtype=float)
+        svm = LinearSVC(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
+        folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state) if isinstance(self.cv, int) else self.cv
+        self.model_ = CalibratedClassifierCV(svm, method=self.calibration, cv=folds)
+        self.model_.fit(X, y, sample_weight=weights)
+        self.classes_ = self.model_.classes_
+        fold_svms = [c.estimator for c in self.model_.calibrated_classifiers_]
+        # Averaged over the calibration folds: the weights a report shows per feature.
+        self.coef_ = np.mean([svm.coef_ for svm in fold_svms], axis=0)
+        self.n_iter_ = max(int(svm.n_iter_) for svm in fold_svms)
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+CLASSIFIERS = {
+    "logreg": LogisticRegression,
+    "linear_svm": CalibratedLinearSVC,
+    "complement_nb": ComplementNB,
+    "multinomial_nb": MultinomialNB,
+    "bernoulli_nb": BernoulliNB,
+}
+# Defaults that differ from scikit-learn's, with the reason.
+CLASSIFIER_DEFAULTS = {
+    "logreg": {"max_iter": 3000},  # lbfgs on 100k+ sparse features needs more than 100 steps
+}
+SEEDED = {"logreg": "random_state", "linear_svm": "random_state"}
+
+
+class PerTargetClassifier(ClassifierMixin, BaseEstimator):
+    """One model per target, routed by the ``target`` column, with a joint fallback.
+
+    A target with fewer than ``min_target_rows`` training rows, or only one
+    label, and any target unseen in training, is predicted by the joint model
+    trained on all rows.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Pipeline taking a DataFrame of text and target; cloned for each target.
+    min_target_rows : int, default=30
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from features import WordNgrams
+    >>> X = pd.DataFrame({"text": ["yes good", "no bad", "yes fine", "no awful"], "target": ["a", "a", "b", "b"]})
+    >>> model = PerTargetClassifier(make_pipeline(WordNgrams(), LogisticRegression()), min_target_rows=2)
+    >>> model.fit(X, ["FAVOR", "AGAINST", "FAVOR", "AGAINST"]).predict(X).tolist()
+    ['FAVOR', 'AGAINST', 'FAVOR', 'AGAINST']
+    """
+
+    def __init__(self, estimator=None, min_target_rows=30):
+        self.estimator = estimator
+        self.min_target_rows = min_target_rows
+
+    def fit(self, X, y, **fit_params):
+        y = np.asarray(y, dtype=object)
+        targets = text_column(X, TARGET, "PerTargetClassifier")
+        self.classes_ = np.unique(y)
+        self.joint_ = clone(self.estimator).fit(X, y, **fit_params)
+        self.estimators_ = {}
+        for target in sorted(set(targets)):
+            mask = targets == target
+            if mask.sum() < self.min_target_rows or len(np.unique(y[mask])) < 2:
+                continue
+            params = {k: np.asarray(v)[mask] if hasattr(v, "__len__") and len(v) == len(y) else v for k, v in fit_params.items()}
+            self.estimators_[target] = clone(self.estimator).fit(X[mask], y[mask], **params)
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "joint_")
+        targets = text_column(X, TARGET, "PerTargetClassifier")
+        proba = np.zeros((len(targets), len(self.classes_)))
+        routed = np.zeros(len(targets), dtype=bool)
+        for target, model in self.estimators_.items():
+            mask = targets == target
+            if mask.any():
+                columns = np.searchsorted(self.classes_, model.classes_)
+                proba[np.ix_(mask, columns)] = model.predict_proba(X[mask])
+                routed |= mask
+        if (~routed).any():
+            columns = np.searchsorted(self.classes_, self.joint_.classes_)
+            proba[np.ix_(~routed, columns)] = self.joint_.predict_proba(X[~routed])
+        return proba
+
+    def predict(self, X):
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+def build_classifier(name: str, params: dict, seed: int):
+    kwargs = {**CLASSIFIER_DEFAULTS.get(name, {}), **params}
+    if name in SEEDED:
+        kwargs.setdefault(SEEDED[name], seed)
+    return CLASSIFIERS[name](**kwargs)
+
+
+def build_model(config) -> BaseEstimator:
+    """The estimator an experiment describes: ``Pipeline([("features", ...), ("clf", ...)])``,
+    wrapped in :class:`PerTargetClassifier` for ``model.strategy = "per_target"``."""
+    features = {name: dict(params) for name, params in config.features.items()}
+    clf = build_classifier(config.model.classifier, dict(config.model.clf), config.seed)
+    pipeline = Pipeline([("features", build_features(features)), ("clf", clf)])
+    if config.model.strategy == "per_target":
+        return PerTargetClassifier(pipeline, min_target_rows=config.model.min_target_rows)
+    return pipeline
+
+
+def fit_model(model, frame: pd.DataFrame, sample_weight: np.ndarray | None = None):
+    """Fit on the ``text`` and ``target`` columns, passing sample weights to the classifier."""
+    fit_params = {} if sample_weight is None else {"clf__sample_weight": sample_weight}
+    return model.fit(frame[[TEXT, TARGET]], frame["label"].to_numpy(dtype=object), **fit_params)
+
+
+@dataclass
+class StanceModel:
+    """The one artifact training writes and prediction reads.
+
+    It carries the fitted estimator, its labels (in output order), the
+    resolved config, and facts for the model card, so a model can be used
+    without the experiment file that produced it.
+    """
+
+    estimator: BaseEstimator
+    labels: tuple[str, ...]
+    config: dict
+    needs_target: bool = True
+    metrics: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    format: str = ARTIFACT_FORMAT
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Labels and one ``proba_<LABEL>`` column per class, in ``self.labels`` order."""
+        frame = frame.copy()
+        if TEXT not in frame.columns:
+            raise ModelError(f"Input needs a {TEXT!r} column; found {list(frame.columns)}.")
+        if TARGET not in frame.columns:
+            if self.needs_target:
+                raise ModelError(f"This model needs a {TARGET!r} column (its features read the target); found {list(frame.columns)}.")
+            frame[TARGET] = ""
+        proba = self.estimator.predict_proba(frame[[TEXT, TARGET]])
+        order = [list(self.estimator.classes_).index(label) for label in self.labels]
+        proba = proba[:, order]
+        out = pd.DataFrame(proba, columns=[f"proba_{label}" for label in self.labels], index=frame.index)
+        out.insert(0, "label", np.asarray(self.labels, dtype=object)[np.argmax(proba, axis=1)])
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self, path, compress=3)
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> "StanceModel":
+        path = Path(path)
+        if not path.exists():
+            raise ModelError(f"No model at {path}; expected a file written by `stance train` (model.joblib).")
+        try:
+            model = joblib.load(path)
+        except Exception as error:
+            raise ModelError(f"{path} could not be loaded as a stance model: {error}.") from None
+        if not isinstance(model, StanceModel):
+            raise ModelError(f"{path} holds a {type(model).__name__}, not a stance model written by `stance train`.")
+        return model
+
+
+def needs_target(config) -> bool:
+    uses_target = {"target_words", "target_conditioned", "relatedness"}
+    return config.model.strategy == "per_target" or bool(uses_target & set(config.features))
+
+
+def runtime_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    names = ["scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment", "mlflow"]
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return versions

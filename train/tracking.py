@@ -1,0 +1,150 @@
+"""Every MLflow call the project makes: runs, params, metrics, artifacts and the logged model.
+
+Without ``MLFLOW_TRACKING_URI`` runs go to MLflow's own default, a SQLite
+store ``mlflow.db`` in the working directory; with it set they go to that
+server. Open them with ``mlflow ui --backend-store-uri sqlite:///mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import mlflow.data
+import pandas as pd
+from mlflow.models import infer_signature
+
+from train.data import LoadedData
+from train.models import StanceModel
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MODEL_NAME = "model"
+
+
+def configure() -> str:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps logs readable
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def git_state() -> dict[str, str]:
+    """The commit the code came from and whether the work tree had uncommitted changes."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    if commit.returncode != 0:
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": commit.stdout.strip(), "git_dirty": str(bool(status.stdout.strip())).lower()}
+
+
+@contextmanager
+def start_run(experiment: str, tags: dict[str, str]):
+    """Open a run in the named MLflow experiment; yields the run id."""
+    configure()
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(tags=tags) as run:
+        yield run.info.run_id
+
+
+def log_config(config) -> None:
+    params = {key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in config.flat_params().items()}
+    mlflow.log_params(params)
+    mlflow.log_text(config.to_toml(), "config.toml")
+
+
+def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) -> None:
+    """Hashes and row counts of every file, split sizes, rejected rows, and MLflow datasets."""
+    manifest = {
+        "data_dir": str(data_dir),
+        "digest": data.digest,
+        "files": [{"path": f.path, "sha256": f.sha256, "rows_read": f.rows_read} for f in data.files],
+        "rows_read": data.rows_read,
+        "rows_kept": len(data.rows),
+        "rows_rejected": len(data.rejects),
+        "splits": {name: len(frame) for name, frame in splits.items()},
+    }
+    mlflow.log_dict(manifest, "data/manifest.json")
+    mlflow.log_param("data.digest", data.digest)
+    for f in data.files:
+        mlflow.set_tag(f"data.sha256.{Path(f.path).name}", f.sha256)
+    mlflow.log_metrics(
+        {"rows_read": data.rows_read, "rows_kept": len(data.rows), "rows_rejected": len(data.rejects)}
+        | {f"{name}_rows": len(frame) for name, frame in splits.items()}
+    )
+    if len(data.rejects):
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "rejects.csv"
+            data.rejects.to_csv(path, index=False)
+            mlflow.log_artifact(str(path), "data")
+    source = ", ".join(sorted({f.path for f in data.files}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow warns that its digest reads only part of large frames
+        for name, frame in splits.items():
+            dataset = mlflow.data.from_pandas(frame[["id", "text", "target", "label"]], source=source, name=name, targets="label")
+            mlflow.log_input(dataset, context=name)
+
+
+def log_environment(versions: dict[str, str], seed: int) -> None:
+    mlflow.set_tags({f"version.{name}": version for name, version in versions.items()})
+    mlflow.log_param("seed_used", seed)
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    mlflow.log_metrics(metrics)
+
+
+def log_evaluation(split: str, report: str, figure) -> None:
+    mlflow.log_text(report, f"evaluation/classification_report_{split}.txt")
+    mlflow.log_figure(figure, f"evaluation/confusion_matrix_{split}.png")
+
+
+def log_text(text: str, path: str) -> None:
+    mlflow.log_text(text, path)
+
+
+class StancePyfunc(mlflow.pyfunc.PythonModel):
+    """Serves a :class:`StanceModel` through ``mlflow.pyfunc``: DataFrame of text and target in,
+    label and one ``proba_<LABEL>`` column per class out."""
+
+    def load_context(self, context):
+        self.model = StanceModel.load(context.artifacts["stance_model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.model.predict(pd.DataFrame(model_input))
+
+
+def pip_requirements(versions: dict[str, str]) -> list[str]:
+    """Exact pins of what the model needs to load, no more: inferring them would drag in the whole environment."""
+    needed = ["scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment"]
+    return [f"{name}=={versions[name]}" for name in needed if name in versions] + [f"mlflow=={versions['mlflow']}"]
+
+
+def log_model(model: StanceModel, example: pd.DataFrame) -> str:
+    """Log the model as an MLflow pyfunc that ships this project's code; returns its URI."""
+    with tempfile.TemporaryDirectory() as folder:
+        artifact = model.save(Path(folder) / "model.joblib")
+        output = model.predict(example)
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=StancePyfunc(),
+            artifacts={"stance_model": str(artifact)},
+            code_paths=[str(PROJECT_ROOT / "features"), str(PROJECT_ROOT / "train")],
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=pip_requirements(model.versions),
+        )
+    return info.model_uri

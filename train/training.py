@@ -1,0 +1,79 @@
+"""`stance train`, top to bottom: config -> data -> model -> metrics -> MLflow.
+
+Read :func:`train` in one go; each step is one call into the module that owns it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from train import evaluate, tracking
+from train.config import Config
+from train.data import data_root, load_dataset, split_dataset
+from train.models import StanceModel, build_model, fit_model, needs_target, runtime_versions
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    metrics: dict[str, float]
+    headline: str
+    model: StanceModel
+    rows_rejected: int
+
+
+def train(config: Config, data_dir: str | Path | None = None, log=print) -> TrainResult:
+    """Train, evaluate and log one experiment. Returns the run id and every metric."""
+    root = data_root(data_dir)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+
+    # 1. Data: load, validate every row, split.
+    data = load_dataset(config.data, root)
+    splits = split_dataset(data.rows, config.split, config.seed)
+    log(
+        f"data: {data.rows_read} rows read, {len(data.rows)} kept, {len(data.rejects)} rejected; "
+        + ", ".join(f"{name} {len(frame)}" for name, frame in splits.items())
+    )
+
+    versions = runtime_versions()
+    tags = {"stance.experiment": config.name, **tracking.git_state()}
+    with tracking.start_run(config.name, tags) as run_id:
+        tracking.log_config(config)
+        tracking.log_environment(versions, config.seed)
+        tracking.log_data(data, splits, root)
+
+        # 2. Model: the pipeline the config describes, fitted on train only.
+        model = build_model(config)
+        weights = splits["train"]["weight"].to_numpy() if config.data.use_weights else None
+        started = time.perf_counter()
+        fit_model(model, splits["train"], weights)
+        train_seconds = time.perf_counter() - started
+        log(f"fit: {train_seconds:.1f}s on {len(splits['train'])} rows")
+
+        # 3. Evaluate on validation and test.
+        labels = config.labels
+        stance_model = StanceModel(model, labels, config.to_dict(), needs_target(config), versions=versions)
+        metrics = {"train_seconds": train_seconds}
+        for split in ("valid", "test"):
+            frame = splits[split]
+            predicted = stance_model.predict(frame)["label"].to_numpy()
+            split_metrics = evaluate.compute_metrics(frame["label"], predicted, labels, frame["target"])
+            metrics |= {f"{split}_{name}": value for name, value in split_metrics.items()}
+            figure = evaluate.confusion_figure(frame["label"], predicted, labels, f"{config.name}: {split}")
+            tracking.log_evaluation(split, evaluate.report_text(frame["label"], predicted, labels), figure)
+            plt.close(figure)
+        tracking.log_metrics(metrics)
+
+        # 4. The model, with its labels, config and metrics inside.
+        stance_model.metrics = metrics
+        tracking.log_model(stance_model, splits["train"][["text", "target"]].head(3).reset_index(drop=True))
+
+    headline = f"test_{config.headline_metric}"
+    return TrainResult(run_id, metrics, headline, stance_model, len(data.rejects))
