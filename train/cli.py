@@ -21,7 +21,46 @@ def _parser() -> argparse.ArgumentParser:
         help="override a config value: clf__C=0.5, word__ngram_range=[1,3], data.on_bad_rows=quarantine (repeatable)",
     )
     train.add_argument("--data-dir", help="root that data paths are relative to (default: $STANCE_DATA_DIR, else ./data)")
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict a file of sentences or a folder of documents",
+        description="Predict every row of INPUT (CSV, TSV, JSONL, Parquet; - for stdin) or, with --documents, "
+        "every sentence of plain-text documents plus one row per document.",
+    )
+    predict.add_argument("model", help="model.joblib or model folder, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    predict.add_argument("input", help="input file, a folder of .txt files with --documents, or - for stdin")
+    predict.add_argument("-o", "--output", required=True, help="output file (.csv .tsv .jsonl .parquet) or - for stdout")
+    predict.add_argument("--format", dest="output_format", choices=["csv", "tsv", "jsonl", "parquet"], help="output format (default: from the extension; csv for stdout)")
+    predict.add_argument("--input-format", choices=["csv", "tsv", "jsonl", "parquet"], help="input format (default: from the extension; csv for stdin)")
+    predict.add_argument("--text-column", default="text")
+    predict.add_argument("--target-column", default="target")
+    predict.add_argument("--id-column", default="id", help="kept in the output; rows without one get their line number")
+    predict.add_argument("--target", help="one target for every row (and for --documents)")
+    predict.add_argument("--documents", action="store_true", help="INPUT holds plain-text documents: split them into sentences")
+    predict.add_argument("--aggregate", choices=["mean", "majority"], default="mean", help="document label: highest mean probability (mean) or most frequent sentence label (majority)")
+    predict.add_argument("--keep-text", action="store_true", help="copy text and target into the output")
+    predict.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    predict.add_argument("--chunk-size", type=int, default=10_000, help="rows per chunk (default 10000)")
+    predict.add_argument("--rejects", help="rejects file (default: OUTPUT.rejects.csv beside the output)")
+    predict.add_argument("--resume", action="store_true", help="continue an interrupted run, skipping finished chunks")
+    progress = predict.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar (default: when stderr is a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
     return parser
+
+
+def _predict(args) -> int:
+    from train.predict import PredictOptions, predict_file
+
+    options = PredictOptions(
+        text_column=args.text_column, target_column=args.target_column, id_column=args.id_column, target=args.target,
+        documents=args.documents, aggregate=args.aggregate, input_format=args.input_format, output_format=args.output_format,
+        chunk_size=args.chunk_size, jobs=args.jobs, resume=args.resume, rejects=args.rejects, keep_text=args.keep_text,
+        progress=args.progress,
+    )
+    predict_file(args.model, args.input, args.output, options)
+    return 0
 
 
 def _train(args) -> int:
@@ -40,7 +79,7 @@ def _train(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": _train}[args.command](args)
+        return {"train": _train, "predict": _predict}[args.command](args)
     except StanceError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -107,13 +107,36 @@ def log_metrics(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
 
 
-def log_evaluation(split: str, report: str, figure) -> None:
+def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) -> None:
     mlflow.log_text(report, f"evaluation/classification_report_{split}.txt")
     mlflow.log_figure(figure, f"evaluation/confusion_matrix_{split}.png")
+    mlflow.log_text(per_target.to_csv(index=False), f"evaluation/per_target_{split}.csv")
 
 
 def log_text(text: str, path: str) -> None:
     mlflow.log_text(text, path)
+
+
+def download_model(uri: str) -> Path:
+    """Fetch a ``runs:/`` or ``models:/`` model to a local folder."""
+    from mlflow.exceptions import MlflowException
+
+    from train.errors import ModelError
+
+    configure()
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except MlflowException as error:
+        raise ModelError(f"Cannot fetch {uri} from {mlflow.get_tracking_uri()}: {error.message}") from None
+
+
+def register_model(run_id: str, name: str, alias: str | None = None) -> str:
+    """Register the run's model under ``name`` (a new version) and point ``alias`` at it; returns the version."""
+    configure()
+    version = mlflow.register_model(f"runs:/{run_id}/{MODEL_NAME}", name)
+    if alias:
+        mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
 
 
 class StancePyfunc(mlflow.pyfunc.PythonModel):

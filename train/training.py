@@ -67,7 +67,8 @@ def train(config: Config, data_dir: str | Path | None = None, log=print) -> Trai
             split_metrics = evaluate.compute_metrics(frame["label"], predicted, labels, frame["target"])
             metrics |= {f"{split}_{name}": value for name, value in split_metrics.items()}
             figure = evaluate.confusion_figure(frame["label"], predicted, labels, f"{config.name}: {split}")
-            tracking.log_evaluation(split, evaluate.report_text(frame["label"], predicted, labels), figure)
+            per_target = evaluate.per_target_table(frame["label"], predicted, frame["target"])
+            tracking.log_evaluation(split, evaluate.report_text(frame["label"], predicted, labels), figure, per_target)
             plt.close(figure)
         tracking.log_metrics(metrics)
 

@@ -1,0 +1,270 @@
+"""`stance predict`: formats, bad input, counts, atomic output, resume, model URIs, stdin/stdout, documents."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from train import predict as predict_module
+from train.cli import main
+from train.config import Config
+from train.data import load_dataset, split_dataset
+from train.models import StanceModel, build_model, fit_model, needs_target, runtime_versions
+from train.predict import PredictOptions, predict_file
+
+REPO = Path(__file__).resolve().parents[2]
+TARGET = "Iran's missile strikes"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    """The sample experiment's model, fitted without MLflow and saved as model.joblib."""
+    config = Config.from_toml(REPO / "experiments" / "sample.toml", ["features.char=false"])
+    data = load_dataset(config.data, REPO / "data")
+    train = split_dataset(data.rows, config.split, config.seed)["train"]
+    model = StanceModel(fit_model(build_model(config), train), config.labels, config.to_dict(), needs_target(config), versions=runtime_versions())
+    return model.save(tmp_path_factory.mktemp("model") / "model.joblib")
+
+
+@pytest.fixture
+def sentences_csv(tmp_path) -> Path:
+    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(columns={"sentence": "text"})
+    path = tmp_path / "in.csv"
+    frame[["id", "text", "target"]].to_csv(path, index=False)
+    return path
+
+
+def run(model, source, output, **options):
+    return predict_file(str(model), str(source), str(output), PredictOptions(jobs=1, **options), log=lambda m: None)
+
+
+def test_csv_in_csv_out_keeps_ids_and_adds_label_and_probabilities(model_path, sentences_csv, tmp_path):
+    summary = run(model_path, sentences_csv, tmp_path / "out.csv")
+    out = pd.read_csv(tmp_path / "out.csv")
+    source = pd.read_csv(sentences_csv)
+    assert list(out.columns) == ["id", "label", "proba_FAVOR", "proba_AGAINST", "proba_NONE"]
+    assert out["id"].tolist() == source["id"].tolist()
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (418, 418, 0)
+    assert not (tmp_path / "out.csv.parts").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("fmt_in", ["csv", "tsv", "jsonl", "parquet"])
+@pytest.mark.parametrize("fmt_out", ["csv", "tsv", "jsonl", "parquet"])
+def test_formats_round_trip(model_path, sentences_csv, tmp_path, fmt_in, fmt_out):
+    frame = pd.read_csv(sentences_csv).head(40)
+    source = tmp_path / f"in.{fmt_in}"
+    {"csv": lambda: frame.to_csv(source, index=False), "tsv": lambda: frame.to_csv(source, sep="\t", index=False),
+     "jsonl": lambda: frame.to_json(source, orient="records", lines=True), "parquet": lambda: frame.to_parquet(source)}[fmt_in]()
+    run(model_path, source, tmp_path / f"out.{fmt_out}", keep_text=True, chunk_size=15)
+    reader = {"csv": pd.read_csv, "tsv": lambda p: pd.read_csv(p, sep="\t"), "jsonl": lambda p: pd.read_json(p, lines=True), "parquet": pd.read_parquet}
+    out = reader[fmt_out](tmp_path / f"out.{fmt_out}")
+    assert out["id"].astype(str).tolist() == frame["id"].tolist()
+    assert out["text"].tolist() == frame["text"].tolist()
+    reference = StanceModel.load(model_path).predict(frame)
+    assert out["label"].tolist() == reference["label"].tolist()
+    pd.testing.assert_series_equal(out["proba_FAVOR"], reference["proba_FAVOR"], check_names=False, rtol=1e-12)
+
+
+def test_bad_rows_go_to_rejects_with_line_and_reason(model_path, tmp_path):
+    target = TARGET.encode()
+    lines = [
+        b"id,text,target",
+        b"a,The strikes were reckless," + target,
+        b"b,   ," + target,  # empty text
+        b"c,The strikes were lawful,",  # missing target
+        b"d,caf\xe9 strikes," + target,  # latin-1, not UTF-8
+        b"e,too,many,fields," + target,  # malformed
+        b"f,A fine point," + target,
+    ]
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    summary = run(model_path, path, tmp_path / "out.csv", chunk_size=2)
+    rejects = pd.read_csv(tmp_path / "out.rejects.csv")
+    assert rejects["line"].tolist() == [3, 4, 5, 6]
+    assert rejects["reason"].tolist() == ["empty text", "missing target", "undecodable bytes: the line is not valid UTF-8", "malformed line: expected 3 fields, found 5"]
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (6, 2, 4)
+    assert pd.read_csv(tmp_path / "out.csv")["id"].tolist() == ["a", "f"]
+
+
+def test_one_target_for_every_row(model_path, tmp_path):
+    path = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["The strikes were reckless", "A lawful reply"]}).to_csv(path, index=False)
+    run(model_path, path, tmp_path / "out.csv", target=TARGET)
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out["id"].tolist() == [2, 3]  # no id column: the line number
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--text-column", "body"], "no column 'body'"),
+        (["--target-column", "topic"], "no column 'topic'"),
+    ],
+)
+def test_missing_columns_exit_2_without_output(model_path, sentences_csv, tmp_path, capsys, args, message):
+    output = tmp_path / "out.csv"
+    assert main(["predict", str(model_path), str(sentences_csv), "-o", str(output), "--jobs", "1", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [sentences_csv]
+
+
+def test_not_a_stance_model_and_unreadable_input_exit_2(model_path, sentences_csv, tmp_path, capsys):
+    import joblib
+
+    joblib.dump({"weights": [1, 2]}, tmp_path / "other.joblib")
+    assert main(["predict", str(tmp_path / "other.joblib"), str(sentences_csv), "-o", str(tmp_path / "a.csv")]) == 2
+    assert "not a stance model" in capsys.readouterr().err
+    assert main(["predict", str(model_path), str(tmp_path / "absent.csv"), "-o", str(tmp_path / "b.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "nothing"), str(sentences_csv), "-o", str(tmp_path / "c.csv")]) == 2
+    assert not list(tmp_path.glob("[abc].csv*"))
+
+
+def test_interrupted_run_leaves_no_output_and_resume_equals_one_run(model_path, sentences_csv, tmp_path, monkeypatch):
+    run(model_path, sentences_csv, tmp_path / "once.csv", chunk_size=50)
+    real = predict_module._run_chunk
+
+    def interrupted(task):
+        if task[0].index == 4:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(predict_module, "_run_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50)
+    assert not (tmp_path / "out.csv").exists()
+    done = sorted(p.name for p in (tmp_path / "out.csv.parts").glob("*.json") if p.name != "state.json")
+    assert done == ["00000000.json", "00000001.json", "00000002.json", "00000003.json"]
+
+    calls = []
+    monkeypatch.setattr(predict_module, "_run_chunk", lambda task: calls.append(task[0].index) or real(task))
+    with pytest.raises(Exception, match="--resume"):
+        run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50)
+    with pytest.raises(Exception, match="settings changed"):
+        run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=60, resume=True)
+    summary = run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50, resume=True)
+    assert calls == [4, 5, 6, 7, 8]  # finished chunks were not redone
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "once.csv").read_bytes()
+    assert summary.rows_read == 418 and summary.predicted == 418
+
+
+def stance_command(*args) -> list[str]:
+    return [sys.executable, "-c", "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))", *args]
+
+
+def test_resume_after_a_killed_process(model_path, tmp_path):
+    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(columns={"sentence": "text"})
+    big = pd.concat([frame] * 40, ignore_index=True).assign(id=lambda f: range(len(f)))
+    source = tmp_path / "big.csv"
+    big[["id", "text", "target"]].to_csv(source, index=False)
+    args = [str(model_path), str(source), "-o", str(tmp_path / "out.csv"), "--chunk-size", "400", "--jobs", "1"]
+    process = subprocess.Popen(stance_command("predict", *args), cwd=REPO, stderr=subprocess.DEVNULL)
+    parts = tmp_path / "out.csv.parts"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(parts.glob("0*.json"))) < 2:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "out.csv").exists()
+    finished = len(list(parts.glob("0*.json")))
+    assert 2 <= finished < len(big) // 400
+    subprocess.run(stance_command("predict", *args, "--resume"), cwd=REPO, check=True, stderr=subprocess.DEVNULL)
+    run(model_path, source, tmp_path / "once.csv", chunk_size=400)
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "once.csv").read_bytes()
+
+
+def test_two_jobs_keep_the_input_order(model_path, sentences_csv, tmp_path):
+    run(model_path, sentences_csv, tmp_path / "one.csv", chunk_size=30)
+    predict_file(str(model_path), str(sentences_csv), str(tmp_path / "two.csv"), PredictOptions(jobs=2, chunk_size=30), log=lambda m: None)
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+
+
+def test_stdin_to_stdout(model_path, sentences_csv):
+    result = subprocess.run(
+        stance_command("predict", str(model_path), "-", "-o", "-", "--format", "jsonl", "--chunk-size", "100", "--jobs", "1"),
+        input=sentences_csv.read_bytes(), capture_output=True, cwd=REPO, check=True,
+    )
+    out = pd.read_json(__import__("io").BytesIO(result.stdout), lines=True)
+    assert len(out) == 418 and set(out["label"]) <= {"FAVOR", "AGAINST", "NONE"}
+    assert b"rows read 418, predicted 418, rejected 0" in result.stderr
+
+
+def test_model_uris_of_all_three_kinds(model_path, sentences_csv, tmp_path, monkeypatch):
+    from train import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    model = StanceModel.load(model_path)
+    with tracking.start_run("predict-test", {}) as run_id:
+        tracking.log_model(model, pd.DataFrame({"text": ["a reply"], "target": [TARGET]}))
+    version = tracking.register_model(run_id, "stance-sample", alias="champion")
+    folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path / "local")))
+    expected = None
+    for uri in (str(model_path), str(folder), f"runs:/{run_id}/model", "models:/stance-sample@champion", f"models:/stance-sample/{version}"):
+        run(uri, sentences_csv, tmp_path / "out.csv")
+        out = (tmp_path / "out.csv").read_bytes()
+        expected = expected or out
+        assert out == expected, uri
+
+
+DOCUMENT = (
+    "WASHINGTON — Dr. Jane Roe told U.S. and U.K. officials on Monday that the strikes were “a grave mistake. "
+    "Nobody should pretend otherwise.” She spoke for an hour.\n\n"
+    "Critics, e.g. Sen. Doe, disagreed – resp. abstained. The vote is on Friday."
+)
+
+
+def test_documents_offsets_boundaries_and_one_row_per_document(model_path, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "one.txt").write_text(DOCUMENT, encoding="utf-8")
+    (folder / "two.txt").write_text("The strikes were reckless. They must stop.", encoding="utf-8")
+    (folder / "blank.txt").write_text("   \n", encoding="utf-8")
+    summary = run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET)
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    one = out[(out["id"] == "one") & (out["level"] == "sentence")]
+    assert one["text"].tolist() == [
+        "WASHINGTON — Dr. Jane Roe told U.S. and U.K. officials on Monday that the strikes were “a grave mistake. Nobody should pretend otherwise.”",
+        "She spoke for an hour.",
+        "Critics, e.g. Sen. Doe, disagreed – resp. abstained.",
+        "The vote is on Friday.",
+    ]
+    for row in one.itertuples():
+        assert DOCUMENT[row.start : row.end] == row.text
+    documents = out[out["level"] == "document"]
+    assert documents["id"].tolist() == ["one", "two"]
+    shares = documents[["share_FAVOR", "share_AGAINST", "share_NONE"]].astype(float).sum(axis=1)
+    assert shares.round(9).tolist() == [1.0, 1.0]
+    assert (summary.rows_read, summary.predicted, summary.rejected, summary.sentences) == (3, 2, 1, 6)
+    assert pd.read_csv(tmp_path / "out.rejects.csv")["reason"].tolist() == ["empty document: no sentences"]
+
+
+def test_shared_documents_split_cleanly(model_path, tmp_path, shared_data):
+    folder = shared_data.parent / "documents"
+    run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET)
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    texts = {p.stem: p.read_text(encoding="utf-8") for p in folder.glob("*.txt")}
+    sentences = out[out["level"] == "sentence"]
+    for row in sentences.itertuples():
+        assert texts[row.id][row.start : row.end] == row.text
+    assert not sentences["text"].str.endswith(("U.S.", "U.K.", "Dr.")).any()
+    assert sentences["text"].str.contains("‘All is well! Missiles launched from Iran", regex=False).any()
+    assert sorted(out.loc[out["level"] == "document", "id"]) == sorted(texts)
+
+
+def test_majority_aggregation(model_path, tmp_path):
+    path = tmp_path / "doc.txt"
+    path.write_text("The strikes were reckless and dangerous. They endangered civilians. Flights were rerouted.")
+    run(model_path, path, tmp_path / "mean.csv", documents=True, target=TARGET)
+    run(model_path, path, tmp_path / "majority.csv", documents=True, target=TARGET, aggregate="majority")
+    for name in ("mean", "majority"):
+        document = pd.read_csv(tmp_path / f"{name}.csv").query("level == 'document'")
+        assert len(document) == 1 and document["label"].iloc[0] in {"FAVOR", "AGAINST", "NONE"}

@@ -1,0 +1,168 @@
+"""Whole documents: sentence splitting with character offsets, and document-level stance.
+
+Sentences are split with NLTK's Punkt using parameters set here (known
+abbreviations, curly quotes), so no model is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from nltk.tokenize.punkt import PunktLanguageVars, PunktParameters, PunktSentenceTokenizer
+
+# Lower-case, without the final period, as Punkt stores them. Multi-period
+# abbreviations ("u.s") are matched as one token by Punkt's word pattern.
+ABBREVIATIONS = {
+    # places and institutions
+    "u.s", "u.k", "u.n", "e.u", "u.s.a", "u.a.e", "d.c", "n.y", "l.a", "st", "mt", "ft", "ave", "blvd", "co", "corp", "inc", "ltd", "dept", "univ",
+    # titles and ranks
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "gen", "lt", "col", "maj", "capt", "sgt", "adm", "cmdr", "gov", "sen", "rep", "pres", "rev", "hon", "amb",
+    # Latin and scholarly
+    "e.g", "i.e", "etc", "vs", "cf", "al", "approx", "resp", "viz", "ca", "ibid", "no", "nos", "vol", "pp", "fig", "ed", "eds",
+    # months and days
+    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat", "sun",
+}
+
+
+class _NewsLanguageVars(PunktLanguageVars):
+    # Curly and guillemet closing quotes may follow the period of a sentence end.
+    sent_end_chars = (".", "?", "!")
+    internal_punctuation = ",:;"
+
+
+class _NewsSentenceTokenizer(PunktSentenceTokenizer):
+    # Punkt keeps ASCII closing quotes and brackets with the sentence they end;
+    # news text uses curly quotes too, so they are added here.
+    _re_boundary_realignment = re.compile(r"[\"'’”»)\]}]+?(?:\s+|(?=--)|(?=—)|$)", re.MULTILINE)
+
+
+def sentence_splitter() -> PunktSentenceTokenizer:
+    """A Punkt tokenizer with this project's abbreviations; needs no NLTK data."""
+    params = PunktParameters()
+    params.abbrev_types = set(ABBREVIATIONS)
+    return _NewsSentenceTokenizer(params, lang_vars=_NewsLanguageVars())
+
+
+_SPLITTER = sentence_splitter()
+_PARAGRAPH = re.compile(r"\n\s*\n")
+# Quoted speech often holds several sentences ("‘All is well! ... So far, so
+# good!’"); a split inside it would cut the quote from its speaker, so spans
+# are merged while a quotation is open. Caps runaway merges on unbalanced quotes.
+MAX_SENTENCES_IN_QUOTE = 6
+
+
+def _quote_depth(text: str, depth: int) -> int:
+    """Open-quotation depth after ``text``, starting from ``depth``.
+
+    ’ doubles as an apostrophe (Iran’s, countries’), so it closes a quote only
+    when one is open and it is not between two letters.
+    """
+    for i, ch in enumerate(text):
+        if ch in "“«":
+            depth += 1
+        elif ch in "”»":
+            depth = max(depth - 1, 0)
+        elif ch == "‘" and (i == 0 or not text[i - 1].isalnum()):
+            depth += 1
+        elif ch == "’" and depth and not (0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()):
+            depth -= 1
+        elif ch == '"':
+            depth = depth - 1 if depth % 2 else depth + 1
+    return depth
+
+
+def _merge_quoted(block: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged, depth, run = [], 0, 0
+    for a, b in spans:
+        if merged and depth and run < MAX_SENTENCES_IN_QUOTE:
+            merged[-1] = (merged[-1][0], b)
+            run += 1
+        else:
+            merged.append((a, b))
+            run, depth = 1, 0
+        depth = _quote_depth(block[a:b], depth)
+    return merged
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` character offsets of each sentence; ``text[start:end]`` is the sentence.
+
+    Blank lines always end a sentence (headlines, datelines and quoted tweets
+    stand on their own lines in articles), and Punkt splits within paragraphs.
+
+    Examples
+    --------
+    >>> text = "Dr. Smith met U.S. officials. “It was tense,” she said."
+    >>> [text[a:b] for a, b in split_sentences(text)]
+    ['Dr. Smith met U.S. officials.', '“It was tense,” she said.']
+    """
+    spans = []
+    position = 0
+    for block in _PARAGRAPH.split(text) if text else []:
+        start = text.index(block, position)
+        position = start + len(block)
+        for a, b in _merge_quoted(block, list(_SPLITTER.span_tokenize(block))):
+            piece = block[a:b]
+            lead = len(piece) - len(piece.lstrip())
+            trail = len(piece.rstrip())
+            if trail > lead:
+                spans.append((start + a + lead, start + a + trail))
+    return spans
+
+
+AGGREGATIONS = ("mean", "majority")
+
+
+def aggregate(sentences: pd.DataFrame, labels: tuple[str, ...], rule: str) -> dict:
+    """One document-level row from its sentence rows.
+
+    ``mean``: the label with the highest mean probability over sentences.
+    ``majority``: the most frequent sentence label, ties broken by mean probability.
+    Both report the share of sentences with each label and the mean probabilities.
+    """
+    proba = sentences[[f"proba_{label}" for label in labels]].to_numpy()
+    mean = proba.mean(axis=0) if len(proba) else np.full(len(labels), np.nan)
+    counts = np.array([(sentences["label"] == label).sum() for label in labels], dtype=float)
+    share = counts / counts.sum() if counts.sum() else counts
+    if not len(proba):
+        label = None
+    elif rule == "majority":
+        best = np.flatnonzero(counts == counts.max())
+        label = labels[best[np.argmax(mean[best])]]
+    else:
+        label = labels[int(np.argmax(mean))]
+    row = {"label": label}
+    row |= {f"proba_{name}": value for name, value in zip(labels, mean)}
+    row |= {f"share_{name}": value for name, value in zip(labels, share)}
+    return row
+
+
+def read_documents(source: str | Path) -> list[tuple[str, str]]:
+    """``(document id, text)`` for a file, every ``*.txt`` file of a folder, or ``-`` for stdin."""
+    import sys
+
+    from train.errors import DataError
+
+    if str(source) == "-":
+        return [("stdin", sys.stdin.read())]
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".txt", ".md", ""))
+        if not files:
+            raise DataError(f"{path} holds no .txt files; --documents expects plain-text files or a folder of them.")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise DataError(f"{path} does not exist; --documents expects a plain-text file, a folder of them, or - for stdin.")
+    documents = []
+    for file in files:
+        raw = file.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise DataError(f"{file}: byte {error.start} is not valid UTF-8; save the document as UTF-8.") from None
+        documents.append((file.stem, text))
+    return documents

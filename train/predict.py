@@ -1,0 +1,502 @@
+"""Batch prediction: files of sentences or folders of documents in, labels and probabilities out.
+
+:func:`predict_file` does all the work; ``stance predict`` is a thin layer over it.
+
+How a run proceeds:
+
+1. The model is resolved to a local ``model.joblib`` (a path, ``runs:/ID/model``
+   or ``models:/NAME@ALIAS``) and checked to be a stance model.
+2. The input is read in chunks; rows that cannot be predicted (empty text,
+   missing target, undecodable bytes, malformed lines) are set aside with
+   their line number and reason.
+3. Chunks go to worker processes (``jobs``); each writes its result and its
+   rejects as part files in ``OUTPUT.parts/``, each part renamed into place
+   only when complete.
+4. When every chunk is done, the parts are joined into the output in input
+   order, written under a temporary name and renamed: the output name never
+   holds a partial file. An interrupted run leaves its finished parts, and
+   ``resume=True`` predicts only the chunks that are missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from train import documents as docs
+from train.errors import DataError, ModelError, StanceError
+from train.models import StanceModel
+from train.tables import Table, format_of
+
+REJECT_COLUMNS = ["line", "id", "reason", "text"]
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to read the input and write the output. See ``stance predict --help``."""
+
+    text_column: str = "text"
+    target_column: str = "target"
+    id_column: str = "id"
+    target: str | None = None
+    documents: bool = False
+    aggregate: str = "mean"
+    input_format: str | None = None
+    output_format: str | None = None
+    chunk_size: int = 10_000
+    jobs: int | None = None
+    resume: bool = False
+    rejects: str | None = None
+    keep_text: bool = False
+    progress: bool | None = None
+
+
+@dataclass
+class PredictSummary:
+    rows_read: int = 0
+    predicted: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    sentences: int = 0
+    rejects_path: str | None = None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds else 0.0
+
+    def line(self, unit: str = "rows") -> str:
+        text = (
+            f"{unit} read {self.rows_read:,}, predicted {self.predicted:,}, rejected {self.rejected:,}, "
+            f"{self.seconds:.1f}s, {_rate(self.rows_per_second)} {unit}/s"
+        )
+        if self.sentences:
+            text += f", {self.sentences:,} sentences ({_rate(self.sentences / max(self.seconds, 1e-9))}/s)"
+        if self.rejected and self.rejects_path:
+            text += f"; rejects in {self.rejects_path}"
+        return text
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+# --------------------------------------------------------------------------- model
+
+
+def resolve_model(uri: str) -> Path:
+    """A local ``model.joblib`` for a path, an MLflow model folder, ``runs:/`` or ``models:/`` URI."""
+    if uri.startswith(("runs:/", "models:/")):
+        from train import tracking
+
+        folder = tracking.download_model(uri)
+    else:
+        folder = Path(uri)
+        if not folder.exists():
+            raise ModelError(f"No model at {uri}; expected a model.joblib file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
+    if folder.is_file():
+        return folder
+    for candidate in (folder / "model.joblib", folder / "artifacts" / "model.joblib"):
+        if candidate.is_file():
+            return candidate
+    raise ModelError(f"{uri} is not a stance model: no model.joblib in {folder}. Models logged by `stance train` have one.")
+
+
+# --------------------------------------------------------------------------- input
+
+
+@dataclass
+class Chunk:
+    index: int
+    frame: pd.DataFrame  # line, id, text, target of rows to predict
+    rejects: pd.DataFrame  # line, id, reason, text
+    rows_read: int
+
+
+def _blank(value) -> bool:
+    return value is None or not str(value).strip()
+
+
+def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) -> tuple[list[str], Iterator[Chunk]]:
+    """Open the input (checking its columns now) and return a generator of chunks."""
+    fmt = format_of(source, options.input_format)
+    table = Table(source, fmt, options.chunk_size)
+    wanted = [options.text_column]
+    missing = [c for c in (options.text_column,) if c not in table.columns]
+    use_target = options.target is None and needs_target
+    if use_target:
+        wanted.append(options.target_column)
+        if options.target_column not in table.columns:
+            missing.append(options.target_column)
+    has_id = options.id_column in table.columns
+    if has_id:
+        wanted.append(options.id_column)
+    if missing:
+        table.close()
+        hint = " The model reads the target: name its column with --target-column, or give every row one target with --target \"...\"." if options.target_column in missing else ""
+        raise DataError(f"{source}: no column {missing[0]!r}; found columns {table.columns}. Name the text column with --text-column.{hint}")
+
+    def generate():
+        index = -1
+        with table:
+            for index, batch in enumerate(table.batches(wanted)):
+                texts = batch.column(options.text_column)
+                targets = batch.column(options.target_column) if use_target else [options.target or ""] * len(batch)
+                ids = batch.column(options.id_column) if has_id else [str(line) for line in batch.lines]
+                keep, rejects = [], []
+                for i in range(len(batch)):
+                    reason = batch.problems.get(i)
+                    if reason is None and _blank(texts[i]):
+                        reason = "empty text"
+                    if reason is None and needs_target and _blank(targets[i]):
+                        reason = "missing target"
+                    if reason is None:
+                        keep.append(i)
+                    else:
+                        rejects.append((batch.lines[i], ids[i], reason, texts[i]))
+                frame = pd.DataFrame(
+                    {
+                        "line": [batch.lines[i] for i in keep],
+                        "id": [ids[i] if ids[i] is not None else str(batch.lines[i]) for i in keep],
+                        "text": [texts[i] for i in keep],
+                        "target": [targets[i] for i in keep],
+                    }
+                )
+                yield Chunk(index, frame, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(batch))
+        if index < 0:  # an input with a header and no rows still gets an output with a header
+            empty = pd.DataFrame({"line": [], "id": [], "text": [], "target": []})
+            yield Chunk(0, empty, pd.DataFrame(columns=REJECT_COLUMNS), 0)
+
+    return table.columns, generate()
+
+
+def document_chunks(source: str, options: PredictOptions, needs_target: bool) -> Iterator[Chunk]:
+    if needs_target and not options.target:
+        raise DataError("This model reads the target, and documents have no target column: pass --target \"...\".")
+    documents = docs.read_documents(source)
+    per_chunk = max(1, options.chunk_size // 100)  # about 100 sentences per news article
+    for index, start in enumerate(range(0, len(documents), per_chunk)):
+        part = documents[start : start + per_chunk]
+        frame = pd.DataFrame({"line": range(start + 1, start + 1 + len(part)), "id": [d[0] for d in part], "text": [d[1] for d in part], "target": options.target or ""})
+        yield Chunk(index, frame, pd.DataFrame(columns=REJECT_COLUMNS), len(part))
+
+
+# --------------------------------------------------------------------------- workers
+
+_MODEL: StanceModel | None = None
+
+
+def _load_worker_model(path: str) -> None:
+    global _MODEL
+    _MODEL = StanceModel.load(path)
+
+
+def _predict_sentences(frame: pd.DataFrame, keep_text: bool) -> pd.DataFrame:
+    out = _MODEL.predict(frame[["text", "target"]]) if len(frame) else _empty_prediction()
+    columns = {"id": frame["id"].to_numpy()}
+    if keep_text:
+        columns |= {"target": frame["target"].to_numpy(), "text": frame["text"].to_numpy()}
+    return pd.concat([pd.DataFrame(columns, index=out.index), out], axis=1)
+
+
+def _empty_prediction() -> pd.DataFrame:
+    return pd.DataFrame({"label": pd.Series(dtype=object)} | {f"proba_{label}": pd.Series(dtype=float) for label in _MODEL.labels})
+
+
+def _predict_documents(frame: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    labels = _MODEL.labels
+    sentence_rows, rejects = [], []
+    for line, doc_id, text, target in frame[["line", "id", "text", "target"]].itertuples(index=False):
+        spans = docs.split_sentences(text)
+        if not spans:
+            rejects.append((line, doc_id, "empty document: no sentences", ""))
+            continue
+        sentence_rows.append(
+            pd.DataFrame(
+                {
+                    "id": doc_id,
+                    "level": "sentence",
+                    "sentence_index": np.arange(len(spans)),
+                    "start": [a for a, _ in spans],
+                    "end": [b for _, b in spans],
+                    "target": target,
+                    "text": [text[a:b] for a, b in spans],
+                }
+            )
+        )
+    columns = ["id", "level", "sentence_index", "start", "end", "target", "text", "label"] + [f"proba_{l}" for l in labels] + [f"share_{l}" for l in labels]
+    if not sentence_rows:
+        return pd.DataFrame(columns=columns), pd.DataFrame(rejects, columns=REJECT_COLUMNS), 0
+    sentences = pd.concat(sentence_rows, ignore_index=True)
+    sentences = pd.concat([sentences, _MODEL.predict(sentences[["text", "target"]])], axis=1)
+    rows = []
+    for doc_id, group in sentences.groupby("id", sort=False):
+        rows.append(group)
+        summary = docs.aggregate(group, labels, rule)
+        rows.append(pd.DataFrame([{"id": doc_id, "level": "document", "sentence_index": -1, "start": 0, "end": int(group["end"].max()), "target": group["target"].iloc[0], "text": ""} | summary]))
+    out = pd.concat(rows, ignore_index=True).reindex(columns=columns)
+    out[["sentence_index", "start", "end"]] = out[["sentence_index", "start", "end"]].astype("int64")
+    return out, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(sentences)
+
+
+def _run_chunk(task) -> dict:
+    """Predict one chunk and write its part files; returns the chunk's counts."""
+    chunk, parts, fmt, options = task
+    started = time.perf_counter()
+    if options.documents:
+        out, rejects, sentences = _predict_documents(chunk.frame, options.aggregate)
+        predicted = int((out["level"] == "document").sum()) if len(out) else 0
+    else:
+        out, rejects, sentences = _predict_sentences(chunk.frame, options.keep_text), pd.DataFrame(columns=REJECT_COLUMNS), 0
+        predicted = len(out)
+    rejects = pd.concat([chunk.rejects, rejects], ignore_index=True) if len(rejects) else chunk.rejects
+    counts = {"rows_read": chunk.rows_read, "predicted": predicted, "rejected": len(rejects), "sentences": sentences}
+    if counts["predicted"] + counts["rejected"] != counts["rows_read"]:  # pragma: no cover - an invariant
+        raise AssertionError(f"chunk {chunk.index}: predicted + rejected != read: {counts}")
+    stem = parts / f"{chunk.index:08d}"
+    _write_atomic(out, Path(f"{stem}.out"), fmt)
+    _write_atomic(rejects.astype({"line": "int64"}), Path(f"{stem}.rejects"), "csv")
+    counts["seconds"] = time.perf_counter() - started
+    Path(f"{stem}.json.tmp").write_text(json.dumps(counts))
+    os.replace(f"{stem}.json.tmp", f"{stem}.json")  # the chunk counts as done only once this exists
+    return counts
+
+
+def _ordered(tasks: Iterator, jobs: int, model_path: Path) -> Iterator[dict]:
+    """Run tasks on ``jobs`` processes, at most 2 per process in flight, yielding results in task order."""
+    if jobs == 1:
+        _load_worker_model(str(model_path))
+        for task in tasks:
+            yield _run_chunk(task)
+        return
+    # fork shares the loaded libraries with the workers; the worker functions live
+    # in this importable module, which pickling across processes requires.
+    context = get_context("fork") if sys.platform != "win32" else None
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_load_worker_model, initargs=(str(model_path),)) as pool:
+        pending = deque()
+        for task in tasks:
+            pending.append(pool.submit(_run_chunk, task))
+            if len(pending) >= 2 * jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    _write(frame, temporary, fmt)
+    os.replace(temporary, path)
+
+
+def _write(frame: pd.DataFrame, target, fmt: str, header: bool = True) -> None:
+    if fmt in ("csv", "tsv"):
+        frame.to_csv(target, index=False, sep="," if fmt == "csv" else "\t", header=header, lineterminator="\n")
+    elif fmt == "jsonl":
+        frame.to_json(target, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_parquet(target, index=False)
+
+
+def _join_parts(files: list[Path], destination, fmt: str, header: bool = True) -> None:
+    """Concatenate part files in order into an open binary stream (``header=False``: drop the first part's header too)."""
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(f) for f in files]
+        schema = next((t.schema for t in tables if t.num_rows), tables[0].schema)
+        writer = pq.ParquetWriter(destination, schema)
+        for table in tables:
+            if table.num_rows:
+                writer.write_table(table.cast(schema))
+        writer.close()
+        return
+    for position, file in enumerate(files):
+        with open(file, "rb") as handle:
+            if (position or not header) and fmt in ("csv", "tsv"):
+                handle.readline()  # each part has a header; keep the first only
+            shutil.copyfileobj(handle, destination)
+
+
+def _fingerprint(source: str, model_path: Path, options: PredictOptions, fmt: str) -> dict:
+    """What must not change between an interrupted run and its resumption."""
+    stat = Path(source).stat()
+    model_stat = model_path.stat()
+    settings = {k: v for k, v in asdict(options).items() if k not in ("jobs", "resume", "progress", "rejects")}
+    return {
+        "input": str(Path(source).resolve()),
+        "input_size": stat.st_size,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "model": hashlib.sha256(f"{model_path.resolve()}:{model_stat.st_size}:{model_stat.st_mtime_ns}".encode()).hexdigest(),
+        "output_format": fmt,
+        "settings": settings,
+    }
+
+
+def _prepare_parts(parts: Path, fingerprint: dict | None, resume: bool) -> set[int]:
+    """Create or check the parts folder; returns the chunk indexes already done."""
+    state = parts / "state.json"
+    if parts.exists():
+        if not resume:
+            raise StanceError(
+                f"{parts} holds the finished chunks of an interrupted run. Rerun with --resume to continue it, or delete the folder to start over."
+            )
+        previous = json.loads(state.read_text()) if state.exists() else None
+        if previous != fingerprint:
+            changed = sorted(k for k in (fingerprint or {}) if (previous or {}).get(k) != fingerprint[k])
+            raise StanceError(f"Cannot resume from {parts}: {', '.join(changed) or 'its state'} changed since the interrupted run. Delete the folder to start over.")
+        return {int(p.name.split(".")[0]) for p in parts.glob("*.json") if p.name != "state.json"}
+    parts.mkdir(parents=True)
+    state.write_text(json.dumps(fingerprint))
+    return set()
+
+
+def predict_file(model: str, source: str, output: str, options: PredictOptions = PredictOptions(), log=None) -> PredictSummary:
+    """Predict every row (or document) of ``source`` with ``model`` and write ``output``.
+
+    Returns the counts; rows predicted + rows rejected = rows read, checked per chunk and overall.
+    """
+    log = log or (lambda message: print(message, file=sys.stderr))
+    started = time.perf_counter()
+    if options.aggregate not in docs.AGGREGATIONS:
+        raise StanceError(f"aggregate must be one of {docs.AGGREGATIONS}, got {options.aggregate!r}.")
+    if options.chunk_size < 1:
+        raise StanceError(f"chunk size must be at least 1, got {options.chunk_size}.")
+    model_path = resolve_model(model)
+    stance_model = StanceModel.load(model_path)
+    to_stdout = output == "-"
+    fmt = options.output_format or ("csv" if to_stdout else format_of(output))
+    if to_stdout and fmt == "parquet":
+        raise StanceError("Parquet cannot be streamed to stdout; write it to a file (-o out.parquet).")
+    if options.resume and (source == "-" or to_stdout):
+        raise StanceError("--resume needs a named input file and output file; stdin and stdout cannot be resumed.")
+
+    if options.documents:
+        chunks = document_chunks(source, options, stance_model.needs_target)
+    else:
+        _, chunks = sentence_chunks(source, options, stance_model.needs_target)
+
+    # Parts of a stdout run cannot be resumed, so they live in a private temporary folder.
+    work = Path(output + ".parts") if not to_stdout else Path(tempfile.mkdtemp(prefix="stance-predict-")) / "parts"
+    fingerprint = _fingerprint(source, model_path, options, fmt) if not (to_stdout or source == "-") else None
+    done = _prepare_parts(work, fingerprint, options.resume)
+    jobs = options.jobs or os.cpu_count() or 1
+    summary = PredictSummary()
+    progress = _progress(options.progress, "documents" if options.documents else "rows")
+    stdout = sys.stdout.buffer if to_stdout else None
+    written = 0
+    try:
+        def tasks():
+            for chunk in chunks:
+                if chunk.index in done:
+                    continue
+                yield chunk, work, fmt, options
+
+        results = _ordered(tasks(), jobs, model_path)
+        # Results arrive in chunk order except for chunks finished by an earlier run.
+        for counts in _merge_done(results, work, done):
+            summary.rows_read += counts["rows_read"]
+            summary.predicted += counts["predicted"]
+            summary.rejected += counts["rejected"]
+            summary.sentences += counts["sentences"]
+            progress.update(counts["rows_read"])
+            if stdout is not None:
+                _join_parts([work / f"{written:08d}.out"], stdout, fmt, header=written == 0)
+                stdout.flush()
+                written += 1
+        progress.close()
+        if summary.predicted + summary.rejected != summary.rows_read:  # pragma: no cover - an invariant
+            raise AssertionError(f"predicted {summary.predicted} + rejected {summary.rejected} != read {summary.rows_read}")
+        indexes = sorted(int(p.name.split(".")[0]) for p in work.glob("*.json") if p.name != "state.json")
+        if not to_stdout:
+            _finish(work, indexes, Path(output), fmt)
+        summary.rejects_path = _write_rejects(work, indexes, options.rejects or _default_rejects(output), summary.rejected)
+        shutil.rmtree(work)
+    except BaseException:
+        progress.close()
+        for temporary in work.glob("*.tmp") if work.exists() else ():
+            temporary.unlink()
+        if to_stdout or source == "-":
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    summary.seconds = time.perf_counter() - started
+    log(summary.line("documents" if options.documents else "rows"))
+    return summary
+
+
+def _merge_done(results: Iterator[dict], work: Path, done: set[int]) -> Iterator[dict]:
+    """Counts of all chunks in order: finished earlier (read from disk) or computed now."""
+    index = 0
+    for counts in results:
+        while index in done:
+            yield json.loads((work / f"{index:08d}.json").read_text())
+            index += 1
+        yield counts
+        index += 1
+    while index in done:
+        yield json.loads((work / f"{index:08d}.json").read_text())
+        index += 1
+
+
+def _finish(work: Path, indexes: list[int], output: Path, fmt: str) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            _join_parts([work / f"{i:08d}.out" for i in indexes], handle, fmt)
+        os.replace(temporary, output)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _default_rejects(output: str) -> str:
+    if output == "-":
+        return "stance-rejects.csv"
+    path = Path(output)
+    return str(path.with_name(path.name.split(".")[0] + ".rejects.csv"))
+
+
+def _write_rejects(work: Path, indexes: list[int], path: str, count: int) -> str | None:
+    """Join the rejects of every chunk into one CSV, written only when a row was rejected."""
+    if not count:
+        return None
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        _join_parts([work / f"{i:08d}.rejects" for i in indexes], handle, "csv")
+    os.replace(temporary, target)
+    return str(target)
+
+
+class _Quiet:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(enabled: bool | None, unit: str):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return _Quiet()
+    from tqdm import tqdm
+
+    return tqdm(unit=f" {unit}", unit_scale=True, file=sys.stderr, smoothing=0.1)

@@ -1,0 +1,220 @@
+"""Streaming readers for CSV, TSV, JSON Lines and Parquet that keep line numbers.
+
+A reader yields :class:`Batch` objects: rows as lists of string values,
+their line numbers, and the problems (malformed line, undecodable bytes)
+of rows that could not be read. A bad row never raises; it is reported so
+the caller can stop with its line number or set it aside.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from train.errors import DataError
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+UNDECODABLE = "undecodable bytes: the line is not valid UTF-8"
+
+
+def format_of(path: str | Path, given: str | None = None) -> str:
+    """The table format: ``given`` if set, else from the file extension."""
+    if given:
+        if given not in set(FORMATS.values()):
+            raise DataError(f"Unknown format {given!r}; expected one of csv, tsv, jsonl, parquet.")
+        return given
+    if str(path) == "-":
+        return "csv"
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(f"Cannot tell the format of {path} from its extension {suffix!r}; name it .csv, .tsv, .jsonl or .parquet, or pass --format.")
+    return FORMATS[suffix]
+
+
+def has_surrogates(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def visible(value: str) -> str:
+    """Show undecodable bytes as \\xNN so a rejects file can hold them."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+@dataclass
+class Batch:
+    """Up to ``batch_size`` rows: values per column, line numbers, and read problems by position."""
+
+    columns: list[str]
+    rows: list[list[str | None]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    problems: dict[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> list[str | None]:
+        index = self.columns.index(name)
+        return [row[index] for row in self.rows]
+
+
+class Table:
+    """An open table: its column names (read eagerly, so a missing column fails
+    before any output is written) and an iterator of batches."""
+
+    def __init__(self, source: str | Path, fmt: str, batch_size: int = 10_000):
+        self.source, self.format, self.batch_size = str(source), fmt, batch_size
+        self._handle = None
+        if fmt in ("csv", "tsv", "jsonl"):
+            if self.source == "-":
+                self._handle = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline="")
+            else:
+                self._handle = open(_existing(self.source), encoding="utf-8-sig", errors="surrogateescape", newline="")
+        if fmt in ("csv", "tsv"):
+            self._reader = csv.reader(self._handle, delimiter="," if fmt == "csv" else "\t")
+            try:
+                header = next(self._reader)
+            except StopIteration:
+                raise DataError(f"{self.source} is empty; expected a header line naming the columns.") from None
+            except csv.Error as error:
+                raise DataError(f"{self.source}, line 1: cannot read the header: {error}.") from None
+            self.columns = [visible(c) for c in header]
+        elif fmt == "jsonl":
+            self._pending = self._json_records()
+            first = next(self._pending, None)
+            self._first = first
+            self.columns = list(first[1].keys()) if first and isinstance(first[1], dict) else []
+        else:
+            import pyarrow.parquet as pq
+
+            try:
+                self._parquet = pq.ParquetFile(_existing(self.source))
+            except DataError:
+                raise
+            except Exception as error:  # pyarrow raises several types for a damaged file
+                raise DataError(f"{self.source} could not be read as Parquet: {error}.") from None
+            self.columns = list(self._parquet.schema_arrow.names)
+
+    def close(self):
+        if self._handle is not None and self.source != "-":
+            self._handle.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def batches(self, columns: list[str] | None = None) -> Iterator[Batch]:
+        """Batches holding ``columns`` (default: all), in file order."""
+        wanted = columns or self.columns
+        if self.format in ("csv", "tsv"):
+            return self._delimited_batches(wanted)
+        if self.format == "jsonl":
+            return self._json_batches(wanted)
+        return self._parquet_batches(wanted)
+
+    def _delimited_batches(self, wanted):
+        positions = [self.columns.index(c) for c in wanted]
+        width = len(self.columns)
+        batch = Batch(list(wanted))
+        start = self._reader.line_num + 1
+        while True:
+            try:
+                record = next(self._reader)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                batch.problems[len(batch)] = f"malformed line: {error}"
+                batch.rows.append([None] * len(wanted))
+                batch.lines.append(start)
+                start = self._reader.line_num + 1
+                continue
+            if not record:  # a blank line is not a row
+                start = self._reader.line_num + 1
+                continue
+            if len(record) != width:
+                batch.problems[len(batch)] = f"malformed line: expected {width} fields, found {len(record)}"
+                record = (record + [None] * width)[:width]
+            values = [record[p] for p in positions]
+            if any(v is not None and has_surrogates(v) for v in values):
+                batch.problems.setdefault(len(batch), UNDECODABLE)
+                values = [visible(v) if v is not None else None for v in values]
+            batch.rows.append(values)
+            batch.lines.append(start)
+            start = self._reader.line_num + 1
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = Batch(list(wanted))
+        if len(batch):
+            yield batch
+
+    def _json_records(self):
+        for number, line in enumerate(self._handle, start=1):
+            if not line.strip():
+                continue
+            if has_surrogates(line):
+                yield number, {}, UNDECODABLE
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, {}, f"malformed JSON: {error.msg} at column {error.colno}"
+                continue
+            if not isinstance(record, dict):
+                yield number, {}, f"malformed line: expected a JSON object, found {type(record).__name__}"
+                continue
+            yield number, record, None
+
+    def _json_batches(self, wanted):
+        batch = Batch(list(wanted))
+        records = self._pending if self._first is None else _chain_first(self._first, self._pending)
+        for number, record, problem in records:
+            if problem:
+                batch.problems[len(batch)] = problem
+            values = [record.get(c) for c in wanted]
+            batch.rows.append([None if v is None else str(v) for v in values])
+            batch.lines.append(number)
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = Batch(list(wanted))
+        if len(batch):
+            yield batch
+
+    def _parquet_batches(self, wanted):
+        line = 1
+        for record_batch in self._parquet.iter_batches(batch_size=self.batch_size, columns=list(wanted)):
+            columns = [record_batch.column(c).to_pylist() for c in wanted]
+            rows = [[None if v is None else str(v) for v in values] for values in zip(*columns)]
+            yield Batch(list(wanted), rows, list(range(line, line + len(rows))), {})
+            line += len(rows)
+
+
+def _chain_first(first, rest):
+    yield first
+    yield from rest
+
+
+def _existing(path: str) -> str:
+    if not Path(path).exists():
+        raise DataError(
+            f"{path} does not exist. Data paths in experiments are relative to the data root: set it with --data-dir DIR "
+            "or STANCE_DATA_DIR (for the public datasets: STANCE_DATA_DIR=../shared/data)."
+        )
+    if Path(path).is_dir():
+        raise DataError(f"{path} is a folder; expected a file.")
+    return path
+
+
+def read_all(source: str | Path, fmt: str) -> tuple[list[str], Batch]:
+    """The whole table as one batch (for training data, which fits in memory)."""
+    with Table(source, fmt, batch_size=sys.maxsize) as table:
+        batches = list(table.batches())
+        columns = table.columns
+    if not batches:
+        return columns, Batch(columns)
+    return columns, batches[0]
