@@ -25,11 +25,9 @@ def text_column(X, column: str, owner: str) -> np.ndarray:
     if column not in X.columns:
         raise ValueError(f"{owner} expects a column {column!r}; found columns {list(X.columns)}.")
     values = X[column].to_numpy(dtype=object)
-    missing = pd.isna(values)
-    if missing.any():
-        values = values.copy()
-        values[missing] = ""
-    return values.astype(str).astype(object)
+    # Not astype(str): that builds a fixed-width array as wide as the longest
+    # text, gigabytes for a chunk of news articles.
+    return np.asarray([v if isinstance(v, str) else ("" if pd.isna(v) else str(v)) for v in values], dtype=object)
 
 
 def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -80,6 +80,8 @@ class WordNgrams(_TfidfNgrams):
     negation : bool, default=False
         Mark tokens in a negated clause with ``_NEG``.
     stemmer : {None, "porter", "snowball"}, default=None
+    split_hashtags : bool, default=False
+        Add the words of CamelCase hashtags (``#StopTheWar`` -> stop the war).
     by_target : bool, default=False
         Prefix every n-gram with the row's target, so "abortion|choice" and
         "hillary|choice" are distinct features (n-grams conditioned on the target).
@@ -103,6 +105,7 @@ class WordNgrams(_TfidfNgrams):
         tokenizer="regex",
         negation=False,
         stemmer=None,
+        split_hashtags=False,
         by_target=False,
         min_df=1,
         max_df=1.0,
@@ -116,6 +119,7 @@ class WordNgrams(_TfidfNgrams):
         self.tokenizer = tokenizer
         self.negation = negation
         self.stemmer = stemmer
+        self.split_hashtags = split_hashtags
         self.by_target = by_target
         self.min_df = min_df
         self.max_df = max_df
@@ -126,7 +130,7 @@ class WordNgrams(_TfidfNgrams):
         self.column = column
 
     def _analyzer(self):
-        tokenizer = Tokenizer(kind=self.tokenizer, negation=self.negation, stemmer=self.stemmer)
+        tokenizer = Tokenizer(kind=self.tokenizer, negation=self.negation, stemmer=self.stemmer, split_hashtags=self.split_hashtags)
         return NgramAnalyzer(tokenizer, tuple(self.ngram_range), prefix_target=self.by_target)
 
     def _documents(self, X):
@@ -161,6 +165,7 @@ class TargetNgrams(WordNgrams):
         tokenizer="regex",
         negation=False,
         stemmer=None,
+        split_hashtags=False,
         by_target=False,
         min_df=1,
         max_df=1.0,
@@ -175,6 +180,7 @@ class TargetNgrams(WordNgrams):
             tokenizer=tokenizer,
             negation=negation,
             stemmer=stemmer,
+            split_hashtags=split_hashtags,
             by_target=by_target,
             min_df=min_df,
             max_df=max_df,

@@ -34,6 +34,18 @@ TARGET_SEPARATOR = "\x1f"
 _URL = re.compile(r"^(?:https?://|www\.)")
 # Where a negation's scope ends. NLTK's mark_negation stops only at . : ; ! ?,
 # which lets "not X, but we like it" negate "like"; commas and "but" end it here.
+_HASHTAG = re.compile(r"#(\w+)")
+_CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def _expand_hashtag(match: re.Match) -> str:
+    parts = _CAMEL_PART.findall(match.group(1))
+    return match.group(0) + (" " + " ".join(parts) + " ," if len(parts) > 1 else "")
+
+
+# A cheap test on the whole text before the per-token negation pass; a superset
+# of NLTK's negation words, so it never skips a sentence that has one.
+_MAY_NEGATE = re.compile(r"n[o']|n't|nt\b|never|ain", re.IGNORECASE)
 _SCOPE_END = re.compile(r"^(?:[.,:;!?]+|but|however|although|though)$")
 
 
@@ -70,6 +82,9 @@ class Tokenizer:
     normalize_urls : bool, default=True
         Replace every URL with ``<url>`` and every @mention with ``@user``, so
         that one-off handles do not become features.
+    split_hashtags : bool, default=False
+        Follow a CamelCase hashtag with its words: ``#StopTheWar`` also gives
+        ``stop the war``, so hashtags share features with plain text.
 
     Examples
     --------
@@ -77,7 +92,7 @@ class Tokenizer:
     ['i', "don't", 'support_NEG', 'the_NEG', 'strikes_NEG', '!']
     """
 
-    def __init__(self, kind="regex", lowercase=True, negation=False, stemmer=None, normalize_urls=True):
+    def __init__(self, kind="regex", lowercase=True, negation=False, stemmer=None, normalize_urls=True, split_hashtags=False):
         if kind not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {kind!r}")
         if stemmer not in STEMMERS:
@@ -87,6 +102,7 @@ class Tokenizer:
         self.negation = negation
         self.stemmer = stemmer
         self.normalize_urls = normalize_urls
+        self.split_hashtags = split_hashtags
         self._build()
 
     def _build(self):
@@ -111,7 +127,7 @@ class Tokenizer:
     def __repr__(self):
         return (
             f"Tokenizer(kind={self.kind!r}, lowercase={self.lowercase}, negation={self.negation}, "
-            f"stemmer={self.stemmer!r}, normalize_urls={self.normalize_urls})"
+            f"stemmer={self.stemmer!r}, normalize_urls={self.normalize_urls}, split_hashtags={self.split_hashtags})"
         )
 
     def __eq__(self, other):
@@ -121,12 +137,15 @@ class Tokenizer:
         return hash(tuple(sorted(self.__getstate__().items())))
 
     def __call__(self, text: str) -> list[str]:
+        if self.split_hashtags and "#" in text:
+            text = _HASHTAG.sub(_expand_hashtag, text)
         if self.lowercase and self.kind != "tweet":
             text = text.lower()
         tokens = self._split(text)
-        if self.normalize_urls:
+        # The substring checks skip the per-token passes for most sentences.
+        if self.normalize_urls and ("@" in text or "http" in text or "www." in text):
             tokens = ["<url>" if _URL.match(t) else ("@user" if t.startswith("@") and len(t) > 1 else t) for t in tokens]
-        if self.negation:
+        if self.negation and _MAY_NEGATE.search(text):
             tokens = mark_negation(tokens)
         if self._stem is not None:
             tokens = [self._stem_token(t) for t in tokens]
@@ -162,9 +181,11 @@ class NgramAnalyzer:
         tokens = self.tokenizer(text)
         low, high = self.ngram_range
         grams = tokens[:] if low == 1 else []
+        if low <= 2 <= high:  # the common case, without slicing
+            grams.extend([a + " " + b for a, b in zip(tokens, tokens[1:])])
         n_tokens = len(tokens)
-        for n in range(max(low, 2), high + 1):
-            grams.extend(" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1))
+        for n in range(max(low, 3), high + 1):
+            grams.extend([" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1)])
         if target is not None:
             prefix = f"{target}|"
             grams = [prefix + g for g in grams]

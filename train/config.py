@@ -60,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
         "strategy": "joint",
         "classifier": "logreg",
         "min_target_rows": 30,
+        "refit_on_valid": False,
+        "label_weights": {},
         "clf": {},
     },
 }
@@ -168,6 +170,8 @@ class ModelConfig(_Section):
     strategy: str = _f(str)
     classifier: str = _f(str)
     min_target_rows: int = _f(int)
+    refit_on_valid: bool = _f(bool)
+    label_weights: Mapping = _f(Mapping)
     clf: Mapping = _f(Mapping)
 
     def __post_init__(self):
@@ -176,6 +180,9 @@ class ModelConfig(_Section):
         _choice("model.strategy", self.strategy, STRATEGIES)
         _choice("model.classifier", self.classifier, sorted(CLASSIFIERS))
         _check_kwargs(f"model.clf (for {self.classifier})", CLASSIFIERS[self.classifier], self.clf)
+        for label, weight in self.label_weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+                raise ConfigError(f"model.label_weights.{label} must be a positive number, found {weight!r}.")
 
 
 def _check_kwargs(where: str, cls, params: Mapping):
@@ -228,6 +235,9 @@ class Config(_Section):
             _check_kwargs(f"features.{step}", FEATURE_STEPS[step], {**STEP_DEFAULTS.get(step, {}), **params})
         from train.evaluate import metric_names
 
+        unknown = [label for label in self.model.label_weights if label not in self.labels]
+        if unknown:
+            raise ConfigError(f"model.label_weights names {unknown[0]!r}, which is not a label; labels are {list(self.labels)}.")
         known = metric_names(self.labels)
         if self.headline_metric not in known:
             raise ConfigError(f"headline_metric {self.headline_metric!r} does not apply to labels {list(self.labels)}; choose one of {known}.")
@@ -287,7 +297,7 @@ class Config(_Section):
 
 def _merge(base: dict, layer: Mapping) -> dict:
     for key, value in layer.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key not in ("columns", "label_map", "target_names", "clf"):
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key not in ("columns", "label_map", "target_names", "clf", "label_weights"):
             _merge(base[key], value)
         elif key == "clf" and isinstance(value, Mapping) and isinstance(base.get(key), dict):
             base[key].update(value)

@@ -23,6 +23,7 @@ from sklearn.naive_bayes import BernoulliNB, ComplementNB, MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_sample_weight
+from scipy.special import softmax
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from features.base import TARGET, TEXT, text_column
@@ -39,9 +40,15 @@ class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
     ----------
     C : float, default=1.0
     class_weight : dict, "balanced" or None, default=None
-    calibration : {"sigmoid", "isotonic"}, default="sigmoid"
+    calibration : {"sigmoid", "isotonic", "softmax"}, default="sigmoid"
+        ``"softmax"`` skips calibration: one SVM, probabilities are the softmax
+        of its decision values (their argmax is the SVM's own decision).
     cv : int or iterable of (train, test) splits, default=3
-        Folds for calibration; each fold trains an SVM on the rest.
+        Folds whose out-of-fold scores fit the calibration.
+    ensemble : bool, default=False
+        False: one SVM trained on all rows, calibrated on out-of-fold scores.
+        True: one SVM per fold (each sees only part of the rows), averaged;
+        worse on the small per-target training sets of stance data.
     max_iter : int, default=5000
     random_state : int, default=0
 
@@ -53,11 +60,12 @@ class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
     [1]
     """
 
-    def __init__(self, C=1.0, class_weight=None, calibration="sigmoid", cv=3, max_iter=5000, random_state=0):
+    def __init__(self, C=1.0, class_weight=None, calibration="sigmoid", cv=3, ensemble=False, max_iter=5000, random_state=0):
         self.C = C
         self.class_weight = class_weight
         self.calibration = calibration
         self.cv = cv
+        self.ensemble = ensemble
         self.max_iter = max_iter
         self.random_state = random_state
 
@@ -69,11 +77,15 @@ class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             weights = weights * np.asarray(sample_weight, dtype=float)
         svm = LinearSVC(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
-        folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state) if isinstance(self.cv, int) else self.cv
-        self.model_ = CalibratedClassifierCV(svm, method=self.calibration, cv=folds)
-        self.model_.fit(X, y, sample_weight=weights)
+        if self.calibration == "softmax":
+            self.model_ = svm.fit(X, y, sample_weight=weights)
+            fold_svms = [self.model_]
+        else:
+            folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state) if isinstance(self.cv, int) else self.cv
+            self.model_ = CalibratedClassifierCV(svm, method=self.calibration, cv=folds, ensemble=self.ensemble)
+            self.model_.fit(X, y, sample_weight=weights)
+            fold_svms = [c.estimator for c in self.model_.calibrated_classifiers_]
         self.classes_ = self.model_.classes_
-        fold_svms = [c.estimator for c in self.model_.calibrated_classifiers_]
         # Averaged over the calibration folds: the weights a report shows per feature.
         self.coef_ = np.mean([svm.coef_ for svm in fold_svms], axis=0)
         self.n_iter_ = max(int(svm.n_iter_) for svm in fold_svms)
@@ -82,6 +94,11 @@ class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, accept_sparse="csr", reset=False)
+        if self.calibration == "softmax":
+            scores = self.model_.decision_function(X)
+            if scores.ndim == 1:
+                scores = np.column_stack([-scores, scores])
+            return softmax(scores, axis=1)
         return self.model_.predict_proba(X)
 
     def predict(self, X):
@@ -208,12 +225,18 @@ class StanceModel:
     labels: tuple[str, ...]
     config: dict
     needs_target: bool = True
+    label_weights: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     format: str = ARTIFACT_FORMAT
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Labels and one ``proba_<LABEL>`` column per class, in ``self.labels`` order."""
+        """Labels and one ``proba_<LABEL>`` column per class, in ``self.labels`` order.
+
+        The label is the class with the highest probability times its weight in
+        ``label_weights`` (default 1): a decision threshold tuned on validation
+        data, e.g. to predict NONE less readily when F_avg is the goal.
+        """
         frame = frame.copy()
         if TEXT not in frame.columns:
             raise ModelError(f"Input needs a {TEXT!r} column; found {list(frame.columns)}.")
@@ -225,7 +248,8 @@ class StanceModel:
         order = [list(self.estimator.classes_).index(label) for label in self.labels]
         proba = proba[:, order]
         out = pd.DataFrame(proba, columns=[f"proba_{label}" for label in self.labels], index=frame.index)
-        out.insert(0, "label", np.asarray(self.labels, dtype=object)[np.argmax(proba, axis=1)])
+        weights = np.array([self.label_weights.get(label, 1.0) for label in self.labels])
+        out.insert(0, "label", np.asarray(self.labels, dtype=object)[np.argmax(proba * weights, axis=1)])
         return out
 
     def save(self, path: str | Path) -> Path:

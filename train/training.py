@@ -12,11 +12,19 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from train import evaluate, tracking
 from train.config import Config
 from train.data import data_root, load_dataset, split_dataset
 from train.models import StanceModel, build_model, fit_model, needs_target, runtime_versions
+
+
+def _fit(config: Config, frame: pd.DataFrame, versions: dict) -> StanceModel:
+    """Fit the experiment's estimator on ``frame`` and wrap it with its labels and settings."""
+    weights = frame["weight"].to_numpy() if config.data.use_weights else None
+    estimator = fit_model(build_model(config), frame, weights)
+    return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights), versions=versions)
 
 
 @dataclass
@@ -50,18 +58,20 @@ def train(config: Config, data_dir: str | Path | None = None, log=print) -> Trai
         tracking.log_data(data, splits, root)
 
         # 2. Model: the pipeline the config describes, fitted on train only.
-        model = build_model(config)
-        weights = splits["train"]["weight"].to_numpy() if config.data.use_weights else None
+        labels = config.labels
         started = time.perf_counter()
-        fit_model(model, splits["train"], weights)
+        stance_model = _fit(config, splits["train"], versions)
         train_seconds = time.perf_counter() - started
         log(f"fit: {train_seconds:.1f}s on {len(splits['train'])} rows")
 
-        # 3. Evaluate on validation and test.
-        labels = config.labels
-        stance_model = StanceModel(model, labels, config.to_dict(), needs_target(config), versions=versions)
+        # 3. Evaluate on validation, then (optionally refitted on train + validation) on test.
         metrics = {"train_seconds": train_seconds}
         for split in ("valid", "test"):
+            if split == "test" and config.model.refit_on_valid:
+                started = time.perf_counter()
+                stance_model = _fit(config, pd.concat([splits["train"], splits["valid"]], ignore_index=True), versions)
+                metrics["refit_seconds"] = time.perf_counter() - started
+                log(f"refit on train + valid: {metrics['refit_seconds']:.1f}s")
             frame = splits[split]
             predicted = stance_model.predict(frame)["label"].to_numpy()
             split_metrics = evaluate.compute_metrics(frame["label"], predicted, labels, frame["target"])

@@ -122,12 +122,13 @@ def test_bad_row_stops_training_with_exit_code_2(tracking, tmp_path, capsys):
 
 
 def test_quarantine_logs_rejects_and_counts(tracking, tmp_path, capsys):
-    code, out, err = train(capsys, SAMPLE, "--data-dir", str(bad_data_dir(tmp_path)), "--set", "data.on_bad_rows=quarantine", "--set", "features.char=false")
+    code, out, err = train(capsys, SAMPLE, "--data-dir", str(bad_data_dir(tmp_path)), "--set", "data.on_bad_rows=quarantine", "--set", "features.char=false", "--set", "model.refit_on_valid=true")
     assert code == 0
     assert "419 rows read, 418 kept, 1 rejected" in err
     run_id = run_id_from(out)
     run = MlflowClient(tracking).get_run(run_id)
     assert run.data.metrics["rows_rejected"] == 1
+    assert "refit on train + valid" in err and run.data.metrics["refit_seconds"] > 0
     rejects = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="data/rejects.csv", tracking_uri=tracking))
     assert rejects[["line", "reason"]].values.tolist() == [[420, "empty text"]]
 

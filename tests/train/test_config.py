@@ -52,6 +52,8 @@ def test_a_feature_step_can_be_switched_off_and_on():
         ("headline_metric=fnc_score", "does not apply to labels"),
         ("split.test_size=0.9", "split.test_size must be a fraction"),
         ("no_equals_sign", "must look like key=value"),
+        ("model.label_weights={FAVOUR=2}", "names 'FAVOUR', which is not a label"),
+        ("model.label_weights={NONE=-1}", "must be a positive number"),
     ],
 )
 def test_bad_configs_say_what_was_expected(override, message):
