@@ -50,8 +50,8 @@ class StyleFeatures(DenseFeatures):
         rows = np.zeros((len(uniques), len(self._names())))
         for i, text in enumerate(uniques):
             counts = [len(pattern.findall(text)) for pattern in _PATTERNS.values()]
-            letters = sum(c.isalpha() for c in text)
-            capitals = sum(c.isupper() for c in text)
+            letters = sum(map(str.isalpha, text))
+            capitals = sum(map(str.isupper, text))
             rows[i, : len(counts)] = np.log1p(counts)
             rows[i, len(counts)] = np.log1p(len(text))
             rows[i, len(counts) + 1] = capitals / letters if letters else 0.0

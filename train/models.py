@@ -12,7 +12,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
+import pickle
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -253,18 +253,22 @@ class StanceModel:
         return out
 
     def save(self, path: str | Path) -> Path:
+        # Plain pickle rather than joblib: joblib.load unpickles in pure Python,
+        # which takes seconds for an n-gram vocabulary; pickle's C loader does not.
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, path, compress=3)
+        with open(path, "wb") as handle:
+            pickle.dump(self, handle, protocol=5)
         return path
 
     @staticmethod
     def load(path: str | Path) -> "StanceModel":
         path = Path(path)
         if not path.exists():
-            raise ModelError(f"No model at {path}; expected a file written by `stance train` (model.joblib).")
+            raise ModelError(f"No model at {path}; expected a file written by `stance train` (model.pkl).")
         try:
-            model = joblib.load(path)
+            with open(path, "rb") as handle:
+                model = pickle.load(handle)
         except Exception as error:
             raise ModelError(f"{path} could not be loaded as a stance model: {error}.") from None
         if not isinstance(model, StanceModel):

@@ -4,7 +4,7 @@
 
 How a run proceeds:
 
-1. The model is resolved to a local ``model.joblib`` (a path, ``runs:/ID/model``
+1. The model is resolved to a local ``model.pkl`` (a path, ``runs:/ID/model``
    or ``models:/NAME@ALIAS``) and checked to be a stance model.
 2. The input is read in chunks; rows that cannot be predicted (empty text,
    missing target, undecodable bytes, malformed lines) are set aside with
@@ -30,7 +30,7 @@ import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+import multiprocessing
 from pathlib import Path
 from typing import Iterator
 
@@ -98,7 +98,7 @@ def _rate(value: float) -> str:
 
 
 def resolve_model(uri: str) -> Path:
-    """A local ``model.joblib`` for a path, an MLflow model folder, ``runs:/`` or ``models:/`` URI."""
+    """A local ``model.pkl`` for a path, an MLflow model folder, ``runs:/`` or ``models:/`` URI."""
     if uri.startswith(("runs:/", "models:/")):
         from train import tracking
 
@@ -106,13 +106,13 @@ def resolve_model(uri: str) -> Path:
     else:
         folder = Path(uri)
         if not folder.exists():
-            raise ModelError(f"No model at {uri}; expected a model.joblib file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
+            raise ModelError(f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
     if folder.is_file():
         return folder
-    for candidate in (folder / "model.joblib", folder / "artifacts" / "model.joblib"):
+    for candidate in (folder / "model.pkl", folder / "artifacts" / "model.pkl"):
         if candidate.is_file():
             return candidate
-    raise ModelError(f"{uri} is not a stance model: no model.joblib in {folder}. Models logged by `stance train` have one.")
+    raise ModelError(f"{uri} is not a stance model: no model.pkl in {folder}. Models logged by `stance train` have one.")
 
 
 # --------------------------------------------------------------------------- input
@@ -275,17 +275,21 @@ def _run_chunk(task) -> dict:
     return counts
 
 
-def _ordered(tasks: Iterator, jobs: int, model_path: Path) -> Iterator[dict]:
+def _ordered(tasks: Iterator, jobs: int, model: StanceModel, model_path: Path) -> Iterator[dict]:
     """Run tasks on ``jobs`` processes, at most 2 per process in flight, yielding results in task order."""
+    global _MODEL
+    _MODEL = model
     if jobs == 1:
-        _load_worker_model(str(model_path))
         for task in tasks:
             yield _run_chunk(task)
         return
-    # fork shares the loaded libraries with the workers; the worker functions live
-    # in this importable module, which pickling across processes requires.
-    context = get_context("fork") if sys.platform != "win32" else None
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_load_worker_model, initargs=(str(model_path),)) as pool:
+    # With fork the workers inherit the loaded model; elsewhere each loads it once.
+    # The worker functions live in this importable module, which pickling requires.
+    if "fork" in multiprocessing.get_all_start_methods():
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+    else:  # pragma: no cover - Windows and macOS defaults
+        pool = ProcessPoolExecutor(jobs, initializer=_load_worker_model, initargs=(str(model_path),))
+    with pool:
         pending = deque()
         for task in tasks:
             pending.append(pool.submit(_run_chunk, task))
@@ -408,7 +412,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
                     continue
                 yield chunk, work, fmt, options
 
-        results = _ordered(tasks(), jobs, model_path)
+        results = _ordered(tasks(), jobs, stance_model, model_path)
         # Results arrive in chunk order except for chunks finished by an earlier run.
         for counts in _merge_done(results, work, done):
             summary.rows_read += counts["rows_read"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,12 @@ def format_of(path: str | Path, given: str | None = None) -> str:
     return FORMATS[suffix]
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def has_surrogates(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+    """Whether decoding with surrogateescape met bytes that are not UTF-8."""
+    return _SURROGATE.search(value) is not None
 
 
 def visible(value: str) -> str:

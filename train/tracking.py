@@ -159,7 +159,7 @@ def pip_requirements(versions: dict[str, str]) -> list[str]:
 def log_model(model: StanceModel, example: pd.DataFrame) -> str:
     """Log the model as an MLflow pyfunc that ships this project's code; returns its URI."""
     with tempfile.TemporaryDirectory() as folder:
-        artifact = model.save(Path(folder) / "model.joblib")
+        artifact = model.save(Path(folder) / "model.pkl")
         output = model.predict(example)
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME,

@@ -64,3 +64,11 @@ def test_relatedness_orders_related_above_unrelated():
     assert coverage[0] > coverage[2] > coverage[1] == 0
     assert cosine[0] > cosine[1]
     assert values[:, 4:].sum(axis=1).tolist() == [1.0, 1.0, 1.0]  # exactly one similarity bin per row
+
+
+@pytest.mark.parametrize("params", [{}, {"negation": True, "stemmer": "porter"}, {"by_target": True, "binary": True}, {"ngram_range": (1, 3), "min_df": 2}])
+def test_fast_counting_equals_countvectorizer(sentences, params):
+    step = WordNgrams(**params).fit(sentences)
+    documents = step._documents(sentences)
+    fast, reference = step._count(documents), step.counter_.transform(documents)
+    assert (fast != reference).nnz == 0 and fast.shape == reference.shape

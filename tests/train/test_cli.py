@@ -141,3 +141,19 @@ def test_bad_override_is_a_clear_error(tracking, capsys):
 def test_missing_data_names_the_root(tracking, tmp_path, capsys):
     code, _, err = train(capsys, SAMPLE, "--data-dir", str(tmp_path / "nowhere"))
     assert code == 2 and "STANCE_DATA_DIR" in err
+
+
+def test_logged_model_serves_mlflow_models_predict(sample_run, tmp_path):
+    import subprocess
+    import sys
+
+    uri, run_id, _ = sample_run
+    mlflow.set_tracking_uri(uri)
+    folder = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path))
+    source = tmp_path / "input.csv"
+    pd.DataFrame({"text": ["The charge is a cruel tax.", "Fares rise in May."], "target": ["congestion charge"] * 2}).to_csv(source, index=False)
+    output = tmp_path / "predictions.json"
+    command = [sys.executable, "-m", "mlflow", "models", "predict", "-m", folder, "-i", str(source), "-t", "csv", "-o", str(output), "--env-manager", "local"]
+    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+    predictions = pd.DataFrame(json.loads(output.read_text())["predictions"])
+    assert list(predictions.columns) == ["label", "proba_FAVOR", "proba_AGAINST", "proba_NONE"] and len(predictions) == 2

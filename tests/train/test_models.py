@@ -78,18 +78,21 @@ def test_model_is_deterministic(sentences):
 
 def test_saved_model_round_trip_and_clear_errors(sentences, tmp_path):
     model = StanceModel(fit_model(build_model(config()), sentences), LABELS, {"name": "x"})
-    path = model.save(tmp_path / "model.joblib")
+    path = model.save(tmp_path / "model.pkl")
     loaded = StanceModel.load(path)
     pd.testing.assert_frame_equal(loaded.predict(sentences), model.predict(sentences))
     with pytest.raises(ModelError, match="needs a 'target' column"):
         loaded.predict(sentences[["text"]])
     with pytest.raises(ModelError, match="No model at"):
-        StanceModel.load(tmp_path / "absent.joblib")
-    import joblib
+        StanceModel.load(tmp_path / "absent.pkl")
+    import pickle
 
-    joblib.dump({"not": "a model"}, tmp_path / "other.joblib")
+    (tmp_path / "other.pkl").write_bytes(pickle.dumps({"not": "a model"}))
     with pytest.raises(ModelError, match="holds a dict, not a stance model"):
-        StanceModel.load(tmp_path / "other.joblib")
+        StanceModel.load(tmp_path / "other.pkl")
+    (tmp_path / "broken.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(ModelError, match="could not be loaded as a stance model"):
+        StanceModel.load(tmp_path / "broken.pkl")
 
 
 def test_label_weights_move_the_decision_not_the_probabilities(sentences):

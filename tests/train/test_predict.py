@@ -26,12 +26,12 @@ TARGET = "Iran's missile strikes"
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    """The sample experiment's model, fitted without MLflow and saved as model.joblib."""
+    """The sample experiment's model, fitted without MLflow and saved as model.pkl."""
     config = Config.from_toml(REPO / "experiments" / "sample.toml", ["features.char=false"])
     data = load_dataset(config.data, REPO / "data")
     train = split_dataset(data.rows, config.split, config.seed)["train"]
     model = StanceModel(fit_model(build_model(config), train), config.labels, config.to_dict(), needs_target(config), versions=runtime_versions())
-    return model.save(tmp_path_factory.mktemp("model") / "model.joblib")
+    return model.save(tmp_path_factory.mktemp("model") / "model.pkl")
 
 
 @pytest.fixture
@@ -117,10 +117,10 @@ def test_missing_columns_exit_2_without_output(model_path, sentences_csv, tmp_pa
 
 
 def test_not_a_stance_model_and_unreadable_input_exit_2(model_path, sentences_csv, tmp_path, capsys):
-    import joblib
+    import pickle
 
-    joblib.dump({"weights": [1, 2]}, tmp_path / "other.joblib")
-    assert main(["predict", str(tmp_path / "other.joblib"), str(sentences_csv), "-o", str(tmp_path / "a.csv")]) == 2
+    (tmp_path / "other.pkl").write_bytes(pickle.dumps({"weights": [1, 2]}))
+    assert main(["predict", str(tmp_path / "other.pkl"), str(sentences_csv), "-o", str(tmp_path / "a.csv")]) == 2
     assert "not a stance model" in capsys.readouterr().err
     assert main(["predict", str(model_path), str(tmp_path / "absent.csv"), "-o", str(tmp_path / "b.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
