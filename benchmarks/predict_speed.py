@@ -40,7 +40,13 @@ sys.path.insert(0, str(REPO))
 
 from train.config import Config  # noqa: E402
 from train.data import data_root, load_dataset, split_dataset  # noqa: E402
-from train.models import StanceModel, build_model, fit_model, needs_target, runtime_versions  # noqa: E402
+from train.models import (  # noqa: E402
+    StanceModel,
+    build_model,
+    fit_model,
+    needs_target,
+    runtime_versions,
+)
 
 OUT = REPO / "benchmarks" / "out"
 MODELS = {

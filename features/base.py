@@ -69,8 +69,7 @@ class DenseFeatures(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "scale_")
-        prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}__{name}" for name in self._names()], dtype=object)
+        return np.asarray(self._names(), dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

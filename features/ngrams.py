@@ -82,7 +82,8 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "tfidf_")
-        return np.asarray([f"{self._prefix}__{n}" for n in self.counter_.get_feature_names_out()], dtype=object)
+        # Plain n-grams; a FeatureUnion prefixes them with the step name ("word__no war").
+        return np.asarray(self.counter_.get_feature_names_out(), dtype=object)
 
     def _check_params(self):
         low, high = self.ngram_range
@@ -120,11 +121,10 @@ class WordNgrams(_TfidfNgrams):
     --------
     >>> import pandas as pd
     >>> X = pd.DataFrame({"text": ["Ban it now", "Do not ban it"], "target": ["ban", "ban"]})
-    >>> WordNgrams(ngram_range=(1, 1)).fit_transform(X).shape
-    (2, 4)
+    >>> WordNgrams(ngram_range=(1, 1)).fit(X).get_feature_names_out().tolist()
+    ['ban', 'do', 'it', 'not', 'now']
     """
 
-    _prefix = "word"
 
     def __init__(
         self,
@@ -181,10 +181,9 @@ class TargetNgrams(WordNgrams):
     >>> import pandas as pd
     >>> X = pd.DataFrame({"text": ["a", "b"], "target": ["We should ban guns", "Ban guns"]})
     >>> TargetNgrams(ngram_range=(1, 1)).fit(X).get_feature_names_out().tolist()
-    ['target__ban', 'target__guns', 'target__should', 'target__we']
+    ['ban', 'guns', 'should', 'we']
     """
 
-    _prefix = "target"
 
     def __init__(
         self,
@@ -240,10 +239,9 @@ class CharNgrams(_TfidfNgrams):
     >>> import pandas as pd
     >>> X = pd.DataFrame({"text": ["no", "on"], "target": ["t", "t"]})
     >>> CharNgrams(ngram_range=(2, 2)).fit(X).get_feature_names_out().tolist()
-    ['char__ n', 'char__ o', 'char__n ', 'char__no', 'char__o ', 'char__on']
+    [' n', ' o', 'n ', 'no', 'o ', 'on']
     """
 
-    _prefix = "char"
 
     def __init__(
         self,

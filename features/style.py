@@ -38,7 +38,7 @@ class StyleFeatures(DenseFeatures):
     >>> X = pd.DataFrame({"text": ["STOP this now!!! #NoWar", "A calm note."], "target": ["t", "t"]})
     >>> names = StyleFeatures().fit(X).get_feature_names_out().tolist()
     >>> names[:3]
-    ['stylefeatures__exclamations', 'stylefeatures__questions', 'stylefeatures__hashtags']
+    ['exclamations', 'questions', 'hashtags']
     """
 
     def __init__(self, column=TEXT):

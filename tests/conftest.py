@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO / "data"
 
 
 def _sentences():
@@ -81,12 +80,3 @@ def shared_data() -> Path:
         pytest.skip(message)
     return root
 
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    import csv
-
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path

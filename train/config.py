@@ -16,10 +16,11 @@ import copy
 import difflib
 import inspect
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import tomli_w
 
@@ -249,7 +250,7 @@ class Config(_Section):
         return labels_for(self.data)
 
     @classmethod
-    def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> "Config":
+    def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> Config:
         path = Path(path)
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -261,7 +262,7 @@ class Config(_Section):
         return cls.from_layers(raw, overrides)
 
     @classmethod
-    def from_layers(cls, experiment: Mapping, overrides: list[str] = ()) -> "Config":
+    def from_layers(cls, experiment: Mapping, overrides: list[str] = ()) -> Config:
         merged = _merge(copy.deepcopy(DEFAULTS), experiment)
         for override in overrides:
             _apply_override(merged, override)

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from nltk.tokenize.punkt import PunktLanguageVars, PunktParameters, PunktSentenceTokenizer
+from nltk.tokenize.punkt import (
+    PunktLanguageVars,
+    PunktParameters,
+    PunktSentenceTokenizer,
+)
 
 # Lower-case, without the final period, as Punkt stores them. Multi-period
 # abbreviations ("u.s") are matched as one token by Punkt's word pattern.

@@ -10,7 +10,13 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, classification_report, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    accuracy_score,
+    classification_report,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 FNC_LABELS = {"agree", "disagree", "discuss", "unrelated"}
 # Per-target metrics are logged one by one only for a handful of targets; with

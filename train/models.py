@@ -8,13 +8,14 @@ loads it, so predicting needs no config.
 
 from __future__ import annotations
 
+import pickle
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pickle
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
@@ -23,7 +24,6 @@ from sklearn.naive_bayes import BernoulliNB, ComplementNB, MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_sample_weight
-from scipy.special import softmax
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from features.base import TARGET, TEXT, text_column
@@ -262,7 +262,7 @@ class StanceModel:
         return path
 
     @staticmethod
-    def load(path: str | Path) -> "StanceModel":
+    def load(path: str | Path) -> StanceModel:
         path = Path(path)
         if not path.exists():
             raise ModelError(f"No model at {path}; expected a file written by `stance train` (model.pkl).")

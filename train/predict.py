@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-import multiprocessing
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -320,7 +320,6 @@ def _write(frame: pd.DataFrame, target, fmt: str, header: bool = True) -> None:
 def _join_parts(files: list[Path], destination, fmt: str, header: bool = True) -> None:
     """Concatenate part files in order into an open binary stream (``header=False``: drop the first part's header too)."""
     if fmt == "parquet":
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         tables = [pq.read_table(f) for f in files]

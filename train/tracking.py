@@ -113,8 +113,12 @@ def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) ->
     mlflow.log_text(per_target.to_csv(index=False), f"evaluation/per_target_{split}.csv")
 
 
-def log_text(text: str, path: str) -> None:
-    mlflow.log_text(text, path)
+def log_report(reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: pd.DataFrame, card: str) -> None:
+    mlflow.log_figure(reliability, "report/reliability_test.png")
+    mlflow.log_text(bins.to_csv(index=False), "report/reliability_test.csv")
+    mlflow.log_text(weights.to_csv(index=False), "report/top_features.csv")
+    mlflow.log_table(errors, "report/misclassified.json")
+    mlflow.log_text(card, "report/model_card.md")
 
 
 def download_model(uri: str) -> Path:

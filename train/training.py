@@ -1,4 +1,4 @@
-"""`stance train`, top to bottom: config -> data -> model -> metrics -> MLflow.
+"""`stance train`, top to bottom: config -> data -> model -> metrics -> report -> MLflow.
 
 Read :func:`train` in one go; each step is one call into the module that owns it.
 """
@@ -14,10 +14,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from train import evaluate, tracking
+from train import evaluate, report, tracking
 from train.config import Config
 from train.data import data_root, load_dataset, split_dataset
-from train.models import StanceModel, build_model, fit_model, needs_target, runtime_versions
+from train.models import (
+    StanceModel,
+    build_model,
+    fit_model,
+    needs_target,
+    runtime_versions,
+)
 
 
 def _fit(config: Config, frame: pd.DataFrame, versions: dict) -> StanceModel:
@@ -73,16 +79,32 @@ def train(config: Config, data_dir: str | Path | None = None, log=print) -> Trai
                 metrics["refit_seconds"] = time.perf_counter() - started
                 log(f"refit on train + valid: {metrics['refit_seconds']:.1f}s")
             frame = splits[split]
-            predicted = stance_model.predict(frame)["label"].to_numpy()
+            predictions = stance_model.predict(frame)
+            predicted = predictions["label"].to_numpy()
             split_metrics = evaluate.compute_metrics(frame["label"], predicted, labels, frame["target"])
             metrics |= {f"{split}_{name}": value for name, value in split_metrics.items()}
             figure = evaluate.confusion_figure(frame["label"], predicted, labels, f"{config.name}: {split}")
             per_target = evaluate.per_target_table(frame["label"], predicted, frame["target"])
             tracking.log_evaluation(split, evaluate.report_text(frame["label"], predicted, labels), figure, per_target)
             plt.close(figure)
-        tracking.log_metrics(metrics)
 
-        # 4. The model, with its labels, config and metrics inside.
+        # 4. The report: calibration, an interval for the headline, weights, errors, model card.
+        test = splits["test"]
+        ece, bins = report.calibration(test["label"], predictions.filter(like="proba_").to_numpy(), labels)
+        interval = report.bootstrap_interval(test["label"], predicted, labels, config.headline_metric, config.seed)
+        metrics |= {"test_ece": ece, f"test_{config.headline_metric}_ci_low": interval[0], f"test_{config.headline_metric}_ci_high": interval[1]}
+        tracking.log_metrics(metrics)
+        facts = {
+            "config": config.to_dict(), "labels": labels, "metrics": metrics, "interval": interval, "versions": versions,
+            "rows_read": data.rows_read, "rows_kept": len(data.rows), "rows_rejected": len(data.rejects),
+            "splits": {name: len(frame) for name, frame in splits.items()}, "git": tags,
+            "files": [{"path": f.path, "sha256": f.sha256, "rows_read": f.rows_read} for f in data.files],
+        }
+        figure = report.reliability_figure(bins, ece, f"{config.name}: test")
+        tracking.log_report(figure, bins, report.top_features(stance_model.estimator), report.misclassified(test, predictions), report.model_card(facts))
+        plt.close(figure)
+
+        # 5. The model, with its labels, config and metrics inside.
         stance_model.metrics = metrics
         tracking.log_model(stance_model, splits["train"][["text", "target"]].head(3).reset_index(drop=True))
 

@@ -14,7 +14,14 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from features import CharNgrams, SentimentLexicon, StyleFeatures, TargetNgrams, TargetRelatedness, WordNgrams
+from features import (
+    CharNgrams,
+    SentimentLexicon,
+    StyleFeatures,
+    TargetNgrams,
+    TargetRelatedness,
+    WordNgrams,
+)
 from features.pipeline import build_features
 
 TRANSFORMERS = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -36,8 +35,8 @@ def sample_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.chdir(folder)
-        from io import StringIO
         import contextlib
+        from io import StringIO
 
         out = StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(StringIO()):
@@ -157,3 +156,28 @@ def test_logged_model_serves_mlflow_models_predict(sample_run, tmp_path):
     subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
     predictions = pd.DataFrame(json.loads(output.read_text())["predictions"])
     assert list(predictions.columns) == ["label", "proba_FAVOR", "proba_AGAINST", "proba_NONE"] and len(predictions) == 2
+
+
+def test_report_artifacts_and_model_card_match_logged_metrics(sample_run, tmp_path):
+    import re
+
+    uri, run_id, _ = sample_run
+    mlflow.set_tracking_uri(uri)
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report", dst_path=str(tmp_path)))
+    assert sorted(p.name for p in folder.iterdir()) == ["misclassified.json", "model_card.md", "reliability_test.csv", "reliability_test.png", "top_features.csv"]
+    metrics = MlflowClient(uri).get_run(run_id).data.metrics
+    card = (folder / "model_card.md").read_text()
+    rows = re.findall(r"^\| (\w+) \| ([-\d.]+) \| ([\d.]+) \|$", card, flags=re.MULTILINE)
+    assert {name for name, _, _ in rows} >= {"accuracy", "macro_f1", "f_avg", "f1_FAVOR", "f1_AGAINST", "f1_NONE"}
+    for name, valid, test in rows:
+        assert test == f"{metrics[f'test_{name}']:.4f}", name
+        assert valid == f"{metrics[f'valid_{name}']:.4f}", name
+    low, high = re.search(r"95 % bootstrap interval ([\d.]+) to ([\d.]+)", card).groups()
+    assert (low, high) == (f"{metrics['test_macro_f1_ci_low']:.4f}", f"{metrics['test_macro_f1_ci_high']:.4f}")
+    assert metrics["test_macro_f1_ci_low"] <= metrics["test_macro_f1"] <= metrics["test_macro_f1_ci_high"]
+    assert f"ECE {metrics['test_ece']:.4f}" in card or f"| {metrics['test_ece']:.4f} |" in card
+    weights = pd.read_csv(folder / "top_features.csv")
+    assert set(weights["label"]) == {"FAVOR", "AGAINST", "NONE"} and weights["feature"].str.contains("__").all()
+    errors = pd.DataFrame(**json.loads((folder / "misclassified.json").read_text()))
+    assert (errors["label"] != errors["predicted"]).all()
+    assert len(errors) == round(metrics["test_rows"] * (1 - metrics["test_accuracy"]))

@@ -31,3 +31,38 @@ def test_metrics_include_per_class_and_per_target():
 def test_headline_metrics_follow_the_label_set():
     assert metric_names(["PRO", "CON"]) == ["accuracy", "macro_f1"]
     assert "fnc_score" in metric_names(["agree", "disagree", "discuss", "unrelated"])
+
+
+def test_report_headline_values_match_the_metrics():
+    import numpy as np
+
+    from train.report import bootstrap_interval, calibration, headline_value
+
+    labels = ("FAVOR", "AGAINST", "NONE")
+    rng = np.random.default_rng(0)
+    truth = rng.choice(labels, 300)
+    guess = np.where(rng.random(300) < 0.7, truth, rng.choice(labels, 300))
+    codes = {label: i for i, label in enumerate(labels)}
+    t, g = np.array([codes[x] for x in truth]), np.array([codes[x] for x in guess])
+    reference = compute_metrics(truth, guess, labels)
+    for name in ("accuracy", "macro_f1", "f_avg"):
+        assert headline_value(t, g, labels, name) == pytest.approx(reference[name])
+    low, high = bootstrap_interval(truth, guess, labels, "macro_f1", seed=1)
+    assert low < reference["macro_f1"] < high and high - low < 0.25
+    proba = np.full((300, 3), 0.1)
+    proba[np.arange(300), g] = 0.8
+    ece, table = calibration(truth, proba, labels)
+    assert ece == pytest.approx(abs(0.8 - reference["accuracy"])) and table["rows"].sum() == 300
+
+
+def test_report_fnc_value_matches():
+    import numpy as np
+
+    from train.report import headline_value
+
+    labels = ("agree", "disagree", "discuss", "unrelated")
+    truth = ["agree", "unrelated", "discuss", "disagree"]
+    guess = ["discuss", "unrelated", "discuss", "unrelated"]
+    codes = {label: i for i, label in enumerate(labels)}
+    value = headline_value(np.array([codes[x] for x in truth]), np.array([codes[x] for x in guess]), labels, "fnc_score")
+    assert value == pytest.approx(fnc_score(truth, guess))

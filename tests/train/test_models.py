@@ -6,7 +6,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from train.config import Config
 from train.errors import ModelError
-from train.models import CalibratedLinearSVC, PerTargetClassifier, StanceModel, build_model, fit_model
+from train.models import CalibratedLinearSVC, StanceModel, build_model, fit_model
 
 LABELS = ("FAVOR", "AGAINST", "NONE")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,13 @@ from train import predict as predict_module
 from train.cli import main
 from train.config import Config
 from train.data import load_dataset, split_dataset
-from train.models import StanceModel, build_model, fit_model, needs_target, runtime_versions
+from train.models import (
+    StanceModel,
+    build_model,
+    fit_model,
+    needs_target,
+    runtime_versions,
+)
 from train.predict import PredictOptions, predict_file
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,203 @@
+"""The report logged with every run: calibration, a confidence interval for the headline
+metric, the most weighted features, misclassified examples, and a model card built from
+facts gathered during training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from train.evaluate import FNC_LABELS
+
+BOOTSTRAP_SAMPLES = 1000
+MISCLASSIFIED_ROWS = 500
+
+
+def headline_value(codes_true: np.ndarray, codes_pred: np.ndarray, labels: tuple[str, ...], metric: str) -> float:
+    """One metric from integer-coded labels, fast enough to repeat a thousand times."""
+    k = len(labels)
+    confusion = np.bincount(codes_true * k + codes_pred, minlength=k * k).reshape(k, k)
+    if metric == "accuracy":
+        return float(np.trace(confusion) / confusion.sum())
+    if metric == "fnc_score":
+        unrelated = labels.index("unrelated")
+        true_related, pred_related = codes_true != unrelated, codes_pred != unrelated
+        score = 0.25 * np.sum(true_related == pred_related) + 0.75 * np.sum(true_related & (codes_true == codes_pred))
+        return float(score / (0.25 * len(codes_true) + 0.75 * np.sum(true_related)))
+    tp = np.diag(confusion).astype(float)
+    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(k), where=denominator > 0)
+    if metric == "f_avg":
+        upper = [label.upper() for label in labels]
+        return float((f1[upper.index("FAVOR")] + f1[upper.index("AGAINST")]) / 2)
+    return float(f1.mean())  # macro_f1
+
+
+def bootstrap_interval(y_true, y_pred, labels, metric: str, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+    """95 % percentile interval of ``metric`` over rows resampled with replacement."""
+    index = {label: i for i, label in enumerate(labels)}
+    codes_true = np.array([index[v] for v in y_true])
+    codes_pred = np.array([index[v] for v in y_pred])
+    rng = np.random.default_rng(seed)
+    values = [
+        headline_value(codes_true[rows], codes_pred[rows], tuple(labels), metric)
+        for rows in (rng.integers(0, len(codes_true), len(codes_true)) for _ in range(samples))
+    ]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def calibration(y_true, proba: np.ndarray, labels, bins: int = 10) -> tuple[float, pd.DataFrame]:
+    """Expected calibration error of the top-class probability, and the reliability table behind it."""
+    confidence = proba.max(axis=1)
+    correct = np.asarray(labels, dtype=object)[proba.argmax(axis=1)] == np.asarray(y_true, dtype=object)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            rows.append({"bin_low": edges[b], "bin_high": edges[b + 1], "rows": int(mask.sum()),
+                         "confidence": float(confidence[mask].mean()), "accuracy": float(correct[mask].mean())})
+    table = pd.DataFrame(rows, columns=["bin_low", "bin_high", "rows", "confidence", "accuracy"])
+    ece = float((table["rows"] * (table["confidence"] - table["accuracy"]).abs()).sum() / max(len(confidence), 1))
+    return ece, table
+
+
+def reliability_figure(table: pd.DataFrame, ece: float, title: str):
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    axis.plot(table["confidence"], table["accuracy"], marker="o")
+    axis.set_xlabel("mean predicted probability (top class)")
+    axis.set_ylabel("accuracy")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_title(f"{title}\nECE {ece:.3f}")
+    figure.tight_layout()
+    return figure
+
+
+def _linear_pipelines(estimator) -> list[tuple[str, Pipeline]]:
+    if isinstance(estimator, Pipeline):
+        return [("joint", estimator)]
+    pipelines = [("joint", estimator.joint_)]
+    return pipelines + sorted(estimator.estimators_.items())
+
+
+def top_features(estimator, count: int = 15) -> pd.DataFrame:
+    """The ``count`` highest-weighted features per class of each linear model (empty for naive Bayes)."""
+    rows = []
+    for model_name, pipeline in _linear_pipelines(estimator):
+        clf = pipeline.named_steps["clf"]
+        if not hasattr(clf, "coef_"):
+            continue
+        names = pipeline.named_steps["features"].get_feature_names_out()
+        coef = np.asarray(clf.coef_)
+        if coef.shape[0] == 1:  # binary: one row, positive for classes_[1]
+            coef = np.vstack([-coef[0], coef[0]])
+        for label, weights in zip(clf.classes_, coef):
+            for rank, column in enumerate(np.argsort(-weights)[:count], start=1):
+                rows.append({"model": model_name, "label": label, "rank": rank, "feature": names[column], "weight": float(weights[column])})
+    return pd.DataFrame(rows, columns=["model", "label", "rank", "feature", "weight"])
+
+
+def misclassified(frame: pd.DataFrame, predictions: pd.DataFrame, limit: int = MISCLASSIFIED_ROWS) -> pd.DataFrame:
+    """Wrong predictions, most confident first: the examples worth reading."""
+    wrong = frame["label"].to_numpy() != predictions["label"].to_numpy()
+    proba = predictions.filter(like="proba_").to_numpy()
+    table = pd.DataFrame(
+        {
+            "id": frame["id"].to_numpy()[wrong],
+            "target": frame["target"].to_numpy()[wrong],
+            "text": frame["text"].to_numpy()[wrong],
+            "label": frame["label"].to_numpy()[wrong],
+            "predicted": predictions["label"].to_numpy()[wrong],
+            "confidence": proba.max(axis=1)[wrong],
+        }
+    )
+    return table.sort_values("confidence", ascending=False, kind="stable").head(limit).reset_index(drop=True)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def model_card(facts: dict) -> str:
+    """Markdown model card from the facts ``training.train`` gathered; numbers as logged."""
+    config, metrics, labels = facts["config"], facts["metrics"], facts["labels"]
+    headline = config["headline_metric"]
+    low, high = facts["interval"]
+    lines = [
+        f"# Model card: {config['name']}",
+        "",
+        config["description"] or "A stance classifier trained with `stance train`.",
+        "",
+        "## Intended use",
+        "",
+        f"Labels the stance of a sentence toward a target as one of {', '.join(labels)}, with a probability per label. "
+        f"Trained on {config['data']['format']} data ({config['data']['path']}); it is meant for text of the same kind "
+        + ("about the same targets." if config["model"]["strategy"] == "per_target" else "about targets like those it saw.")
+        + " It is a research and analysis aid: read its errors (misclassified.json in the run) before relying on it.",
+        "",
+        "## Data",
+        "",
+        f"Rows read {facts['rows_read']}, kept {facts['rows_kept']}, rejected {facts['rows_rejected']}. "
+        + ", ".join(f"{name} {size}" for name, size in facts["splits"].items()) + ".",
+        "",
+        "| file | sha256 | rows |",
+        "| --- | --- | ---: |",
+        *[f"| {f['path']} | {f['sha256']} | {f['rows_read']} |" for f in facts["files"]],
+        "",
+        "## Metrics",
+        "",
+        f"Headline: test {headline} = {_fmt(metrics[f'test_{headline}'])} "
+        f"(95 % bootstrap interval {_fmt(low)} to {_fmt(high)}, {BOOTSTRAP_SAMPLES} resamples of the test rows).",
+        "",
+        "| metric | validation | test |",
+        "| --- | ---: | ---: |",
+    ]
+    names = ["accuracy", "macro_f1"] + [n for n in ("f_avg", "fnc_score") if f"test_{n}" in metrics]
+    names += [f"f1_{label}" for label in labels]
+    for name in names:
+        valid = metrics.get(f"valid_{name}")
+        lines.append(f"| {name} | {_fmt(valid) if valid is not None else '-'} | {_fmt(metrics[f'test_{name}'])} |")
+    lines += [
+        f"| ece (top-class calibration) | - | {_fmt(metrics['test_ece'])} |",
+        "",
+        "## Known limits",
+        "",
+        *[f"- {limit}" for limit in _limits(facts)],
+        "",
+        "## Training",
+        "",
+        f"Strategy {config['model']['strategy']}, classifier {config['model']['classifier']} "
+        f"with {config['model']['clf'] or 'its defaults'}, features {', '.join(config['features'])}, seed {config['seed']}"
+        + (", refitted on train + validation before the test evaluation" if config["model"]["refit_on_valid"] else "")
+        + f". Code at git commit {facts['git']['git_commit']} (uncommitted changes: {facts['git']['git_dirty']}).",
+        "",
+        "Versions: " + ", ".join(f"{name} {version}" for name, version in facts["versions"].items()) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _limits(facts: dict) -> list[str]:
+    metrics, labels, config = facts["metrics"], facts["labels"], facts["config"]
+    limits = []
+    for label in labels:
+        if metrics[f"test_f1_{label}"] < 0.3:
+            limits.append(f"{label} is rarely recognised: test F1 {_fmt(metrics[f'test_f1_{label}'])}.")
+    if facts["splits"].get("test", 0) < 300:
+        low, high = facts["interval"]
+        limits.append(f"The test split is small ({facts['splits']['test']} rows): the headline could lie anywhere from {_fmt(low)} to {_fmt(high)}.")
+    if metrics["test_ece"] > 0.1:
+        limits.append(f"Probabilities are not well calibrated (ECE {_fmt(metrics['test_ece'])}); treat them as scores.")
+    if config["model"]["strategy"] == "per_target":
+        limits.append("Targets unseen in training fall back to the joint model trained on all targets.")
+    if set(labels) == FNC_LABELS:
+        limits.append("The FNC-1 score rewards related/unrelated decisions; read macro-F1 and per-class F1 for agree/disagree.")
+    limits.append("Stance is judged sentence by sentence from surface features (n-grams, lexicons); irony, quotation of opponents and world knowledge are beyond it.")
+    return limits
