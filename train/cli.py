@@ -47,7 +47,76 @@ def _parser() -> argparse.ArgumentParser:
     progress = predict.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar (default: when stderr is a terminal)")
     progress.add_argument("--no-progress", dest="progress", action="store_false")
+
+    runs = commands.add_parser("runs", help="list logged runs, optionally sorted by a metric")
+    runs.add_argument("experiment", nargs="?", help="experiment name (default: all)")
+    runs.add_argument("--sort", metavar="METRIC", help="e.g. test_f_avg or valid_macro_f1 (highest first)")
+    runs.add_argument("--limit", type=int, default=20)
+
+    compare = commands.add_parser("compare", help="params and metrics that differ; for two runs, a paired bootstrap test")
+    compare.add_argument("run_ids", nargs="+", metavar="RUN")
+
+    register = commands.add_parser("register", help="register a run's model and move an alias to it")
+    register.add_argument("run_id", metavar="RUN")
+    register.add_argument("--name", required=True)
+    register.add_argument("--alias", help="e.g. champion")
+
+    reproduce = commands.add_parser("reproduce", help="retrain a run from its logged config and data hashes")
+    reproduce.add_argument("run_id", metavar="RUN")
+    reproduce.add_argument("--data-dir", help="data root (default: $STANCE_DATA_DIR, else ./data)")
     return parser
+
+
+def _runs(args) -> int:
+    from train.runs import list_runs
+
+    table = list_runs(args.experiment, args.sort, args.limit)
+    print(table.to_string(index=False) if len(table) else "no runs")
+    return 0
+
+
+def _compare(args) -> int:
+    from train.runs import compare_runs
+
+    comparison = compare_runs(args.run_ids)
+    print("params that differ:")
+    print(comparison.params.to_string() if len(comparison.params) else "  none")
+    print("\nmetrics that differ:")
+    print(comparison.metrics.to_string() if len(comparison.metrics) else "  none")
+    test = comparison.test
+    if test and "skipped" in test:
+        print(f"\npaired test skipped: {test['skipped']}")
+    elif test:
+        first, second = (r[:8] for r in test["runs"])
+        print(
+            f"\npaired bootstrap on the test rows ({test['samples']} resamples), {test['metric']} {second} - {first}: "
+            f"{test['difference']:+.4f}, 95 % interval [{test['low']:+.4f}, {test['high']:+.4f}], p = {test['p_value']:.3f}"
+            + (" (the difference is unlikely to be chance)" if test["p_value"] < 0.05 else " (not distinguishable from chance)")
+        )
+    return 0
+
+
+def _register(args) -> int:
+    from train import tracking
+
+    tracking.run_info(args.run_id)  # a clear error for an unknown run
+    version = tracking.register_model(args.run_id, args.name, args.alias)
+    print(f"registered models:/{args.name}/{version}" + (f", alias models:/{args.name}@{args.alias}" if args.alias else ""))
+    return 0
+
+
+def _reproduce(args) -> int:
+    from train.runs import reproduce_run, side_by_side
+
+    old, new, facts = reproduce_run(args.run_id, args.data_dir, log=lambda message: print(message, file=sys.stderr))
+    table = side_by_side(old, new)
+    print(table.to_string(index=False))
+    identical = bool(table["same"].all())
+    print(f"run_id: {facts['new_run_id']}")
+    print("identical metrics" if identical else f"{int((~table['same']).sum())} metrics differ")
+    if facts["dirty"]:
+        print("note: the original run came from a work tree with uncommitted changes")
+    return 0
 
 
 def _predict(args) -> int:
@@ -79,7 +148,8 @@ def _train(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": _train, "predict": _predict}[args.command](args)
+        commands = {"train": _train, "predict": _predict, "runs": _runs, "compare": _compare, "register": _register, "reproduce": _reproduce}
+        return commands[args.command](args)
     except StanceError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

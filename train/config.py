@@ -279,7 +279,14 @@ class Config(_Section):
         return out
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict())
+        """The resolved config as TOML that loads back to an equal config.
+
+        Default feature steps that this config dropped are written as ``step = false``,
+        since loading merges onto the defaults again."""
+        resolved = self.to_dict()
+        for step in DEFAULTS["features"]:
+            resolved["features"].setdefault(step, False)
+        return tomli_w.dumps(resolved)
 
     def flat_params(self) -> dict[str, Any]:
         """Flattened ``section.key`` params, as logged to MLflow."""

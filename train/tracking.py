@@ -71,7 +71,10 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
     manifest = {
         "data_dir": str(data_dir),
         "digest": data.digest,
-        "files": [{"path": f.path, "sha256": f.sha256, "rows_read": f.rows_read} for f in data.files],
+        "files": [
+            {"path": f.path, "relative_path": os.path.relpath(f.path, data_dir), "sha256": f.sha256, "rows_read": f.rows_read}
+            for f in data.files
+        ],
         "rows_read": data.rows_read,
         "rows_kept": len(data.rows),
         "rows_rejected": len(data.rejects),
@@ -113,6 +116,11 @@ def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) ->
     mlflow.log_text(per_target.to_csv(index=False), f"evaluation/per_target_{split}.csv")
 
 
+def log_predictions(split: str, frame: pd.DataFrame) -> None:
+    """Per-row predictions, so that two runs on the same rows can be compared pairwise."""
+    mlflow.log_text(frame.to_csv(index=False), f"evaluation/predictions_{split}.csv")
+
+
 def log_report(reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: pd.DataFrame, card: str) -> None:
     mlflow.log_figure(reliability, "report/reliability_test.png")
     mlflow.log_text(bins.to_csv(index=False), "report/reliability_test.csv")
@@ -141,6 +149,49 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
     if alias:
         mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
     return str(version.version)
+
+
+def run_info(run_id: str) -> dict:
+    """Params, metrics, tags and status of a run; a clear error for an unknown id."""
+    from mlflow.exceptions import MlflowException
+
+    from train.errors import StanceError
+
+    configure()
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        raise StanceError(f"No run {run_id!r} in {mlflow.get_tracking_uri()}; `stance runs` lists the runs there.") from None
+    return {"run_id": run_id, "params": dict(run.data.params), "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
+            "start_time": run.info.start_time, "experiment_id": run.info.experiment_id}
+
+
+def read_artifact(run_id: str, path: str) -> str:
+    """The text of one artifact of a run."""
+    from mlflow.exceptions import MlflowException
+
+    from train.errors import StanceError
+
+    configure()
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path)
+    except (MlflowException, OSError):
+        raise StanceError(f"Run {run_id} has no artifact {path}; it was not logged by this version of `stance train`.") from None
+    return Path(local).read_text(encoding="utf-8")
+
+
+def find_runs(experiment: str | None) -> pd.DataFrame:
+    """Every run of one experiment (or of all), newest first, as MLflow's search frame."""
+    configure()
+    names = [experiment] if experiment else [e.name for e in mlflow.search_experiments()]
+    if experiment and mlflow.get_experiment_by_name(experiment) is None:
+        from train.errors import StanceError
+
+        known = sorted(e.name for e in mlflow.search_experiments())
+        raise StanceError(f"No experiment {experiment!r} in {mlflow.get_tracking_uri()}; experiments there: {known}.")
+    if not names:
+        return pd.DataFrame()
+    return mlflow.search_runs(experiment_names=names, order_by=["attributes.start_time DESC"])
 
 
 class StancePyfunc(mlflow.pyfunc.PythonModel):

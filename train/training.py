@@ -42,7 +42,7 @@ class TrainResult:
     rows_rejected: int
 
 
-def train(config: Config, data_dir: str | Path | None = None, log=print) -> TrainResult:
+def train(config: Config, data_dir: str | Path | None = None, log=print, extra_tags: dict | None = None) -> TrainResult:
     """Train, evaluate and log one experiment. Returns the run id and every metric."""
     root = data_root(data_dir)
     random.seed(config.seed)
@@ -57,7 +57,7 @@ def train(config: Config, data_dir: str | Path | None = None, log=print) -> Trai
     )
 
     versions = runtime_versions()
-    tags = {"stance.experiment": config.name, **tracking.git_state()}
+    tags = {"stance.experiment": config.name, **tracking.git_state(), **(extra_tags or {})}
     with tracking.start_run(config.name, tags) as run_id:
         tracking.log_config(config)
         tracking.log_environment(versions, config.seed)
@@ -86,6 +86,7 @@ def train(config: Config, data_dir: str | Path | None = None, log=print) -> Trai
             figure = evaluate.confusion_figure(frame["label"], predicted, labels, f"{config.name}: {split}")
             per_target = evaluate.per_target_table(frame["label"], predicted, frame["target"])
             tracking.log_evaluation(split, evaluate.report_text(frame["label"], predicted, labels), figure, per_target)
+            tracking.log_predictions(split, pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": predicted}))
             plt.close(figure)
 
         # 4. The report: calibration, an interval for the headline, weights, errors, model card.

@@ -70,7 +70,7 @@ def test_config_is_frozen():
 
 
 def test_resolved_toml_loads_back_with_its_types(tmp_path):
-    config = sample("word__ngram_range=[1,3]", "clf__C=0.25")
+    config = sample("word__ngram_range=[1,3]", "clf__C=0.25", "features.char=false", "target_words__min_df=2")
     path = tmp_path / "resolved.toml"
     path.write_text(config.to_toml())
     assert tomllib.loads(path.read_text())["model"]["clf"]["C"] == 0.25

@@ -1,0 +1,112 @@
+"""`stance runs`, `compare`, `register` and `reproduce`, through main(argv), on a tracking store under tmp_path."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from train.cli import main
+from train.runs import paired_bootstrap
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = str(REPO / "experiments" / "sample.toml")
+
+
+def run_main(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def trained(*argv) -> str:
+    code, out, err = run_main("train", *argv)
+    assert code == 0, err
+    return next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A data copy and two sample runs that differ in C and feature set."""
+    folder = tmp_path_factory.mktemp("runs")
+    shutil.copytree(REPO / "data" / "sample", folder / "data" / "sample")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.chdir(folder)
+        data = str(folder / "data")
+        first = trained(SAMPLE, "--data-dir", data, "--set", "features.char=false")
+        second = trained(SAMPLE, "--data-dir", data, "--set", "features.char=false", "--set", "clf__C=0.05")
+        yield {"folder": folder, "data": data, "first": first, "second": second}
+
+
+def test_runs_lists_and_sorts_by_a_metric(store):
+    code, out, _ = run_main("runs", "sample", "--sort", "test_macro_f1")
+    assert code == 0
+    lines = out.splitlines()
+    assert "run_id" in lines[0] and "test_macro_f1" in lines[0] and "data" in lines[0]
+    listed = [line.split()[0] for line in lines[1:]]
+    assert set(listed) >= {store["first"], store["second"]}
+    metrics = {r: MlflowClient().get_run(r).data.metrics["test_macro_f1"] for r in listed}
+    assert [metrics[r] for r in listed] == sorted(metrics.values(), reverse=True)
+
+
+def test_runs_rejects_unknown_metric_and_experiment(store):
+    code, _, err = run_main("runs", "sample", "--sort", "test_nothing")
+    assert code == 2 and "No metric 'test_nothing'" in err
+    code, _, err = run_main("runs", "nonexistent")
+    assert code == 2 and "No experiment 'nonexistent'" in err
+
+
+def test_compare_shows_differences_and_a_paired_test(store):
+    code, out, _ = run_main("compare", store["first"], store["second"])
+    assert code == 0
+    assert "model.clf.C" in out and "test_macro_f1" in out
+    assert "paired bootstrap on the test rows (1000 resamples), macro_f1" in out
+    assert "95 % interval [" in out and "p = " in out
+
+
+def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
+    truth = ["FAVOR", "AGAINST", "NONE"] * 100
+    perfect = list(truth)
+    noisy = [t if i % 3 else "NONE" for i, t in enumerate(truth)]
+    labels = ("FAVOR", "AGAINST", "NONE")
+    real = paired_bootstrap(truth, noisy, perfect, labels, "macro_f1")
+    assert real["difference"] > 0 and real["low"] > 0 and real["p_value"] < 0.01
+    same = paired_bootstrap(truth, noisy, list(noisy), labels, "macro_f1")
+    assert same["difference"] == 0 and same["p_value"] == 1.0
+
+
+def test_register_moves_the_alias(store):
+    code, out, _ = run_main("register", store["first"], "--name", "stance-sample", "--alias", "champion")
+    assert code == 0 and "models:/stance-sample@champion" in out
+    run_main("register", store["second"], "--name", "stance-sample", "--alias", "champion")
+    version = MlflowClient().get_model_version_by_alias("stance-sample", "champion")
+    assert version.run_id == store["second"] and str(version.version) == "2"
+    code, _, err = run_main("register", "0" * 32, "--name", "x")
+    assert code == 2 and "No run" in err
+
+
+def test_reproduce_gives_identical_metrics(store):
+    code, out, err = run_main("reproduce", store["first"], "--data-dir", store["data"])
+    assert code == 0, err
+    assert "identical metrics" in out
+    new_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
+    assert MlflowClient().get_run(new_id).data.tags["stance.reproduces"] == store["first"]
+    dirty = MlflowClient().get_run(store["first"]).data.tags["git_dirty"] == "true"
+    assert ("uncommitted changes" in out) == dirty
+
+
+def test_reproduce_stops_when_the_data_changed(store, tmp_path):
+    changed = tmp_path / "data"
+    shutil.copytree(Path(store["data"]), changed)
+    csv = changed / "sample" / "sentences.csv"
+    csv.write_text(csv.read_text().replace("carbon tax is", "carbon levy is", 1))
+    code, out, err = run_main("reproduce", store["first"], "--data-dir", str(changed))
+    assert code == 2
+    assert "sentences.csv changed since run" in err and "sha256 was" in err
+    assert "run_id" not in out

@@ -1,0 +1,149 @@
+"""Finding, comparing and reproducing logged runs: `stance runs`, `stance compare`, `stance reproduce`."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from train import tracking
+from train.config import Config
+from train.data import data_root, load_dataset
+from train.errors import DataError, StanceError
+from train.report import BOOTSTRAP_SAMPLES, headline_value
+
+KEY_PARAMS = ("model.strategy", "model.classifier")
+
+
+def list_runs(experiment: str | None = None, sort: str | None = None, limit: int = 20) -> pd.DataFrame:
+    """One row per run: id, start, experiment, key params, headline metric and its value, data digest."""
+    found = tracking.find_runs(experiment)
+    if found.empty:
+        return pd.DataFrame(columns=["run_id", "start", "experiment", "strategy", "classifier", "headline", "value", "data"])
+    headline = found.get("params.headline_metric", pd.Series([None] * len(found)))
+    values = [row.get(f"metrics.test_{name}") if isinstance(name, str) else None for name, (_, row) in zip(headline, found.iterrows())]
+    table = pd.DataFrame(
+        {
+            "run_id": found["run_id"],
+            "start": pd.to_datetime(found["start_time"]).dt.strftime("%Y-%m-%d %H:%M"),
+            "experiment": found.get("tags.stance.experiment"),
+            "strategy": found.get(f"params.{KEY_PARAMS[0]}"),
+            "classifier": found.get(f"params.{KEY_PARAMS[1]}"),
+            "headline": "test_" + headline.fillna("?"),
+            "value": values,
+            "data": found.get("params.data.digest"),
+        }
+    )
+    if sort:
+        column = f"metrics.{sort}"
+        if column not in found.columns:
+            known = sorted(c.removeprefix("metrics.") for c in found.columns if c.startswith("metrics."))
+            raise StanceError(f"No metric {sort!r} in these runs; metrics logged: {known[:30]}{' ...' if len(known) > 30 else ''}.")
+        table[sort] = found[column].to_numpy()
+        table = table.sort_values(sort, ascending=False, kind="stable", na_position="last")
+    return table.head(limit).reset_index(drop=True)
+
+
+@dataclass
+class Comparison:
+    params: pd.DataFrame  # param x run, only those that differ
+    metrics: pd.DataFrame  # metric x run, only those that differ
+    test: dict | None  # the paired bootstrap, for two runs on the same test rows
+
+
+def paired_bootstrap(truth, first, second, labels, metric: str, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> dict:
+    """Resample test rows with replacement, score both runs on the same rows, and read the
+    difference (second - first): its 95 % interval and a two-sided p-value for "no difference"."""
+    index = {label: i for i, label in enumerate(labels)}
+    t = np.array([index[v] for v in truth])
+    a = np.array([index[v] for v in first])
+    b = np.array([index[v] for v in second])
+    observed = headline_value(t, b, labels, metric) - headline_value(t, a, labels, metric)
+    rng = np.random.default_rng(seed)
+    differences = np.empty(samples)
+    for i in range(samples):
+        rows = rng.integers(0, len(t), len(t))
+        differences[i] = headline_value(t[rows], b[rows], labels, metric) - headline_value(t[rows], a[rows], labels, metric)
+    low, high = np.percentile(differences, [2.5, 97.5])
+    # Share of resamples on the other side of zero, doubled: how often chance alone flips the sign.
+    p_value = min(1.0, 2 * min(np.mean(differences <= 0), np.mean(differences >= 0)))
+    return {"metric": metric, "difference": float(observed), "low": float(low), "high": float(high), "p_value": float(p_value), "samples": samples}
+
+
+def compare_runs(run_ids: list[str]) -> Comparison:
+    if len(run_ids) < 2:
+        raise StanceError("compare needs at least two run ids.")
+    runs = [tracking.run_info(r) for r in run_ids]
+    columns = [r[:8] for r in run_ids]
+
+    def differing(kind: str) -> pd.DataFrame:
+        keys = sorted(set().union(*(run[kind] for run in runs)))
+        rows = {k: [run[kind].get(k) for run in runs] for k in keys}
+        rows = {k: v for k, v in rows.items() if len({json.dumps(x) for x in v}) > 1 and not k.endswith("_seconds")}
+        return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+
+    test = None
+    if len(runs) == 2:
+        test = _paired_test(runs)
+    return Comparison(differing("params"), differing("metrics"), test)
+
+
+def _paired_test(runs: list[dict]) -> dict | None:
+    first, second = (pd.read_csv(StringIO(tracking.read_artifact(r["run_id"], "evaluation/predictions_test.csv")), dtype=str, keep_default_na=False) for r in runs)
+    if first["id"].tolist() != second["id"].tolist() or first["label"].tolist() != second["label"].tolist():
+        return {"skipped": "the two runs were not scored on the same test rows, so they cannot be compared pairwise"}
+    config = logged_config(runs[0]["run_id"])
+    metric = config.headline_metric if runs[1]["params"].get("headline_metric") == config.headline_metric else "macro_f1"
+    labels = config.labels
+    result = paired_bootstrap(first["label"], first["predicted"], second["predicted"], labels, metric)
+    result["runs"] = (runs[0]["run_id"], runs[1]["run_id"])
+    return result
+
+
+def logged_config(run_id: str) -> Config:
+    """The resolved config a run logged, loaded back with its types."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.toml"
+        path.write_text(tracking.read_artifact(run_id, "config.toml"), encoding="utf-8")
+        return Config.from_toml(path)
+
+
+def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[dict, dict, dict]:
+    """Retrain a run from its logged config after checking that its data is unchanged.
+
+    Returns (old metrics, new metrics, facts about the original run)."""
+    from train.training import train
+
+    original = tracking.run_info(run_id)
+    config = logged_config(run_id)
+    manifest = json.loads(tracking.read_artifact(run_id, "data/manifest.json"))
+    root = data_root(data_dir)
+    current = {str(Path(f.path).relative_to(root)) if Path(f.path).is_relative_to(root) else f.path: f.sha256 for f in load_dataset(config.data, root).files}
+    for logged in manifest["files"]:
+        relative = logged.get("relative_path", logged["path"])
+        now = current.get(relative)
+        if now is None:
+            raise DataError(f"{root / relative}: the run read this file, but it is not there now. Point --data-dir at the data the run used.")
+        if now != logged["sha256"]:
+            raise DataError(
+                f"{root / relative} changed since run {run_id}: sha256 was {logged['sha256']}, is {now}. "
+                "Restore the original file to reproduce the run, or train anew with `stance train`."
+            )
+    dirty = original["tags"].get("git_dirty") == "true"
+    if dirty:
+        log(f"warning: run {run_id} was made from a work tree with uncommitted changes; its code may differ from commit {original['tags'].get('git_commit')}.")
+    result = train(config, root, log=log, extra_tags={"stance.reproduces": run_id})
+    reproduced = tracking.run_info(result.run_id)["metrics"]  # as logged, like the original's
+    return original["metrics"], reproduced, {"dirty": dirty, "new_run_id": result.run_id, "commit": original["tags"].get("git_commit")}
+
+
+def side_by_side(old: dict, new: dict) -> pd.DataFrame:
+    keys = sorted(k for k in set(old) | set(new) if not k.endswith("_seconds"))
+    table = pd.DataFrame({"metric": keys, "original": [old.get(k) for k in keys], "reproduced": [new.get(k) for k in keys]})
+    table["same"] = table["original"] == table["reproduced"]
+    return table
