@@ -48,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar (default: when stderr is a terminal)")
     progress.add_argument("--no-progress", dest="progress", action="store_false")
 
+    search = commands.add_parser("search", help="search the experiment's [search.space] with Optuna; one child run per trial")
+    search.add_argument("experiment")
+    search.add_argument("--trials", type=int, required=True)
+    search.add_argument("--jobs", type=int, default=1, help="trials run in parallel in this process")
+    search.add_argument("--storage", help="Optuna storage URL shared by processes or machines, e.g. sqlite:///study.db (default: in memory)")
+    search.add_argument("--study-name", help="default: EXPERIMENT-search; an existing study in --storage is resumed")
+    search.add_argument("--cv", type=int, help="score trials by K-fold cross-validation on train (grouped by target with split.method = by_target)")
+    search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    search.add_argument("--data-dir")
+
     runs = commands.add_parser("runs", help="list logged runs, optionally sorted by a metric")
     runs.add_argument("experiment", nargs="?", help="experiment name (default: all)")
     runs.add_argument("--sort", metavar="METRIC", help="e.g. test_f_avg or valid_macro_f1 (highest first)")
@@ -65,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("run_id", metavar="RUN")
     reproduce.add_argument("--data-dir", help="data root (default: $STANCE_DATA_DIR, else ./data)")
     return parser
+
+
+def _search(args) -> int:
+    from train.search import run_search
+
+    result = run_search(args.experiment, args.trials, args.overrides, args.jobs, args.storage, args.study_name, args.cv, args.data_dir,
+                        log=lambda message: print(message, file=sys.stderr))
+    print(f"parent_run_id: {result.parent_run_id}")
+    print(f"study: {result.study_name}")
+    print(f"best: {result.best_value:.4f} (untuned default {result.default_value:.4f}) with {result.best_params}")
+    headline = {k: v for k, v in result.test_metrics.items() if k in ("accuracy", "macro_f1", "f_avg", "fnc_score")}
+    print("test (best configuration refitted on train + valid): " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
+    return 0
 
 
 def _runs(args) -> int:
@@ -148,7 +171,7 @@ def _train(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"train": _train, "predict": _predict, "runs": _runs, "compare": _compare, "register": _register, "reproduce": _reproduce}
+        commands = {"train": _train, "predict": _predict, "runs": _runs, "compare": _compare, "register": _register, "reproduce": _reproduce, "search": _search}
         return commands[args.command](args)
     except StanceError as error:
         print(f"error: {error}", file=sys.stderr)

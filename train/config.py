@@ -65,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
         "label_weights": {},
         "clf": {},
     },
+    # The search space of `stance search`: {override key: {low, high[, log]} or {choices}}.
+    "search": {"metric": "", "space": {}},
 }
 
 
@@ -214,6 +216,7 @@ class Config(_Section):
     split: SplitConfig = _f(Mapping)
     features: Mapping = _f(Mapping)
     model: ModelConfig = _f(Mapping)
+    search: Mapping = _f(Mapping)
 
     @classmethod
     def from_dict(cls, raw: Mapping, where: str = ""):
@@ -236,6 +239,7 @@ class Config(_Section):
             _check_kwargs(f"features.{step}", FEATURE_STEPS[step], {**STEP_DEFAULTS.get(step, {}), **params})
         from train.evaluate import metric_names
 
+        _check_search(self.search)
         unknown = [label for label in self.model.label_weights if label not in self.labels]
         if unknown:
             raise ConfigError(f"model.label_weights names {unknown[0]!r}, which is not a label; labels are {list(self.labels)}.")
@@ -303,9 +307,24 @@ class Config(_Section):
         return flat
 
 
+def _check_search(search: Mapping) -> None:
+    unknown = [k for k in search if k not in ("metric", "space")]
+    if unknown:
+        raise ConfigError(f"Unknown key search.{unknown[0]}; expected 'metric' and 'space'.")
+    for key, spec in search["space"].items():
+        where = f"search.space.{key}"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where} must be a table such as {{ low = 0.01, high = 100, log = true }} or {{ choices = [...] }}.")
+        if "choices" in spec:
+            if set(spec) != {"choices"} or not spec["choices"]:
+                raise ConfigError(f"{where}: a choice takes only a non-empty list, e.g. {{ choices = [[1, 1], [1, 2]] }}.")
+        elif not {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"} or not spec["low"] < spec["high"]:
+            raise ConfigError(f"{where}: a range needs low < high (and optionally log = true or step), found {dict(spec)}.")
+
+
 def _merge(base: dict, layer: Mapping) -> dict:
     for key, value in layer.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key not in ("columns", "label_map", "target_names", "clf", "label_weights"):
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key not in ("columns", "label_map", "target_names", "clf", "label_weights", "space"):
             _merge(base[key], value)
         elif key == "clf" and isinstance(value, Mapping) and isinstance(base.get(key), dict):
             base[key].update(value)
@@ -329,7 +348,7 @@ def _apply_override(merged: dict, override: str):
     if not sep or not key:
         raise ConfigError(f"Override {override!r} must look like key=value, e.g. clf__C=0.5 or data.on_bad_rows=quarantine.")
     value = parse_value(text)
-    if "__" in key:
+    if "__" in key and "." not in key:
         step, _, param = key.partition("__")
         if step == "clf":
             path = ["model", "clf", param]

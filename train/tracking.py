@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +115,26 @@ def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) ->
     mlflow.log_text(report, f"evaluation/classification_report_{split}.txt")
     mlflow.log_figure(figure, f"evaluation/confusion_matrix_{split}.png")
     mlflow.log_text(per_target.to_csv(index=False), f"evaluation/per_target_{split}.csv")
+
+
+def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict) -> str:
+    """A nested run under ``parent_run_id``, logged through the client so that trials on
+    several threads do not share MLflow's active-run state."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    child = client.create_run(parent.info.experiment_id, tags={"mlflow.parentRunId": parent_run_id, "mlflow.runName": name}, run_name=name)
+    client.log_batch(
+        child.info.run_id,
+        params=[mlflow.entities.Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in params.items()],
+        metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0) for k, v in metrics.items()],
+    )
+    client.set_terminated(child.info.run_id)
+    return child.info.run_id
+
+
+def log_search_result(best_params: dict, best_value: float, default_value: float, test_metrics: dict, trials: int) -> None:
+    mlflow.log_params({f"best.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in best_params.items()})
+    mlflow.log_metrics({"best_value": best_value, "default_value": default_value, "trials": trials, **test_metrics})
 
 
 def log_predictions(split: str, frame: pd.DataFrame) -> None:

@@ -1,0 +1,83 @@
+"""`stance search`: parent and child runs, cross-validation, a study shared by two processes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from train.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = str(REPO / "experiments" / "sample.toml")
+DATA = str(REPO / "data")
+FAST = ["--set", "features.char=false", "--set", "features.sentiment=false"]
+
+
+def run_main(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def children(parent: str) -> list:
+    client = MlflowClient()
+    experiment = client.get_run(parent).info.experiment_id
+    return client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+
+
+def test_search_logs_a_parent_with_one_child_per_trial(tracking):
+    code, out, err = run_main("search", SAMPLE, "--trials", "3", "--data-dir", DATA, *FAST)
+    assert code == 0, err
+    parent = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("parent_run_id: "))
+    trials = children(parent)
+    assert len(trials) == 3
+    for trial in trials:
+        assert "valid_macro_f1" in trial.data.metrics and "clf__C" in trial.data.params
+        assert not [m for m in trial.data.metrics if m.startswith("test_")]  # trials never see the test split
+    parent_run = MlflowClient().get_run(parent)
+    metrics = parent_run.data.metrics
+    assert metrics["best_value"] == max(t.data.metrics["valid_macro_f1"] for t in trials)
+    assert "test_macro_f1" in metrics and "default_value" in metrics and metrics["trials"] == 3
+    assert {"best.clf__C", "best.word__ngram_range", "best.char__min_df"} <= set(parent_run.data.params)
+
+
+def test_search_with_cross_validation_logs_mean_and_spread(tracking):
+    code, out, err = run_main("search", SAMPLE, "--trials", "2", "--cv", "3", "--data-dir", DATA, *FAST)
+    assert code == 0, err
+    parent = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("parent_run_id: "))
+    for trial in children(parent):
+        assert {"cv_macro_f1", "cv_macro_f1_std", "cv_accuracy_std"} <= set(trial.data.metrics)
+
+
+def test_two_processes_share_one_sqlite_study(tracking, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    # Create the MLflow store's tables first: two processes racing to create a new
+    # SQLite store's schema is MLflow's own limitation, not the study's.
+    MlflowClient(tracking).search_experiments()
+    command = [sys.executable, "-c", "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))",
+               "search", SAMPLE, "--trials", "3", "--storage", storage, "--study-name", "shared", "--data-dir", DATA, *FAST]
+    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read().decode()[-2000:]
+    study = optuna.load_study(study_name="shared", storage=storage)
+    numbers = sorted(t.number for t in study.trials)
+    assert numbers == list(range(6))  # none lost, none duplicated
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    code, _, err = run_main("search", SAMPLE, "--trials", "1", "--storage", storage, "--study-name", "shared", "--data-dir", DATA, *FAST)
+    assert code == 0, err
+    assert len(optuna.load_study(study_name="shared", storage=storage).trials) == 7  # resumed, not restarted
+
+
+def test_bad_search_space_is_a_clear_error(tracking):
+    code, _, err = run_main("search", SAMPLE, "--trials", "1", "--set", "search.space.clf__C={low=5,high=1}", "--data-dir", DATA)
+    assert code == 2 and "low < high" in err
+    code, _, err = run_main("search", SAMPLE, "--trials", "1", "--set", "search.space.clf__Cee={low=1,high=5}", "--data-dir", DATA)
+    assert code == 2 and "Unknown parameter 'Cee'" in err

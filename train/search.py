@@ -1,0 +1,152 @@
+"""`stance search`: hyperparameter search with Optuna, one MLflow child run per trial.
+
+Trials are scored on the validation split, or by k-fold cross-validation on the
+training split (``cv``); the test split is touched once, by the best
+configuration refitted on train + validation, under the parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+from train import evaluate, tracking
+from train.config import Config
+from train.data import data_root, load_dataset, split_dataset
+from train.errors import ConfigError
+from train.models import StanceModel, build_model, fit_model, needs_target, runtime_versions
+
+
+@dataclass
+class SearchResult:
+    parent_run_id: str
+    study_name: str
+    best_params: dict
+    best_value: float
+    default_value: float | None
+    test_metrics: dict
+
+
+def toml_literal(value) -> str:
+    """A value as the right-hand side of a ``--set`` override."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def suggest(trial: optuna.Trial, key: str, spec) -> object:
+    if "choices" in spec:
+        # Optuna stores categorical choices as JSON-able scalars; lists travel as their JSON text.
+        options = [json.dumps(list(c)) if isinstance(c, (list, tuple)) else c for c in spec["choices"]]
+        picked = trial.suggest_categorical(key, options)
+        return json.loads(picked) if isinstance(picked, str) and picked.startswith("[") else picked
+    low, high = spec["low"], spec["high"]
+    if isinstance(low, int) and isinstance(high, int) and not spec.get("log"):
+        return trial.suggest_int(key, low, high, step=int(spec.get("step", 1)))
+    return trial.suggest_float(key, float(low), float(high), log=bool(spec.get("log", False)))
+
+
+def _score(config: Config, splits: dict, cv: int | None) -> dict[str, float]:
+    """Validation metrics of one configuration, or the mean and spread over ``cv`` folds of train."""
+    labels = config.labels
+    if not cv:
+        model = _fitted(config, splits["train"])
+        frame = splits["valid"]
+        return evaluate.compute_metrics(frame["label"], model.predict(frame)["label"], labels)
+    frame = splits["train"]
+    if config.split.method == "by_target":
+        folds = GroupKFold(n_splits=cv).split(frame, groups=frame["target"])
+    else:
+        folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=config.seed).split(frame, frame["label"])
+    per_fold = []
+    for train_rows, test_rows in folds:
+        model = _fitted(config, frame.iloc[train_rows])
+        held_out = frame.iloc[test_rows]
+        per_fold.append(evaluate.compute_metrics(held_out["label"], model.predict(held_out)["label"], labels))
+    names = per_fold[0].keys()
+    summary = {name: float(np.mean([m[name] for m in per_fold])) for name in names}
+    summary |= {f"{name}_std": float(np.std([m[name] for m in per_fold])) for name in names}
+    return summary
+
+
+def _fitted(config: Config, frame: pd.DataFrame) -> StanceModel:
+    weights = frame["weight"].to_numpy() if config.data.use_weights else None
+    estimator = fit_model(build_model(config), frame, weights)
+    return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights))
+
+
+def run_search(
+    experiment: str | Path,
+    trials: int,
+    overrides: list[str] = (),
+    jobs: int = 1,
+    storage: str | None = None,
+    study_name: str | None = None,
+    cv: int | None = None,
+    data_dir: str | None = None,
+    log=print,
+) -> SearchResult:
+    base = Config.from_toml(experiment, list(overrides))
+    space = base.search["space"]
+    if not space:
+        raise ConfigError(f"{experiment} declares no search space; add e.g. [search.space] clf__C = {{ low = 0.01, high = 100, log = true }}.")
+    metric = base.search["metric"] or base.headline_metric
+    if metric not in evaluate.metric_names(base.labels):
+        raise ConfigError(f"search.metric {metric!r} does not apply to labels {list(base.labels)}; choose one of {evaluate.metric_names(base.labels)}.")
+
+    def configured(params: dict) -> Config:
+        return Config.from_toml(experiment, list(overrides) + [f"{k}={toml_literal(v)}" for k, v in params.items()])
+
+    for key, spec in space.items():  # every key must be a valid override before any trial runs
+        configured({key: json.loads(json.dumps(spec["choices"][0])) if "choices" in spec else spec["low"]})
+
+    root = data_root(data_dir)
+    data = load_dataset(base.data, root)
+    splits = split_dataset(data.rows, base.split, base.seed)
+    name = study_name or f"{base.name}-search"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=base.seed),
+    )
+    tags = {"stance.experiment": base.name, "stance.search": name, **tracking.git_state()}
+    with tracking.start_run(base.name, tags) as parent_id:
+        tracking.log_config(base)
+        tracking.log_data(data, splits, root)
+        default = _score(base, splits, cv)[metric]
+        log(f"untuned default: {'cv' if cv else 'valid'} {metric} {default:.4f}")
+
+        def objective(trial: optuna.Trial) -> float:
+            params = {key: suggest(trial, key, spec) for key, spec in space.items()}
+            started = time.perf_counter()
+            metrics = _score(configured(params), splits, cv)
+            prefix = "cv_" if cv else "valid_"
+            tracking.log_child_run(parent_id, f"trial-{trial.number}", params, {f"{prefix}{k}": v for k, v in metrics.items()} | {"seconds": time.perf_counter() - started})
+            log(f"trial {trial.number}: {metric} {metrics[metric]:.4f} {params}")
+            return metrics[metric]
+
+        study.optimize(objective, n_trials=trials, n_jobs=jobs)
+        best = study.best_trial
+        best_params = {key: suggest(optuna.trial.FixedTrial(best.params), key, spec) for key, spec in space.items()}
+
+        # The one look at the test split: the best configuration, refitted on train + validation.
+        final = configured(best_params)
+        started = time.perf_counter()
+        model = _fitted(final, pd.concat([splits["train"], splits["valid"]], ignore_index=True))
+        model.versions = runtime_versions()
+        test = splits["test"]
+        test_metrics = evaluate.compute_metrics(test["label"], model.predict(test)["label"], final.labels, test["target"])
+        tracking.log_search_result(best_params, best.value, default, {f"test_{k}": v for k, v in test_metrics.items()} | {"refit_seconds": time.perf_counter() - started}, len(study.trials))
+        tracking.log_model(model, splits["train"][["text", "target"]].head(3).reset_index(drop=True))
+    return SearchResult(parent_id, name, best_params, best.value, default, test_metrics)
