@@ -86,6 +86,22 @@ def _fitted(config: Config, frame: pd.DataFrame) -> StanceModel:
     return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights))
 
 
+def _open_study(storage: str | None, name: str, seed: int, attempts: int = 5) -> optuna.Study:
+    """Create or load the study. Processes started together on a new database race to
+    create Optuna's tables; the loser of that race finds them on its next attempt."""
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+                sampler=optuna.samplers.TPESampler(seed=seed),
+            )
+        except Exception as error:  # SQLAlchemy's IntegrityError/OperationalError, by backend
+            if storage is None or attempt == attempts - 1 or "alembic" not in str(error) and "already exists" not in str(error) and "UNIQUE" not in str(error):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def run_search(
     experiment: str | Path,
     trials: int,
@@ -116,10 +132,7 @@ def run_search(
     splits = split_dataset(data.rows, base.split, base.seed)
     name = study_name or f"{base.name}-search"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=base.seed),
-    )
+    study = _open_study(storage, name, base.seed)
     tags = {"stance.experiment": base.name, "stance.search": name, **tracking.git_state()}
     with tracking.start_run(base.name, tags) as parent_id:
         tracking.log_config(base)

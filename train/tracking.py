@@ -55,8 +55,13 @@ def git_state() -> dict[str, str]:
 @contextmanager
 def start_run(experiment: str, tags: dict[str, str]):
     """Open a run in the named MLflow experiment; yields the run id."""
+    from mlflow.exceptions import MlflowException
+
     configure()
-    mlflow.set_experiment(experiment)
+    try:
+        mlflow.set_experiment(experiment)
+    except MlflowException:  # another process created it between MLflow's lookup and its create
+        mlflow.set_experiment(experiment)
     with mlflow.start_run(tags=tags) as run:
         yield run.info.run_id
 

@@ -49,6 +49,14 @@ def test_search_logs_a_parent_with_one_child_per_trial(tracking):
     assert {"best.clf__C", "best.word__ngram_range", "best.char__min_df"} <= set(parent_run.data.params)
 
 
+def test_parallel_trials_each_get_their_child_run(tracking):
+    code, out, err = run_main("search", SAMPLE, "--trials", "4", "--jobs", "2", "--data-dir", DATA, *FAST)
+    assert code == 0, err
+    parent = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("parent_run_id: "))
+    names = sorted(t.data.tags["mlflow.runName"] for t in children(parent))
+    assert names == ["trial-0", "trial-1", "trial-2", "trial-3"]
+
+
 def test_search_with_cross_validation_logs_mean_and_spread(tracking):
     code, out, err = run_main("search", SAMPLE, "--trials", "2", "--cv", "3", "--data-dir", DATA, *FAST)
     assert code == 0, err
