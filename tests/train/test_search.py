@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import optuna
-import pytest
 from mlflow.tracking import MlflowClient
 
 from train.cli import main
