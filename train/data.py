@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -100,19 +99,12 @@ def _require_file(path: Path, what: str) -> Path:
     return path
 
 
-def read_table(path: Path, fmt: str, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[int, str], list[str]]:
+def read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, dict[int, str], list[str]]:
     """A whole table as a frame of strings plus "line", the rows' read problems, and the file's columns."""
-    found, batch = tables.read_all(path, fmt) if columns is None else _read_columns(path, fmt, columns)
+    found, batch = tables.read_all(path, fmt)
     frame = pd.DataFrame(batch.rows, columns=batch.columns, dtype=object)
     frame["line"] = batch.lines
     return frame, batch.problems, found
-
-
-def _read_columns(path: Path, fmt: str, columns: list[str]):
-    with tables.Table(path, fmt, batch_size=sys.maxsize) as table:
-        present = [c for c in columns if c in table.columns]
-        batches = list(table.batches(present))
-        return table.columns, batches[0] if batches else tables.Batch(present)
 
 
 # --------------------------------------------------------------------------- loaders

@@ -21,7 +21,8 @@ from train import evaluate, tracking
 from train.config import Config
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError
-from train.models import StanceModel, build_model, fit_model, needs_target, runtime_versions
+from train.models import runtime_versions
+from train.training import fit_stance_model
 
 
 @dataclass
@@ -61,7 +62,7 @@ def _score(config: Config, splits: dict, cv: int | None) -> dict[str, float]:
     """Validation metrics of one configuration, or the mean and spread over ``cv`` folds of train."""
     labels = config.labels
     if not cv:
-        model = _fitted(config, splits["train"])
+        model = fit_stance_model(config, splits["train"])
         frame = splits["valid"]
         return evaluate.compute_metrics(frame["label"], model.predict(frame)["label"], labels)
     frame = splits["train"]
@@ -71,19 +72,13 @@ def _score(config: Config, splits: dict, cv: int | None) -> dict[str, float]:
         folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=config.seed).split(frame, frame["label"])
     per_fold = []
     for train_rows, test_rows in folds:
-        model = _fitted(config, frame.iloc[train_rows])
+        model = fit_stance_model(config, frame.iloc[train_rows])
         held_out = frame.iloc[test_rows]
         per_fold.append(evaluate.compute_metrics(held_out["label"], model.predict(held_out)["label"], labels))
     names = per_fold[0].keys()
     summary = {name: float(np.mean([m[name] for m in per_fold])) for name in names}
     summary |= {f"{name}_std": float(np.std([m[name] for m in per_fold])) for name in names}
     return summary
-
-
-def _fitted(config: Config, frame: pd.DataFrame) -> StanceModel:
-    weights = frame["weight"].to_numpy() if config.data.use_weights else None
-    estimator = fit_model(build_model(config), frame, weights)
-    return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights))
 
 
 def _open_study(storage: str | None, name: str, seed: int, attempts: int = 5) -> optuna.Study:
@@ -156,8 +151,7 @@ def run_search(
         # The one look at the test split: the best configuration, refitted on train + validation.
         final = configured(best_params)
         started = time.perf_counter()
-        model = _fitted(final, pd.concat([splits["train"], splits["valid"]], ignore_index=True))
-        model.versions = runtime_versions()
+        model = fit_stance_model(final, pd.concat([splits["train"], splits["valid"]], ignore_index=True), runtime_versions())
         test = splits["test"]
         test_metrics = evaluate.compute_metrics(test["label"], model.predict(test)["label"], final.labels, test["target"])
         tracking.log_search_result(best_params, best.value, default, {f"test_{k}": v for k, v in test_metrics.items()} | {"refit_seconds": time.perf_counter() - started}, len(study.trials))

@@ -26,11 +26,11 @@ from train.models import (
 )
 
 
-def _fit(config: Config, frame: pd.DataFrame, versions: dict) -> StanceModel:
+def fit_stance_model(config: Config, frame: pd.DataFrame, versions: dict | None = None) -> StanceModel:
     """Fit the experiment's estimator on ``frame`` and wrap it with its labels and settings."""
     weights = frame["weight"].to_numpy() if config.data.use_weights else None
     estimator = fit_model(build_model(config), frame, weights)
-    return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights), versions=versions)
+    return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights), versions=versions or {})
 
 
 @dataclass
@@ -66,7 +66,7 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
         # 2. Model: the pipeline the config describes, fitted on train only.
         labels = config.labels
         started = time.perf_counter()
-        stance_model = _fit(config, splits["train"], versions)
+        stance_model = fit_stance_model(config, splits["train"], versions)
         train_seconds = time.perf_counter() - started
         log(f"fit: {train_seconds:.1f}s on {len(splits['train'])} rows")
 
@@ -75,7 +75,7 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
         for split in ("valid", "test"):
             if split == "test" and config.model.refit_on_valid:
                 started = time.perf_counter()
-                stance_model = _fit(config, pd.concat([splits["train"], splits["valid"]], ignore_index=True), versions)
+                stance_model = fit_stance_model(config, pd.concat([splits["train"], splits["valid"]], ignore_index=True), versions)
                 metrics["refit_seconds"] = time.perf_counter() - started
                 log(f"refit on train + valid: {metrics['refit_seconds']:.1f}s")
             frame = splits[split]
