@@ -1,5 +1,6 @@
 """The feature pipeline: scikit-learn transformers over a DataFrame of ``text`` and ``target``."""
 
+from features.embeddings import SentenceEmbeddings
 from features.lexicon import SentimentLexicon
 from features.ngrams import CharNgrams, TargetNgrams, WordNgrams
 from features.pipeline import FEATURE_STEPS, build_features
@@ -10,6 +11,7 @@ from features.text import Tokenizer
 __all__ = [
     "CharNgrams",
     "FEATURE_STEPS",
+    "SentenceEmbeddings",
     "SentimentLexicon",
     "StyleFeatures",
     "TargetNgrams",

@@ -40,7 +40,18 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(uniques, dtype=object), codes
 
 
-class DenseFeatures(TransformerMixin, BaseEstimator):
+class RawTextInput:
+    """Mixin declaring that an estimator reads a DataFrame of raw text, not a numeric array."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+
+class DenseFeatures(RawTextInput, TransformerMixin, BaseEstimator):
     """Base for small, hand-made numeric features.
 
     Subclasses implement ``_compute(frame) -> (n_samples, n_features) array``
@@ -70,10 +81,3 @@ class DenseFeatures(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "scale_")
         return np.asarray(self._names(), dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = True
-        return tags

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from itertools import repeat
 
 import numpy as np
@@ -11,7 +12,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, text_column, unique_inverse
-from features.text import TARGET_SEPARATOR, NgramAnalyzer, Tokenizer
+from features.text import TARGET_SEPARATOR, NgramAnalyzer, Tokenizer, cue_words
 
 
 class _TfidfNgrams(TransformerMixin, BaseEstimator):
@@ -113,6 +114,12 @@ class WordNgrams(_TfidfNgrams):
     by_target : bool, default=False
         Prefix every n-gram with the row's target, so "abortion|choice" and
         "hillary|choice" are distinct features (n-grams conditioned on the target).
+    cross_target_words : int, default=0
+        If above 0, emit every n-gram once per *cue word* of the row's target
+        instead: a content word (Porter-stemmed) that occurs in at least this
+        many distinct training targets. "ban|cruel" learned from "ban whaling"
+        carries over to an unseen "ban factory farming", which whole-target
+        prefixes cannot do. Rows whose target has no cue word get no features.
     min_df, max_df, max_features, binary, sublinear_tf, use_idf
         As in scikit-learn's ``TfidfVectorizer``.
     column : str, default="text"
@@ -134,6 +141,7 @@ class WordNgrams(_TfidfNgrams):
         stemmer=None,
         split_hashtags=False,
         by_target=False,
+        cross_target_words=0,
         min_df=1,
         max_df=1.0,
         max_features=None,
@@ -148,6 +156,7 @@ class WordNgrams(_TfidfNgrams):
         self.stemmer = stemmer
         self.split_hashtags = split_hashtags
         self.by_target = by_target
+        self.cross_target_words = cross_target_words
         self.min_df = min_df
         self.max_df = max_df
         self.max_features = max_features
@@ -158,11 +167,23 @@ class WordNgrams(_TfidfNgrams):
 
     def _analyzer(self):
         tokenizer = Tokenizer(kind=self.tokenizer, negation=self.negation, stemmer=self.stemmer, split_hashtags=self.split_hashtags)
-        return NgramAnalyzer(tokenizer, tuple(self.ngram_range), prefix_target=self.by_target)
+        cues = frozenset(self.target_cues_) if self.cross_target_words else None
+        return NgramAnalyzer(tokenizer, tuple(self.ngram_range), prefix_target=self.by_target, target_cues=cues)
+
+    def fit(self, X, y=None):
+        if self.cross_target_words:
+            if self.by_target:
+                raise ValueError("by_target and cross_target_words are alternatives; set one of them.")
+            # Cue words: target words shared by several targets ("ban", "legalize"),
+            # learned before the vocabulary because the analyzer emits their crosses.
+            targets = np.unique(text_column(X, TARGET, type(self).__name__))
+            spread = Counter(word for target in targets for word in set(cue_words(target)))
+            self.target_cues_ = tuple(sorted(w for w, n in spread.items() if n >= self.cross_target_words))
+        return super().fit(X, y)
 
     def _documents(self, X):
         texts = super()._documents(X)
-        if not self.by_target:
+        if not (self.by_target or self.cross_target_words):
             return texts
         targets = text_column(X, TARGET, type(self).__name__)
         # One string per row keeps de-duplication cheap; the analyzer splits it again.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sklearn.pipeline import FeatureUnion
 
+from features.embeddings import SentenceEmbeddings
 from features.lexicon import SentimentLexicon
 from features.ngrams import CharNgrams, TargetNgrams, WordNgrams
 from features.style import StyleFeatures
@@ -15,13 +16,19 @@ FEATURE_STEPS = {
     "char": CharNgrams,
     "target_words": TargetNgrams,
     "target_conditioned": WordNgrams,
+    "target_cues": WordNgrams,
     "relatedness": TargetRelatedness,
     "sentiment": SentimentLexicon,
     "style": StyleFeatures,
+    # Optional extra (uv sync --extra embeddings); never a default step.
+    "embeddings": SentenceEmbeddings,
 }
 
 # Steps that are the same class with different defaults.
-STEP_DEFAULTS = {"target_conditioned": {"by_target": True, "ngram_range": (1, 1)}}
+STEP_DEFAULTS = {
+    "target_conditioned": {"by_target": True, "ngram_range": (1, 1)},
+    "target_cues": {"cross_target_words": 2, "ngram_range": (1, 2), "negation": True},
+}
 
 
 def build_features(steps: dict[str, dict], n_jobs: int | None = None) -> FeatureUnion:

@@ -172,13 +172,14 @@ class NgramAnalyzer:
     weigh differently for different targets.
     """
 
-    def __init__(self, tokenizer: Tokenizer, ngram_range=(1, 1), prefix_target=False):
+    def __init__(self, tokenizer: Tokenizer, ngram_range=(1, 1), prefix_target=False, target_cues: frozenset | None = None):
         self.tokenizer = tokenizer
         self.ngram_range = tuple(ngram_range)
         self.prefix_target = prefix_target
+        self.target_cues = target_cues
 
     def __call__(self, doc) -> list[str]:
-        if self.prefix_target:
+        if self.prefix_target or self.target_cues is not None:
             target, _, text = doc.partition(TARGET_SEPARATOR)
         else:
             target, text = None, doc
@@ -190,8 +191,25 @@ class NgramAnalyzer:
         n_tokens = len(tokens)
         for n in range(max(low, 3), high + 1):
             grams.extend([" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1)])
+        if self.target_cues is not None:
+            cues = sorted(set(cue_words(target)) & self.target_cues)
+            return [f"{cue}|{g}" for cue in cues for g in grams]
         if target is not None:
             prefix = f"{target}|"
             grams = [prefix + g for g in grams]
         return grams
+
+
+_CUE_TOKENIZER = None
+
+
+def cue_words(target: str) -> list[str]:
+    """Content words of a target, Porter-stemmed so that "banned" and "ban" meet."""
+    global _CUE_TOKENIZER
+    if _CUE_TOKENIZER is None:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        _CUE_TOKENIZER = (Tokenizer(kind="regex", stemmer="porter"), ENGLISH_STOP_WORDS)
+    tokenizer, stop_words = _CUE_TOKENIZER
+    return [t for t in tokenizer(target) if t.isalpha() and t not in stop_words]
 

@@ -80,3 +80,14 @@ def shared_data() -> Path:
         pytest.skip(message)
     return root
 
+
+
+@pytest.fixture
+def embeddings_extra() -> None:
+    """The optional sentence-embedding extra; CI installs it, so there a missing extra fails."""
+    from features.embeddings import missing_extra
+
+    if problem := missing_extra():
+        if os.environ.get("CI") == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)

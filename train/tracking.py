@@ -22,7 +22,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from train.data import LoadedData
-from train.models import StanceModel
+from train.models import EMBEDDING_PACKAGES, StanceModel
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -231,9 +231,11 @@ class StancePyfunc(mlflow.pyfunc.PythonModel):
         return self.model.predict(pd.DataFrame(model_input))
 
 
-def pip_requirements(versions: dict[str, str]) -> list[str]:
+def pip_requirements(versions: dict[str, str], uses_embeddings: bool = False) -> list[str]:
     """Exact pins of what the model needs to load, no more: inferring them would drag in the whole environment."""
     needed = ["scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment"]
+    if uses_embeddings:
+        needed += list(EMBEDDING_PACKAGES)
     return [f"{name}=={versions[name]}" for name in needed if name in versions] + [f"mlflow=={versions['mlflow']}"]
 
 
@@ -249,6 +251,6 @@ def log_model(model: StanceModel, example: pd.DataFrame) -> str:
             code_paths=[str(PROJECT_ROOT / "features"), str(PROJECT_ROOT / "train")],
             signature=infer_signature(example, output),
             input_example=example,
-            pip_requirements=pip_requirements(model.versions),
+            pip_requirements=pip_requirements(model.versions, bool(model.config.get("features", {}).get("embeddings"))),
         )
     return info.model_uri

@@ -28,6 +28,7 @@ TRANSFORMERS = [
     WordNgrams(),
     WordNgrams(tokenizer="tweet", negation=True, stemmer="snowball", ngram_range=(1, 3)),
     WordNgrams(by_target=True, min_df=2),
+    WordNgrams(cross_target_words=1, negation=True),
     TargetNgrams(),
     CharNgrams(),
     CharNgrams(analyzer="char", ngram_range=(1, 3), max_features=50),

@@ -72,3 +72,25 @@ def test_fast_counting_equals_countvectorizer(sentences, params):
     documents = step._documents(sentences)
     fast, reference = step._count(documents), step.counter_.transform(documents)
     assert (fast != reference).nnz == 0 and fast.shape == reference.shape
+
+
+def test_target_cue_crosses_carry_over_to_an_unseen_target():
+    train = pd.DataFrame(
+        {
+            "text": ["Whaling is cruel", "Whaling feeds towns", "Cruel surrogacy deals", "Surrogacy helps families"],
+            "target": ["We should ban whaling", "We should ban whaling", "Surrogacy should be banned", "Surrogacy should be banned"],
+        }
+    )
+    step = WordNgrams(ngram_range=(1, 1), cross_target_words=2).fit(train)
+    # "ban" and "banned" stem to one cue shared by both targets; "whaling" is in one target only.
+    assert step.target_cues_ == ("ban",)
+    unseen = pd.DataFrame({"text": ["Factory farming is cruel", "Cruel"], "target": ["ban factory farming", "adopt atheism"]})
+    values = step.transform(unseen).toarray()
+    names = step.get_feature_names_out().tolist()
+    assert values[0, names.index("ban|cruel")] > 0
+    assert not values[1].any(), "a target with no cue word gets no crossed features"
+
+
+def test_target_cues_and_whole_target_prefixes_are_exclusive(sentences):
+    with pytest.raises(ValueError, match="alternatives"):
+        WordNgrams(by_target=True, cross_target_words=2).fit(sentences)

