@@ -204,6 +204,20 @@ def _load_worker_model(path: str) -> None:
     _MODEL = StanceModel.load(path)
 
 
+_BLAS_LIMIT = None
+
+
+def _init_worker(model_path: str | None) -> None:
+    """One BLAS thread per worker: ``jobs`` processes each running a multi-threaded
+    BLAS (the embeddings step is matrix products) oversubscribe the cores."""
+    global _BLAS_LIMIT
+    from threadpoolctl import threadpool_limits
+
+    _BLAS_LIMIT = threadpool_limits(limits=1)
+    if model_path is not None:
+        _load_worker_model(model_path)
+
+
 def _predict_sentences(frame: pd.DataFrame, keep_text: bool) -> pd.DataFrame:
     out = _MODEL.predict(frame[["text", "target"]]) if len(frame) else _empty_prediction()
     columns = {"id": frame["id"].to_numpy()}
@@ -286,9 +300,9 @@ def _ordered(tasks: Iterator, jobs: int, model: StanceModel, model_path: Path) -
     # With fork the workers inherit the loaded model; elsewhere each loads it once.
     # The worker functions live in this importable module, which pickling requires.
     if "fork" in multiprocessing.get_all_start_methods():
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(None,))
     else:  # pragma: no cover - Windows and macOS defaults
-        pool = ProcessPoolExecutor(jobs, initializer=_load_worker_model, initargs=(str(model_path),))
+        pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(str(model_path),))
     with pool:
         pending = deque()
         for task in tasks:
