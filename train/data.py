@@ -90,15 +90,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _require_file(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise DataError(
-            f"{what} {path} does not exist. Expected it under the data root; set the root with --data-dir DIR "
-            f"or STANCE_DATA_DIR (for the public datasets: STANCE_DATA_DIR=../shared/data)."
-        )
-    return path
-
-
 def read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, dict[int, str], list[str]]:
     """A whole table as a frame of strings plus "line", the rows' read problems, and the file's columns."""
     found, batch = tables.read_all(path, fmt)
@@ -147,13 +138,13 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
 
 
 def _read_lines(path: Path) -> list[str]:
-    raw = _require_file(path, "Data file").read_bytes()
+    raw = tables.require_path(path, "Data file").read_bytes()
     return raw.decode("utf-8", errors="surrogateescape").splitlines()
 
 
 def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
     """SemEval-2016 Task 6 in the TweetEval packaging: ``TARGET/{train,val,test}_{text,labels}.txt``."""
-    folder = _require_file(root / config.path, "SemEval-2016 folder")
+    folder = tables.require_path(root / config.path, "SemEval-2016 folder", folder=True)
     mapping_file = folder / "mapping.txt"
     codes = {"0": "NONE", "1": "AGAINST", "2": "FAVOR"}
     if mapping_file.exists():
@@ -197,7 +188,7 @@ def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list
 
 def load_fnc1(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
     """FNC-1: the headline is the target, the body (joined by Body ID) is the text."""
-    folder = _require_file(root / config.path, "FNC-1 folder")
+    folder = tables.require_path(root / config.path, "FNC-1 folder", folder=True)
     parts, files = [], []
     for prefix, split in (("train", "train"), ("competition_test", "test")):
         stances_path, bodies_path = folder / f"{prefix}_stances.csv", folder / f"{prefix}_bodies.csv"

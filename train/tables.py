@@ -78,7 +78,7 @@ class Table:
             if self.source == "-":
                 self._handle = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline="")
             else:
-                self._handle = open(_existing(self.source), encoding="utf-8-sig", errors="surrogateescape", newline="")
+                self._handle = open(require_path(self.source), encoding="utf-8-sig", errors="surrogateescape", newline="")
         if fmt in ("csv", "tsv"):
             self._reader = csv.reader(self._handle, delimiter="," if fmt == "csv" else "\t")
             try:
@@ -97,7 +97,7 @@ class Table:
             import pyarrow.parquet as pq
 
             try:
-                self._parquet = pq.ParquetFile(_existing(self.source))
+                self._parquet = pq.ParquetFile(require_path(self.source))
             except DataError:
                 raise
             except Exception as error:  # pyarrow raises several types for a damaged file
@@ -204,14 +204,16 @@ def _chain_first(first, rest):
     yield from rest
 
 
-def _existing(path: str) -> str:
+def require_path(path, what: str = "", folder: bool = False):
+    """``path`` if it exists (and is a file, unless ``folder``), else a DataError saying where data is looked for."""
+    path_text = f"{what} {path}" if what else str(path)
     if not Path(path).exists():
         raise DataError(
-            f"{path} does not exist. Data paths in experiments are relative to the data root: set it with --data-dir DIR "
+            f"{path_text} does not exist. Data paths in experiments are relative to the data root: set it with --data-dir DIR "
             "or STANCE_DATA_DIR (for the public datasets: STANCE_DATA_DIR=../shared/data)."
         )
-    if Path(path).is_dir():
-        raise DataError(f"{path} is a folder; expected a file.")
+    if not folder and Path(path).is_dir():
+        raise DataError(f"{path_text} is a folder; expected a file.")
     return path
 
 
