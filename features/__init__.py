@@ -5,7 +5,7 @@ from features.lexicon import SentimentLexicon
 from features.ngrams import CharNgrams, TargetNgrams, WordNgrams
 from features.pipeline import FEATURE_STEPS, build_features
 from features.style import StyleFeatures
-from features.target import TargetRelatedness
+from features.target import TargetRelatedness, TargetSpecificCopies
 from features.text import Tokenizer
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "StyleFeatures",
     "TargetNgrams",
     "TargetRelatedness",
+    "TargetSpecificCopies",
     "Tokenizer",
     "WordNgrams",
     "build_features",

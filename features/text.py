@@ -37,12 +37,12 @@ TARGET_SEPARATOR = "\x1f"
 _URL = re.compile(r"^(?:https?://|www\.)")
 # Where a negation's scope ends. NLTK's mark_negation stops only at . : ; ! ?,
 # which lets "not X, but we like it" negate "like"; commas and "but" end it here.
-_HASHTAG = re.compile(r"#(\w+)")
-_CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+HASHTAG = re.compile(r"#(\w+)")
+CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
 def _expand_hashtag(match: re.Match) -> str:
-    parts = _CAMEL_PART.findall(match.group(1))
+    parts = CAMEL_PART.findall(match.group(1))
     return match.group(0) + (" " + " ".join(parts) + " ," if len(parts) > 1 else "")
 
 
@@ -144,7 +144,7 @@ class Tokenizer:
 
     def __call__(self, text: str) -> list[str]:
         if self.split_hashtags and "#" in text:
-            text = _HASHTAG.sub(_expand_hashtag, text)
+            text = HASHTAG.sub(_expand_hashtag, text)
         if self.lowercase and self.kind != "tweet":
             text = text.lower()
         tokens = self._split(text)

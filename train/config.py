@@ -29,7 +29,7 @@ from train.errors import ConfigError
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "semeval2016", "fnc1", "argq")
 BAD_ROW_POLICIES = ("error", "quarantine")
 SPLIT_METHODS = ("stratified", "by_target", "by_group")
-STRATEGIES = ("joint", "per_target")
+STRATEGIES = ("joint", "per_target", "shared_per_target")
 RECORD_FIELDS = ("text", "target", "label", "id", "weight", "split")
 
 # The embedded defaults. Every experiment file is merged onto these.
@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
         "strategy": "joint",
         "classifier": "logreg",
         "min_target_rows": 30,
+        # shared_per_target only: the strength of the shared copy of each feature.
+        "shared_weight": 1.0,
         "refit_on_valid": False,
         "label_weights": {},
         "clf": {},
@@ -173,6 +175,7 @@ class ModelConfig(_Section):
     strategy: str = _f(str)
     classifier: str = _f(str)
     min_target_rows: int = _f(int)
+    shared_weight: float = _f(float)
     refit_on_valid: bool = _f(bool)
     label_weights: Mapping = _f(Mapping)
     clf: Mapping = _f(Mapping)
@@ -183,6 +186,8 @@ class ModelConfig(_Section):
         _choice("model.strategy", self.strategy, STRATEGIES)
         _choice("model.classifier", self.classifier, sorted(CLASSIFIERS))
         _check_kwargs(f"model.clf (for {self.classifier})", CLASSIFIERS[self.classifier], self.clf)
+        if not self.shared_weight > 0:
+            raise ConfigError(f"model.shared_weight must be a positive number, found {self.shared_weight}.")
         for label, weight in self.label_weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
                 raise ConfigError(f"model.label_weights.{label} must be a positive number, found {weight!r}.")

@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from features.base import TARGET, TEXT, text_column
 from features.pipeline import build_features
+from features.target import TargetSpecificCopies
 from train.errors import ModelError
 
 ARTIFACT_FORMAT = "stance-model/1"
@@ -196,11 +197,19 @@ def build_classifier(name: str, params: dict, seed: int):
 
 
 def build_model(config) -> BaseEstimator:
-    """The estimator an experiment describes: ``Pipeline([("features", ...), ("clf", ...)])``,
-    wrapped in :class:`PerTargetClassifier` for ``model.strategy = "per_target"``."""
-    features = {name: dict(params) for name, params in config.features.items()}
+    """The estimator an experiment describes: ``Pipeline([("features", ...), ("clf", ...)])``.
+
+    ``model.strategy`` picks how targets share what is learned: ``"joint"``, one
+    model for all; ``"per_target"``, one model per target (in
+    :class:`PerTargetClassifier`); ``"shared_per_target"``, one model on
+    features copied per target (:class:`features.TargetSpecificCopies`), which
+    learns weights for all targets and for each at once.
+    """
+    features = build_features({name: dict(params) for name, params in config.features.items()})
     clf = build_classifier(config.model.classifier, dict(config.model.clf), config.seed)
-    pipeline = Pipeline([("features", build_features(features)), ("clf", clf)])
+    if config.model.strategy == "shared_per_target":
+        features = TargetSpecificCopies(features, shared_weight=config.model.shared_weight)
+    pipeline = Pipeline([("features", features), ("clf", clf)])
     if config.model.strategy == "per_target":
         return PerTargetClassifier(pipeline, min_target_rows=config.model.min_target_rows)
     return pipeline
@@ -280,7 +289,7 @@ def needs_target(config) -> bool:
     uses_target = {"target_words", "target_conditioned", "target_cues", "relatedness"}
     embeddings = config.features.get("embeddings") or {}
     compares_with_target = bool(embeddings.get("target_product") or embeddings.get("target_cosine"))
-    return config.model.strategy == "per_target" or compares_with_target or bool(uses_target & set(config.features))
+    return config.model.strategy in ("per_target", "shared_per_target") or compares_with_target or bool(uses_target & set(config.features))
 
 
 # The optional extra behind the `embeddings` feature step.

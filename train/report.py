@@ -139,7 +139,7 @@ def model_card(facts: dict) -> str:
         "",
         f"Labels the stance of a sentence toward a target as one of {', '.join(labels)}, with a probability per label. "
         f"Trained on {config['data']['format']} data ({config['data']['path']}); it is meant for text of the same kind "
-        + ("about the same targets." if config["model"]["strategy"] == "per_target" else "about targets like those it saw.")
+        + ("about the same targets." if config["model"]["strategy"] in ("per_target", "shared_per_target") else "about targets like those it saw.")
         + " It is a research and analysis aid: read its errors (misclassified.json in the run) before relying on it.",
         "",
         "## Data",
@@ -197,6 +197,8 @@ def _limits(facts: dict) -> list[str]:
         limits.append(f"Probabilities are not well calibrated (ECE {_fmt(metrics['test_ece'])}); treat them as scores.")
     if config["model"]["strategy"] == "per_target":
         limits.append("Targets unseen in training fall back to the joint model trained on all targets.")
+    if config["model"]["strategy"] == "shared_per_target":
+        limits.append("Targets unseen in training get only the weights shared by all targets.")
     if set(labels) == FNC_LABELS:
         limits.append("The FNC-1 score rewards related/unrelated decisions; read macro-F1 and per-class F1 for agree/disagree.")
     limits.append("Stance is judged sentence by sentence from surface features (n-grams, lexicons); irony, quotation of opponents and world knowledge are beyond it.")

@@ -20,6 +20,7 @@ from features import (
     StyleFeatures,
     TargetNgrams,
     TargetRelatedness,
+    TargetSpecificCopies,
     WordNgrams,
 )
 from features.pipeline import build_features
@@ -36,6 +37,7 @@ TRANSFORMERS = [
     TargetRelatedness(stemmer=None, bins=False),
     SentimentLexicon(),
     StyleFeatures(),
+    TargetSpecificCopies(build_features({"word": {}, "style": {}}), shared_weight=0.5),
 ]
 IDS = [f"{type(t).__name__}-{i}" for i, t in enumerate(TRANSFORMERS)]
 
@@ -47,9 +49,9 @@ def dense(matrix):
 @pytest.mark.parametrize("transformer", TRANSFORMERS, ids=IDS)
 class TestTransformerContract:
     def test_init_only_stores_params(self, transformer):
-        params = transformer.get_params()
+        params = transformer.get_params(deep=False)
         rebuilt = type(transformer)(**params)
-        assert rebuilt.get_params() == params
+        assert rebuilt.get_params(deep=False) == params
         assert not [k for k in vars(rebuilt) if k.endswith("_")], "learned state must not exist before fit"
 
     def test_fit_returns_self_and_learns_state(self, transformer, sentences):
@@ -64,7 +66,8 @@ class TestTransformerContract:
     def test_clone_gives_unfitted_equal_params(self, transformer, sentences):
         fitted = clone(transformer).fit(sentences)
         copy = clone(fitted)
-        assert copy.get_params() == fitted.get_params()
+        assert copy.get_params(deep=False).keys() == fitted.get_params(deep=False).keys()
+        assert repr(copy) == repr(fitted)
         with pytest.raises(NotFittedError):
             copy.transform(sentences)
 

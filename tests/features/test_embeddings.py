@@ -66,6 +66,30 @@ def test_step_contract(sentences):
     assert np.all(np.abs(first[:, -1].toarray()) <= 0.5 + 1e-6)
 
 
+def test_cls_pooling_appends_a_second_unit_vector(encoder):
+    texts = list(REFERENCE)
+    both = encoder.encode(texts, pooling="mean+cls")
+    assert both.shape == (3, 2 * 384)
+    np.testing.assert_array_equal(both[:, :384], encoder.encode(texts))
+    np.testing.assert_allclose(np.linalg.norm(both[:, 384:], axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(both[:, :384], both[:, 384:], atol=1e-2)
+
+
+def test_split_hashtags_encodes_the_words_of_a_hashtag(sentences):
+    tagged = pd.DataFrame({"text": ["#StopTheTram rally at noon"], "target": ["tram"]})
+    spelled = pd.DataFrame({"text": ["Stop The Tram rally at noon"], "target": ["tram"]})
+    step = SentenceEmbeddings(split_hashtags=True, pooling="mean+cls").fit(sentences)
+    np.testing.assert_array_equal(step.transform(tagged).toarray(), step.transform(spelled).toarray())
+    assert step.transform(tagged).shape[1] == len(step.get_feature_names_out()) == 768
+    plain = SentenceEmbeddings().fit(sentences)
+    assert not np.allclose(plain.transform(tagged).toarray(), plain.transform(spelled).toarray())
+
+
+def test_unknown_pooling_is_named(sentences):
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        SentenceEmbeddings(pooling="max").fit(sentences)
+
+
 def test_step_rejects_an_empty_configuration(sentences):
     with pytest.raises(ValueError, match="every part switched off"):
         SentenceEmbeddings(text=False).fit(sentences)

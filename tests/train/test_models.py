@@ -34,7 +34,7 @@ def test_calibrated_svc_passes_sklearn_checks(estimator, check):
 
 
 @pytest.mark.parametrize("classifier", ["logreg", "linear_svm", "complement_nb", "multinomial_nb", "bernoulli_nb"])
-@pytest.mark.parametrize("strategy", ["joint", "per_target"])
+@pytest.mark.parametrize("strategy", ["joint", "per_target", "shared_per_target"])
 def test_every_classifier_and_strategy_gives_probabilities(sentences, classifier, strategy):
     overrides = [f"model.classifier={classifier}", f"model.strategy={strategy}", "model.min_target_rows=5"]
     if classifier == "linear_svm":
@@ -55,6 +55,26 @@ def test_per_target_routes_and_falls_back_for_unseen_targets(sentences):
     np.testing.assert_allclose(model.predict_proba(unseen), model.joint_.predict_proba(unseen))
     seen = sentences.iloc[:1]
     np.testing.assert_allclose(model.predict_proba(seen), model.estimators_["carbon tax"].predict_proba(seen))
+
+
+def test_shared_per_target_learns_weights_per_target_and_shares_the_rest(sentences):
+    model = fit_model(build_model(config("model.strategy=shared_per_target", "model.shared_weight=2.0")), sentences)
+    names = model.named_steps["features"].get_feature_names_out()
+    assert any(n.startswith("carbon tax|") for n in names) and any(n.startswith("Iran's missile strikes|") for n in names)
+    # A target seen in training has its own weights; an unseen one sees only the shared copy.
+    coef = model.named_steps["clf"].coef_
+    block = len(names) // 3
+    assert np.abs(coef[:, block:]).sum() > 0
+    unseen = pd.DataFrame({"text": ["The tax is fair"], "target": ["remote work"]})
+    assert model.named_steps["features"].transform(unseen)[:, block:].nnz == 0
+    assert model.predict_proba(unseen).shape == (1, 3)
+
+
+def test_shared_weight_must_be_positive():
+    from train.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.shared_weight must be a positive number, found 0.0"):
+        config("model.strategy=shared_per_target", "model.shared_weight=0.0")
 
 
 def test_small_targets_use_the_joint_model(sentences):
@@ -107,6 +127,7 @@ def test_label_weights_move_the_decision_not_the_probabilities(sentences):
     ("features", "expected"),
     [
         (["features.target_cues={}"], True),
+        (["model.strategy=shared_per_target"], True),
         (["features.embeddings={}"], False),
         (["features.embeddings={target_cosine=true}"], True),
     ],
