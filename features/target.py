@@ -104,6 +104,11 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
     shared_weight : float, default=1.0
         Scales the shared copy. Above 1 the model leans on what targets have
         in common, below 1 on what is particular to each.
+    max_targets : int, default=50
+        Columns, and a linear model's weights, grow with the number of
+        targets: this suits a handful of targets (SemEval-2016 has five),
+        not FNC-1's thousands of headlines. More training targets than this
+        is an error rather than a model of hundreds of megabytes.
 
     Examples
     --------
@@ -115,16 +120,23 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
     ['ban', 'it', 'keep', 'guns|ban', 'guns|it', 'guns|keep', 'taxes|ban', 'taxes|it', 'taxes|keep']
     """
 
-    def __init__(self, features=None, shared_weight=1.0):
+    def __init__(self, features=None, shared_weight=1.0, max_targets=50):
         self.features = features
         self.shared_weight = shared_weight
+        self.max_targets = max_targets
 
     def fit(self, X, y=None):
         if self.features is None:
             raise ValueError("TargetSpecificCopies needs features: the transformer (e.g. a FeatureUnion) whose columns it copies.")
         if isinstance(self.shared_weight, bool) or not float(self.shared_weight) > 0:
             raise ValueError(f"TargetSpecificCopies shared_weight must be a positive number, found {self.shared_weight!r}.")
-        self.targets_ = np.asarray(sorted(set(text_column(X, TARGET, "TargetSpecificCopies"))), dtype=object)
+        targets = sorted(set(text_column(X, TARGET, "TargetSpecificCopies")))
+        if len(targets) > self.max_targets:
+            raise ValueError(
+                f"TargetSpecificCopies copies every feature once per target and found {len(targets)} targets "
+                f"(max_targets={self.max_targets}). Use model.strategy = \"joint\" or \"per_target\" for data with many targets."
+            )
+        self.targets_ = np.asarray(targets, dtype=object)
         self.features_ = clone(self.features).fit(X, y)
         self.n_shared_ = len(self.features_.get_feature_names_out())
         return self

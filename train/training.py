@@ -17,6 +17,7 @@ import pandas as pd
 from train import evaluate, report, tracking
 from train.config import Config
 from train.data import data_root, load_dataset, split_dataset
+from train.errors import ConfigError
 from train.models import (
     StanceModel,
     build_model,
@@ -29,7 +30,15 @@ from train.models import (
 def fit_stance_model(config: Config, frame: pd.DataFrame, versions: dict | None = None) -> StanceModel:
     """Fit the experiment's estimator on ``frame`` and wrap it with its labels and settings."""
     weights = frame["weight"].to_numpy() if config.data.use_weights else None
-    estimator = fit_model(build_model(config), frame, weights)
+    try:
+        estimator = fit_model(build_model(config), frame, weights)
+    except ValueError as error:
+        # By scikit-learn's contract, feature steps and classifiers check their
+        # parameters in fit, so a bad value in the experiment surfaces here.
+        raise ConfigError(
+            f"The model of {config.name!r} could not be fitted: {error} "
+            "Check the [features.*] and [model.clf] values in the experiment file and any --set overrides."
+        ) from error
     return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights), versions=versions or {})
 
 

@@ -137,6 +137,13 @@ def test_bad_override_is_a_clear_error(tracking, capsys):
     assert code == 2 and "Unknown parameter 'Cee'" in err
 
 
+def test_bad_feature_value_is_a_clear_error_not_a_traceback(tracking, capsys):
+    # Feature steps validate their values in fit (scikit-learn's contract), after the config has loaded.
+    code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", 'char__analyzer="bytes"')
+    assert code == 2 and "analyzer must be 'char_wb' or 'char', got 'bytes'" in err and "--set overrides" in err
+    assert "Traceback" not in err
+
+
 def test_missing_data_names_the_root(tracking, tmp_path, capsys):
     code, _, err = train(capsys, SAMPLE, "--data-dir", str(tmp_path / "nowhere"))
     assert code == 2 and "STANCE_DATA_DIR" in err

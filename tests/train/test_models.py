@@ -70,6 +70,13 @@ def test_shared_per_target_learns_weights_per_target_and_shares_the_rest(sentenc
     assert model.predict_proba(unseen).shape == (1, 3)
 
 
+def test_shared_per_target_refuses_data_with_many_targets(sentences):
+    from features import TargetSpecificCopies, WordNgrams
+
+    with pytest.raises(ValueError, match="found 2 targets \\(max_targets=1\\)"):
+        TargetSpecificCopies(WordNgrams(), max_targets=1).fit(sentences)
+
+
 def test_shared_weight_must_be_positive():
     from train.errors import ConfigError
 
