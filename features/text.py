@@ -35,8 +35,8 @@ STEMMERS = (None, "porter", "snowball")
 TARGET_SEPARATOR = "\x1f"
 
 _URL = re.compile(r"^(?:https?://|www\.)")
-# Where a negation's scope ends. NLTK's mark_negation stops only at . : ; ! ?,
-# which lets "not X, but we like it" negate "like"; commas and "but" end it here.
+# A hashtag, and the words of a CamelCase run ("StopTheWar" -> Stop, The, War);
+# the embeddings step spells hashtags out with these too.
 HASHTAG = re.compile(r"#(\w+)")
 CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
@@ -49,6 +49,8 @@ def _expand_hashtag(match: re.Match) -> str:
 # A cheap test on the whole text before the per-token negation pass; a superset
 # of NLTK's negation words, so it never skips a sentence that has one.
 _MAY_NEGATE = re.compile(r"n[o']|n't|nt\b|never|ain", re.IGNORECASE)
+# Where a negation's scope ends. NLTK's mark_negation stops only at . : ; ! ?,
+# which lets "not X, but we like it" negate "like"; commas and "but" end it here.
 _SCOPE_END = re.compile(r"^(?:[.,:;!?]+|but|however|although|though)$")
 
 

@@ -30,6 +30,8 @@ FORMATS = ("csv", "tsv", "jsonl", "parquet", "semeval2016", "fnc1", "argq")
 BAD_ROW_POLICIES = ("error", "quarantine")
 SPLIT_METHODS = ("stratified", "by_target", "by_group")
 STRATEGIES = ("joint", "per_target", "shared_per_target")
+# The strategies that learn weights of their own for each target seen in training.
+PER_TARGET_STRATEGIES = ("per_target", "shared_per_target")
 RECORD_FIELDS = ("text", "target", "label", "id", "weight", "split")
 
 # The embedded defaults. Every experiment file is merged onto these.

@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from features.base import TARGET, TEXT, text_column
 from features.pipeline import build_features
 from features.target import TargetSpecificCopies
+from train.config import PER_TARGET_STRATEGIES
 from train.errors import ModelError
 
 ARTIFACT_FORMAT = "stance-model/1"
@@ -289,7 +290,7 @@ def needs_target(config) -> bool:
     uses_target = {"target_words", "target_conditioned", "target_cues", "relatedness"}
     embeddings = config.features.get("embeddings") or {}
     compares_with_target = bool(embeddings.get("target_product") or embeddings.get("target_cosine"))
-    return config.model.strategy in ("per_target", "shared_per_target") or compares_with_target or bool(uses_target & set(config.features))
+    return config.model.strategy in PER_TARGET_STRATEGIES or compares_with_target or bool(uses_target & set(config.features))
 
 
 # The optional extra behind the `embeddings` feature step.

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from train.config import PER_TARGET_STRATEGIES
 from train.evaluate import FNC_LABELS
 
 BOOTSTRAP_SAMPLES = 1000
@@ -139,7 +140,7 @@ def model_card(facts: dict) -> str:
         "",
         f"Labels the stance of a sentence toward a target as one of {', '.join(labels)}, with a probability per label. "
         f"Trained on {config['data']['format']} data ({config['data']['path']}); it is meant for text of the same kind "
-        + ("about the same targets." if config["model"]["strategy"] in ("per_target", "shared_per_target") else "about targets like those it saw.")
+        + ("about the same targets." if config["model"]["strategy"] in PER_TARGET_STRATEGIES else "about targets like those it saw.")
         + " It is a research and analysis aid: read its errors (misclassified.json in the run) before relying on it.",
         "",
         "## Data",
