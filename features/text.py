@@ -35,15 +35,27 @@ STEMMERS = (None, "porter", "snowball")
 TARGET_SEPARATOR = "\x1f"
 
 _URL = re.compile(r"^(?:https?://|www\.)")
-# A hashtag, and the words of a CamelCase run ("StopTheWar" -> Stop, The, War);
-# the embeddings step spells hashtags out with these too.
-HASHTAG = re.compile(r"#(\w+)")
-CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+# A hashtag, and the words of a CamelCase run ("StopTheWar" -> Stop, The, War).
+_HASHTAG = re.compile(r"#(\w+)")
+_CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
 def _expand_hashtag(match: re.Match) -> str:
-    parts = CAMEL_PART.findall(match.group(1))
+    parts = _CAMEL_PART.findall(match.group(1))
     return match.group(0) + (" " + " ".join(parts) + " ," if len(parts) > 1 else "")
+
+
+def _spell_hashtag(match: re.Match) -> str:
+    return " ".join(_CAMEL_PART.findall(match.group(1))) or match.group(1)
+
+
+def spell_out_hashtags(text: str) -> str:
+    """``#StopTheWar rally`` -> ``Stop The War rally``: the hashtag replaced by its words.
+
+    The tokenizer's ``split_hashtags`` keeps the tag and adds its words, for
+    n-grams; this form reads as plain text, for the sentence encoder.
+    """
+    return _HASHTAG.sub(_spell_hashtag, text) if "#" in text else text
 
 
 # A cheap test on the whole text before the per-token negation pass; a superset
@@ -146,7 +158,7 @@ class Tokenizer:
 
     def __call__(self, text: str) -> list[str]:
         if self.split_hashtags and "#" in text:
-            text = HASHTAG.sub(_expand_hashtag, text)
+            text = _HASHTAG.sub(_expand_hashtag, text)
         if self.lowercase and self.kind != "tweet":
             text = text.lower()
         tokens = self._split(text)

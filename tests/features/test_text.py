@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from features import TargetRelatedness, Tokenizer, WordNgrams
-from features.text import NgramAnalyzer
+from features.text import NgramAnalyzer, spell_out_hashtags
 
 
 def test_regex_tokenizer_keeps_hashtags_and_normalizes_handles_and_urls():
@@ -94,3 +94,10 @@ def test_target_cue_crosses_carry_over_to_an_unseen_target():
 def test_target_cues_and_whole_target_prefixes_are_exclusive(sentences):
     with pytest.raises(ValueError, match="alternatives"):
         WordNgrams(by_target=True, cross_target_words=2).fit(sentences)
+
+
+def test_spell_out_hashtags_replaces_each_tag_with_its_words():
+    assert spell_out_hashtags("#StopTheWar rally, #NATO summit #2024") == "Stop The War rally, NATO summit 2024"
+    assert spell_out_hashtags("no tags here") == "no tags here"
+    # The tokenizer's split_hashtags keeps the tag itself as well, for n-grams.
+    assert "#stopthewar" in Tokenizer(split_hashtags=True)("#StopTheWar")
