@@ -88,8 +88,10 @@ class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
             self.model_.fit(X, y, sample_weight=weights)
             fold_svms = [c.estimator for c in self.model_.calibrated_classifiers_]
         self.classes_ = self.model_.classes_
-        # Averaged over the calibration folds: the weights a report shows per feature.
-        self.coef_ = np.mean([svm.coef_ for svm in fold_svms], axis=0)
+        # The weights a report shows per feature: averaged over the fold SVMs of an
+        # ensemble, else the one SVM's own array, so the pickle stores it once
+        # (a copy doubled the SemEval model, 557k columns x 3 classes).
+        self.coef_ = fold_svms[0].coef_ if len(fold_svms) == 1 else np.mean([svm.coef_ for svm in fold_svms], axis=0)
         self.n_iter_ = max(int(svm.n_iter_) for svm in fold_svms)
         return self
 

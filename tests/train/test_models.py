@@ -84,6 +84,23 @@ def test_shared_weight_must_be_positive():
         config("model.strategy=shared_per_target", "model.shared_weight=0.0")
 
 
+def test_calibrated_svc_pickles_its_weights_once(sentences):
+    import pickle
+
+    from features import WordNgrams
+
+    X = WordNgrams().fit_transform(sentences)
+    one = CalibratedLinearSVC(cv=2).fit(X, sentences["label"])
+    assert one.coef_ is one.model_.calibrated_classifiers_[0].estimator.coef_
+    # The pickle grows by about one copy of the weights when the two arrays are distinct.
+    copied = pickle.loads(pickle.dumps(one))
+    copied.coef_ = copied.coef_.copy()
+    assert len(pickle.dumps(copied)) - len(pickle.dumps(one)) >= one.coef_.nbytes
+    ensemble = CalibratedLinearSVC(cv=2, ensemble=True).fit(X, sentences["label"])
+    fold_coefs = [c.estimator.coef_ for c in ensemble.model_.calibrated_classifiers_]
+    np.testing.assert_allclose(ensemble.coef_, np.mean(fold_coefs, axis=0))
+
+
 def test_small_targets_use_the_joint_model(sentences):
     model = fit_model(build_model(config("model.strategy=per_target", "model.min_target_rows=100")), sentences)
     assert model.estimators_ == {}
