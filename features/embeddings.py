@@ -162,7 +162,7 @@ class MiniLMEncoder:
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    """GELU in its tanh form, in place.
+    """GELU in its tanh form, computed in one scratch array (``x`` is left as it was).
 
     BERT was trained with the erf form, but scipy's float32 erf took 40 % of
     the encoder's time and the tanh form is 30x faster; embeddings move by

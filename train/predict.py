@@ -204,16 +204,12 @@ def _load_worker_model(path: str) -> None:
     _MODEL = StanceModel.load(path)
 
 
-_BLAS_LIMIT = None
-
-
 def _init_worker(model_path: str | None) -> None:
     """One BLAS thread per worker: ``jobs`` processes each running a multi-threaded
     BLAS (the embeddings step is matrix products) oversubscribe the cores."""
-    global _BLAS_LIMIT
     from threadpoolctl import threadpool_limits
 
-    _BLAS_LIMIT = threadpool_limits(limits=1)
+    threadpool_limits(limits=1)  # holds for the worker's life: nothing restores it
     if model_path is not None:
         _load_worker_model(model_path)
 
