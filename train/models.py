@@ -33,6 +33,8 @@ from train.config import PER_TARGET_STRATEGIES
 from train.errors import ModelError
 
 ARTIFACT_FORMAT = "stance-model/1"
+# Name of the pickled StanceModel among a logged MLflow model's artifacts.
+ARTIFACT_KEY = "stance_model"
 
 
 class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):

@@ -8,6 +8,7 @@ server. Open them with ``mlflow ui --backend-store-uri sqlite:///mlflow.db``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -22,7 +23,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from train.data import LoadedData
-from train.models import EMBEDDING_PACKAGES, StanceModel
+from train.models import ARTIFACT_KEY, EMBEDDING_PACKAGES, StanceModel
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -170,8 +171,24 @@ def download_model(uri: str) -> Path:
 
 def register_model(run_id: str, name: str, alias: str | None = None) -> str:
     """Register the run's model under ``name`` (a new version) and point ``alias`` at it; returns the version."""
+    from train.errors import StanceError
+
     configure()
-    version = mlflow.register_model(f"runs:/{run_id}/{MODEL_NAME}", name)
+    run = mlflow.MlflowClient().get_run(run_id)
+    # MLflow 3 keeps a run's model as a logged model of its own (models:/m-...),
+    # not under the run's artifacts; registering by runs:/ makes it look there first
+    # and warn before falling back.
+    logged = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'",
+        output_format="list",
+    )
+    if not logged:
+        raise StanceError(
+            f"Run {run_id} logged no model (search trials log none: register their parent run); "
+            "`stance runs` lists the runs and their experiments."
+        )
+    version = mlflow.register_model(f"models:/{logged[0].model_id}", name)
     if alias:
         mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
     return str(version.version)
@@ -220,17 +237,6 @@ def find_runs(experiment: str | None) -> pd.DataFrame:
     return mlflow.search_runs(experiment_names=names, order_by=["attributes.start_time DESC"])
 
 
-class StancePyfunc(mlflow.pyfunc.PythonModel):
-    """Serves a :class:`StanceModel` through ``mlflow.pyfunc``: DataFrame of text and target in,
-    label and one ``proba_<LABEL>`` column per class out."""
-
-    def load_context(self, context):
-        self.model = StanceModel.load(context.artifacts["stance_model"])
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.model.predict(pd.DataFrame(model_input))
-
-
 def pip_requirements(versions: dict[str, str], uses_embeddings: bool = False) -> list[str]:
     """Exact pins of what the model needs to load, no more: inferring them would drag in the whole environment."""
     needed = ["scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment"]
@@ -239,18 +245,35 @@ def pip_requirements(versions: dict[str, str], uses_embeddings: bool = False) ->
     return [f"{name}=={versions[name]}" for name in needed if name in versions] + [f"mlflow=={versions['mlflow']}"]
 
 
+@contextmanager
+def _quiet_mlflow_logging():
+    """Hush two lines MLflow prints for every logged model that say nothing about this one:
+    an INFO that it validates the input example, and a warning that pip's version is
+    unknown (uv environments have no pip; the model pins its own requirements)."""
+    quieter = {"mlflow.pyfunc": logging.WARNING, "mlflow.utils.environment": logging.ERROR}
+    before = {name: logging.getLogger(name).level for name in quieter}
+    for name, level in quieter.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def log_model(model: StanceModel, example: pd.DataFrame) -> str:
     """Log the model as an MLflow pyfunc that ships this project's code; returns its URI."""
     with tempfile.TemporaryDirectory() as folder:
         artifact = model.save(Path(folder) / "model.pkl")
         output = model.predict(example)
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=StancePyfunc(),
-            artifacts={"stance_model": str(artifact)},
-            code_paths=[str(PROJECT_ROOT / "features"), str(PROJECT_ROOT / "train")],
-            signature=infer_signature(example, output),
-            input_example=example,
-            pip_requirements=pip_requirements(model.versions, bool(model.config.get("features", {}).get("embeddings"))),
-        )
+        with _quiet_mlflow_logging():
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=str(PROJECT_ROOT / "train" / "serving.py"),
+                artifacts={ARTIFACT_KEY: str(artifact)},
+                code_paths=[str(PROJECT_ROOT / "features"), str(PROJECT_ROOT / "train")],
+                signature=infer_signature(example, output),
+                input_example=example,
+                pip_requirements=pip_requirements(model.versions, bool(model.config.get("features", {}).get("embeddings"))),
+            )
     return info.model_uri

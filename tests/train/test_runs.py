@@ -91,6 +91,19 @@ def test_register_moves_the_alias(store):
     assert code == 2 and "No run" in err
 
 
+def test_register_takes_the_logged_model_and_refuses_a_run_without_one(store):
+    code, _, _ = run_main("register", store["first"], "--name", "stance-direct")
+    assert code == 0
+    version = MlflowClient().get_model_version("stance-direct", "1")
+    # The logged model's own address, so MLflow need not look under the run's artifacts first.
+    assert version.source.startswith("models:/m-") and version.run_id == store["first"]
+    experiment = MlflowClient().get_run(store["first"]).info.experiment_id
+    bare = MlflowClient().create_run(experiment)
+    MlflowClient().set_terminated(bare.info.run_id)
+    code, _, err = run_main("register", bare.info.run_id, "--name", "stance-direct")
+    assert code == 2 and "logged no model" in err
+
+
 def test_reproduce_gives_identical_metrics(store):
     code, out, err = run_main("reproduce", store["first"], "--data-dir", store["data"])
     assert code == 0, err

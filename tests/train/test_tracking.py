@@ -1,0 +1,55 @@
+import logging
+
+import mlflow
+import pandas as pd
+import pytest
+
+from train import tracking
+from train.config import Config
+from train.models import StanceModel, build_model, fit_model, runtime_versions
+
+LABELS = ("FAVOR", "AGAINST", "NONE")
+
+
+@pytest.fixture
+def stance_model(sentences):
+    config = Config.from_layers({"data": {"path": "x.csv", "labels": list(LABELS)}}, [])
+    return StanceModel(fit_model(build_model(config), sentences), LABELS, config.to_dict(), versions=runtime_versions())
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(f"{record.name}: {record.getMessage()}")
+
+
+@pytest.mark.usefixtures("tracking")
+def test_model_is_logged_as_code_quietly_and_serves_the_artifact(stance_model, sentences):
+    records = Records()
+    mlflow_logger = logging.getLogger("mlflow")
+    with tracking.start_run("tracking-test", {}) as run_id:
+        mlflow_logger.addHandler(records)
+        try:
+            tracking.log_model(stance_model, sentences[["text", "target"]].head(2))
+        finally:
+            mlflow_logger.removeHandler(records)
+    # No CloudPickle caution, no input-example INFO, no unknown-pip warning.
+    assert records.messages == []
+    folder = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model")
+    flavor = mlflow.models.Model.load(folder).flavors["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert "python_model" not in flavor  # nothing of the wrapper is pickled
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(sentences[["text", "target"]])
+    pd.testing.assert_frame_equal(served.reset_index(drop=True), stance_model.predict(sentences).reset_index(drop=True))
+
+
+@pytest.mark.usefixtures("tracking")
+def test_quieted_loggers_get_their_levels_back(stance_model, sentences):
+    environment = logging.getLogger("mlflow.utils.environment")
+    environment.setLevel(logging.DEBUG)
+    with tracking.start_run("tracking-test", {}):
+        tracking.log_model(stance_model, sentences[["text", "target"]].head(2))
+    assert environment.level == logging.DEBUG
