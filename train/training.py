@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from features.base import TARGET, TEXT
+from features.pipeline import build_features
 from train import evaluate, report, tracking
 from train.config import Config
 from train.data import data_root, load_dataset, split_dataset
@@ -35,11 +37,30 @@ def fit_stance_model(config: Config, frame: pd.DataFrame, versions: dict | None 
     except ValueError as error:
         # By scikit-learn's contract, feature steps and classifiers check their
         # parameters in fit, so a bad value in the experiment surfaces here.
+        reason = str(error).rstrip(". ")
+        step = _failing_feature_step(config, frame)
+        where = f"[features.{step}] in the experiment file and any {step}__... overrides" if step else (
+            "[model.clf] and [features.*] in the experiment file and any --set overrides"
+        )
         raise ConfigError(
-            f"The model of {config.name!r} could not be fitted: {error} "
-            "Check the [features.*] and [model.clf] values in the experiment file and any --set overrides."
+            f"The model of {config.name!r} could not be fitted: {f'feature step {step!r}: ' if step else ''}{reason}. Check {where}."
         ) from error
     return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights), versions=versions or {})
+
+
+def _failing_feature_step(config: Config, frame: pd.DataFrame) -> str | None:
+    """The first feature step that cannot be fitted alone on ``frame``, to name it in the error.
+
+    Only called once fitting has failed: a FeatureUnion's error does not say
+    which step raised it. None when every step fits alone (the classifier, or
+    one target's rows under a per-target strategy).
+    """
+    for name, params in config.features.items():
+        try:
+            build_features({name: dict(params)}).fit(frame[[TEXT, TARGET]])
+        except ValueError:
+            return name
+    return None
 
 
 @dataclass

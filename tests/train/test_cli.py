@@ -140,8 +140,16 @@ def test_bad_override_is_a_clear_error(tracking, capsys):
 def test_bad_feature_value_is_a_clear_error_not_a_traceback(tracking, capsys):
     # Feature steps validate their values in fit (scikit-learn's contract), after the config has loaded.
     code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", 'char__analyzer="bytes"')
-    assert code == 2 and "analyzer must be 'char_wb' or 'char', got 'bytes'" in err and "--set overrides" in err
-    assert "Traceback" not in err
+    assert code == 2 and "analyzer must be 'char_wb' or 'char', got 'bytes'" in err
+    assert "feature step 'char'" in err and "[features.char]" in err and "Traceback" not in err
+
+
+def test_a_fit_error_names_the_feature_step_or_the_classifier(tracking, capsys):
+    # The union's own error would not say which of its steps raised it.
+    code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", "word__min_df=1000")
+    assert code == 2 and "feature step 'word'" in err and "[features.word]" in err
+    code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", "clf__C=-1")
+    assert code == 2 and "feature step" not in err and "[model.clf]" in err
 
 
 def test_missing_data_names_the_root(tracking, tmp_path, capsys):
