@@ -166,7 +166,7 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
                     if reason is None:
                         keep.append(i)
                     else:
-                        rejects.append((batch.lines[i], ids[i], reason, texts[i]))
+                        rejects.append((batch.lines[i], ids[i], reason, texts[i] if texts[i] is not None else batch.raw.get(i)))
                 frame = pd.DataFrame(
                     {
                         "line": [batch.lines[i] for i in keep],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import sys
@@ -58,6 +59,9 @@ class Batch:
     rows: list[list[str | None]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     problems: dict[int, str] = field(default_factory=dict)
+    # The line as read, for rows whose fields could not be parsed out of it
+    # (malformed JSON): the only copy when the input was stdin.
+    raw: dict[int, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -89,10 +93,21 @@ class Table:
                 raise DataError(f"{self.source}, line 1: cannot read the header: {error}.") from None
             self.columns = [visible(c) for c in header]
         elif fmt == "jsonl":
+            # JSONL has no header: the first record that parses names the columns.
+            # Unparseable lines before it are held back and rejected in their turn.
             self._pending = self._json_records()
-            first = next(self._pending, None)
-            self._first = first
-            self.columns = list(first[1].keys()) if first and isinstance(first[1], dict) else []
+            self._head = []
+            for item in self._pending:
+                self._head.append(item)
+                if item[2] is None:
+                    break
+            parsed = [record for _, record, problem, _ in self._head if problem is None]
+            if not self._head:
+                raise DataError(f"{self.source} is empty; expected one JSON object per line.")
+            if not parsed:
+                number, _, problem, _ = self._head[0]
+                raise DataError(f"{self.source}: no line holds a JSON object (line {number}: {problem}); expected one JSON object per line.")
+            self.columns = list(parsed[0].keys())
         else:
             import pyarrow.parquet as pq
 
@@ -163,24 +178,26 @@ class Table:
             if not line.strip():
                 continue
             if has_surrogates(line):
-                yield number, {}, UNDECODABLE
+                yield number, {}, UNDECODABLE, visible(line.rstrip("\r\n"))
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                yield number, {}, f"malformed JSON: {error.msg} at column {error.colno}"
+                yield number, {}, f"malformed JSON: {error.msg} at column {error.colno}", line.rstrip("\r\n")
                 continue
             if not isinstance(record, dict):
-                yield number, {}, f"malformed line: expected a JSON object, found {type(record).__name__}"
+                yield number, {}, f"malformed line: expected a JSON object, found {type(record).__name__}", line.rstrip("\r\n")
                 continue
-            yield number, record, None
+            yield number, record, None, None
 
     def _json_batches(self, wanted):
         batch = Batch(list(wanted))
-        records = self._pending if self._first is None else _chain_first(self._first, self._pending)
-        for number, record, problem in records:
+        records = itertools.chain(self._head, self._pending)
+        for number, record, problem, raw in records:
             if problem:
                 batch.problems[len(batch)] = problem
+            if raw is not None:
+                batch.raw[len(batch)] = raw
             values = [record.get(c) for c in wanted]
             batch.rows.append([None if v is None else str(v) for v in values])
             batch.lines.append(number)
@@ -197,11 +214,6 @@ class Table:
             rows = [[None if v is None else str(v) for v in values] for values in zip(*columns)]
             yield Batch(list(wanted), rows, list(range(line, line + len(rows))), {})
             line += len(rows)
-
-
-def _chain_first(first, rest):
-    yield first
-    yield from rest
 
 
 def require_path(path, what: str = "", folder: bool = False):

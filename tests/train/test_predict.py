@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -97,6 +98,35 @@ def test_bad_rows_go_to_rejects_with_line_and_reason(model_path, tmp_path):
     assert rejects["reason"].tolist() == ["empty text", "missing target", "undecodable bytes: the line is not valid UTF-8", "malformed line: expected 3 fields, found 5"]
     assert (summary.rows_read, summary.predicted, summary.rejected) == (6, 2, 4)
     assert pd.read_csv(tmp_path / "out.csv")["id"].tolist() == ["a", "f"]
+
+
+def test_jsonl_bad_lines_are_rejected_with_the_line_itself(model_path, tmp_path):
+    good = json.dumps({"text": "The strikes were reckless", "target": TARGET})
+    lines = [b"not json", good.encode(), b"[1, 2]", b"\xff" + good.encode(), json.dumps({"target": TARGET}).encode()]
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    # A bad first line does not hide the columns: the first parsed record names them.
+    summary = run(model_path, path, tmp_path / "out.csv")
+    rejects = pd.read_csv(tmp_path / "out.rejects.csv", keep_default_na=False)
+    assert rejects["line"].tolist() == [1, 3, 4, 5]
+    assert rejects["reason"].tolist() == [
+        "malformed JSON: Expecting value at column 1",
+        "malformed line: expected a JSON object, found list",
+        "undecodable bytes: the line is not valid UTF-8",
+        "empty text",
+    ]
+    # Lines that could not be parsed keep their own text in the rejects, the only copy of stdin's.
+    assert rejects["text"].tolist()[:2] == ["not json", "[1, 2]"] and rejects["text"][2].endswith(good)
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (5, 1, 4)
+
+
+@pytest.mark.parametrize("content, message", [(b"", "is empty"), (b"oops\n[1]\n", "no line holds a JSON object (line 1: malformed JSON")])
+def test_jsonl_without_any_record_exits_2_without_output(model_path, tmp_path, capsys, content, message):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(content)
+    assert main(["predict", str(model_path), str(path), "-o", str(tmp_path / "out.csv"), "--jobs", "1"]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_one_target_for_every_row(model_path, tmp_path):
