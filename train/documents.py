@@ -144,29 +144,47 @@ def aggregate(sentences: pd.DataFrame, labels: tuple[str, ...], rule: str) -> di
     return row
 
 
-def read_documents(source: str | Path) -> list[tuple[str, str]]:
-    """``(document id, text)`` for a file, every ``*.txt`` file of a folder, or ``-`` for stdin."""
-    import sys
+DOCUMENT_SUFFIXES = (".txt", ".md", "")
 
+
+def document_sources(source: str | Path) -> list[tuple[str, Path | None]]:
+    """``(document id, file)`` for one file, every plain-text file under a folder, or ``-`` (stdin, file None).
+
+    A folder is walked with its subfolders, in sorted order. A document's id is
+    its path under the folder without the extension ("2024/strikes"), or with
+    it where two files would otherwise share an id ("notes.txt", "notes.md").
+    Only the list of files is read here: each document's text is read when its
+    chunk comes, so memory does not grow with the corpus.
+    """
     from train.errors import DataError
 
     if str(source) == "-":
-        return [("stdin", sys.stdin.read())]
+        return [("stdin", None)]
     path = Path(source)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".txt", ".md", ""))
-        if not files:
-            raise DataError(f"{path} holds no .txt files; --documents expects plain-text files or a folder of them.")
-    elif path.is_file():
-        files = [path]
-    else:
+    if path.is_file():
+        return [(path.stem, path)]
+    if not path.is_dir():
         raise DataError(f"{path} does not exist; --documents expects a plain-text file, a folder of them, or - for stdin.")
-    documents = []
-    for file in files:
-        raw = file.read_bytes()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in DOCUMENT_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{path} holds no .txt files; --documents expects plain-text files or a folder of them.")
+    stems = [f.relative_to(path).with_suffix("").as_posix() for f in files]
+    shared = {stem for stem in stems if stems.count(stem) > 1}
+    return [(f.relative_to(path).as_posix() if stem in shared else stem, f) for stem, f in zip(stems, files)]
+
+
+def read_document(file: Path | None) -> tuple[str, str | None]:
+    """A document's text and ``None``, or ``""`` and why it cannot be read (it is then rejected, not fatal)."""
+    import sys
+
+    if file is None:
+        raw = sys.stdin.buffer.read()
+    else:
         try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise DataError(f"{file}: byte {error.start} is not valid UTF-8; save the document as UTF-8.") from None
-        documents.append((file.stem, text))
-    return documents
+            raw = file.read_bytes()
+        except OSError as error:
+            return "", f"unreadable file: {error.strerror}"
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as error:
+        return "", f"undecodable bytes: byte {error.start} is not valid UTF-8; save the document as UTF-8"

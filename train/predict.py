@@ -183,15 +183,28 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
     return table.columns, generate()
 
 
-def document_chunks(source: str, options: PredictOptions, needs_target: bool) -> Iterator[Chunk]:
+def document_chunks(source: str, options: PredictOptions, needs_target: bool) -> tuple[list[Path], Iterator[Chunk]]:
+    """List the documents now (a bad path fails before any output exists) and return
+    their files and a generator of chunks that reads each document in its turn."""
     if needs_target and not options.target:
         raise DataError("This model reads the target, and documents have no target column: pass --target \"...\".")
-    documents = docs.read_documents(source)
+    documents = docs.document_sources(source)
+    return [file for _, file in documents if file is not None], _document_chunks(documents, options)
+
+
+def _document_chunks(documents: list[tuple[str, Path | None]], options: PredictOptions) -> Iterator[Chunk]:
     per_chunk = max(1, options.chunk_size // 100)  # about 100 sentences per news article
     for index, start in enumerate(range(0, len(documents), per_chunk)):
-        part = documents[start : start + per_chunk]
-        frame = pd.DataFrame({"line": range(start + 1, start + 1 + len(part)), "id": [d[0] for d in part], "text": [d[1] for d in part], "target": options.target or ""})
-        yield Chunk(index, frame, pd.DataFrame(columns=REJECT_COLUMNS), len(part))
+        kept, rejects = [], []
+        # "line" is the document's position in the corpus: unique, unlike ids can be.
+        for line, (doc_id, file) in enumerate(documents[start : start + per_chunk], start=start + 1):
+            text, problem = docs.read_document(file)
+            if problem:
+                rejects.append((line, doc_id, problem, ""))
+            else:
+                kept.append((line, doc_id, text))
+        frame = pd.DataFrame(kept, columns=["line", "id", "text"]).assign(target=options.target or "")
+        yield Chunk(index, frame, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(kept) + len(rejects))
 
 
 # --------------------------------------------------------------------------- workers
@@ -237,6 +250,7 @@ def _predict_documents(frame: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, pd
         sentence_rows.append(
             pd.DataFrame(
                 {
+                    "document": line,
                     "id": doc_id,
                     "level": "sentence",
                     "sentence_index": np.arange(len(spans)),
@@ -253,10 +267,10 @@ def _predict_documents(frame: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, pd
     sentences = pd.concat(sentence_rows, ignore_index=True)
     sentences = pd.concat([sentences, _MODEL.predict(sentences[["text", "target"]])], axis=1)
     rows = []
-    for doc_id, group in sentences.groupby("id", sort=False):
+    for _, group in sentences.groupby("document", sort=False):
         rows.append(group)
         summary = docs.aggregate(group, labels, rule)
-        rows.append(pd.DataFrame([{"id": doc_id, "level": "document", "sentence_index": -1, "start": 0, "end": int(group["end"].max()), "target": group["target"].iloc[0], "text": ""} | summary]))
+        rows.append(pd.DataFrame([{"id": group["id"].iloc[0], "level": "document", "sentence_index": -1, "start": 0, "end": int(group["end"].max()), "target": group["target"].iloc[0], "text": ""} | summary]))
     out = pd.concat(rows, ignore_index=True).reindex(columns=columns)
     out[["sentence_index", "start", "end"]] = out[["sentence_index", "start", "end"]].astype("int64")
     return out, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(sentences)
@@ -272,7 +286,10 @@ def _run_chunk(task) -> dict:
     else:
         out, rejects, sentences = _predict_sentences(chunk.frame, options.keep_text), pd.DataFrame(columns=REJECT_COLUMNS), 0
         predicted = len(out)
-    rejects = pd.concat([chunk.rejects, rejects], ignore_index=True) if len(rejects) else chunk.rejects
+    if len(rejects):  # reading's rejects and prediction's, in input order
+        rejects = pd.concat([chunk.rejects, rejects], ignore_index=True).sort_values("line", kind="stable", ignore_index=True)
+    else:
+        rejects = chunk.rejects
     counts = {"rows_read": chunk.rows_read, "predicted": predicted, "rejected": len(rejects), "sentences": sentences}
     if counts["predicted"] + counts["rejected"] != counts["rows_read"]:  # pragma: no cover - an invariant
         raise AssertionError(f"chunk {chunk.index}: predicted + rejected != read: {counts}")
@@ -347,15 +364,15 @@ def _join_parts(files: list[Path], destination, fmt: str, header: bool = True) -
             shutil.copyfileobj(handle, destination)
 
 
-def _fingerprint(source: str, model_path: Path, options: PredictOptions, fmt: str) -> dict:
-    """What must not change between an interrupted run and its resumption."""
-    stat = Path(source).stat()
+def _fingerprint(source: str, files: list[Path], model_path: Path, options: PredictOptions, fmt: str) -> dict:
+    """What must not change between an interrupted run and its resumption: the input
+    files (every document of a folder), the model and the settings."""
     model_stat = model_path.stat()
     settings = {k: v for k, v in asdict(options).items() if k not in ("jobs", "resume", "progress", "rejects")}
+    stats = [(str(file), file.stat()) for file in files]
     return {
         "input": str(Path(source).resolve()),
-        "input_size": stat.st_size,
-        "input_mtime_ns": stat.st_mtime_ns,
+        "input_files": hashlib.sha256("\n".join(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats).encode()).hexdigest(),
         "model": hashlib.sha256(f"{model_path.resolve()}:{model_stat.st_size}:{model_stat.st_mtime_ns}".encode()).hexdigest(),
         "output_format": fmt,
         "settings": settings,
@@ -401,13 +418,14 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
         raise StanceError("--resume needs a named input file and output file; stdin and stdout cannot be resumed.")
 
     if options.documents:
-        chunks = document_chunks(source, options, stance_model.needs_target)
+        input_files, chunks = document_chunks(source, options, stance_model.needs_target)
     else:
         _, chunks = sentence_chunks(source, options, stance_model.needs_target)
+        input_files = [Path(source)] if source != "-" else []
 
     # Parts of a stdout run cannot be resumed, so they live in a private temporary folder.
     work = Path(output + ".parts") if not to_stdout else Path(tempfile.mkdtemp(prefix="stance-predict-")) / "parts"
-    fingerprint = _fingerprint(source, model_path, options, fmt) if not (to_stdout or source == "-") else None
+    fingerprint = _fingerprint(source, input_files, model_path, options, fmt) if not (to_stdout or source == "-") else None
     done = _prepare_parts(work, fingerprint, options.resume)
     jobs = options.jobs or os.cpu_count() or 1
     summary = PredictSummary()

@@ -282,6 +282,58 @@ def test_documents_offsets_boundaries_and_one_row_per_document(model_path, tmp_p
     assert pd.read_csv(tmp_path / "out.rejects.csv")["reason"].tolist() == ["empty document: no sentences"]
 
 
+def test_documents_folder_bad_files_are_rejected_and_the_rest_predicted(model_path, tmp_path):
+    folder = tmp_path / "docs"
+    (folder / "2024").mkdir(parents=True)
+    (folder / "a.txt").write_text("The strikes were reckless. They must stop.", encoding="utf-8")
+    (folder / "a.md").write_text("A second file with the same name. It has two sentences.", encoding="utf-8")
+    (folder / "b.txt").write_bytes(b"Caf\xe9 strikes were wrong.")  # latin-1, not UTF-8
+    (folder / "2024" / "c.txt").write_text("Nested documents count too.", encoding="utf-8")
+    (folder / "image.png").write_bytes(b"\x89PNG")  # not a document: not read
+    summary = run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET, chunk_size=100)
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    documents = out[out["level"] == "document"]
+    # Sorted paths; ids that would collide keep their extension, and each gets its own document row.
+    assert documents["id"].tolist() == ["2024/c", "a.md", "a.txt"]
+    assert out[out["level"] == "sentence"].groupby("id").size().to_dict() == {"2024/c": 1, "a.md": 2, "a.txt": 2}
+    rejects = pd.read_csv(tmp_path / "out.rejects.csv")
+    assert rejects[["line", "id"]].values.tolist() == [[4, "b"]]
+    assert rejects["reason"][0].startswith("undecodable bytes: byte 3 is not valid UTF-8")
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (4, 3, 1)
+
+
+@pytest.mark.parametrize("make, message", [(lambda p: None, "does not exist"), (lambda p: p.mkdir(), "holds no .txt files")])
+def test_documents_path_without_documents_exits_2_and_leaves_nothing(model_path, tmp_path, capsys, make, message):
+    make(tmp_path / "docs")
+    args = ["predict", str(model_path), str(tmp_path / "docs"), "--documents", "--target", TARGET, "-o", str(tmp_path / "out.csv")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not list(tmp_path.glob("out.csv*"))  # no output, and no parts folder that would demand --resume
+
+
+def test_resume_refuses_documents_changed_since_the_interrupted_run(model_path, tmp_path, monkeypatch):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"{i}.txt").write_text(f"Document {i} says the strikes were reckless. It says so twice.", encoding="utf-8")
+    real = predict_module._run_chunk
+
+    def interrupted(task):
+        if task[0].index == 1:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(predict_module, "_run_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET, chunk_size=200)
+    monkeypatch.setattr(predict_module, "_run_chunk", real)
+    # Only a document's content changes: the folder itself looks the same.
+    (folder / "3.txt").write_text("Now it says something else entirely.", encoding="utf-8")
+    with pytest.raises(Exception, match="input_files changed"):
+        run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET, chunk_size=200, resume=True)
+
+
 def test_shared_documents_split_cleanly(model_path, tmp_path, shared_data):
     folder = shared_data.parent / "documents"
     run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET)
