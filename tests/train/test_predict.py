@@ -163,16 +163,22 @@ def test_not_a_stance_model_and_unreadable_input_exit_2(model_path, sentences_cs
     assert not list(tmp_path.glob("[abc].csv*"))
 
 
-def test_interrupted_run_leaves_no_output_and_resume_equals_one_run(model_path, sentences_csv, tmp_path, monkeypatch):
-    run(model_path, sentences_csv, tmp_path / "once.csv", chunk_size=50)
+def interrupt_at(monkeypatch, index: int):
+    """Make chunk ``index`` raise KeyboardInterrupt, as Ctrl-C would; returns the real chunk runner."""
     real = predict_module._run_chunk
 
     def interrupted(task):
-        if task[0].index == 4:
+        if task[0].index == index:
             raise KeyboardInterrupt
         return real(task)
 
     monkeypatch.setattr(predict_module, "_run_chunk", interrupted)
+    return real
+
+
+def test_interrupted_run_leaves_no_output_and_resume_equals_one_run(model_path, sentences_csv, tmp_path, monkeypatch):
+    run(model_path, sentences_csv, tmp_path / "once.csv", chunk_size=50)
+    real = interrupt_at(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50)
     assert not (tmp_path / "out.csv").exists()
@@ -317,14 +323,7 @@ def test_resume_refuses_documents_changed_since_the_interrupted_run(model_path, 
     folder.mkdir()
     for i in range(4):
         (folder / f"{i}.txt").write_text(f"Document {i} says the strikes were reckless. It says so twice.", encoding="utf-8")
-    real = predict_module._run_chunk
-
-    def interrupted(task):
-        if task[0].index == 1:
-            raise KeyboardInterrupt
-        return real(task)
-
-    monkeypatch.setattr(predict_module, "_run_chunk", interrupted)
+    real = interrupt_at(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET, chunk_size=200)
     monkeypatch.setattr(predict_module, "_run_chunk", real)
