@@ -255,7 +255,9 @@ def _row_problem(row, labels: set[str]) -> str | None:
     if _blank(row.label):
         return "missing label"
     if row.label not in labels:
-        return f"unknown label {row.label!r}; expected one of {sorted(labels)}"
+        same_but_case = [label for label in labels if label.casefold() == str(row.label).casefold()]
+        hint = f" (labels are case-sensitive; map it in [data.label_map]: \"{row.label}\" = \"{same_but_case[0]}\")" if same_but_case else ""
+        return f"unknown label {row.label!r}; expected one of {sorted(labels)}{hint}"
     weight = getattr(row, "weight", None)
     if weight is not None and not _blank(weight):
         try:

@@ -18,7 +18,8 @@ GOOD = [
 BAD_ROWS = {
     "empty text": ('a9,"   ",carbon tax,FAVOR', "empty text"),
     "missing label": ("a9,Fine idea,carbon tax,", "missing label"),
-    "unknown label": ("a9,Fine idea,carbon tax,FAVOUR", "unknown label 'FAVOUR'"),
+    "unknown label": ("a9,Fine idea,carbon tax,FAVOUR", "unknown label 'FAVOUR'; expected one of ['AGAINST', 'FAVOR', 'NONE']"),
+    "label in another case": ("a9,Fine idea,carbon tax,favor", 'unknown label \'favor\'; expected one of [\'AGAINST\', \'FAVOR\', \'NONE\'] (labels are case-sensitive; map it in [data.label_map]: "favor" = "FAVOR")'),
     "missing target": ("a9,Fine idea,,FAVOR", "missing target"),
     "duplicate id": ("a1,Another sentence,carbon tax,NONE", "duplicate id 'a1' (first seen at line 2)"),
     "malformed line": ("a9,Fine idea,carbon tax", "malformed line: expected 4 fields, found 3"),
