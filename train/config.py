@@ -107,7 +107,9 @@ def _check_type(where: str, value, expected):
 
 def _choice(where: str, value, choices):
     if value not in choices:
-        raise ConfigError(f"{where} must be one of {list(choices)}, found {value!r}.")
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{where} must be one of {list(choices)}, found {value!r}.{hint}")
 
 
 class _Section:
@@ -121,7 +123,7 @@ class _Section:
             key = unknown[0]
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"Unknown key {where}{key!r}; expected one of {sorted(known)}.{hint}")
+            raise ConfigError(f"Unknown key {where}{key}; expected one of {sorted(known)}.{hint}")
         values = {}
         for name, spec in known.items():
             value = raw[name]
@@ -242,7 +244,8 @@ class Config(_Section):
             raise ConfigError(f"[features] enables no step; enable at least one of {sorted(FEATURE_STEPS)}.")
         for step, params in self.features.items():
             _choice("a [features] step", step, sorted(FEATURE_STEPS))
-            _check_type(f"features.{step}", params, Mapping)
+            if not isinstance(params, Mapping):
+                raise ConfigError(f"features.{step} must be a table of its parameters, or true / false to switch it on / off; found {params!r}.")
             _check_kwargs(f"features.{step}", FEATURE_STEPS[step], {**STEP_DEFAULTS.get(step, {}), **params})
         if "embeddings" in self.features:
             from features.embeddings import missing_extra

@@ -42,13 +42,16 @@ def test_a_feature_step_can_be_switched_off_and_on():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("data.formt=csv", "Unknown key data.'formt'.*Did you mean 'format'"),
+        ("data.formt=csv", "Unknown key data.formt;.*Did you mean 'format'"),
         ("clf__CC=1", "Unknown parameter 'CC'.*Did you mean 'C'"),
         ("word__ngrams=[1,2]", "Unknown parameter 'ngrams' in features.word"),
         ("wordz__min_df=2", "'wordz' is not a pipeline step"),
         ("seed=abc", "seed must be int, found 'abc'"),
         ("data.on_bad_rows=skip", r"data.on_bad_rows must be one of \['error', 'quarantine'\]"),
         ("model.classifier=xgboost", "model.classifier must be one of"),
+        ("model.strategy=pertarget", "found 'pertarget'. Did you mean 'per_target'"),
+        ("features.wrod={}", "found 'wrod'. Did you mean 'word'"),
+        ("features.word=maybe", "or true / false to switch it on / off; found 'maybe'"),
         ("headline_metric=fnc_score", "does not apply to labels"),
         ("split.test_size=0.9", "split.test_size must be a fraction"),
         ("no_equals_sign", "must look like key=value"),
