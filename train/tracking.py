@@ -247,10 +247,11 @@ def pip_requirements(versions: dict[str, str], uses_embeddings: bool = False) ->
 
 @contextmanager
 def _quiet_mlflow_logging():
-    """Hush two lines MLflow prints for every logged model that say nothing about this one:
-    an INFO that it validates the input example, and a warning that pip's version is
-    unknown (uv environments have no pip; the model pins its own requirements)."""
-    quieter = {"mlflow.pyfunc": logging.WARNING, "mlflow.utils.environment": logging.ERROR}
+    """Hush lines MLflow prints for every logged model that say nothing about this one:
+    INFOs that it validates the input example and copies the uv files, and a warning
+    that pip's version is unknown (uv environments have no pip; the model pins its own
+    requirements)."""
+    quieter = {"mlflow.pyfunc": logging.WARNING, "mlflow.utils.uv_utils": logging.WARNING, "mlflow.utils.environment": logging.ERROR}
     before = {name: logging.getLogger(name).level for name in quieter}
     for name, level in quieter.items():
         logging.getLogger(name).setLevel(level)
@@ -275,5 +276,9 @@ def log_model(model: StanceModel, example: pd.DataFrame) -> str:
                 signature=infer_signature(example, output),
                 input_example=example,
                 pip_requirements=pip_requirements(model.versions, bool(model.config.get("features", {}).get("embeddings"))),
+                # MLflow copies uv.lock and pyproject.toml into the model when it finds them
+                # in the working directory; naming the project makes that independent of
+                # where `stance` runs, so every model carries the lock of the code it ships.
+                uv_project_path=str(PROJECT_ROOT) if (PROJECT_ROOT / "uv.lock").exists() else None,
             )
     return info.model_uri

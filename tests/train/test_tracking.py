@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -9,6 +10,7 @@ from train.config import Config
 from train.models import StanceModel, build_model, fit_model, runtime_versions
 
 LABELS = ("FAVOR", "AGAINST", "NONE")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -42,6 +44,8 @@ def test_model_is_logged_as_code_quietly_and_serves_the_artifact(stance_model, s
     flavor = mlflow.models.Model.load(folder).flavors["python_function"]
     assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
     assert "python_model" not in flavor  # nothing of the wrapper is pickled
+    # The project's lock travels with the model, whatever the working directory (here tmp_path).
+    assert (Path(folder) / "uv.lock").read_bytes() == (REPO / "uv.lock").read_bytes()
     served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(sentences[["text", "target"]])
     pd.testing.assert_frame_equal(served.reset_index(drop=True), stance_model.predict(sentences).reset_index(drop=True))
 
