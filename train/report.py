@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from train.config import PER_TARGET_STRATEGIES
-from train.evaluate import FNC_LABELS
+from train.evaluate import FNC_LABELS, safe_name
 
 BOOTSTRAP_SAMPLES = 1000
 MISCLASSIFIED_ROWS = 500
@@ -148,9 +148,10 @@ def model_card(facts: dict) -> str:
         f"Rows read {facts['rows_read']}, kept {facts['rows_kept']}, rejected {facts['rows_rejected']}. "
         + ", ".join(f"{name} {size}" for name, size in facts["splits"].items()) + ".",
         "",
-        "| file | sha256 | rows |",
+        "| file | sha256 | rows read |",
         "| --- | --- | ---: |",
-        *[f"| {f['path']} | {f['sha256']} | {f['rows_read']} |" for f in facts["files"]],
+        # A labels or bodies file adds fields to the rows of the file before it; they count there.
+        *[f"| {f['path']} | {f['sha256']} | {f['rows_read'] or 'joined'} |" for f in facts["files"]],
         "",
         "## Metrics",
         "",
@@ -168,6 +169,7 @@ def model_card(facts: dict) -> str:
     lines += [
         f"| ece (top-class calibration) | - | {_fmt(metrics['test_ece'])} |",
         "",
+        *_by_target(facts),
         "## Known limits",
         "",
         *[f"- {limit}" for limit in _limits(facts)],
@@ -183,6 +185,26 @@ def model_card(facts: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _by_target(facts: dict) -> list[str]:
+    """Macro-F1 per test target, as logged; nothing for one target or too many to log."""
+    metrics, rows = facts["metrics"], facts.get("test_target_rows") or {}
+    scores = {target: metrics.get(f"test_macro_f1_target_{safe_name(target)[:200]}") for target in rows}
+    if len(rows) < 2 or None in scores.values():
+        return []
+    lines = [
+        "## By target",
+        "",
+        "Macro-F1 over the labels present in each target's rows.",
+        "",
+        "| target | test rows | test macro_f1 | validation macro_f1 |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for target in sorted(rows):
+        valid = metrics.get(f"valid_macro_f1_target_{safe_name(target)[:200]}")
+        lines.append(f"| {target} | {rows[target]} | {_fmt(scores[target])} | {_fmt(valid) if valid is not None else '-'} |")
+    return [*lines, ""]
 
 
 def _limits(facts: dict) -> list[str]:
@@ -202,5 +224,6 @@ def _limits(facts: dict) -> list[str]:
         limits.append("Targets unseen in training get only the weights shared by all targets.")
     if set(labels) == FNC_LABELS:
         limits.append("The FNC-1 score rewards related/unrelated decisions; read macro-F1 and per-class F1 for agree/disagree.")
-    limits.append("Stance is judged sentence by sentence from surface features (n-grams, lexicons); irony, quotation of opponents and world knowledge are beyond it.")
+    cues = "n-grams, lexicons and a frozen sentence encoder" if "embeddings" in config["features"] else "n-grams and lexicons"
+    limits.append(f"Stance is judged sentence by sentence from surface cues ({cues}); irony, quotation of opponents and world knowledge are beyond it.")
     return limits

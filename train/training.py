@@ -129,6 +129,7 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
             "config": config.to_dict(), "labels": labels, "metrics": metrics, "interval": interval, "versions": versions,
             "rows_read": data.rows_read, "rows_kept": len(data.rows), "rows_rejected": len(data.rejects),
             "splits": {name: len(frame) for name, frame in splits.items()}, "git": tags,
+            "test_target_rows": test["target"].value_counts().to_dict(),
             "files": [{"path": f.path, "sha256": f.sha256, "rows_read": f.rows_read} for f in data.files],
         }
         figure = report.reliability_figure(bins, ece, f"{config.name}: test")

@@ -191,6 +191,11 @@ def test_report_artifacts_and_model_card_match_logged_metrics(sample_run, tmp_pa
     assert (low, high) == (f"{metrics['test_macro_f1_ci_low']:.4f}", f"{metrics['test_macro_f1_ci_high']:.4f}")
     assert metrics["test_macro_f1_ci_low"] <= metrics["test_macro_f1"] <= metrics["test_macro_f1_ci_high"]
     assert f"ECE {metrics['test_ece']:.4f}" in card or f"| {metrics['test_ece']:.4f} |" in card
+    by_target = re.findall(r"^\| ([^|]+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", card, flags=re.MULTILINE)
+    assert len(by_target) == 5 and sum(int(rows) for _, rows, _, _ in by_target) == metrics["test_rows"]
+    for target, _, test, valid in by_target:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", target).strip("_")
+        assert (test, valid) == (f"{metrics[f'test_macro_f1_target_{name}']:.4f}", f"{metrics[f'valid_macro_f1_target_{name}']:.4f}"), target
     weights = pd.read_csv(folder / "top_features.csv")
     assert set(weights["label"]) == {"FAVOR", "AGAINST", "NONE"} and weights["feature"].str.contains("__").all()
     errors = pd.DataFrame(**json.loads((folder / "misclassified.json").read_text()))
