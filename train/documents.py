@@ -6,6 +6,8 @@ abbreviations, curly quotes), so no model is downloaded at run time.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import re
 from pathlib import Path
 
@@ -169,7 +171,7 @@ def document_sources(source: str | Path) -> list[tuple[str, Path | None]]:
     if not files:
         raise DataError(f"{path} holds no .txt files; --documents expects plain-text files or a folder of them.")
     stems = [f.relative_to(path).with_suffix("").as_posix() for f in files]
-    shared = {stem for stem in stems if stems.count(stem) > 1}
+    shared = {stem for stem, count in Counter(stems).items() if count > 1}
     return [(f.relative_to(path).as_posix() if stem in shared else stem, f) for stem, f in zip(stems, files)]
 
 

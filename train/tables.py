@@ -88,8 +88,10 @@ class Table:
             try:
                 header = next(self._reader)
             except StopIteration:
+                self.close()
                 raise DataError(f"{self.source} is empty; expected a header line naming the columns.") from None
             except csv.Error as error:
+                self.close()
                 raise DataError(f"{self.source}, line 1: cannot read the header: {error}.") from None
             self.columns = [visible(c) for c in header]
         elif fmt == "jsonl":
@@ -103,8 +105,10 @@ class Table:
                     break
             parsed = [record for _, record, problem, _ in self._head if problem is None]
             if not self._head:
+                self.close()
                 raise DataError(f"{self.source} is empty; expected one JSON object per line.")
             if not parsed:
+                self.close()
                 number, _, problem, _ = self._head[0]
                 raise DataError(f"{self.source}: no line holds a JSON object (line {number}: {problem}); expected one JSON object per line.")
             self.columns = list(parsed[0].keys())
