@@ -285,7 +285,7 @@ class Config(_Section):
         merged = _merge(copy.deepcopy(DEFAULTS), experiment)
         for override in overrides:
             _apply_override(merged, override)
-        merged["features"] = {k: v for k, v in merged["features"].items() if v is not False}
+        merged["features"] = {k: _step_defaults(k) if v is True else v for k, v in merged["features"].items() if v is not False}
         return cls.from_dict(merged)
 
     def to_dict(self) -> dict:
@@ -356,6 +356,12 @@ def parse_value(text: str):
         return text
 
 
+def _step_defaults(step: str) -> dict:
+    """The parameters DEFAULTS gives a feature step, for ``features.STEP = true``; none for a step it leaves out."""
+    defaults = DEFAULTS["features"].get(step)
+    return copy.deepcopy(defaults) if isinstance(defaults, dict) else {}
+
+
 def _apply_override(merged: dict, override: str):
     from features.pipeline import FEATURE_STEPS
 
@@ -374,10 +380,11 @@ def _apply_override(merged: dict, override: str):
     else:
         path = key.split(".")
     node = merged
-    for part in path[:-1]:
+    for depth, part in enumerate(path[:-1]):
         child = node.get(part)
-        if child is False or child is None:
-            child = node[part] = {}
+        if child is False or child is None or child is True:
+            # A parameter of a step that is off (or merely "true") switches it on from its defaults.
+            child = node[part] = _step_defaults(part) if depth == 1 and path[0] == "features" else {}
         if not isinstance(child, dict):
             raise ConfigError(f"Override {key!r}: {part!r} is not a section.")
         node = child

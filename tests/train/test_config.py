@@ -37,6 +37,10 @@ def test_a_feature_step_can_be_switched_off_and_on():
     config = sample("features.style=false", "target_words__ngram_range=[1,1]")
     assert "style" not in config.features
     assert config.features["target_words"]["ngram_range"] == (1, 1)
+    # true, or a parameter of a step that is off, switches it on from the defaults' parameters.
+    assert sample("features.char=false", "features.char=true").features["char"] == {"ngram_range": (2, 5), "min_df": 2}
+    assert sample("features.char=false", "char__min_df=3").features["char"] == {"ngram_range": (2, 5), "min_df": 3}
+    assert sample("features.target_words=true").features["target_words"] == {}
 
 
 @pytest.mark.parametrize(
