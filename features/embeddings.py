@@ -203,7 +203,6 @@ def embed(texts: np.ndarray, max_length: int = 128, pooling: str = "mean") -> np
     return table[index]
 
 
-
 class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
     """Dense all-MiniLM-L6-v2 embeddings of the text, and of how it relates to its target.
 

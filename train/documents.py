@@ -6,9 +6,9 @@ abbreviations, curly quotes), so no model is downloaded at run time.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import re
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -177,8 +177,6 @@ def document_sources(source: str | Path) -> list[tuple[str, Path | None]]:
 
 def read_document(file: Path | None) -> tuple[str, str | None]:
     """A document's text and ``None``, or ``""`` and why it cannot be read (it is then rejected, not fatal)."""
-    import sys
-
     if file is None:
         raw = sys.stdin.buffer.read()
     else:
