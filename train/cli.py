@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from train.errors import StanceError
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("experiment", nargs="?", help="experiment name (default: all)")
     runs.add_argument("--sort", metavar="METRIC", help="e.g. test_f_avg or valid_macro_f1 (highest first)")
     runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--trials", action="store_true", help="include search trials (child runs), scored on validation or CV")
 
     compare = commands.add_parser("compare", help="params and metrics that differ; for two runs, a paired bootstrap test")
     compare.add_argument("run_ids", nargs="+", metavar="RUN")
@@ -85,6 +87,8 @@ def _search(args) -> int:
     print(f"parent_run_id: {result.parent_run_id}")
     print(f"study: {result.study_name}")
     print(f"best: {result.best_value:.4f} (untuned default {result.default_value:.4f}) with {result.best_params}")
+    command = " ".join(["stance train", shlex.quote(str(args.experiment))] + [f"--set {shlex.quote(o)}" for o in result.best_overrides])
+    print(f"train the best configuration: {command}  (or `stance train best_config.toml`, logged with the parent run)")
     headline = {k: v for k, v in result.test_metrics.items() if k in ("accuracy", "macro_f1", "f_avg", "fnc_score")}
     print("test (best configuration refitted on train + valid): " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
     return 0
@@ -93,8 +97,8 @@ def _search(args) -> int:
 def _runs(args) -> int:
     from train.runs import list_runs
 
-    table = list_runs(args.experiment, args.sort, args.limit)
-    print(table.to_string(index=False) if len(table) else "no runs")
+    table = list_runs(args.experiment, args.sort, args.limit, trials=args.trials)
+    print(table.to_string(index=False, na_rep="-") if len(table) else "no runs")
     return 0
 
 

@@ -20,25 +20,42 @@ from train.report import BOOTSTRAP_SAMPLES, headline_value
 KEY_PARAMS = ("model.strategy", "model.classifier")
 
 
-def list_runs(experiment: str | None = None, sort: str | None = None, limit: int = 20) -> pd.DataFrame:
-    """One row per run: id, start, experiment, key params, headline metric and its value, data digest."""
+def list_runs(experiment: str | None = None, sort: str | None = None, limit: int = 20, trials: bool = False) -> pd.DataFrame:
+    """One row per run: id, start, experiment, key params, headline metric and its value, data digest.
+
+    Search trials (child runs) are left out unless ``trials``; a trial's headline is the
+    validation or cross-validation metric its search optimised, since trials never see test."""
+    columns = ["run_id", "start", "experiment", "strategy", "classifier", "headline", "value", "data"]
     found = tracking.find_runs(experiment)
     if found.empty:
-        return pd.DataFrame(columns=["run_id", "start", "experiment", "strategy", "classifier", "headline", "value", "data"])
-    headline = found.get("params.headline_metric", pd.Series([None] * len(found)))
-    values = [row.get(f"metrics.test_{name}") if isinstance(name, str) else None for name, (_, row) in zip(headline, found.iterrows())]
+        return pd.DataFrame(columns=columns)
+    parent = _column(found, "tags.mlflow.parentRunId")
+    if not trials:
+        found = found[parent.isna()].reset_index(drop=True)
+        parent = parent[parent.isna()].reset_index(drop=True)
+        if found.empty:
+            return pd.DataFrame(columns=columns)
+    headline_of = dict(zip(found["run_id"], _column(found, "params.headline_metric")))
+    headlines = [_headline(row, headline_of.get(parent_id)) for parent_id, (_, row) in zip(parent, found.iterrows())]
     table = pd.DataFrame(
         {
             "run_id": found["run_id"],
             "start": pd.to_datetime(found["start_time"]).dt.strftime("%Y-%m-%d %H:%M"),
-            "experiment": found.get("tags.stance.experiment"),
-            "strategy": found.get(f"params.{KEY_PARAMS[0]}"),
-            "classifier": found.get(f"params.{KEY_PARAMS[1]}"),
-            "headline": "test_" + headline.fillna("?"),
-            "value": values,
-            "data": found.get("params.data.digest"),
+            "experiment": _column(found, "tags.stance.experiment").fillna(_column(found, "experiment")),
+            "strategy": _column(found, f"params.{KEY_PARAMS[0]}"),
+            "classifier": _column(found, f"params.{KEY_PARAMS[1]}"),
+            "headline": [h or "?" for h in headlines],
+            "value": [row.get(f"metrics.{h}") if h else None for h, (_, row) in zip(headlines, found.iterrows())],
+            "data": _column(found, "params.data.digest"),
         }
     )
+    if trials:
+        # A trial logs only the parameters it searched; the rest are its parent's.
+        parents = table.set_index("run_id")
+        for name in ("strategy", "classifier", "data"):
+            inherited = parent.map(parents[name]) if parent.notna().any() else parent
+            table[name] = table[name].fillna(inherited)
+        table.insert(1, "parent", parent.str[:8].fillna(""))
     if sort:
         column = f"metrics.{sort}"
         if column not in found.columns:
@@ -47,6 +64,25 @@ def list_runs(experiment: str | None = None, sort: str | None = None, limit: int
         table[sort] = found[column].to_numpy()
         table = table.sort_values(sort, ascending=False, kind="stable", na_position="last")
     return table.head(limit).reset_index(drop=True)
+
+
+def _column(found: pd.DataFrame, name: str) -> pd.Series:
+    return found[name] if name in found.columns else pd.Series([None] * len(found), index=found.index, dtype=object)
+
+
+def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
+    """``test_<headline>`` for a run; for a trial, the metric its search optimised."""
+    if row.get("tags.mlflow.parentRunId") is None or pd.isna(row.get("tags.mlflow.parentRunId")):
+        name = row.get("params.headline_metric")
+        return f"test_{name}" if isinstance(name, str) else None
+    metric = row.get("tags.stance.search_metric")
+    if isinstance(metric, str):
+        return metric
+    # Trials logged before the tag existed: whichever of the parent's metrics the trial has.
+    for prefix in ("valid_", "cv_"):
+        if isinstance(parent_headline, str) and pd.notna(row.get(f"metrics.{prefix}{parent_headline}")):
+            return f"{prefix}{parent_headline}"
+    return None
 
 
 @dataclass
@@ -94,6 +130,9 @@ def compare_runs(run_ids: list[str]) -> Comparison:
 
 
 def _paired_test(runs: list[dict]) -> dict | None:
+    for run in runs:
+        if not tracking.has_artifact(run["run_id"], "evaluation/predictions_test.csv"):
+            return {"skipped": f"run {run['run_id'][:8]} logged no test predictions (search runs and trials do not)"}
     first, second = (pd.read_csv(StringIO(tracking.read_artifact(r["run_id"], "evaluation/predictions_test.csv")), dtype=str, keep_default_na=False) for r in runs)
     if first["id"].tolist() != second["id"].tolist() or first["label"].tolist() != second["label"].tolist():
         return {"skipped": "the two runs were not scored on the same test rows, so they cannot be compared pairwise"}
@@ -120,6 +159,7 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     from train.training import train
 
     original = tracking.run_info(run_id)
+    _refuse_search_runs(original)
     config = logged_config(run_id)
     manifest = json.loads(tracking.read_artifact(run_id, "data/manifest.json"))
     root = data_root(data_dir)
@@ -140,6 +180,23 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     result = train(config, root, log=log, extra_tags={"stance.reproduces": run_id})
     reproduced = tracking.run_info(result.run_id)["metrics"]  # as logged, like the original's
     return original["metrics"], reproduced, {"dirty": dirty, "new_run_id": result.run_id, "commit": original["tags"].get("git_commit")}
+
+
+def _refuse_search_runs(run: dict) -> None:
+    """A search's runs do not hold what `stance train` logs, so retraining cannot match them."""
+    parent = run["tags"].get("mlflow.parentRunId")
+    if parent:
+        raise StanceError(
+            f"Run {run['run_id']} is a trial of search run {parent}: it logged only the parameters it tried and its "
+            f"validation scores, not a config to retrain. Reproduce the search's choice with `stance train best_config.toml` "
+            f"(an artifact of run {parent}), then reproduce that run."
+        )
+    if run["tags"].get("stance.search"):
+        raise StanceError(
+            f"Run {run['run_id']} is a `stance search` run: its config.toml is the experiment it searched, and its test "
+            f"metrics come from the best trial refitted on train + valid. Train the chosen configuration with "
+            f"`stance train best_config.toml` (an artifact of this run), then reproduce that run."
+        )
 
 
 def side_by_side(old: dict, new: dict) -> pd.DataFrame:

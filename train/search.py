@@ -33,6 +33,7 @@ class SearchResult:
     best_value: float
     default_value: float | None
     test_metrics: dict
+    best_overrides: list[str]  # the --set arguments that turn the experiment into the best configuration
 
 
 def toml_literal(value) -> str:
@@ -140,7 +141,13 @@ def run_search(
             started = time.perf_counter()
             metrics = _score(configured(params), splits, cv)
             prefix = "cv_" if cv else "valid_"
-            tracking.log_child_run(parent_id, f"trial-{trial.number}", params, {f"{prefix}{k}": v for k, v in metrics.items()} | {"seconds": time.perf_counter() - started})
+            tracking.log_child_run(
+                parent_id,
+                f"trial-{trial.number}",
+                params,
+                {f"{prefix}{k}": v for k, v in metrics.items()} | {"seconds": time.perf_counter() - started},
+                tags={"stance.experiment": base.name, "stance.search_metric": f"{prefix}{metric}"},
+            )
             log(f"trial {trial.number}: {metric} {metrics[metric]:.4f} {params}")
             return metrics[metric]
 
@@ -149,11 +156,23 @@ def run_search(
         best_params = {key: suggest(optuna.trial.FixedTrial(best.params), key, spec) for key, spec in space.items()}
 
         # The one look at the test split: the best configuration, refitted on train + validation.
-        final = configured(best_params)
+        # refit_on_valid goes into the logged best_config.toml, so that `stance train` on it
+        # fits the same rows and gives the same test metrics.
+        best_overrides = list(overrides) + [f"{k}={toml_literal(v)}" for k, v in best_params.items()]
+        if not base.model.refit_on_valid:
+            best_overrides.append("model.refit_on_valid=true")
+        final = Config.from_toml(experiment, best_overrides)
         started = time.perf_counter()
         model = fit_stance_model(final, pd.concat([splits["train"], splits["valid"]], ignore_index=True), runtime_versions())
         test = splits["test"]
         test_metrics = evaluate.compute_metrics(test["label"], model.predict(test)["label"], final.labels, test["target"])
-        tracking.log_search_result(best_params, best.value, default, {f"test_{k}": v for k, v in test_metrics.items()} | {"refit_seconds": time.perf_counter() - started}, len(study.trials))
+        tracking.log_search_result(
+            best_params,
+            best.value,
+            default,
+            {f"test_{k}": v for k, v in test_metrics.items()} | {"refit_seconds": time.perf_counter() - started},
+            len(study.trials),
+            final.to_toml(),
+        )
         tracking.log_model(model, splits["train"][["text", "target"]].head(3).reset_index(drop=True))
-    return SearchResult(parent_id, name, best_params, best.value, default, test_metrics)
+    return SearchResult(parent_id, name, best_params, best.value, default, test_metrics, best_overrides)

@@ -67,6 +67,10 @@ def start_run(experiment: str, tags: dict[str, str]):
         yield run.info.run_id
 
 
+# A search run's config.toml is the experiment it searched; this is the configuration it chose.
+BEST_CONFIG = "best_config.toml"
+
+
 def log_config(config) -> None:
     params = {key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in config.flat_params().items()}
     mlflow.log_params(params)
@@ -123,12 +127,13 @@ def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) ->
     mlflow.log_text(per_target.to_csv(index=False), f"evaluation/per_target_{split}.csv")
 
 
-def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict) -> str:
+def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict, tags: dict[str, str] | None = None) -> str:
     """A nested run under ``parent_run_id``, logged through the client so that trials on
     several threads do not share MLflow's active-run state."""
     client = mlflow.MlflowClient()
     parent = client.get_run(parent_run_id)
-    child = client.create_run(parent.info.experiment_id, tags={"mlflow.parentRunId": parent_run_id, "mlflow.runName": name}, run_name=name)
+    tags = {"mlflow.parentRunId": parent_run_id, "mlflow.runName": name, **(tags or {})}
+    child = client.create_run(parent.info.experiment_id, tags=tags, run_name=name)
     client.log_batch(
         child.info.run_id,
         params=[mlflow.entities.Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in params.items()],
@@ -138,9 +143,10 @@ def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict) ->
     return child.info.run_id
 
 
-def log_search_result(best_params: dict, best_value: float, default_value: float, test_metrics: dict, trials: int) -> None:
+def log_search_result(best_params: dict, best_value: float, default_value: float, test_metrics: dict, trials: int, best_config: str) -> None:
     mlflow.log_params({f"best.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in best_params.items()})
     mlflow.log_metrics({"best_value": best_value, "default_value": default_value, "trials": trials, **test_metrics})
+    mlflow.log_text(best_config, BEST_CONFIG)
 
 
 def log_predictions(split: str, frame: pd.DataFrame) -> None:
@@ -223,6 +229,13 @@ def read_artifact(run_id: str, path: str) -> str:
     return Path(local).read_text(encoding="utf-8")
 
 
+def has_artifact(run_id: str, path: str) -> bool:
+    configure()
+    folder, _, name = path.rpartition("/")
+    listed = mlflow.MlflowClient().list_artifacts(run_id, folder or None)
+    return any(entry.path == path for entry in listed)
+
+
 def find_runs(experiment: str | None) -> pd.DataFrame:
     """Every run of one experiment (or of all), newest first, as MLflow's search frame."""
     configure()
@@ -234,7 +247,12 @@ def find_runs(experiment: str | None) -> pd.DataFrame:
         raise StanceError(f"No experiment {experiment!r} in {mlflow.get_tracking_uri()}; experiments there: {known}.")
     if not names:
         return pd.DataFrame()
-    return mlflow.search_runs(experiment_names=names, order_by=["attributes.start_time DESC"])
+    found = mlflow.search_runs(experiment_names=names, order_by=["attributes.start_time DESC"])
+    if not found.empty:
+        # Search trials logged before they carried the experiment tag still show where they belong.
+        experiment_names = {e.experiment_id: e.name for e in mlflow.search_experiments()}
+        found["experiment"] = found["experiment_id"].map(experiment_names)
+    return found
 
 
 def pip_requirements(versions: dict[str, str], uses_embeddings: bool = False) -> list[str]:

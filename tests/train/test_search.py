@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 
 from train.cli import main
@@ -46,6 +48,57 @@ def test_search_logs_a_parent_with_one_child_per_trial(tracking):
     assert metrics["best_value"] == max(t.data.metrics["valid_macro_f1"] for t in trials)
     assert "test_macro_f1" in metrics and "default_value" in metrics and metrics["trials"] == 3
     assert {"best.clf__C", "best.word__ngram_range", "best.char__min_df"} <= set(parent_run.data.params)
+
+
+def test_runs_hides_trials_unless_asked_and_scores_them_on_validation(tracking):
+    code, out, err = run_main("search", SAMPLE, "--trials", "2", "--data-dir", DATA, *FAST)
+    assert code == 0, err
+    parent = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("parent_run_id: "))
+    trial_ids = {t.info.run_id for t in children(parent)}
+
+    code, out, _ = run_main("runs", "sample")
+    assert code == 0
+    assert parent in out and not any(t in out for t in trial_ids)
+
+    code, out, _ = run_main("runs", "sample", "--trials")
+    assert code == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert trial_ids <= set(rows)
+    for trial in trial_ids:
+        # run_id, parent, date, time, experiment, strategy, classifier, headline, value, data
+        assert rows[trial][1] == parent[:8]
+        assert rows[trial][4:8] == ["sample", "joint", "logreg", "valid_macro_f1"]
+        assert float(rows[trial][8]) == pytest.approx(MlflowClient().get_run(trial).data.metrics["valid_macro_f1"], abs=1e-6)
+        assert rows[trial][9] == rows[parent][8]  # the parent has no parent column value, so one field fewer
+
+
+def test_best_config_retrains_to_the_search_test_metrics(tracking, tmp_path):
+    code, out, err = run_main("search", SAMPLE, "--trials", "2", "--data-dir", DATA, *FAST)
+    assert code == 0, err
+    parent = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("parent_run_id: "))
+    command = next(line for line in out.splitlines() if line.startswith("train the best configuration: "))
+    best = MlflowClient().get_run(parent).data
+    assert f"--set clf__C={float(best.params['best.clf__C'])!r}" in command and "--set model.refit_on_valid=true" in command
+
+    config = tmp_path / "best_config.toml"
+    config.write_text(Path(mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="best_config.toml")).read_text())
+    code, out, err = run_main("train", str(config), "--data-dir", DATA)
+    assert code == 0, err
+    retrained = MlflowClient().get_run(next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))).data
+    searched = {k: v for k, v in best.metrics.items() if k.startswith("test_")}
+    assert len(searched) > 10
+    assert {k: retrained.metrics[k] for k in searched} == searched
+
+    # Neither the search run nor a trial holds what `stance train` logs, so neither can be reproduced.
+    code, _, err = run_main("reproduce", parent, "--data-dir", DATA)
+    assert code == 2 and "is a `stance search` run" in err and "best_config.toml" in err
+    trial = children(parent)[0].info.run_id
+    code, _, err = run_main("reproduce", trial, "--data-dir", DATA)
+    assert code == 2 and f"is a trial of search run {parent}" in err
+    # Two trials still compare: their parameters differ; the paired test needs test predictions they lack.
+    code, out, err = run_main("compare", *[t.info.run_id for t in children(parent)])
+    assert code == 0, err
+    assert "clf__C" in out and "valid_macro_f1" in out and "paired test skipped" in out
 
 
 def test_parallel_trials_each_get_their_child_run(tracking):
