@@ -146,8 +146,13 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
         wanted.append(options.id_column)
     if missing:
         table.close()
-        hint = " The model reads the target: name its column with --target-column, or give every row one target with --target \"...\"." if options.target_column in missing else ""
-        raise DataError(f"{source}: no column {missing[0]!r}; found columns {table.columns}. Name the text column with --text-column.{hint}")
+        fixes = []
+        if options.text_column in missing:
+            fixes.append("Name the text column with --text-column.")
+        if options.target_column in missing:
+            fixes.append("The model reads the target: name its column with --target-column, or give every row one target with --target \"...\".")
+        names = " or ".join(repr(c) for c in missing)
+        raise DataError(f"{source}: no column {names}; found columns {table.columns}. {' '.join(fixes)}")
 
     def generate():
         index = -1

@@ -215,7 +215,11 @@ def _limits(facts: dict) -> list[str]:
             limits.append(f"{label} is rarely recognised: test F1 {_fmt(metrics[f'test_f1_{label}'])}.")
     if facts["splits"].get("test", 0) < 300:
         low, high = facts["interval"]
-        limits.append(f"The test split is small ({facts['splits']['test']} rows): the headline could lie anywhere from {_fmt(low)} to {_fmt(high)}.")
+        if high - low < 1e-9:
+            # Every resample scoring the same is a sign of too few rows, not of certainty.
+            limits.append(f"The test split is small ({facts['splits']['test']} rows) and every bootstrap resample scores {_fmt(low)}: too few rows to say how far the headline would move on new data.")
+        else:
+            limits.append(f"The test split is small ({facts['splits']['test']} rows): the headline could lie anywhere from {_fmt(low)} to {_fmt(high)}.")
     if metrics["test_ece"] > 0.1:
         limits.append(f"Probabilities are not well calibrated (ECE {_fmt(metrics['test_ece'])}); treat them as scores.")
     if config["model"]["strategy"] == "per_target":

@@ -142,12 +142,16 @@ def test_one_target_for_every_row(model_path, tmp_path):
     [
         (["--text-column", "body"], "no column 'body'"),
         (["--target-column", "topic"], "no column 'topic'"),
+        (["--text-column", "body", "--target-column", "topic"], "no column 'body' or 'topic'"),
     ],
 )
 def test_missing_columns_exit_2_without_output(model_path, sentences_csv, tmp_path, capsys, args, message):
     output = tmp_path / "out.csv"
     assert main(["predict", str(model_path), str(sentences_csv), "-o", str(output), "--jobs", "1", *args]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    # The fix offered is for the column that is missing, not the other one.
+    assert ("--text-column" in err) == ("body" in message) and ("--target-column" in err) == ("topic" in message)
     assert list(tmp_path.iterdir()) == [sentences_csv]
 
 
