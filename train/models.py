@@ -266,6 +266,32 @@ class StanceModel:
         out.insert(0, "label", np.asarray(self.labels, dtype=object)[np.argmax(proba * weights, axis=1)])
         return out
 
+    def own_targets(self) -> frozenset[str] | None:
+        """Targets that have weights of their own, or None when the model treats every
+        target alike (``joint``), so that none is unseen in that sense."""
+        if isinstance(self.estimator, PerTargetClassifier):
+            return frozenset(self.estimator.estimators_)
+        features = self.estimator.named_steps.get("features") if isinstance(self.estimator, Pipeline) else None
+        if isinstance(features, TargetSpecificCopies):
+            return frozenset(features.targets_)
+        return None
+
+    def unseen_target_note(self, unseen: dict[str, int], unit: str) -> str | None:
+        """What a user should know when rows name targets without weights of their own."""
+        known = self.own_targets()
+        if not unseen or known is None:
+            return None
+        fallback = {
+            "per_target": "the joint model trained on all targets predicts them",
+            "shared_per_target": "only the weights shared by all targets apply to them",
+        }.get(self.config.get("model", {}).get("strategy"), "the model's fallback predicts them")
+        ranked = sorted(unseen.items(), key=lambda item: (-item[1], item[0]))
+        named = ", ".join(f"{target!r} ({count:,})" for target, count in ranked[:5]) + (f" and {len(ranked) - 5} more" if len(ranked) > 5 else "")
+        return (
+            f"note: {sum(unseen.values()):,} {unit} name targets this model has no weights of its own for: {named}; "
+            f"{fallback}. Its own targets: {', '.join(sorted(known)) or 'none'}."
+        )
+
     def save(self, path: str | Path) -> Path:
         # Plain pickle rather than joblib: joblib.load unpickles in pure Python,
         # which takes seconds for an n-gram vocabulary; pickle's C loader does not.

@@ -281,6 +281,14 @@ def _predict_documents(frame: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, pd
     return out, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(sentences)
 
 
+def _unseen_targets(targets: pd.Series) -> dict[str, int]:
+    """Rows per target that the model has no weights of its own for (per-target strategies)."""
+    known = _MODEL.own_targets()
+    if known is None or not len(targets):
+        return {}
+    return {str(target): int(n) for target, n in targets[~targets.isin(known)].value_counts().items()}
+
+
 def _run_chunk(task) -> dict:
     """Predict one chunk and write its part files; returns the chunk's counts."""
     chunk, parts, fmt, options = task
@@ -296,6 +304,7 @@ def _run_chunk(task) -> dict:
     else:
         rejects = chunk.rejects
     counts = {"rows_read": chunk.rows_read, "predicted": predicted, "rejected": len(rejects), "sentences": sentences}
+    counts["unseen_targets"] = _unseen_targets(out.loc[out["level"] == "document", "target"] if options.documents else chunk.frame["target"])
     if counts["predicted"] + counts["rejected"] != counts["rows_read"]:  # pragma: no cover - an invariant
         raise AssertionError(f"chunk {chunk.index}: predicted + rejected != read: {counts}")
     stem = parts / f"{chunk.index:08d}"
@@ -434,6 +443,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
     done = _prepare_parts(work, fingerprint, options.resume)
     jobs = options.jobs or os.cpu_count() or 1
     summary = PredictSummary()
+    unseen: dict[str, int] = {}
     progress = _progress(options.progress, "documents" if options.documents else "rows")
     stdout = sys.stdout.buffer if to_stdout else None
     written = 0
@@ -451,6 +461,8 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
             summary.predicted += counts["predicted"]
             summary.rejected += counts["rejected"]
             summary.sentences += counts["sentences"]
+            for target, n in counts.get("unseen_targets", {}).items():
+                unseen[target] = unseen.get(target, 0) + n
             progress.update(counts["rows_read"])
             if stdout is not None:
                 _join_parts([work / f"{written:08d}.out"], stdout, fmt, header=written == 0)
@@ -473,6 +485,9 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
         raise
     summary.seconds = time.perf_counter() - started
     log(summary.line("documents" if options.documents else "rows"))
+    note = stance_model.unseen_target_note(unseen, "documents" if options.documents else "rows")
+    if note:
+        log(note)
     return summary
 
 

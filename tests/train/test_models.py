@@ -70,6 +70,27 @@ def test_shared_per_target_learns_weights_per_target_and_shares_the_rest(sentenc
     assert model.predict_proba(unseen).shape == (1, 3)
 
 
+@pytest.mark.parametrize(
+    "strategy, own, fallback",
+    [
+        ("joint", None, None),
+        ("per_target", {"carbon tax", "Iran's missile strikes"}, "the joint model trained on all targets"),
+        ("shared_per_target", {"carbon tax", "Iran's missile strikes"}, "only the weights shared by all targets"),
+    ],
+)
+def test_a_model_knows_its_own_targets_and_says_what_unseen_ones_get(sentences, strategy, own, fallback):
+    built = config(f"model.strategy={strategy}", "model.min_target_rows=5")
+    model = StanceModel(fit_model(build_model(built), sentences), LABELS, built.to_dict())
+    assert model.own_targets() == (None if own is None else frozenset(own))
+    note = model.unseen_target_note({"remote work": 3, "rent caps": 9}, "rows")
+    if fallback is None:
+        assert note is None  # a joint model has no per-target weights to miss
+    else:
+        assert note.startswith("note: 12 rows name targets") and "'rent caps' (9), 'remote work' (3)" in note
+        assert fallback in note and "carbon tax" in note
+    assert model.unseen_target_note({}, "rows") is None
+
+
 def test_shared_per_target_refuses_data_with_many_targets(sentences):
     from features import TargetSpecificCopies, WordNgrams
 

@@ -137,6 +137,24 @@ def test_one_target_for_every_row(model_path, tmp_path):
     assert out["id"].tolist() == [2, 3]  # no id column: the line number
 
 
+def test_rows_with_targets_a_per_target_model_never_saw_are_counted_in_a_note(tmp_path):
+    config = Config.from_toml(REPO / "experiments" / "sample.toml", ["features.char=false", "model.strategy=shared_per_target"])
+    data = load_dataset(config.data, REPO / "data")
+    train = split_dataset(data.rows, config.split, config.seed)["train"]
+    model = StanceModel(fit_model(build_model(config), train), config.labels, config.to_dict(), needs_target(config))
+    path = model.save(tmp_path / "model.pkl")
+    source = tmp_path / "in.csv"
+    seen = train["target"].iloc[0]
+    pd.DataFrame({"text": ["A fair idea", "A bad idea", "No view", "Also fine"], "target": [seen, "rent caps", "rent caps", "bike lanes"]}).to_csv(source, index=False)
+    messages = []
+    predict_file(str(path), str(source), str(tmp_path / "out.csv"), PredictOptions(jobs=1, chunk_size=2), log=messages.append)
+    assert len(messages) == 2 and messages[0].startswith("rows read 4, predicted 4")
+    assert messages[1].startswith("note: 3 rows name targets") and "'rent caps' (2), 'bike lanes' (1)" in messages[1]
+    messages.clear()
+    summary = predict_file(str(path), str(source), str(tmp_path / "out2.csv"), PredictOptions(jobs=1, target=seen), log=messages.append)
+    assert summary.predicted == 4 and len(messages) == 1  # every row on a target it knows: no note
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
