@@ -13,6 +13,7 @@ rows kept + rows rejected = rows read.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from functools import partial
@@ -133,6 +134,9 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
     records = _records(frame, problems, str(path), mapping)
     if config.target:
         records["target"] = config.target
+    elif config.target_names:
+        names = dict(config.target_names)
+        records["target"] = [names.get(str(v).strip(), v) if not _blank(v) else v for v in records["target"]]
     records["group"] = records["target"]
     return records, [SourceFile(str(path), sha256_of(path), len(records))]
 
@@ -341,6 +345,26 @@ def load_dataset(config: DataConfig, root: Path) -> LoadedData:
     if kept.empty:
         raise DataError(f"No valid rows in {', '.join(f.path for f in files)}.")
     return data
+
+
+def near_duplicate_targets(targets: pd.Series) -> list[str]:
+    """Targets that differ only in case or spacing are kept apart, but are often one target
+    spelt two ways; each such group gets a warning with the line that merges it."""
+    counts = targets.value_counts()
+    key = pd.Series(counts.index, index=counts.index).map(lambda t: " ".join(str(t).casefold().split()))
+    warnings = []
+    for _, group in counts.groupby(key.to_numpy(), sort=True):
+        if len(group) < 2:
+            continue
+        ranked = group.sort_values(ascending=False, kind="stable")
+        main = ranked.index[0]
+        spelled = ", ".join(f"{t!r} ({n} rows)" for t, n in ranked.items())
+        merge = " ".join(f"{json.dumps(t, ensure_ascii=False)} = {json.dumps(main, ensure_ascii=False)}" for t in ranked.index[1:])
+        warnings.append(
+            f"targets that differ only in case or spacing are kept apart: {spelled}. "
+            f"If they are one target, add to the experiment: [data.target_names] {merge}"
+        )
+    return warnings
 
 
 # --------------------------------------------------------------------------- splits

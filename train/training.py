@@ -17,8 +17,8 @@ import pandas as pd
 from features.base import TARGET, TEXT
 from features.pipeline import build_features
 from train import evaluate, report, tracking
-from train.config import Config
-from train.data import data_root, load_dataset, split_dataset
+from train.config import PER_TARGET_STRATEGIES, Config
+from train.data import data_root, load_dataset, near_duplicate_targets, split_dataset
 from train.errors import ConfigError
 from train.models import (
     StanceModel,
@@ -85,6 +85,11 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
         f"data: {data.rows_read} rows read, {len(data.rows)} kept, {len(data.rejects)} rejected; "
         + ", ".join(f"{name} {len(frame)}" for name, frame in splits.items())
     )
+    # Where each target gets its own weights or its own split, one target spelt two ways
+    # silently becomes two; elsewhere (FNC-1's headlines) spellings are only text.
+    if config.model.strategy in PER_TARGET_STRATEGIES or config.split.method == "by_target":
+        for warning in near_duplicate_targets(data.rows["target"]):
+            log(f"warning: {warning}")
 
     versions = runtime_versions()
     tags = {"stance.experiment": config.name, **tracking.git_state(), **(extra_tags or {})}

@@ -132,6 +132,22 @@ def test_quarantine_logs_rejects_and_counts(tracking, tmp_path, capsys):
     assert rejects[["line", "reason"]].values.tolist() == [[420, "empty text"]]
 
 
+def test_a_target_spelt_two_ways_is_flagged_where_targets_get_their_own_weights(tracking, tmp_path, capsys):
+    folder = tmp_path / "data" / "sample"
+    folder.mkdir(parents=True)
+    rows = pd.read_csv(REPO / "data" / "sample" / "sentences.csv")
+    first = rows["target"].iloc[0]
+    rows.loc[rows["target"] == first, "target"] = [first.upper() if i % 5 == 0 else first for i in range(int((rows["target"] == first).sum()))]
+    rows.to_csv(folder / "sentences.csv", index=False)
+    fast = ["--data-dir", str(tmp_path / "data"), "--set", "features.char=false"]
+    code, _, err = train(capsys, SAMPLE, *fast, "--set", "model.strategy=per_target")
+    assert code == 0 and f"warning: targets that differ only in case or spacing are kept apart: {first!r}" in err
+    assert f'[data.target_names] "{first.upper()}" = "{first}"' in err
+    # A joint model reads targets as text only, so the spellings do not split anything.
+    code, _, err = train(capsys, SAMPLE, *fast)
+    assert code == 0 and "warning: targets" not in err
+
+
 def test_bad_override_is_a_clear_error(tracking, capsys):
     code, _, err = train(capsys, SAMPLE, "--set", "clf__Cee=1")
     assert code == 2 and "Unknown parameter 'Cee'" in err

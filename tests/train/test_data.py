@@ -1,10 +1,11 @@
 import json
+import tomllib
 
 import pandas as pd
 import pytest
 
 from train.config import Config
-from train.data import load_dataset, split_dataset
+from train.data import load_dataset, near_duplicate_targets, split_dataset
 from train.errors import DataError
 
 HEADER = "id,text,target,label\n"
@@ -104,6 +105,25 @@ def test_label_map_and_weights(tmp_path):
     data = load_dataset(config, tmp_path)
     assert data.rows["label"].tolist() == ["FAVOR"] and data.rows["weight"].tolist() == [0.5]
     assert "weight 'x' is not a number" in data.rejects.iloc[0]["reason"]
+
+
+def test_targets_spelt_two_ways_are_named_with_the_line_that_merges_them(tmp_path):
+    lines = GOOD + ["a4,The tax is fine,Carbon  Tax,FAVOR", 'a5,Fine,"Say ""no"" ",NONE', 'a6,Bad,"say ""NO""",AGAINST']
+    rows = load_dataset(data_config(write(tmp_path, lines)), tmp_path).rows
+    warnings = near_duplicate_targets(rows["target"])
+    assert warnings == [
+        "targets that differ only in case or spacing are kept apart: 'carbon tax' (3 rows), 'Carbon  Tax' (1 rows). "
+        'If they are one target, add to the experiment: [data.target_names] "Carbon  Tax" = "carbon tax"',
+        "targets that differ only in case or spacing are kept apart: 'Say \"no\"' (1 rows), 'say \"NO\"' (1 rows). "
+        'If they are one target, add to the experiment: [data.target_names] "say \\"NO\\"" = "Say \\"no\\""',
+    ]
+    # The line it offers, added to the experiment, merges the spellings and silences the warning.
+    offered = "\n".join(w.split("add to the experiment: [data.target_names] ")[1] for w in warnings)
+    merge = tomllib.loads(offered)
+    assert merge == {"Carbon  Tax": "carbon tax", 'say "NO"': 'Say "no"'}
+    rows = load_dataset(data_config(write(tmp_path, lines), target_names=merge), tmp_path).rows
+    assert rows["target"].tolist() == ["carbon tax"] * 4 + ['Say "no"'] * 2
+    assert near_duplicate_targets(rows["target"]) == []
 
 
 @pytest.mark.parametrize("fmt", ["tsv", "jsonl", "parquet"])
