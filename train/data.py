@@ -96,6 +96,7 @@ def read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, dict[int, str], list
     found, batch = tables.read_all(path, fmt)
     frame = pd.DataFrame(batch.rows, columns=batch.columns, dtype=object)
     frame["line"] = batch.lines
+    frame.attrs["raw"] = batch.raw  # lines that could not be parsed into fields, by position
     return frame, batch.problems, found
 
 
@@ -132,6 +133,9 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
     if not config.use_weights:
         mapping.pop("weight")
     records = _records(frame, problems, str(path), mapping)
+    # A line that could not be parsed is rejected; its text in the rejects is the line itself.
+    for position, raw in frame.attrs.get("raw", {}).items():
+        records.at[position, "text"] = raw
     if config.target:
         records["target"] = config.target
     elif config.target_names:

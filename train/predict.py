@@ -141,7 +141,9 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
         wanted.append(options.target_column)
         if options.target_column not in table.columns:
             missing.append(options.target_column)
-    has_id = options.id_column in table.columns
+    # JSON lines name their own keys, so an id may first appear after line 1; rows without
+    # one get their line number either way.
+    has_id = options.id_column in table.columns or fmt == "jsonl"
     if has_id:
         wanted.append(options.id_column)
     if missing:

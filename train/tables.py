@@ -234,8 +234,15 @@ def require_path(path, what: str = "", folder: bool = False):
 
 
 def read_all(source: str | Path, fmt: str) -> tuple[list[str], Batch]:
-    """The whole table as one batch (for training data, which fits in memory)."""
+    """The whole table as one batch (for training data, which fits in memory).
+
+    Read whole, JSON lines can name their columns from every line's keys rather than
+    the first record's, so a key that first appears on a later line is not lost."""
     with Table(source, fmt, batch_size=sys.maxsize) as table:
+        if fmt == "jsonl":
+            records = list(itertools.chain(table._head, table._pending))
+            table.columns = list(dict.fromkeys(key for _, record, _, _ in records for key in record))
+            table._head, table._pending = records, iter(())
         batches = list(table.batches())
         columns = table.columns
     if not batches:

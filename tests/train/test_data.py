@@ -147,6 +147,19 @@ def test_malformed_json_line_is_rejected(tmp_path):
     data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
     assert data.rejects["line"].tolist() == [2, 3]
     assert data.rejects["reason"].str.startswith("malformed").all()
+    assert data.rejects["text"].tolist() == ["{not json", "[1, 2]"]  # the line itself, as in predict's rejects
+
+
+def test_jsonl_keys_that_first_appear_on_a_later_line_are_read(tmp_path):
+    lines = [
+        {"text": "Fair tax", "target": "carbon tax", "label": "FAVOR"},
+        {"id": "b", "text": "Cruel tax", "target": "carbon tax", "label": "AGAINST", "weight": 0.5},
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    rows = load_dataset(data_config(path, use_weights=True), tmp_path).rows
+    assert rows["weight"].tolist() == [1.0, 0.5]
+    assert rows["id"].tolist()[1] == "b"
 
 
 def test_missing_file_names_the_data_root(tmp_path):

@@ -120,6 +120,14 @@ def test_jsonl_bad_lines_are_rejected_with_the_line_itself(model_path, tmp_path)
     assert (summary.rows_read, summary.predicted, summary.rejected) == (5, 1, 4)
 
 
+def test_jsonl_ids_are_read_per_line_even_when_the_first_line_has_none(model_path, tmp_path):
+    records = [{"text": "The strikes were reckless", "target": TARGET}, {"id": "b", "text": "A lawful reply", "target": TARGET}, {"text": "Calm", "target": TARGET}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    run(model_path, path, tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv", dtype=str)["id"].tolist() == ["1", "b", "3"]
+
+
 @pytest.mark.parametrize("content, message", [(b"", "is empty"), (b"oops\n[1]\n", "no line holds a JSON object (line 1: malformed JSON")])
 def test_jsonl_without_any_record_exits_2_without_output(model_path, tmp_path, capsys, content, message):
     path = tmp_path / "in.jsonl"
