@@ -169,6 +169,7 @@ def _train(args) -> int:
         print(f"rejected rows: {result.rows_rejected} (logged as data/rejects.csv in the run)", file=sys.stderr)
     print(f"run_id: {result.run_id}")
     print(f"{result.headline}: {result.metrics[result.headline]:.4f}")
+    print(f"next: stance predict runs:/{result.run_id}/model INPUT -o OUTPUT  (or stance register {result.run_id} --name NAME)", file=sys.stderr)
     return 0
 
 

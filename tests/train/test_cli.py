@@ -125,6 +125,7 @@ def test_quarantine_logs_rejects_and_counts(tracking, tmp_path, capsys):
     assert code == 0
     assert "419 rows read, 418 kept, 1 rejected" in err
     run_id = run_id_from(out)
+    assert f"next: stance predict runs:/{run_id}/model INPUT" in err  # the way on, with the model's URI
     run = MlflowClient(tracking).get_run(run_id)
     assert run.data.metrics["rows_rejected"] == 1
     assert "refit on train + valid" in err and run.data.metrics["refit_seconds"] > 0
