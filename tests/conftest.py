@@ -91,3 +91,20 @@ def embeddings_extra() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(problem)
         pytest.skip(problem)
+
+
+@pytest.fixture
+def run_cli():
+    """``main(argv)`` with stdout and stderr captured: returns (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from train.cli import main
+
+    def run(*argv) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in argv])
+        return code, out.getvalue(), err.getvalue()
+
+    return run

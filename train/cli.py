@@ -49,6 +49,22 @@ def _parser() -> argparse.ArgumentParser:
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar (default: when stderr is a terminal)")
     progress.add_argument("--no-progress", dest="progress", action="store_false")
 
+    cv = commands.add_parser(
+        "cv",
+        help="cross-validate the experiment on its training split (validation and test unread)",
+        description="K-fold cross-validation of one configuration on the training split, logged as an MLflow run: "
+        "cv_* metrics are the mean (and _std) over folds, oof_* those of all out-of-fold predictions pooled.",
+    )
+    cv.add_argument("experiment")
+    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument(
+        "--group-by", choices=["none", "target", "group", "hashtag"], default="none",
+        help="keep related rows in one fold: whole targets, the data's group column (FNC-1 bodies), or each text's "
+        "most widespread hashtag (default: none, folds stratified by label)",
+    )
+    cv.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    cv.add_argument("--data-dir")
+
     search = commands.add_parser("search", help="search the experiment's [search.space] with Optuna; one child run per trial")
     search.add_argument("experiment")
     search.add_argument("--trials", type=int, required=True)
@@ -94,6 +110,20 @@ def _search(args) -> int:
     return 0
 
 
+def _cv(args) -> int:
+    from train.crossval import run_cv
+
+    result = run_cv(args.experiment, args.folds, args.group_by, args.overrides, args.data_dir, log=lambda message: print(message, file=sys.stderr))
+    name = result.headline
+    for number, fold in enumerate(result.per_fold, start=1):
+        print(f"fold {number}: {name} {fold[name]:.4f}")
+    metrics = result.metrics
+    print(f"run_id: {result.run_id}")
+    print(f"cv_{name}: {metrics[f'cv_{name}']:.4f} +- {metrics[f'cv_{name}_std']:.4f} (mean and sd over folds)")
+    print(f"oof_{name}: {metrics[f'oof_{name}']:.4f} (all out-of-fold predictions pooled)")
+    return 0
+
+
 def _runs(args) -> int:
     from train.runs import list_runs
 
@@ -116,7 +146,7 @@ def _compare(args) -> int:
     elif test:
         first, second = (r[:8] for r in test["runs"])
         print(
-            f"\npaired bootstrap on the test rows ({test['samples']} resamples), {test['metric']} {second} - {first}: "
+            f"\npaired bootstrap on the {test['rows']} ({test['samples']} resamples), {test['metric']} {second} - {first}: "
             f"{test['difference']:+.4f}, 95 % interval [{test['low']:+.4f}, {test['high']:+.4f}], p = {test['p_value']:.3f}"
             + (" (the difference is unlikely to be chance)" if test["p_value"] < 0.05 else " (not distinguishable from chance)")
         )
@@ -176,7 +206,7 @@ def _train(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"train": _train, "predict": _predict, "runs": _runs, "compare": _compare, "register": _register, "reproduce": _reproduce, "search": _search}
+        commands = {"train": _train, "predict": _predict, "runs": _runs, "compare": _compare, "register": _register, "reproduce": _reproduce, "search": _search, "cv": _cv}
         return commands[args.command](args)
     except StanceError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -74,7 +74,8 @@ def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
     """``test_<headline>`` for a run; for a trial, the metric its search optimised."""
     if row.get("tags.mlflow.parentRunId") is None or pd.isna(row.get("tags.mlflow.parentRunId")):
         name = row.get("params.headline_metric")
-        return f"test_{name}" if isinstance(name, str) else None
+        prefix = "oof_" if isinstance(row.get("tags.stance.cv"), str) else "test_"  # a cv run never sees test
+        return f"{prefix}{name}" if isinstance(name, str) else None
     metric = row.get("tags.stance.search_metric")
     if isinstance(metric, str):
         return metric
@@ -130,17 +131,23 @@ def compare_runs(run_ids: list[str]) -> Comparison:
 
 
 def _paired_test(runs: list[dict]) -> dict | None:
+    """A paired bootstrap on the rows both runs predicted: the test split, or for two
+    `stance cv` runs, their out-of-fold predictions of the training split."""
+    split = "oof" if all(r["tags"].get("stance.cv") for r in runs) else "test"
+    artifact = f"evaluation/predictions_{split}.csv"
     for run in runs:
-        if not tracking.has_artifact(run["run_id"], "evaluation/predictions_test.csv"):
-            return {"skipped": f"run {run['run_id'][:8]} logged no test predictions (search runs and trials do not)"}
-    first, second = (pd.read_csv(StringIO(tracking.read_artifact(r["run_id"], "evaluation/predictions_test.csv")), dtype=str, keep_default_na=False) for r in runs)
+        if not tracking.has_artifact(run["run_id"], artifact):
+            missing = "out-of-fold" if split == "oof" else "test"
+            return {"skipped": f"run {run['run_id'][:8]} logged no {missing} predictions (search runs, trials and cv runs log none of the test split)"}
+    first, second = (pd.read_csv(StringIO(tracking.read_artifact(r["run_id"], artifact)), dtype=str, keep_default_na=False) for r in runs)
     if first["id"].tolist() != second["id"].tolist() or first["label"].tolist() != second["label"].tolist():
-        return {"skipped": "the two runs were not scored on the same test rows, so they cannot be compared pairwise"}
+        return {"skipped": f"the two runs did not predict the same {'training' if split == 'oof' else 'test'} rows, so they cannot be compared pairwise"}
     config = logged_config(runs[0]["run_id"])
     metric = config.headline_metric if runs[1]["params"].get("headline_metric") == config.headline_metric else "macro_f1"
     labels = config.labels
     result = paired_bootstrap(first["label"], first["predicted"], second["predicted"], labels, metric)
     result["runs"] = (runs[0]["run_id"], runs[1]["run_id"])
+    result["rows"] = "out-of-fold training rows" if split == "oof" else "test rows"
     return result
 
 
@@ -190,6 +197,11 @@ def _refuse_search_runs(run: dict) -> None:
             f"Run {run['run_id']} is a trial of search run {parent}: it logged only the parameters it tried and its "
             f"validation scores, not a config to retrain. Reproduce the search's choice with `stance train best_config.toml` "
             f"(an artifact of run {parent}), then reproduce that run."
+        )
+    if run["tags"].get("stance.cv"):
+        raise StanceError(
+            f"Run {run['run_id']} is a `stance cv` run ({run['tags']['stance.cv']}), not a trained model: run "
+            f"`stance cv` again on its config.toml (an artifact of the run) with the same --folds and --group-by."
         )
     if run["tags"].get("stance.search"):
         raise StanceError(

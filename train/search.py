@@ -12,12 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pandas as pd
-from sklearn.model_selection import GroupKFold, StratifiedKFold
 
-from train import evaluate, tracking
+from train import crossval, evaluate, tracking
 from train.config import Config
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError
@@ -61,25 +59,13 @@ def suggest(trial: optuna.Trial, key: str, spec) -> object:
 
 def _score(config: Config, splits: dict, cv: int | None) -> dict[str, float]:
     """Validation metrics of one configuration, or the mean and spread over ``cv`` folds of train."""
-    labels = config.labels
     if not cv:
         model = fit_stance_model(config, splits["train"])
         frame = splits["valid"]
-        return evaluate.compute_metrics(frame["label"], model.predict(frame)["label"], labels)
-    frame = splits["train"]
-    if config.split.method == "by_target":
-        folds = GroupKFold(n_splits=cv).split(frame, groups=frame["target"])
-    else:
-        folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=config.seed).split(frame, frame["label"])
-    per_fold = []
-    for train_rows, test_rows in folds:
-        model = fit_stance_model(config, frame.iloc[train_rows])
-        held_out = frame.iloc[test_rows]
-        per_fold.append(evaluate.compute_metrics(held_out["label"], model.predict(held_out)["label"], labels))
-    names = per_fold[0].keys()
-    summary = {name: float(np.mean([m[name] for m in per_fold])) for name in names}
-    summary |= {f"{name}_std": float(np.std([m[name] for m in per_fold])) for name in names}
-    return summary
+        return evaluate.compute_metrics(frame["label"], model.predict(frame)["label"], config.labels)
+    grouping = "target" if config.split.method == "by_target" else "none"
+    per_fold, _ = crossval.cross_validate(config, splits["train"], cv, grouping)
+    return crossval.summarise(per_fold)
 
 
 def _open_study(storage: str | None, name: str, seed: int, attempts: int = 5) -> optuna.Study:

@@ -1,0 +1,91 @@
+"""`stance cv`: fold groupings, and the logged run, through main(argv) with a store under tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from train.crossval import folds, hashtag_groups
+from train.errors import ConfigError
+from train.evaluate import compute_metrics
+
+SAMPLE = Path(__file__).resolve().parents[2] / "experiments" / "sample.toml"
+# The sample data, without its two slowest feature steps.
+ARGS = ["--data-dir", SAMPLE.parents[1] / "data", "--set", "features.char=false", "--set", "features.sentiment=false"]
+
+
+def test_hashtag_groups_skip_collection_tags_and_pick_the_most_widespread():
+    texts = pd.Series([
+        "Vote! #SemST #tcot",
+        "No way #tcot #SemST #LoveWins",
+        "Yes #lovewins #SemST",
+        "Sure #SemST #lovewins",
+        "plain words #SemST",
+        "more plain words",
+    ])
+    groups = hashtag_groups(texts)
+    # #semst is on more than half the rows: ignored. #lovewins (3 rows) beats #tcot (2) on row 2.
+    assert groups[:4].tolist() == ["#tcot", "#lovewins", "#lovewins", "#lovewins"]
+    assert groups[4] != groups[5] and not groups[4].startswith("#")  # no other hashtag: a group of its own
+
+
+def test_folds_keep_groups_whole_and_cover_every_row_once(sentences):
+    frame = sentences.assign(group=[f"body{i // 3}" for i in range(len(sentences))])
+    for grouping, column in (("target", "target"), ("group", "group")):
+        seen = []
+        for train_rows, held_out_rows in folds(frame, 2, grouping, seed=13):
+            assert not set(frame[column].iloc[train_rows]) & set(frame[column].iloc[held_out_rows])
+            seen.extend(held_out_rows)
+        assert sorted(seen) == list(range(len(frame)))
+    with pytest.raises(ConfigError, match="need at least 3 groups; the training split has 2"):
+        list(folds(frame, 3, "target", seed=13))
+    with pytest.raises(ConfigError, match="at least 9 rows of each label; the rarest has 8"):
+        list(folds(frame, 9, "none", seed=13))
+    with pytest.raises(ConfigError, match="Unknown grouping 'topic'"):
+        folds(frame, 2, "topic", seed=13)
+
+
+def test_cv_logs_fold_and_pooled_metrics_and_never_reads_test(tracking, run_cli):
+    code, out, err = run_cli("cv", SAMPLE, "--folds", "3", *ARGS)
+    assert code == 0, err
+    run_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
+    assert [line.split(":")[0] for line in out.splitlines()[:3]] == ["fold 1", "fold 2", "fold 3"]
+    run = MlflowClient().get_run(run_id)
+    metrics = run.data.metrics
+    assert not [m for m in metrics if m.startswith(("test_", "valid_"))]
+    folds_shown = [float(line.split()[-1]) for line in out.splitlines()[:3]]
+    assert metrics["cv_macro_f1"] == pytest.approx(sum(folds_shown) / 3, abs=1e-4)
+    # The pooled metrics are those of the logged out-of-fold predictions, every training row once.
+    predictions = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/predictions_oof.csv"))
+    assert len(predictions) == metrics["train_rows"] and predictions["id"].is_unique
+    pooled = compute_metrics(predictions["label"], predictions["predicted"], ("FAVOR", "AGAINST", "NONE"))
+    assert metrics["oof_macro_f1"] == pytest.approx(pooled["macro_f1"])
+
+    code, again, err = run_cli("cv", SAMPLE, "--folds", "3", *ARGS)
+    assert code == 0, err
+    assert again.splitlines()[:3] == out.splitlines()[:3]  # same seed, same folds, same scores
+
+    # Two configurations on the same folds compare pairwise on their out-of-fold predictions.
+    code, other, err = run_cli("cv", SAMPLE, "--folds", "3", *ARGS, "--set", "clf__C=0.05")
+    assert code == 0, err
+    other_id = next(line.split(": ")[1] for line in other.splitlines() if line.startswith("run_id: "))
+    code, compared, err = run_cli("compare", run_id, other_id)
+    assert code == 0, err
+    assert "clf.C" in compared and "paired bootstrap on the out-of-fold training rows (1000 resamples), macro_f1" in compared
+
+    code, listed, _ = run_cli("runs", "sample")
+    assert f"{run_id} " in listed and "oof_macro_f1" in listed
+    code, _, err = run_cli("reproduce", run_id, *ARGS[:2])
+    assert code == 2 and "is a `stance cv` run (3-fold, none)" in err
+
+
+def test_cv_grouped_by_target_holds_out_whole_targets(tracking, run_cli):
+    code, out, err = run_cli("cv", SAMPLE, "--folds", "2", "--group-by", "target", *ARGS)
+    assert code == 0, err
+    assert "grouped by target" in err
+    code, _, err = run_cli("cv", SAMPLE, "--folds", "9", "--group-by", "target", *ARGS[:2])
+    assert code == 2 and "need at least 9 groups" in err

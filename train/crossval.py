@@ -1,0 +1,128 @@
+"""`stance cv`: k-fold cross-validation of one configuration on the training split.
+
+This is how configurations are compared without spending the validation split or
+touching test: every fold trains on the rest of train and predicts its held-out
+rows, and the run reports both the mean and spread of each metric over folds
+(``cv_*``) and the metrics of all out-of-fold predictions pooled (``oof_*``).
+Folds can keep related rows together, so that near-copies (tweets sharing a
+hashtag, stances on one article body) do not sit on both sides of a split.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
+
+from train import evaluate, tracking
+from train.config import Config
+from train.data import data_root, load_dataset, split_dataset
+from train.errors import ConfigError
+
+GROUPINGS = ("none", "target", "group", "hashtag")
+HASHTAG = re.compile(r"#\w+")
+
+
+def hashtag_groups(texts: pd.Series) -> np.ndarray:
+    """Each text's most widespread hashtag, as its fold group.
+
+    A hashtag on more than half the rows (a collection tag such as SemEval's
+    #SemST) says nothing about which tweets are related, so it is ignored; a
+    text without any other hashtag is a group of its own.
+    """
+    tags = [sorted({t.lower() for t in HASHTAG.findall(text)}) for text in texts]
+    counts = Counter(t for row in tags for t in row)
+    common = {t for t, n in counts.items() if n > len(tags) / 2}
+    groups = []
+    for position, row in enumerate(tags):
+        kept = [t for t in row if t not in common]
+        groups.append(max(kept, key=lambda t: (counts[t], t)) if kept else f"\x00row{position}")
+    return np.asarray(groups, dtype=object)
+
+
+def folds(frame: pd.DataFrame, k: int, grouping: str, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Train/held-out row positions for each of ``k`` folds.
+
+    ``none``: stratified by label. ``target``: whole targets held out (cross-target).
+    ``group``: the data's group column (FNC-1 bodies), ``hashtag``: see
+    :func:`hashtag_groups`; both stratified by label as far as the groups allow.
+    """
+    if grouping not in GROUPINGS:
+        raise ConfigError(f"Unknown grouping {grouping!r}; expected one of {list(GROUPINGS)}.")
+    if k < 2:
+        raise ConfigError(f"Cross-validation needs at least 2 folds, got {k}.")
+    if grouping == "none":
+        smallest = int(frame["label"].value_counts().min())
+        if smallest < k:
+            raise ConfigError(f"{k} folds stratified by label need at least {k} rows of each label; the rarest has {smallest}. Use fewer folds.")
+        return StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(frame, frame["label"])
+    groups = {"target": frame["target"], "group": frame["group"]}.get(grouping)
+    groups = np.asarray(groups, dtype=object) if groups is not None else hashtag_groups(frame["text"])
+    distinct = len(set(groups))
+    if distinct < k:
+        raise ConfigError(f"{k} folds grouped by {grouping} need at least {k} groups; the training split has {distinct}. Use fewer folds.")
+    if grouping == "target":
+        return GroupKFold(n_splits=k).split(frame, groups=groups)
+    return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(frame, frame["label"], groups)
+
+
+def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = "none") -> tuple[list[dict], np.ndarray]:
+    """Metrics of each fold's held-out rows, and every row's out-of-fold label."""
+    from train.training import fit_stance_model
+
+    labels = config.labels
+    out_of_fold = np.empty(len(frame), dtype=object)
+    per_fold = []
+    for train_rows, held_out_rows in folds(frame, k, grouping, config.seed):
+        model = fit_stance_model(config, frame.iloc[train_rows])
+        held_out = frame.iloc[held_out_rows]
+        predicted = model.predict(held_out)["label"].to_numpy()
+        out_of_fold[held_out_rows] = predicted
+        per_fold.append(evaluate.compute_metrics(held_out["label"], predicted, labels))
+    return per_fold, out_of_fold
+
+
+def summarise(per_fold: list[dict]) -> dict[str, float]:
+    """Mean of each metric over folds, and its standard deviation as ``<name>_std``."""
+    names = per_fold[0].keys()
+    summary = {name: float(np.mean([m[name] for m in per_fold])) for name in names}
+    return summary | {f"{name}_std": float(np.std([m[name] for m in per_fold])) for name in names}
+
+
+@dataclass
+class CVResult:
+    run_id: str
+    headline: str
+    folds: int
+    grouping: str
+    per_fold: list[dict]
+    metrics: dict[str, float]  # cv_* (mean, _std over folds) and oof_* (pooled)
+
+
+def run_cv(experiment: str | Path, k: int = 5, grouping: str = "none", overrides: list[str] = (), data_dir: str | None = None, log=print) -> CVResult:
+    """Cross-validate an experiment on its training split and log the result as an MLflow run."""
+    config = Config.from_toml(experiment, list(overrides))
+    root = data_root(data_dir)
+    data = load_dataset(config.data, root)
+    frame = split_dataset(data.rows, config.split, config.seed)["train"]
+    log(f"data: {len(frame)} training rows, {k} folds ({'stratified by label' if grouping == 'none' else f'grouped by {grouping}'}); the validation and test rows are left out")
+    tags = {"stance.experiment": config.name, "stance.cv": f"{k}-fold, {grouping}", **tracking.git_state()}
+    started = time.perf_counter()
+    with tracking.start_run(config.name, tags) as run_id:
+        tracking.log_config(config)
+        tracking.log_data(data, {"train": frame}, root)
+        per_fold, out_of_fold = cross_validate(config, frame, k, grouping)
+        pooled = evaluate.compute_metrics(frame["label"], out_of_fold, config.labels, frame["target"])
+        metrics = {f"cv_{name}": value for name, value in summarise(per_fold).items()}
+        metrics |= {f"oof_{name}": value for name, value in pooled.items()}
+        metrics["cv_seconds"] = time.perf_counter() - started
+        tracking.log_metrics(metrics)
+        tracking.log_predictions("oof", pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": out_of_fold}))
+    return CVResult(run_id, config.headline_metric, k, grouping, per_fold, metrics)
