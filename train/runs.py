@@ -166,7 +166,7 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     from train.training import train
 
     original = tracking.run_info(run_id)
-    _refuse_search_runs(original)
+    _refuse_runs_not_from_train(original)
     config = logged_config(run_id)
     manifest = json.loads(tracking.read_artifact(run_id, "data/manifest.json"))
     root = data_root(data_dir)
@@ -189,8 +189,9 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     return original["metrics"], reproduced, {"dirty": dirty, "new_run_id": result.run_id, "commit": original["tags"].get("git_commit")}
 
 
-def _refuse_search_runs(run: dict) -> None:
-    """A search's runs do not hold what `stance train` logs, so retraining cannot match them."""
+def _refuse_runs_not_from_train(run: dict) -> None:
+    """Search runs, trials and cv runs do not hold what `stance train` logs, so a retrain
+    could not match them."""
     parent = run["tags"].get("mlflow.parentRunId")
     if parent:
         raise StanceError(

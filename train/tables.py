@@ -177,6 +177,13 @@ class Table:
         if len(batch):
             yield batch
 
+    def read_every_key(self) -> None:
+        """Read every JSON line now and make the columns every key of every line, in order
+        of first appearance (for input that fits in memory; streaming keeps line 1's)."""
+        records = list(itertools.chain(self._head, self._pending))
+        self.columns = list(dict.fromkeys(key for _, record, _, _ in records for key in record))
+        self._head, self._pending = records, iter(())
+
     def _json_records(self):
         for number, line in enumerate(self._handle, start=1):
             if not line.strip():
@@ -240,9 +247,7 @@ def read_all(source: str | Path, fmt: str) -> tuple[list[str], Batch]:
     the first record's, so a key that first appears on a later line is not lost."""
     with Table(source, fmt, batch_size=sys.maxsize) as table:
         if fmt == "jsonl":
-            records = list(itertools.chain(table._head, table._pending))
-            table.columns = list(dict.fromkeys(key for _, record, _, _ in records for key in record))
-            table._head, table._pending = records, iter(())
+            table.read_every_key()
         batches = list(table.batches())
         columns = table.columns
     if not batches:

@@ -231,7 +231,7 @@ def read_artifact(run_id: str, path: str) -> str:
 
 def has_artifact(run_id: str, path: str) -> bool:
     configure()
-    folder, _, name = path.rpartition("/")
+    folder = path.rpartition("/")[0]
     listed = mlflow.MlflowClient().list_artifacts(run_id, folder or None)
     return any(entry.path == path for entry in listed)
 
