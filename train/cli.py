@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--storage", help="Optuna storage URL shared by processes or machines, e.g. sqlite:///study.db (default: in memory)")
     search.add_argument("--study-name", help="default: EXPERIMENT-search; an existing study in --storage is resumed")
     search.add_argument("--cv", type=int, help="score trials by K-fold cross-validation on train (grouped by target with split.method = by_target)")
+    search.add_argument("--group-by", choices=["none", "target", "group", "hashtag"], help="with --cv: keep related rows in one fold, as in `stance cv`")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     search.add_argument("--data-dir")
 
@@ -98,8 +99,10 @@ def _parser() -> argparse.ArgumentParser:
 def _search(args) -> int:
     from train.search import run_search
 
+    if args.group_by and not args.cv:
+        raise StanceError("--group-by groups cross-validation folds; give --cv K with it.")
     result = run_search(args.experiment, args.trials, args.overrides, args.jobs, args.storage, args.study_name, args.cv, args.data_dir,
-                        log=lambda message: print(message, file=sys.stderr))
+                        log=lambda message: print(message, file=sys.stderr), group_by=args.group_by)
     print(f"parent_run_id: {result.parent_run_id}")
     print(f"study: {result.study_name}")
     print(f"best: {result.best_value:.4f} (untuned default {result.default_value:.4f}) with {result.best_params}")

@@ -57,13 +57,14 @@ def suggest(trial: optuna.Trial, key: str, spec) -> object:
     return trial.suggest_float(key, float(low), float(high), log=bool(spec.get("log", False)))
 
 
-def _score(config: Config, splits: dict, cv: int | None) -> dict[str, float]:
-    """Validation metrics of one configuration, or the mean and spread over ``cv`` folds of train."""
+def _score(config: Config, splits: dict, cv: int | None, group_by: str | None = None) -> dict[str, float]:
+    """Validation metrics of one configuration, or the mean and spread over ``cv`` folds of train
+    (grouped as ``group_by`` says; by default by target when the experiment splits by target)."""
     if not cv:
         model = fit_stance_model(config, splits["train"])
         frame = splits["valid"]
         return evaluate.compute_metrics(frame["label"], model.predict(frame)["label"], config.labels)
-    grouping = "target" if config.split.method == "by_target" else "none"
+    grouping = group_by or ("target" if config.split.method == "by_target" else "none")
     per_fold, _ = crossval.cross_validate(config, splits["train"], cv, grouping)
     return crossval.summarise(per_fold)
 
@@ -94,6 +95,7 @@ def run_search(
     cv: int | None = None,
     data_dir: str | None = None,
     log=print,
+    group_by: str | None = None,
 ) -> SearchResult:
     base = Config.from_toml(experiment, list(overrides))
     space = base.search["space"]
@@ -119,13 +121,13 @@ def run_search(
     with tracking.start_run(base.name, tags) as parent_id:
         tracking.log_config(base)
         tracking.log_data(data, splits, root)
-        default = _score(base, splits, cv)[metric]
+        default = _score(base, splits, cv, group_by)[metric]
         log(f"untuned default: {'cv' if cv else 'valid'} {metric} {default:.4f}")
 
         def objective(trial: optuna.Trial) -> float:
             params = {key: suggest(trial, key, spec) for key, spec in space.items()}
             started = time.perf_counter()
-            metrics = _score(configured(params), splits, cv)
+            metrics = _score(configured(params), splits, cv, group_by)
             prefix = "cv_" if cv else "valid_"
             tracking.log_child_run(
                 parent_id,

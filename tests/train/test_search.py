@@ -117,6 +117,18 @@ def test_search_with_cross_validation_logs_mean_and_spread(tracking):
         assert {"cv_macro_f1", "cv_macro_f1_std", "cv_accuracy_std"} <= set(trial.data.metrics)
 
 
+def test_search_folds_can_be_grouped_as_in_stance_cv(tracking):
+    # The sample has five targets: nine folds grouped by target cannot exist, nine stratified ones can.
+    code, _, err = run_main("search", SAMPLE, "--trials", "1", "--cv", "9", "--group-by", "target", "--data-dir", DATA, *FAST)
+    assert code == 2 and "9 folds grouped by target need at least 9 groups" in err
+    code, _, err = run_main("search", SAMPLE, "--trials", "1", "--group-by", "target", "--data-dir", DATA, *FAST)
+    assert code == 2 and "give --cv K" in err
+    code, out, err = run_main("search", SAMPLE, "--trials", "1", "--cv", "2", "--group-by", "target", "--data-dir", DATA, *FAST)
+    assert code == 0, err
+    parent = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("parent_run_id: "))
+    assert "cv_macro_f1" in children(parent)[0].data.metrics
+
+
 def test_two_processes_share_one_sqlite_study(tracking, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     # Create the MLflow store's tables first: two processes racing to create a new
