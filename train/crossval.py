@@ -73,19 +73,23 @@ def folds(frame: pd.DataFrame, k: int, grouping: str, seed: int) -> Iterator[tup
     return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(frame, frame["label"], groups)
 
 
-def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = "none") -> tuple[list[dict], np.ndarray]:
+def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = "none", log=None) -> tuple[list[dict], np.ndarray]:
     """Metrics of each fold's held-out rows, and every row's out-of-fold label."""
     from train.training import fit_stance_model
 
     labels = config.labels
     out_of_fold = np.empty(len(frame), dtype=object)
     per_fold = []
-    for train_rows, held_out_rows in folds(frame, k, grouping, config.seed):
+    for number, (train_rows, held_out_rows) in enumerate(folds(frame, k, grouping, config.seed), start=1):
+        started = time.perf_counter()
         model = fit_stance_model(config, frame.iloc[train_rows])
         held_out = frame.iloc[held_out_rows]
         predicted = model.predict(held_out)["label"].to_numpy()
         out_of_fold[held_out_rows] = predicted
         per_fold.append(evaluate.compute_metrics(held_out["label"], predicted, labels))
+        if log:  # folds of a large dataset take minutes each
+            name = config.headline_metric
+            log(f"fold {number}/{k}: {name} {per_fold[-1][name]:.4f}, {len(train_rows)} rows fitted, {time.perf_counter() - started:.1f}s")
     return per_fold, out_of_fold
 
 
@@ -118,7 +122,7 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str = "none", overrides
     with tracking.start_run(config.name, tags) as run_id:
         tracking.log_config(config)
         tracking.log_data(data, {"train": frame}, root)
-        per_fold, out_of_fold = cross_validate(config, frame, k, grouping)
+        per_fold, out_of_fold = cross_validate(config, frame, k, grouping, log)
         pooled = evaluate.compute_metrics(frame["label"], out_of_fold, config.labels, frame["target"])
         metrics = {f"cv_{name}": value for name, value in summarise(per_fold).items()}
         metrics |= {f"oof_{name}": value for name, value in pooled.items()}

@@ -54,6 +54,7 @@ def test_cv_logs_fold_and_pooled_metrics_and_never_reads_test(tracking, run_cli)
     assert code == 0, err
     run_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
     assert [line.split(":")[0] for line in out.splitlines()[:3]] == ["fold 1", "fold 2", "fold 3"]
+    assert [line.split(":")[0] for line in err.splitlines() if line.startswith("fold ")] == ["fold 1/3", "fold 2/3", "fold 3/3"]  # progress
     run = MlflowClient().get_run(run_id)
     metrics = run.data.metrics
     assert not [m for m in metrics if m.startswith(("test_", "valid_"))]
