@@ -116,7 +116,8 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str = "none", overrides
     root = data_root(data_dir)
     data = load_dataset(config.data, root)
     frame = split_dataset(data.rows, config.split, config.seed)["train"]
-    log(f"data: {len(frame)} training rows, {k} folds ({'stratified by label' if grouping == 'none' else f'grouped by {grouping}'}); the validation and test rows are left out")
+    scheme = {"none": "stratified by label", "target": "grouped by target", "group": "grouped by the data's group column", "hashtag": "grouped by hashtag"}
+    log(f"data: {len(frame)} training rows, {k} folds ({scheme.get(grouping, grouping)}); the validation and test rows are left out")
     tags = {"stance.experiment": config.name, "stance.cv": f"{k}-fold, {grouping}", **tracking.git_state()}
     started = time.perf_counter()
     with tracking.start_run(config.name, tags) as run_id:
