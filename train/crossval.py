@@ -63,8 +63,7 @@ def folds(frame: pd.DataFrame, k: int, grouping: str, seed: int) -> Iterator[tup
         if smallest < k:
             raise ConfigError(f"{k} folds stratified by label need at least {k} rows of each label; the rarest has {smallest}. Use fewer folds.")
         return StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(frame, frame["label"])
-    groups = {"target": frame["target"], "group": frame["group"]}.get(grouping)
-    groups = np.asarray(groups, dtype=object) if groups is not None else hashtag_groups(frame["text"])
+    groups = hashtag_groups(frame["text"]) if grouping == "hashtag" else frame[grouping].to_numpy(dtype=object)
     distinct = len(set(groups))
     if distinct < k:
         raise ConfigError(f"{k} folds grouped by {grouping} need at least {k} groups; the training split has {distinct}. Use fewer folds.")

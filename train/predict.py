@@ -28,7 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -445,7 +445,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
     done = _prepare_parts(work, fingerprint, options.resume)
     jobs = options.jobs or os.cpu_count() or 1
     summary = PredictSummary()
-    unseen: dict[str, int] = {}
+    unseen = Counter()  # rows per target a per-target model has no weights for
     progress = _progress(options.progress, "documents" if options.documents else "rows")
     stdout = sys.stdout.buffer if to_stdout else None
     written = 0
@@ -463,8 +463,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
             summary.predicted += counts["predicted"]
             summary.rejected += counts["rejected"]
             summary.sentences += counts["sentences"]
-            for target, n in counts.get("unseen_targets", {}).items():
-                unseen[target] = unseen.get(target, 0) + n
+            unseen.update(counts.get("unseen_targets", {}))
             progress.update(counts["rows_read"])
             if stdout is not None:
                 _join_parts([work / f"{written:08d}.out"], stdout, fmt, header=written == 0)
