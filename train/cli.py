@@ -58,9 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("experiment")
     cv.add_argument("--folds", type=int, default=5)
     cv.add_argument(
-        "--group-by", choices=["none", "target", "group", "hashtag"], default="none",
+        "--group-by", choices=["none", "target", "group", "hashtag"],
         help="keep related rows in one fold: whole targets, the data's group column (FNC-1 bodies), or each text's "
-        "most widespread hashtag (default: none, folds stratified by label)",
+        "most widespread hashtag (default: target when the experiment splits by target, else none: stratified by label)",
     )
     cv.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     cv.add_argument("--data-dir")

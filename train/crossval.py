@@ -30,6 +30,12 @@ GROUPINGS = ("none", "target", "group", "hashtag")
 HASHTAG = re.compile(r"#\w+")
 
 
+def default_grouping(config: Config) -> str:
+    """Folds like the experiment's own split: whole targets held out when it splits by
+    target (a cross-target experiment), else stratified by label."""
+    return "target" if config.split.method == "by_target" else "none"
+
+
 def hashtag_groups(texts: pd.Series) -> np.ndarray:
     """Each text's most widespread hashtag, as its fold group.
 
@@ -109,9 +115,10 @@ class CVResult:
     metrics: dict[str, float]  # cv_* (mean, _std over folds) and oof_* (pooled)
 
 
-def run_cv(experiment: str | Path, k: int = 5, grouping: str = "none", overrides: list[str] = (), data_dir: str | None = None, log=print) -> CVResult:
+def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, overrides: list[str] = (), data_dir: str | None = None, log=print) -> CVResult:
     """Cross-validate an experiment on its training split and log the result as an MLflow run."""
     config = Config.from_toml(experiment, list(overrides))
+    grouping = grouping or default_grouping(config)
     root = data_root(data_dir)
     data = load_dataset(config.data, root)
     frame = split_dataset(data.rows, config.split, config.seed)["train"]

@@ -64,7 +64,7 @@ def _score(config: Config, splits: dict, cv: int | None, group_by: str | None = 
         model = fit_stance_model(config, splits["train"])
         frame = splits["valid"]
         return evaluate.compute_metrics(frame["label"], model.predict(frame)["label"], config.labels)
-    grouping = group_by or ("target" if config.split.method == "by_target" else "none")
+    grouping = group_by or crossval.default_grouping(config)
     per_fold, _ = crossval.cross_validate(config, splits["train"], cv, grouping)
     return crossval.summarise(per_fold)
 

@@ -84,6 +84,14 @@ def test_cv_logs_fold_and_pooled_metrics_and_never_reads_test(tracking, run_cli)
     assert code == 2 and "is a `stance cv` run (3-fold, none)" in err
 
 
+def test_cv_groups_by_target_by_default_when_the_experiment_splits_by_target(tracking, run_cli):
+    # Five targets: a held-out target for test and one for validation leave three in train.
+    code, _, err = run_cli("cv", SAMPLE, "--folds", "4", *ARGS, "--set", 'split.method="by_target"')
+    assert code == 2 and "4 folds grouped by target need at least 4 groups; the training split has 3" in err
+    code, _, err = run_cli("cv", SAMPLE, "--folds", "3", *ARGS, "--set", 'split.method="by_target"')
+    assert code == 0 and "grouped by target" in err, err
+
+
 def test_cv_grouped_by_target_holds_out_whole_targets(tracking, run_cli):
     code, out, err = run_cli("cv", SAMPLE, "--folds", "2", "--group-by", "target", *ARGS)
     assert code == 0, err
