@@ -138,11 +138,16 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
         records.at[position, "text"] = raw
     if config.target:
         records["target"] = config.target
-    elif config.target_names:
-        names = dict(config.target_names)
-        records["target"] = [names.get(str(v).strip(), v) if not _blank(v) else v for v in records["target"]]
+    _rename_targets(records, config)
     records["group"] = records["target"]
     return records, [SourceFile(str(path), sha256_of(path), len(records))]
+
+
+def _rename_targets(records: pd.DataFrame, config: DataConfig) -> None:
+    """Apply ``[data.target_names]`` before anything (groups, splits) is keyed on the target."""
+    if config.target_names:
+        names = dict(config.target_names)
+        records["target"] = [names.get(str(v).strip(), v) if not _blank(v) else v for v in records["target"]]
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -217,6 +222,7 @@ def load_fnc1(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Source
             if records.at[i, "problem"] is None and body_id not in body_text:
                 records.at[i, "problem"] = f"Body ID {body_id!r} not found in {bodies_path.name}"
         records["id"] = [f"{split}-{line}" for line in records["line"]]
+        _rename_targets(records, config)
         records["group"] = body_ids.to_numpy()
         records["split"] = split
         parts.append(records)
@@ -238,6 +244,7 @@ def load_argq(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Source
     records = _records(frame, problems, str(path), mapping)
     records["label"] = records["label"].map(lambda v: {"1": "PRO", "-1": "CON"}.get(str(v).strip(), v))
     records["id"] = [f"argq-{line}" for line in records["line"]]
+    _rename_targets(records, config)
     records["group"] = records["target"]
     return records, [SourceFile(str(path), sha256_of(path), len(records))]
 

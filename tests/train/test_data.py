@@ -184,3 +184,27 @@ def test_split_by_target_holds_out_whole_targets(sentences):
     parts = split_dataset(rows, config.split, seed=0)
     seen = [set(parts[k]["target"]) for k in ("train", "valid", "test")]
     assert all(seen) and not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+
+
+def test_target_names_rename_argq_topics_and_their_groups(tmp_path):
+    (tmp_path / "argq.csv").write_text(
+        "argument,topic,set,stance_WA,stance_WA_conf\n"
+        "Bans push the trade underground,We should ban  whaling,train,-1,0.9\n"
+        "Whales are sentient,we should ban whaling,train,1,0.8\n"
+        "Schools need the money,We should subsidize schools,test,1,1.0\n"
+    )
+    layers = {"data": {"format": "argq", "path": "argq.csv", "labels": ["PRO", "CON"], "target_names": {"We should ban  whaling": "we should ban whaling"}}}
+    rows = load_dataset(Config.from_layers(layers).data, tmp_path).rows
+    assert list(rows["target"]) == ["we should ban whaling", "we should ban whaling", "We should subsidize schools"]
+    # Held-out topics are keyed on the renamed target, so the two spellings land in one group.
+    assert list(rows["group"]) == list(rows["target"])
+
+
+def test_target_names_rename_fnc1_headlines_but_groups_stay_bodies(tmp_path):
+    for prefix in ("train", "competition_test"):
+        (tmp_path / f"{prefix}_bodies.csv").write_text('Body ID,articleBody\n7,"The strike hit a depot, officials said."\n')
+        (tmp_path / f"{prefix}_stances.csv").write_text("Headline,Body ID,Stance\nDepot  struck,7,agree\nDepot struck,7,agree\n")
+    layers = {"data": {"format": "fnc1", "path": ".", "labels": ["agree", "disagree", "discuss", "unrelated"], "target_names": {"Depot  struck": "Depot struck"}}}
+    rows = load_dataset(Config.from_layers(layers).data, tmp_path).rows
+    assert list(rows["target"]) == ["Depot struck"] * 4
+    assert list(rows["group"]) == ["7"] * 4
