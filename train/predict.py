@@ -135,12 +135,12 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
     fmt = format_of(source, options.input_format)
     table = Table(source, fmt, options.chunk_size)
     wanted = [options.text_column]
-    missing = [c for c in (options.text_column,) if c not in table.columns]
     use_target = options.target is None and needs_target
     if use_target:
         wanted.append(options.target_column)
-        if options.target_column not in table.columns:
-            missing.append(options.target_column)
+    # A JSON line names only its own keys: a first record without a target is read past.
+    lines_searched = table.look_ahead_for(wanted)
+    missing = [c for c in wanted if c not in table.columns]
     # JSON lines name their own keys, so an id may first appear after line 1; rows without
     # one get their line number either way.
     has_id = options.id_column in table.columns or fmt == "jsonl"
@@ -154,7 +154,11 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
         if options.target_column in missing:
             fixes.append("The model reads the target: name its column with --target-column, or give every row one target with --target \"...\".")
         names = " or ".join(repr(c) for c in missing)
-        raise DataError(f"{source}: no column {names}; found columns {table.columns}. {' '.join(fixes)}")
+        if fmt == "jsonl":
+            found = f"no line of the first {lines_searched} has the key {names}; found keys {table.keys_held()}"
+        else:
+            found = f"no column {names}; found columns {table.columns}"
+        raise DataError(f"{source}: {found}. {' '.join(fixes)}")
 
     def generate():
         index = -1

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from train.errors import DataError
 
+# Lines of a JSON stream searched for a key the first record lacks (held in memory).
+JSON_LOOK_AHEAD = 10_000
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 UNDECODABLE = "undecodable bytes: the line is not valid UTF-8"
 
@@ -177,9 +179,32 @@ class Table:
         if len(batch):
             yield batch
 
+    def look_ahead_for(self, keys: list[str], limit: int = JSON_LOOK_AHEAD) -> int:
+        """JSONL: read on (holding the lines for :meth:`batches`) until each of ``keys``
+        has appeared or ``limit`` lines are held, and add the keys found to the columns.
+
+        A stream's first record need not carry every key, but a key that no line in the
+        first ``limit`` carries is almost surely misnamed. Returns the lines held."""
+        if self.format != "jsonl":
+            return 0
+        missing = [key for key in keys if key not in self.columns]
+        while missing and len(self._head) < limit:
+            item = next(self._pending, None)
+            if item is None:
+                break
+            self._head.append(item)
+            for key in [k for k in missing if k in item[1]]:
+                self.columns.append(key)
+                missing.remove(key)
+        return len(self._head)
+
+    def keys_held(self) -> list[str]:
+        """JSONL: every key of the lines read so far, in order of first appearance."""
+        return list(dict.fromkeys(key for _, record, _, _ in self._head for key in record))
+
     def read_every_key(self) -> None:
         """Read every JSON line now and make the columns every key of every line, in order
-        of first appearance (for input that fits in memory; streaming keeps line 1's)."""
+        of first appearance (for input that fits in memory; streaming uses look_ahead_for)."""
         records = list(itertools.chain(self._head, self._pending))
         self.columns = list(dict.fromkeys(key for _, record, _, _ in records for key in record))
         self._head, self._pending = records, iter(())

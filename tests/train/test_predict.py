@@ -128,6 +128,19 @@ def test_jsonl_ids_are_read_per_line_even_when_the_first_line_has_none(model_pat
     assert pd.read_csv(tmp_path / "out.csv", dtype=str)["id"].tolist() == ["1", "b", "3"]
 
 
+def test_jsonl_key_missing_from_the_first_record_is_looked_for_further_on(model_path, tmp_path, capsys):
+    records = [{"text": "No target here"}, {"text": "The strikes were reckless", "target": TARGET}, {"text": "A lawful reply", "target": TARGET}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    summary = run(model_path, path, tmp_path / "out.csv", chunk_size=2)
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (3, 2, 1)
+    assert pd.read_csv(tmp_path / "out.rejects.csv")["reason"].tolist() == ["missing target"]
+    # A key no line carries is still an error before any output, saying how far it looked.
+    assert main(["predict", str(model_path), str(path), "-o", str(tmp_path / "x.csv"), "--jobs", "1", "--target-column", "topic"]) == 2
+    assert "no line of the first 3 has the key 'topic'; found keys ['text', 'target']" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
 @pytest.mark.parametrize("content, message", [(b"", "is empty"), (b"oops\n[1]\n", "no line holds a JSON object (line 1: malformed JSON")])
 def test_jsonl_without_any_record_exits_2_without_output(model_path, tmp_path, capsys, content, message):
     path = tmp_path / "in.jsonl"
