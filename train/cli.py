@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cv.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     cv.add_argument("--data-dir")
+    cv.add_argument("--jobs", type=int, default=1, help="folds fitted at once, in processes that share the first fold's sentence embeddings (default 1)")
 
     search = commands.add_parser("search", help="search the experiment's [search.space] with Optuna; one child run per trial")
     search.add_argument("experiment")
@@ -116,7 +117,9 @@ def _search(args) -> int:
 def _cv(args) -> int:
     from train.crossval import run_cv
 
-    result = run_cv(args.experiment, args.folds, args.group_by, args.overrides, args.data_dir, log=lambda message: print(message, file=sys.stderr))
+    if args.jobs < 1:
+        raise StanceError(f"--jobs must be at least 1, found {args.jobs}.")
+    result = run_cv(args.experiment, args.folds, args.group_by, args.overrides, args.data_dir, log=lambda message: print(message, file=sys.stderr), jobs=args.jobs)
     name = result.headline
     for number, fold in enumerate(result.per_fold, start=1):
         print(f"fold {number}: {name} {fold[name]:.4f}")

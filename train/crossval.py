@@ -10,10 +10,12 @@ hashtag, stances on one article body) do not sit on both sides of a split.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,24 +80,65 @@ def folds(frame: pd.DataFrame, k: int, grouping: str, seed: int) -> Iterator[tup
     return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(frame, frame["label"], groups)
 
 
-def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = "none", log=None) -> tuple[list[dict], np.ndarray]:
-    """Metrics of each fold's held-out rows, and every row's out-of-fold label."""
-    from train.training import fit_stance_model
+def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = "none", log=None, jobs: int = 1) -> tuple[list[dict], np.ndarray]:
+    """Metrics of each fold's held-out rows, and every row's out-of-fold label.
 
-    labels = config.labels
+    With ``jobs > 1`` the first fold runs here and the others in forked worker
+    processes: by then every text has been through the first fold's training or
+    held-out rows, so workers share its sentence embeddings instead of encoding
+    again. Each fold's result does not depend on where it ran.
+    """
     out_of_fold = np.empty(len(frame), dtype=object)
     per_fold = []
-    for number, (train_rows, held_out_rows) in enumerate(folds(frame, k, grouping, config.seed), start=1):
-        started = time.perf_counter()
-        model = fit_stance_model(config, frame.iloc[train_rows])
-        held_out = frame.iloc[held_out_rows]
-        predicted = model.predict(held_out)["label"].to_numpy()
+    splits = list(folds(frame, k, grouping, config.seed))
+
+    def record(number, train_rows, held_out_rows, predicted, seconds):
         out_of_fold[held_out_rows] = predicted
-        per_fold.append(evaluate.compute_metrics(held_out["label"], predicted, labels))
+        per_fold.append(evaluate.compute_metrics(frame["label"].iloc[held_out_rows], predicted, config.labels))
         if log:  # folds of a large dataset take minutes each
             name = config.headline_metric
-            log(f"fold {number}/{k}: {name} {per_fold[-1][name]:.4f}, {len(train_rows)} rows fitted, {time.perf_counter() - started:.1f}s")
+            log(f"fold {number}/{k}: {name} {per_fold[-1][name]:.4f}, {len(train_rows)} rows fitted, {seconds:.1f}s")
+
+    parallel = jobs > 1 and k > 1 and "fork" in multiprocessing.get_all_start_methods()
+    for number, (train_rows, held_out_rows) in enumerate(splits[:1] if parallel else splits, start=1):
+        record(number, train_rows, held_out_rows, *_fit_fold(config, frame, train_rows, held_out_rows))
+    if parallel:
+        global _FORKED_WORK
+        # Forked workers inherit this (the config does not pickle); each is sent a fold number.
+        _FORKED_WORK = (config, frame, splits)
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(min(jobs, k - 1), mp_context=context, initializer=_one_blas_thread) as pool:
+                futures = [pool.submit(_fit_forked_fold, index) for index in range(1, k)]
+                for index, future in enumerate(futures, start=1):
+                    record(index + 1, *splits[index], *future.result())
+        finally:
+            _FORKED_WORK = None
     return per_fold, out_of_fold
+
+
+_FORKED_WORK = None
+
+
+def _fit_forked_fold(index: int) -> tuple[np.ndarray, float]:
+    config, frame, splits = _FORKED_WORK
+    return _fit_fold(config, frame, *splits[index])
+
+
+def _fit_fold(config: Config, frame: pd.DataFrame, train_rows: np.ndarray, held_out_rows: np.ndarray) -> tuple[np.ndarray, float]:
+    from train.training import fit_stance_model
+
+    started = time.perf_counter()
+    model = fit_stance_model(config, frame.iloc[train_rows])
+    predicted = model.predict(frame.iloc[held_out_rows])["label"].to_numpy()
+    return predicted, time.perf_counter() - started
+
+
+def _one_blas_thread() -> None:
+    """Workers that each run a multi-threaded BLAS would oversubscribe the cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 def summarise(per_fold: list[dict]) -> dict[str, float]:
@@ -115,7 +158,7 @@ class CVResult:
     metrics: dict[str, float]  # cv_* (mean, _std over folds) and oof_* (pooled)
 
 
-def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, overrides: list[str] = (), data_dir: str | None = None, log=print) -> CVResult:
+def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, overrides: list[str] = (), data_dir: str | None = None, log=print, jobs: int = 1) -> CVResult:
     """Cross-validate an experiment on its training split and log the result as an MLflow run."""
     config = Config.from_toml(experiment, list(overrides))
     grouping = grouping or default_grouping(config)
@@ -129,7 +172,7 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
     with tracking.start_run(config.name, tags) as run_id:
         tracking.log_config(config)
         tracking.log_data(data, {"train": frame}, root)
-        per_fold, out_of_fold = cross_validate(config, frame, k, grouping, log)
+        per_fold, out_of_fold = cross_validate(config, frame, k, grouping, log, jobs)
         pooled = evaluate.compute_metrics(frame["label"], out_of_fold, config.labels, frame["target"])
         metrics = {f"cv_{name}": value for name, value in summarise(per_fold).items()}
         metrics |= {f"oof_{name}": value for name, value in pooled.items()}

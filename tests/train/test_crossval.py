@@ -66,9 +66,14 @@ def test_cv_logs_fold_and_pooled_metrics_and_never_reads_test(tracking, run_cli)
     pooled = compute_metrics(predictions["label"], predictions["predicted"], ("FAVOR", "AGAINST", "NONE"))
     assert metrics["oof_macro_f1"] == pytest.approx(pooled["macro_f1"])
 
-    code, again, err = run_cli("cv", SAMPLE, "--folds", "3", *ARGS)
+    # Same seed, same folds, same scores, whether the folds run one after another or at once.
+    code, again, err = run_cli("cv", SAMPLE, "--folds", "3", *ARGS, "--jobs", "2")
     assert code == 0, err
-    assert again.splitlines()[:3] == out.splitlines()[:3]  # same seed, same folds, same scores
+    assert again.splitlines()[:3] == out.splitlines()[:3]
+    assert [line.split(":")[0] for line in err.splitlines() if line.startswith("fold ")] == ["fold 1/3", "fold 2/3", "fold 3/3"]
+    again_id = next(line.split(": ")[1] for line in again.splitlines() if line.startswith("run_id: "))
+    in_parallel = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=again_id, artifact_path="evaluation/predictions_oof.csv"))
+    pd.testing.assert_frame_equal(in_parallel, predictions)
 
     # Two configurations on the same folds compare pairwise on their out-of-fold predictions.
     code, other, err = run_cli("cv", SAMPLE, "--folds", "3", *ARGS, "--set", "clf__C=0.05")
@@ -98,3 +103,5 @@ def test_cv_grouped_by_target_holds_out_whole_targets(tracking, run_cli):
     assert "grouped by target" in err
     code, _, err = run_cli("cv", SAMPLE, "--folds", "9", "--group-by", "target", *ARGS[:2])
     assert code == 2 and "need at least 9 groups" in err
+    code, _, err = run_cli("cv", SAMPLE, "--jobs", "0", *ARGS)
+    assert code == 2 and "--jobs must be at least 1, found 0" in err
