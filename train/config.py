@@ -32,6 +32,12 @@ SPLIT_METHODS = ("stratified", "by_target", "by_group")
 STRATEGIES = ("joint", "per_target", "shared_per_target")
 # The strategies that learn weights of their own for each target seen in training.
 PER_TARGET_STRATEGIES = ("per_target", "shared_per_target")
+# What rows on a target without weights of its own get: one wording for the model
+# card's limits and for `stance predict`'s note.
+UNSEEN_TARGETS_GET = {
+    "per_target": "are predicted by the joint model trained on all targets",
+    "shared_per_target": "get only the weights shared by all targets",
+}
 RECORD_FIELDS = ("text", "target", "label", "id", "weight", "split")
 
 # The embedded defaults. Every experiment file is merged onto these.

@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from features.base import TARGET, TEXT, text_column
 from features.pipeline import build_features
 from features.target import TargetSpecificCopies
-from train.config import PER_TARGET_STRATEGIES
+from train.config import PER_TARGET_STRATEGIES, UNSEEN_TARGETS_GET
 from train.errors import ModelError
 
 ARTIFACT_FORMAT = "stance-model/1"
@@ -281,15 +281,12 @@ class StanceModel:
         known = self.own_targets()
         if not unseen or known is None:
             return None
-        fallback = {
-            "per_target": "the joint model trained on all targets predicts them",
-            "shared_per_target": "only the weights shared by all targets apply to them",
-        }.get(self.config.get("model", {}).get("strategy"), "the model's fallback predicts them")
+        fallback = UNSEEN_TARGETS_GET.get(self.config.get("model", {}).get("strategy"), "are predicted by the model's fallback")
         ranked = sorted(unseen.items(), key=lambda item: (-item[1], item[0]))
         named = ", ".join(f"{target!r} ({count:,})" for target, count in ranked[:5]) + (f" and {len(ranked) - 5} more" if len(ranked) > 5 else "")
         return (
             f"note: {sum(unseen.values()):,} {unit} name targets this model has no weights of its own for: {named}; "
-            f"{fallback}. Its own targets: {', '.join(sorted(known)) or 'none'}."
+            f"these {unit} {fallback}. Its own targets: {', '.join(sorted(known)) or 'none'}."
         )
 
     def save(self, path: str | Path) -> Path:

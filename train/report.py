@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from train.config import PER_TARGET_STRATEGIES
+from train.config import PER_TARGET_STRATEGIES, UNSEEN_TARGETS_GET
 from train.evaluate import FNC_LABELS, safe_name
 
 BOOTSTRAP_SAMPLES = 1000
@@ -222,10 +222,8 @@ def _limits(facts: dict) -> list[str]:
             limits.append(f"The test split is small ({facts['splits']['test']} rows): the headline could lie anywhere from {_fmt(low)} to {_fmt(high)}.")
     if metrics["test_ece"] > 0.1:
         limits.append(f"Probabilities are not well calibrated (ECE {_fmt(metrics['test_ece'])}); treat them as scores.")
-    if config["model"]["strategy"] == "per_target":
-        limits.append("Targets unseen in training fall back to the joint model trained on all targets.")
-    if config["model"]["strategy"] == "shared_per_target":
-        limits.append("Targets unseen in training get only the weights shared by all targets.")
+    if config["model"]["strategy"] in UNSEEN_TARGETS_GET:
+        limits.append(f"Rows on a target unseen in training {UNSEEN_TARGETS_GET[config['model']['strategy']]}.")
     if set(labels) == FNC_LABELS:
         limits.append("The FNC-1 score rewards related/unrelated decisions; read macro-F1 and per-class F1 for agree/disagree.")
     cues = "n-grams, lexicons and a frozen sentence encoder" if "embeddings" in config["features"] else "n-grams and lexicons"

@@ -74,8 +74,8 @@ def test_shared_per_target_learns_weights_per_target_and_shares_the_rest(sentenc
     "strategy, own, fallback",
     [
         ("joint", None, None),
-        ("per_target", {"carbon tax", "Iran's missile strikes"}, "the joint model trained on all targets"),
-        ("shared_per_target", {"carbon tax", "Iran's missile strikes"}, "only the weights shared by all targets"),
+        ("per_target", {"carbon tax", "Iran's missile strikes"}, "these rows are predicted by the joint model trained on all targets."),
+        ("shared_per_target", {"carbon tax", "Iran's missile strikes"}, "these rows get only the weights shared by all targets."),
     ],
 )
 def test_a_model_knows_its_own_targets_and_says_what_unseen_ones_get(sentences, strategy, own, fallback):
