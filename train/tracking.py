@@ -59,10 +59,11 @@ def start_run(experiment: str, tags: dict[str, str]):
     from mlflow.exceptions import MlflowException
 
     configure()
-    try:
-        mlflow.set_experiment(experiment)
-    except MlflowException:  # another process created it between MLflow's lookup and its create
-        mlflow.set_experiment(experiment)
+    with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
+        try:
+            mlflow.set_experiment(experiment)
+        except MlflowException:  # another process created it between MLflow's lookup and its create
+            mlflow.set_experiment(experiment)
     with mlflow.start_run(tags=tags) as run:
         yield run.info.run_id
 
@@ -263,13 +264,18 @@ def pip_requirements(versions: dict[str, str], uses_embeddings: bool = False) ->
     return [f"{name}=={versions[name]}" for name in needed if name in versions] + [f"mlflow=={versions['mlflow']}"]
 
 
+# Lines MLflow prints for every logged model that say nothing about this one: INFOs
+# that it validates the input example and copies the uv files, and a warning that pip's
+# version is unknown (uv environments have no pip; the model pins its own requirements).
+MODEL_LOGGING_LOGGERS = {"mlflow.pyfunc": logging.WARNING, "mlflow.utils.uv_utils": logging.WARNING, "mlflow.utils.environment": logging.ERROR}
+# Timestamped INFOs on a new store or experiment ("Creating initial MLflow database
+# tables...", "Creating a new experiment") in the middle of a command's own output.
+STORE_SETUP_LOGGERS = {"mlflow.store.db.utils": logging.WARNING, "mlflow.tracking.fluent": logging.WARNING}
+
+
 @contextmanager
-def _quiet_mlflow_logging():
-    """Hush lines MLflow prints for every logged model that say nothing about this one:
-    INFOs that it validates the input example and copies the uv files, and a warning
-    that pip's version is unknown (uv environments have no pip; the model pins its own
-    requirements)."""
-    quieter = {"mlflow.pyfunc": logging.WARNING, "mlflow.utils.uv_utils": logging.WARNING, "mlflow.utils.environment": logging.ERROR}
+def _quiet_mlflow_logging(quieter: dict[str, int]):
+    """Raise these MLflow loggers to the given levels for the block, then restore them."""
     before = {name: logging.getLogger(name).level for name in quieter}
     for name, level in quieter.items():
         logging.getLogger(name).setLevel(level)
@@ -285,7 +291,7 @@ def log_model(model: StanceModel, example: pd.DataFrame) -> str:
     with tempfile.TemporaryDirectory() as folder:
         artifact = model.save(Path(folder) / "model.pkl")
         output = model.predict(example)
-        with _quiet_mlflow_logging():
+        with _quiet_mlflow_logging(MODEL_LOGGING_LOGGERS):
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=str(PROJECT_ROOT / "train" / "serving.py"),

@@ -51,6 +51,21 @@ def test_model_is_logged_as_code_quietly_and_serves_the_artifact(stance_model, s
 
 
 @pytest.mark.usefixtures("tracking")
+def test_a_new_store_and_experiment_are_created_without_mlflow_info_lines():
+    records = Records()
+    mlflow_logger = logging.getLogger("mlflow")
+    mlflow_logger.addHandler(records)
+    try:
+        with tracking.start_run("brand-new", {}) as run_id:
+            pass
+    finally:
+        mlflow_logger.removeHandler(records)
+    assert records.messages == []
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
+    assert logging.getLogger("mlflow.store.db.utils").level == logging.NOTSET  # restored
+
+
+@pytest.mark.usefixtures("tracking")
 def test_quieted_loggers_get_their_levels_back(stance_model, sentences):
     environment = logging.getLogger("mlflow.utils.environment")
     environment.setLevel(logging.DEBUG)
