@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 
+from train.config import GROUPINGS
 from train.errors import StanceError
 
 EXIT_USAGE = 2
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("experiment")
     cv.add_argument("--folds", type=int, default=5)
     cv.add_argument(
-        "--group-by", choices=["none", "target", "group", "hashtag"],
+        "--group-by", choices=GROUPINGS,
         help="keep related rows in one fold: whole targets, the data's group column (FNC-1 bodies), or each text's "
         "most widespread hashtag (default: target when the experiment splits by target, else none: stratified by label)",
     )
@@ -73,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--storage", help="Optuna storage URL shared by processes or machines, e.g. sqlite:///study.db (default: in memory)")
     search.add_argument("--study-name", help="default: EXPERIMENT-search; an existing study in --storage is resumed")
     search.add_argument("--cv", type=int, help="score trials by K-fold cross-validation on train (grouped by target with split.method = by_target)")
-    search.add_argument("--group-by", choices=["none", "target", "group", "hashtag"], help="with --cv: keep related rows in one fold, as in `stance cv`")
+    search.add_argument("--group-by", choices=GROUPINGS, help="with --cv: keep related rows in one fold, as in `stance cv`")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     search.add_argument("--data-dir")
 

@@ -32,6 +32,8 @@ SPLIT_METHODS = ("stratified", "by_target", "by_group")
 STRATEGIES = ("joint", "per_target", "shared_per_target")
 # The strategies that learn weights of their own for each target seen in training.
 PER_TARGET_STRATEGIES = ("per_target", "shared_per_target")
+# How cross-validation folds keep related rows together (`stance cv --group-by`).
+GROUPINGS = ("none", "target", "group", "hashtag")
 # What rows on a target without weights of its own get: one wording for the model
 # card's limits and for `stance predict`'s note.
 UNSEEN_TARGETS_GET = {

@@ -24,11 +24,10 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
 from train import evaluate, tracking
-from train.config import Config
+from train.config import GROUPINGS, Config
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError
 
-GROUPINGS = ("none", "target", "group", "hashtag")
 HASHTAG = re.compile(r"#\w+")
 
 
@@ -99,7 +98,7 @@ def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = 
             name = config.headline_metric
             log(f"fold {number}/{k}: {name} {per_fold[-1][name]:.4f}, {len(train_rows)} rows fitted, {seconds:.1f}s")
 
-    parallel = jobs > 1 and k > 1 and "fork" in multiprocessing.get_all_start_methods()
+    parallel = jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
     for number, (train_rows, held_out_rows) in enumerate(splits[:1] if parallel else splits, start=1):
         record(number, train_rows, held_out_rows, *_fit_fold(config, frame, train_rows, held_out_rows))
     if parallel:

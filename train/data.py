@@ -138,16 +138,7 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
         records.at[position, "text"] = raw
     if config.target:
         records["target"] = config.target
-    _rename_targets(records, config)
-    records["group"] = records["target"]
     return records, [SourceFile(str(path), sha256_of(path), len(records))]
-
-
-def _rename_targets(records: pd.DataFrame, config: DataConfig) -> None:
-    """Apply ``[data.target_names]`` before anything (groups, splits) is keyed on the target."""
-    if config.target_names:
-        names = dict(config.target_names)
-        records["target"] = [names.get(str(v).strip(), v) if not _blank(v) else v for v in records["target"]]
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -187,7 +178,6 @@ def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list
                     ],
                 }
             )
-            part["group"] = part["target"]
             parts.append(part)
             files += [SourceFile(str(p), sha256_of(p), len(texts)) for p in (text_path, label_path)]
     if not parts:
@@ -222,7 +212,6 @@ def load_fnc1(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Source
             if records.at[i, "problem"] is None and body_id not in body_text:
                 records.at[i, "problem"] = f"Body ID {body_id!r} not found in {bodies_path.name}"
         records["id"] = [f"{split}-{line}" for line in records["line"]]
-        _rename_targets(records, config)
         records["group"] = body_ids.to_numpy()
         records["split"] = split
         parts.append(records)
@@ -244,8 +233,6 @@ def load_argq(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Source
     records = _records(frame, problems, str(path), mapping)
     records["label"] = records["label"].map(lambda v: {"1": "PRO", "-1": "CON"}.get(str(v).strip(), v))
     records["id"] = [f"argq-{line}" for line in records["line"]]
-    _rename_targets(records, config)
-    records["group"] = records["target"]
     return records, [SourceFile(str(path), sha256_of(path), len(records))]
 
 
@@ -340,6 +327,11 @@ def validate(records: pd.DataFrame, labels: tuple[str, ...], label_map: dict) ->
 def load_dataset(config: DataConfig, root: Path) -> LoadedData:
     """Load and validate the dataset an experiment names. See the module docstring for the bad-row policy."""
     records, files = LOADERS[config.format](config, root)
+    if config.target_names:  # before anything (groups, splits, conflicts) is keyed on the target
+        names = dict(config.target_names)
+        records["target"] = [names.get(str(v).strip(), v) if not _blank(v) else v for v in records["target"]]
+    if "group" not in records:  # a loader names groups only where they are not the targets (FNC-1's bodies)
+        records["group"] = records["target"]
     kept, rejects = validate(records, labels_for(config), dict(config.label_map))
     data = LoadedData(kept, rejects, files)
     if len(kept) + len(rejects) != data.rows_read:  # pragma: no cover - an invariant, not an input error

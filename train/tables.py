@@ -205,9 +205,8 @@ class Table:
     def read_every_key(self) -> None:
         """Read every JSON line now and make the columns every key of every line, in order
         of first appearance (for input that fits in memory; streaming uses look_ahead_for)."""
-        records = list(itertools.chain(self._head, self._pending))
-        self.columns = list(dict.fromkeys(key for _, record, _, _ in records for key in record))
-        self._head, self._pending = records, iter(())
+        self._head, self._pending = list(itertools.chain(self._head, self._pending)), iter(())
+        self.columns = self.keys_held()
 
     def _json_records(self):
         for number, line in enumerate(self._handle, start=1):

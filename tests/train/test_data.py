@@ -208,3 +208,16 @@ def test_target_names_rename_fnc1_headlines_but_groups_stay_bodies(tmp_path):
     rows = load_dataset(Config.from_layers(layers).data, tmp_path).rows
     assert list(rows["target"]) == ["Depot struck"] * 4
     assert list(rows["group"]) == ["7"] * 4
+
+
+def test_target_names_rename_semeval_targets_by_folder_or_by_name(tmp_path):
+    for split in ("train", "val", "test"):
+        for folder in ("abortion", "atheism"):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            (tmp_path / folder / f"{split}_text.txt").write_text(f"a {folder} tweet in {split}\n")
+            (tmp_path / folder / f"{split}_labels.txt").write_text("1\n")
+    renames = {"abortion": "Abortion", "Atheism": "Religion"}  # a folder name, and the target it gives
+    layers = {"data": {"format": "semeval2016", "path": ".", "labels": ["FAVOR", "AGAINST", "NONE"], "target_names": renames}}
+    rows = load_dataset(Config.from_layers(layers).data, tmp_path).rows
+    assert sorted(set(rows["target"])) == ["Abortion", "Religion"]
+    assert (rows["group"] == rows["target"]).all()
