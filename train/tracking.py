@@ -209,7 +209,8 @@ def run_info(run_id: str) -> dict:
 
     configure()
     try:
-        run = mlflow.MlflowClient().get_run(run_id)
+        with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
+            run = mlflow.MlflowClient().get_run(run_id)
     except MlflowException:
         raise StanceError(f"No run {run_id!r} in {mlflow.get_tracking_uri()}; `stance runs` lists the runs there.") from None
     return {"run_id": run_id, "params": dict(run.data.params), "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
@@ -240,7 +241,8 @@ def has_artifact(run_id: str, path: str) -> bool:
 def find_runs(experiment: str | None) -> pd.DataFrame:
     """Every run of one experiment (or of all), newest first, as MLflow's search frame."""
     configure()
-    names = [experiment] if experiment else [e.name for e in mlflow.search_experiments()]
+    with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):  # `stance runs` may be the first to open the store
+        names = [experiment] if experiment else [e.name for e in mlflow.search_experiments()]
     if experiment and mlflow.get_experiment_by_name(experiment) is None:
         from train.errors import StanceError
 

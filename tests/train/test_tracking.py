@@ -65,6 +65,31 @@ def test_a_new_store_and_experiment_are_created_without_mlflow_info_lines():
     assert logging.getLogger("mlflow.store.db.utils").level == logging.NOTSET  # restored
 
 
+def _find_no_runs():
+    assert tracking.find_runs(None).empty
+
+
+def _look_up_an_unknown_run():
+    from train.errors import StanceError
+
+    with pytest.raises(StanceError, match="No run 'abc'"):
+        tracking.run_info("abc")
+
+
+@pytest.mark.usefixtures("tracking")
+@pytest.mark.parametrize("first_use", [_find_no_runs, _look_up_an_unknown_run])
+def test_a_new_store_opened_by_runs_or_compare_prints_no_mlflow_info_lines(first_use):
+    records = Records()
+    mlflow_logger = logging.getLogger("mlflow")
+    mlflow_logger.addHandler(records)
+    try:
+        first_use()
+    finally:
+        mlflow_logger.removeHandler(records)
+    assert records.messages == []
+    assert Path("mlflow.db").exists()  # the store was created, only quietly
+
+
 @pytest.mark.usefixtures("tracking")
 def test_quieted_loggers_get_their_levels_back(stance_model, sentences):
     environment = logging.getLogger("mlflow.utils.environment")
