@@ -276,6 +276,13 @@ class StanceModel:
             return frozenset(features.targets_)
         return None
 
+    def unseen_targets(self, targets: pd.Series) -> dict[str, int]:
+        """Rows per target that the model has no weights of its own for (per-target strategies)."""
+        known = self.own_targets()
+        if known is None or not len(targets):
+            return {}
+        return {str(target): int(n) for target, n in targets[~targets.isin(known)].value_counts().items()}
+
     def unseen_target_note(self, unseen: dict[str, int], unit: str) -> str | None:
         """What a user should know when rows name targets without weights of their own."""
         known = self.own_targets()

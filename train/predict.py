@@ -287,14 +287,6 @@ def _predict_documents(frame: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, pd
     return out, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(sentences)
 
 
-def _unseen_targets(targets: pd.Series) -> dict[str, int]:
-    """Rows per target that the model has no weights of its own for (per-target strategies)."""
-    known = _MODEL.own_targets()
-    if known is None or not len(targets):
-        return {}
-    return {str(target): int(n) for target, n in targets[~targets.isin(known)].value_counts().items()}
-
-
 def _run_chunk(task) -> dict:
     """Predict one chunk and write its part files; returns the chunk's counts."""
     chunk, parts, fmt, options = task
@@ -310,7 +302,7 @@ def _run_chunk(task) -> dict:
     else:
         rejects = chunk.rejects
     counts = {"rows_read": chunk.rows_read, "predicted": predicted, "rejected": len(rejects), "sentences": sentences}
-    counts["unseen_targets"] = _unseen_targets(out.loc[out["level"] == "document", "target"] if options.documents else chunk.frame["target"])
+    counts["unseen_targets"] = _MODEL.unseen_targets(out.loc[out["level"] == "document", "target"] if options.documents else chunk.frame["target"])
     if counts["predicted"] + counts["rejected"] != counts["rows_read"]:  # pragma: no cover - an invariant
         raise AssertionError(f"chunk {chunk.index}: predicted + rejected != read: {counts}")
     stem = parts / f"{chunk.index:08d}"

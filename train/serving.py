@@ -9,10 +9,14 @@ pickled: only the :class:`~train.models.StanceModel` artifact is.
 
 from __future__ import annotations
 
+import logging
+
 import mlflow
 import pandas as pd
 
 from train.models import ARTIFACT_KEY, StanceModel
+
+_log = logging.getLogger(__name__)
 
 
 class StancePyfunc(mlflow.pyfunc.PythonModel):
@@ -23,7 +27,13 @@ class StancePyfunc(mlflow.pyfunc.PythonModel):
         self.model = StanceModel.load(context.artifacts[ARTIFACT_KEY])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.model.predict(pd.DataFrame(model_input))
+        frame = pd.DataFrame(model_input)
+        # `stance predict` prints this note itself; served models have only the log to say it in.
+        if "target" in frame:
+            note = self.model.unseen_target_note(self.model.unseen_targets(frame["target"].astype(str)), "rows")
+            if note:
+                _log.warning(note.removeprefix("note: "))
+        return self.model.predict(frame)
 
 
 mlflow.models.set_model(StancePyfunc())

@@ -82,6 +82,8 @@ def test_a_model_knows_its_own_targets_and_says_what_unseen_ones_get(sentences, 
     built = config(f"model.strategy={strategy}", "model.min_target_rows=5")
     model = StanceModel(fit_model(build_model(built), sentences), LABELS, built.to_dict())
     assert model.own_targets() == (None if own is None else frozenset(own))
+    targets = pd.Series(["carbon tax", "rent caps", "rent caps", "remote work"])
+    assert model.unseen_targets(targets) == ({} if own is None else {"rent caps": 2, "remote work": 1})
     note = model.unseen_target_note({"remote work": 3, "rent caps": 9}, "rows")
     if fallback is None:
         assert note is None  # a joint model has no per-target weights to miss

@@ -65,6 +65,26 @@ def test_a_new_store_and_experiment_are_created_without_mlflow_info_lines():
     assert logging.getLogger("mlflow.store.db.utils").level == logging.NOTSET  # restored
 
 
+@pytest.mark.usefixtures("tracking")
+def test_the_served_model_logs_which_rows_name_targets_it_has_no_weights_for(sentences, caplog):
+    config = Config.from_layers({"data": {"path": "x.csv", "labels": list(LABELS)}, "model": {"strategy": "per_target", "min_target_rows": 5}}, [])
+    model = StanceModel(fit_model(build_model(config), sentences), LABELS, config.to_dict(), versions=runtime_versions())
+    with tracking.start_run("tracking-test", {}) as run_id:
+        tracking.log_model(model, sentences[["text", "target"]].head(2))
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    with caplog.at_level(logging.WARNING, logger="train.serving"):
+        served.predict(sentences[["text", "target"]].head(3))
+    assert caplog.records == []  # every target known
+    rows = pd.DataFrame({"text": ["Rent caps help tenants", "Caps freeze building"], "target": ["rent caps", "rent caps"]})
+    with caplog.at_level(logging.WARNING, logger="train.serving"):
+        labelled = served.predict(rows)
+    assert len(labelled) == 2
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("2 rows name targets this model has no weights of its own for: 'rent caps' (2)")
+    assert "predicted by the joint model" in record.getMessage()
+
+
 def _find_no_runs():
     assert tracking.find_runs(None).empty
 
