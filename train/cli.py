@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="search the experiment's [search.space] with Optuna; one child run per trial")
     search.add_argument("experiment")
     search.add_argument("--trials", type=int, required=True)
-    search.add_argument("--jobs", type=int, default=1, help="trials run in parallel in this process")
+    search.add_argument("--jobs", type=int, default=1, help="with --cv, folds fitted at once (as in stance cv); otherwise trials run at once in threads (default 1)")
     search.add_argument("--storage", help="Optuna storage URL shared by processes or machines, e.g. sqlite:///study.db (default: in memory)")
     search.add_argument("--study-name", help="default: EXPERIMENT-search; an existing study in --storage is resumed")
     search.add_argument("--cv", type=int, help="score trials by K-fold cross-validation on train (grouped by target with split.method = by_target)")
@@ -103,6 +103,8 @@ def _search(args) -> int:
 
     if args.group_by and not args.cv:
         raise StanceError("--group-by groups cross-validation folds; give --cv K with it.")
+    if args.jobs < 1:
+        raise StanceError(f"--jobs must be at least 1, found {args.jobs}.")
     result = run_search(args.experiment, args.trials, args.overrides, args.jobs, args.storage, args.study_name, args.cv, args.data_dir,
                         log=lambda message: print(message, file=sys.stderr), group_by=args.group_by)
     print(f"parent_run_id: {result.parent_run_id}")

@@ -57,15 +57,16 @@ def suggest(trial: optuna.Trial, key: str, spec) -> object:
     return trial.suggest_float(key, float(low), float(high), log=bool(spec.get("log", False)))
 
 
-def _score(config: Config, splits: dict, cv: int | None, group_by: str | None = None) -> dict[str, float]:
+def _score(config: Config, splits: dict, cv: int | None, group_by: str | None = None, jobs: int = 1) -> dict[str, float]:
     """Validation metrics of one configuration, or the mean and spread over ``cv`` folds of train
-    (grouped as ``group_by`` says; by default by target when the experiment splits by target)."""
+    (grouped as ``group_by`` says; by default by target when the experiment splits by target),
+    fitted ``jobs`` folds at a time."""
     if not cv:
         model = fit_stance_model(config, splits["train"])
         frame = splits["valid"]
         return evaluate.compute_metrics(frame["label"], model.predict(frame)["label"], config.labels)
     grouping = group_by or crossval.default_grouping(config)
-    per_fold, _ = crossval.cross_validate(config, splits["train"], cv, grouping)
+    per_fold, _ = crossval.cross_validate(config, splits["train"], cv, grouping, jobs=jobs)
     return crossval.summarise(per_fold)
 
 
@@ -114,6 +115,10 @@ def run_search(
     root = data_root(data_dir)
     data = load_dataset(base.data, root)
     splits = split_dataset(data.rows, base.split, base.seed)
+    # With --cv, jobs fit each trial's folds in processes, as `stance cv --jobs` does: true
+    # parallelism, and trials stay in order, so TPE proposes the same ones as with one job.
+    # Without it, trials run in threads (validation scores have no folds to spread).
+    fold_jobs, trial_jobs = (jobs, 1) if cv else (1, jobs)
     name = study_name or f"{base.name}-search"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _open_study(storage, name, base.seed)
@@ -121,13 +126,13 @@ def run_search(
     with tracking.start_run(base.name, tags) as parent_id:
         tracking.log_config(base)
         tracking.log_data(data, splits, root)
-        default = _score(base, splits, cv, group_by)[metric]
+        default = _score(base, splits, cv, group_by, fold_jobs)[metric]
         log(f"untuned default: {'cv' if cv else 'valid'} {metric} {default:.4f}")
 
         def objective(trial: optuna.Trial) -> float:
             params = {key: suggest(trial, key, spec) for key, spec in space.items()}
             started = time.perf_counter()
-            metrics = _score(configured(params), splits, cv, group_by)
+            metrics = _score(configured(params), splits, cv, group_by, fold_jobs)
             prefix = "cv_" if cv else "valid_"
             tracking.log_child_run(
                 parent_id,
@@ -139,7 +144,7 @@ def run_search(
             log(f"trial {trial.number}: {metric} {metrics[metric]:.4f} {params}")
             return metrics[metric]
 
-        study.optimize(objective, n_trials=trials, n_jobs=jobs)
+        study.optimize(objective, n_trials=trials, n_jobs=trial_jobs)
         best = study.best_trial
         best_params = {key: suggest(optuna.trial.FixedTrial(best.params), key, spec) for key, spec in space.items()}
 

@@ -117,6 +117,23 @@ def test_search_with_cross_validation_logs_mean_and_spread(tracking):
         assert {"cv_macro_f1", "cv_macro_f1_std", "cv_accuracy_std"} <= set(trial.data.metrics)
 
 
+def test_cross_validated_search_spreads_folds_over_jobs_and_finds_the_same_trials(tracking):
+    def trials_of(*extra):
+        code, out, err = run_main("search", SAMPLE, "--trials", "3", "--cv", "3", "--data-dir", DATA, *FAST, *extra)
+        assert code == 0, err
+        parent = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("parent_run_id: "))
+        return {t.data.tags["mlflow.runName"]: (t.data.params, t.data.metrics["cv_macro_f1"]) for t in children(parent)}, out
+
+    one_job, one_out = trials_of()
+    two_jobs, two_out = trials_of("--jobs", "2")
+    # Trials run in order whatever --jobs says, so TPE proposes the same ones and folds score alike.
+    assert sorted(one_job) == ["trial-0", "trial-1", "trial-2"]
+    assert two_jobs == one_job
+    assert one_out.splitlines()[2:] == two_out.splitlines()[2:]  # best value and params, past the run ids
+    code, _, err = run_main("search", SAMPLE, "--trials", "1", "--cv", "3", "--jobs", "0", "--data-dir", DATA, *FAST)
+    assert code == 2 and "--jobs must be at least 1, found 0" in err
+
+
 def test_search_folds_can_be_grouped_as_in_stance_cv(tracking):
     # The sample has five targets: nine folds grouped by target cannot exist, nine stratified ones can.
     code, _, err = run_main("search", SAMPLE, "--trials", "1", "--cv", "9", "--group-by", "target", "--data-dir", DATA, *FAST)
