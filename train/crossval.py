@@ -43,6 +43,11 @@ def hashtag_groups(texts: pd.Series) -> np.ndarray:
     A hashtag on more than half the rows (a collection tag such as SemEval's
     #SemST) says nothing about which tweets are related, so it is ignored; a
     text without any other hashtag is a group of its own.
+
+    One hashtag per text, not every tweet linked to every other that shares any
+    hashtag: on SemEval-2016's training split those links join 974 of 2,618
+    tweets into one group, which alone would make one of five folds hold 37 %
+    of the rows. A tweet with two popular hashtags can still link two folds.
     """
     tags = [sorted({t.lower() for t in HASHTAG.findall(text)}) for text in texts]
     counts = Counter(t for row in tags for t in row)
