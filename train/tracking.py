@@ -34,6 +34,10 @@ def configure() -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps logs readable
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
+    # A client opens the store (MLflow caches it per URI), creating it on first use;
+    # opened here, its setup INFOs stay out of every command's output, whichever comes first.
+    with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
+        mlflow.MlflowClient(uri)
     return uri
 
 
@@ -59,7 +63,7 @@ def start_run(experiment: str, tags: dict[str, str]):
     from mlflow.exceptions import MlflowException
 
     configure()
-    with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
+    with _quiet_mlflow_logging(EXPERIMENT_SETUP_LOGGERS):
         try:
             mlflow.set_experiment(experiment)
         except MlflowException:  # another process created it between MLflow's lookup and its create
@@ -209,8 +213,7 @@ def run_info(run_id: str) -> dict:
 
     configure()
     try:
-        with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
-            run = mlflow.MlflowClient().get_run(run_id)
+        run = mlflow.MlflowClient().get_run(run_id)
     except MlflowException:
         raise StanceError(f"No run {run_id!r} in {mlflow.get_tracking_uri()}; `stance runs` lists the runs there.") from None
     return {"run_id": run_id, "params": dict(run.data.params), "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
@@ -241,8 +244,7 @@ def has_artifact(run_id: str, path: str) -> bool:
 def find_runs(experiment: str | None) -> pd.DataFrame:
     """Every run of one experiment (or of all), newest first, as MLflow's search frame."""
     configure()
-    with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):  # `stance runs` may be the first to open the store
-        names = [experiment] if experiment else [e.name for e in mlflow.search_experiments()]
+    names = [experiment] if experiment else [e.name for e in mlflow.search_experiments()]
     if experiment and mlflow.get_experiment_by_name(experiment) is None:
         from train.errors import StanceError
 
@@ -270,9 +272,10 @@ def pip_requirements(versions: dict[str, str], uses_embeddings: bool = False) ->
 # that it validates the input example and copies the uv files, and a warning that pip's
 # version is unknown (uv environments have no pip; the model pins its own requirements).
 MODEL_LOGGING_LOGGERS = {"mlflow.pyfunc": logging.WARNING, "mlflow.utils.uv_utils": logging.WARNING, "mlflow.utils.environment": logging.ERROR}
-# Timestamped INFOs on a new store or experiment ("Creating initial MLflow database
-# tables...", "Creating a new experiment") in the middle of a command's own output.
-STORE_SETUP_LOGGERS = {"mlflow.store.db.utils": logging.WARNING, "mlflow.tracking.fluent": logging.WARNING}
+# Timestamped INFOs on a new store ("Creating initial MLflow database tables...") or
+# experiment ("Creating a new experiment") in the middle of a command's own output.
+STORE_SETUP_LOGGERS = {"mlflow.store.db.utils": logging.WARNING}
+EXPERIMENT_SETUP_LOGGERS = {"mlflow.tracking.fluent": logging.WARNING}
 
 
 @contextmanager
