@@ -10,6 +10,7 @@ from train.config import GROUPINGS
 from train.errors import StanceError
 
 EXIT_USAGE = 2
+RUN_HELP = "a run id, or its first characters (at least four) where no other run starts with them"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,15 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--trials", action="store_true", help="include search trials (child runs), scored on validation or CV")
 
     compare = commands.add_parser("compare", help="params and metrics that differ; for two runs, a paired bootstrap test")
-    compare.add_argument("run_ids", nargs="+", metavar="RUN")
+    compare.add_argument("run_ids", nargs="+", metavar="RUN", help=RUN_HELP)
 
     register = commands.add_parser("register", help="register a run's model and move an alias to it")
-    register.add_argument("run_id", metavar="RUN")
+    register.add_argument("run_id", metavar="RUN", help=RUN_HELP)
     register.add_argument("--name", required=True)
     register.add_argument("--alias", help="e.g. champion")
 
     reproduce = commands.add_parser("reproduce", help="retrain a run from its logged config and data hashes")
-    reproduce.add_argument("run_id", metavar="RUN")
+    reproduce.add_argument("run_id", metavar="RUN", help=RUN_HELP)
     reproduce.add_argument("--data-dir", help="data root (default: $STANCE_DATA_DIR, else ./data)")
     return parser
 
@@ -165,8 +166,8 @@ def _compare(args) -> int:
 def _register(args) -> int:
     from train import tracking
 
-    tracking.run_info(args.run_id)  # a clear error for an unknown run
-    version = tracking.register_model(args.run_id, args.name, args.alias)
+    run_id = tracking.run_info(args.run_id)["run_id"]  # the full id, or a clear error for an unknown run
+    version = tracking.register_model(run_id, args.name, args.alias)
     print(f"registered models:/{args.name}/{version}" + (f", alias models:/{args.name}@{args.alias}" if args.alias else ""))
     return 0
 

@@ -116,7 +116,7 @@ def compare_runs(run_ids: list[str]) -> Comparison:
     if len(run_ids) < 2:
         raise StanceError("compare needs at least two run ids.")
     runs = [tracking.run_info(r) for r in run_ids]
-    columns = [r[:8] for r in run_ids]
+    columns = [run["run_id"][:8] for run in runs]
 
     def differing(kind: str) -> pd.DataFrame:
         keys = sorted(set().union(*(run[kind] for run in runs)))
@@ -166,6 +166,7 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     from train.training import train
 
     original = tracking.run_info(run_id)
+    run_id = original["run_id"]
     _refuse_runs_not_from_train(original)
     config = logged_config(run_id)
     manifest = json.loads(tracking.read_artifact(run_id, "data/manifest.json"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -26,6 +27,9 @@ from train.data import LoadedData
 from train.models import ARTIFACT_KEY, EMBEDDING_PACKAGES, StanceModel
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# A run may be named by the start of its id, as git names commits: hex, four characters at least.
+RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,31}")
+AMBIGUOUS_SHOWN = 5
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "model"
 
@@ -206,18 +210,37 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
 
 
 def run_info(run_id: str) -> dict:
-    """Params, metrics, tags and status of a run; a clear error for an unknown id."""
+    """Params, metrics, tags and status of a run named by its id or a unique prefix of it
+    (``stance compare`` and benchmarks/RESULTS.md print the first eight characters);
+    ``run_id`` in the result is the full id. A clear error for an unknown or ambiguous id."""
+    configure()
+    run = _find_run(run_id)
+    return {"run_id": run.info.run_id, "params": dict(run.data.params), "metrics": dict(run.data.metrics),
+            "tags": dict(run.data.tags), "start_time": run.info.start_time, "experiment_id": run.info.experiment_id}
+
+
+def _find_run(run_id: str):
     from mlflow.exceptions import MlflowException
 
     from train.errors import StanceError
 
-    configure()
+    client = mlflow.MlflowClient()
     try:
-        run = mlflow.MlflowClient().get_run(run_id)
+        return client.get_run(run_id)
     except MlflowException:
-        raise StanceError(f"No run {run_id!r} in {mlflow.get_tracking_uri()}; `stance runs` lists the runs there.") from None
-    return {"run_id": run_id, "params": dict(run.data.params), "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
-            "start_time": run.info.start_time, "experiment_id": run.info.experiment_id}
+        pass
+    matches = []
+    if RUN_ID_PREFIX.fullmatch(run_id):
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+        if experiment_ids:
+            matches = client.search_runs(experiment_ids, filter_string=f"attributes.run_id LIKE '{run_id}%'", max_results=AMBIGUOUS_SHOWN)
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(sorted(m.info.run_id for m in matches))
+        raise StanceError(f"Run id {run_id!r} is the start of more than one run in {mlflow.get_tracking_uri()} ({shown}); give more of it.")
+    short = " (a prefix of a run id needs four characters at least)" if re.fullmatch(r"[0-9a-f]{1,3}", run_id) else ""
+    raise StanceError(f"No run {run_id!r} in {mlflow.get_tracking_uri()}{short}; `stance runs` lists the runs there.")
 
 
 def read_artifact(run_id: str, path: str) -> str:

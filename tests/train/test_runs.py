@@ -63,11 +63,34 @@ def test_runs_rejects_unknown_metric_and_experiment(store):
 
 
 def test_compare_shows_differences_and_a_paired_test(store):
-    code, out, _ = run_main("compare", store["first"], store["second"])
+    # Runs named by the first eight characters, as compare and RESULTS.md print them.
+    code, out, _ = run_main("compare", store["first"][:8], store["second"][:8])
     assert code == 0
     assert "model.clf.C" in out and "test_macro_f1" in out
     assert "paired bootstrap on the test rows (1000 resamples), macro_f1" in out
     assert "95 % interval [" in out and "p = " in out
+
+
+def test_a_run_id_prefix_must_name_one_run(store, monkeypatch):
+    import re
+
+    from train import tracking
+
+    assert tracking.run_info(store["first"][:4])["run_id"] == store["first"]
+    code, _, err = run_main("compare", store["first"][:3], store["second"])
+    assert code == 2 and f"No run '{store['first'][:3]}'" in err and "needs four characters at least" in err
+    # Two runs share a first character once there are 17 of them; allow one-character
+    # prefixes to reach that case without creating thousands of runs.
+    monkeypatch.setattr(tracking, "RUN_ID_PREFIX", re.compile(r"[0-9a-f]{1,31}"))
+    experiment = MlflowClient().get_run(store["first"]).info.experiment_id
+    ids = [store["first"], store["second"]]
+    while len({i[0] for i in ids}) == len(ids):
+        ids.append(MlflowClient().create_run(experiment).info.run_id)
+    shared = next(i[0] for i in ids if sum(j[0] == i[0] for j in ids) > 1)
+    code, _, err = run_main("compare", shared, store["second"])
+    assert code == 2 and f"Run id '{shared}' is the start of more than one run" in err and "give more of it" in err
+    for run_id in ids[2:]:
+        MlflowClient().delete_run(run_id)
 
 
 def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
@@ -84,7 +107,7 @@ def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
 def test_register_moves_the_alias(store):
     code, out, _ = run_main("register", store["first"], "--name", "stance-sample", "--alias", "champion")
     assert code == 0 and "models:/stance-sample@champion" in out
-    run_main("register", store["second"], "--name", "stance-sample", "--alias", "champion")
+    run_main("register", store["second"][:8], "--name", "stance-sample", "--alias", "champion")
     version = MlflowClient().get_model_version_by_alias("stance-sample", "champion")
     assert version.run_id == store["second"] and str(version.version) == "2"
     code, _, err = run_main("register", "0" * 32, "--name", "x")
@@ -105,7 +128,7 @@ def test_register_takes_the_logged_model_and_refuses_a_run_without_one(store):
 
 
 def test_reproduce_gives_identical_metrics(store):
-    code, out, err = run_main("reproduce", store["first"], "--data-dir", store["data"])
+    code, out, err = run_main("reproduce", store["first"][:8], "--data-dir", store["data"])
     assert code == 0, err
     assert "identical metrics" in out
     new_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
