@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
@@ -24,6 +25,7 @@ from sklearn.naive_bayes import BernoulliNB, ComplementNB, MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from features.base import TARGET, TEXT, text_column
@@ -37,7 +39,20 @@ ARTIFACT_FORMAT = "stance-model/1"
 ARTIFACT_KEY = "stance_model"
 
 
-class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
+class _SparseProbabilisticClassifier(ClassifierMixin, BaseEstimator):
+    """What the two SVM classifiers share: sparse input, and the most probable class as the prediction."""
+
+    def predict(self, X):
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class CalibratedLinearSVC(_SparseProbabilisticClassifier):
     """Linear SVM with probabilities from cross-validated calibration.
 
     Parameters
@@ -107,19 +122,115 @@ class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
             return softmax(scores, axis=1)
         return self.model_.predict_proba(X)
 
-    def predict(self, X):
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
+
+class NBSVM(_SparseProbabilisticClassifier):
+    """Linear SVM on features scaled by naive Bayes log-count ratios (NB-SVM).
+
+    The recipe of Wang and Manning (2012, "Baselines and bigrams"): for each
+    class, every feature is multiplied by its log-count ratio
+    ``r = log((p / |p|_1) / (q / |q|_1))``, where ``p`` sums the feature over the
+    class's rows and ``q`` over the other rows, each plus ``alpha``; then a
+    one-vs-rest :class:`CalibratedLinearSVC` learns on the scaled features. An
+    n-gram far more frequent in one class starts with a large weight, which the
+    SVM then only has to adjust. Two classes need one SVM; more need one per class,
+    whose calibrated probabilities are normalised to sum to one. Their paper's
+    interpolation towards the mean weight is left out: ``C`` regularises instead.
+
+    Columns holding any negative value in training (sentence embeddings) have no
+    counts to take a ratio of, so they pass unscaled.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+    alpha : float, default=1.0
+        Smoothing added to every feature's sum in ``p`` and ``q``.
+    binarize : bool, default=True
+        Count a feature's presence in a row, not its value, when taking ratios
+        (the SVM still sees the values); presence is what the paper counts.
+    class_weight : dict, "balanced" or None, default=None
+    calibration : {"sigmoid", "isotonic", "softmax"}, default="sigmoid"
+    cv : int, default=3
+    max_iter : int, default=5000
+    random_state : int, default=0
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 1], [0, 1, 0], [1, 0, 1], [0, 1, 0]])
+    >>> NBSVM(cv=2).fit(X, ["yes", "yes", "no", "no", "yes", "no"]).predict([[1, 0, 0]]).tolist()
+    ['yes']
+    """
+
+    def __init__(self, C=1.0, alpha=1.0, binarize=True, class_weight=None, calibration="sigmoid", cv=3, max_iter=5000, random_state=0):
+        self.C = C
+        self.alpha = alpha
+        self.binarize = binarize
+        self.class_weight = class_weight
+        self.calibration = calibration
+        self.cv = cv
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        X, y = validate_data(self, X, y, accept_sparse="csr")
+        check_classification_targets(y)
+        if not self.alpha > 0:
+            raise ValueError(f"NBSVM needs alpha > 0 so that every ratio is finite; found alpha={self.alpha!r}.")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"NBSVM needs at least two classes in y; found one class: {self.classes_[0]!r}.")
+        weights = compute_sample_weight(self.class_weight, y)
+        if sample_weight is not None:
+            weights = weights * np.asarray(sample_weight, dtype=float)
+        signed = np.asarray(X.min(axis=0).todense() if sp.issparse(X) else X.min(axis=0)).ravel() < 0
+        # Signed columns count as zero, so they weigh on no ratio's normalisation either.
+        counts = _scale_columns((X != 0).astype(float) if self.binarize else X, (~signed).astype(float))
+        # With two classes one SVM suffices: the other's ratios are these negated.
+        positives = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
+        ratios, self.svms_ = [], []
+        for positive in positives:
+            in_class = y == positive
+            p = np.asarray(counts[in_class].T @ weights[in_class]).ravel()[~signed] + self.alpha
+            q = np.asarray(counts[~in_class].T @ weights[~in_class]).ravel()[~signed] + self.alpha
+            ratio = np.ones(X.shape[1])
+            ratio[~signed] = np.log(p / p.sum()) - np.log(q / q.sum())
+            svm = CalibratedLinearSVC(C=self.C, calibration=self.calibration, cv=self.cv, max_iter=self.max_iter, random_state=self.random_state)
+            self.svms_.append(svm.fit(_scale_columns(X, ratio), in_class.astype(int), sample_weight=weights))
+            ratios.append(ratio)
+        self.ratios_ = np.vstack(ratios)
+        self.n_iter_ = max(svm.n_iter_ for svm in self.svms_)
+        return self
+
+    @property
+    def coef_(self):
+        """Each SVM's weights in the input's own scale (SVM weight times ratio), for reports.
+
+        Computed when asked, so the pickle holds the weights once.
+        """
+        check_is_fitted(self, "svms_")
+        return np.vstack([svm.coef_[0] * ratio for svm, ratio in zip(self.svms_, self.ratios_)])
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "svms_")
+        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        positive = np.column_stack([svm.predict_proba(_scale_columns(X, ratio))[:, 1] for svm, ratio in zip(self.svms_, self.ratios_)])
+        if len(self.classes_) == 2:
+            return np.column_stack([1.0 - positive[:, 0], positive[:, 0]])
+        total = positive.sum(axis=1, keepdims=True)
+        # Sigmoid calibration never returns exactly 0, but isotonic can, for every class at once.
+        return np.divide(positive, total, out=np.full_like(positive, 1.0 / len(self.classes_)), where=total > 0)
+
+
+
+def _scale_columns(X, factors: np.ndarray):
+    return X @ sp.diags(factors, format="csr") if sp.issparse(X) else X * factors
 
 
 CLASSIFIERS = {
     "logreg": LogisticRegression,
     "linear_svm": CalibratedLinearSVC,
+    "nbsvm": NBSVM,
     "complement_nb": ComplementNB,
     "multinomial_nb": MultinomialNB,
     "bernoulli_nb": BernoulliNB,
@@ -128,7 +239,7 @@ CLASSIFIERS = {
 CLASSIFIER_DEFAULTS = {
     "logreg": {"max_iter": 3000},  # lbfgs on 100k+ sparse features needs more than 100 steps
 }
-SEEDED = {"logreg": "random_state", "linear_svm": "random_state"}
+SEEDED = {"logreg": "random_state", "linear_svm": "random_state", "nbsvm": "random_state"}
 
 
 class PerTargetClassifier(ClassifierMixin, BaseEstimator):
