@@ -123,7 +123,6 @@ class CalibratedLinearSVC(_SparseProbabilisticClassifier):
         return self.model_.predict_proba(X)
 
 
-
 class NBSVM(_SparseProbabilisticClassifier):
     """Linear SVM on features scaled by naive Bayes log-count ratios (NB-SVM).
 
@@ -134,7 +133,7 @@ class NBSVM(_SparseProbabilisticClassifier):
     one-vs-rest :class:`CalibratedLinearSVC` learns on the scaled features. An
     n-gram far more frequent in one class starts with a large weight, which the
     SVM then only has to adjust. Two classes need one SVM; more need one per class,
-    whose calibrated probabilities are normalised to sum to one. Their paper's
+    whose calibrated probabilities are normalised to sum to one. The paper's
     interpolation towards the mean weight is left out: ``C`` regularises instead.
 
     Columns holding any negative value in training (sentence embeddings) have no
@@ -220,7 +219,6 @@ class NBSVM(_SparseProbabilisticClassifier):
         total = positive.sum(axis=1, keepdims=True)
         # Sigmoid calibration never returns exactly 0, but isotonic can, for every class at once.
         return np.divide(positive, total, out=np.full_like(positive, 1.0 / len(self.classes_)), where=total > 0)
-
 
 
 def _scale_columns(X, factors: np.ndarray):
