@@ -182,5 +182,6 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
         metrics |= {f"oof_{name}": value for name, value in pooled.items()}
         metrics["cv_seconds"] = time.perf_counter() - started
         tracking.log_metrics(metrics)
+        tracking.log_fold_metrics(per_fold)
         tracking.log_predictions("oof", pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": out_of_fold}))
     return CVResult(run_id, config.headline_metric, k, grouping, per_fold, metrics)

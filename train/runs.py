@@ -121,7 +121,8 @@ def compare_runs(run_ids: list[str]) -> Comparison:
     def differing(kind: str) -> pd.DataFrame:
         keys = sorted(set().union(*(run[kind] for run in runs)))
         rows = {k: [run[kind].get(k) for run in runs] for k in keys}
-        rows = {k: v for k, v in rows.items() if len({json.dumps(x) for x in v}) > 1 and not k.endswith("_seconds")}
+        # A run's fold_* metrics hold one value per fold; the last fold's alone would mislead here.
+        rows = {k: v for k, v in rows.items() if len({json.dumps(x) for x in v}) > 1 and not k.endswith("_seconds") and not k.startswith("fold_")}
         return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
     test = None

@@ -130,6 +130,13 @@ def log_metrics(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
 
 
+def log_fold_metrics(per_fold: list[dict[str, float]]) -> None:
+    """Each fold's held-out metrics as ``fold_<name>``, one step per fold (1, 2, ...):
+    MLflow plots them, and two cv runs on the same folds can be compared fold by fold."""
+    for step, metrics in enumerate(per_fold, start=1):
+        mlflow.log_metrics({f"fold_{name}": value for name, value in metrics.items()}, step=step)
+
+
 def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) -> None:
     mlflow.log_text(report, f"evaluation/classification_report_{split}.txt")
     mlflow.log_figure(figure, f"evaluation/confusion_matrix_{split}.png")

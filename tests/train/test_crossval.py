@@ -60,6 +60,10 @@ def test_cv_logs_fold_and_pooled_metrics_and_never_reads_test(tracking, run_cli)
     assert not [m for m in metrics if m.startswith(("test_", "valid_"))]
     folds_shown = [float(line.split()[-1]) for line in out.splitlines()[:3]]
     assert metrics["cv_macro_f1"] == pytest.approx(sum(folds_shown) / 3, abs=1e-4)
+    # Each fold's score is logged too, one step per fold, as printed.
+    history = sorted(MlflowClient().get_metric_history(run_id, "fold_macro_f1"), key=lambda m: m.step)
+    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.value for m in history] == pytest.approx(folds_shown, abs=1e-4)
     # The pooled metrics are those of the logged out-of-fold predictions, every training row once.
     predictions = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/predictions_oof.csv"))
     assert len(predictions) == metrics["train_rows"] and predictions["id"].is_unique
@@ -82,6 +86,7 @@ def test_cv_logs_fold_and_pooled_metrics_and_never_reads_test(tracking, run_cli)
     code, compared, err = run_cli("compare", run_id, other_id)
     assert code == 0, err
     assert "clf.C" in compared and "paired bootstrap on the out-of-fold training rows (1000 resamples), macro_f1" in compared
+    assert "fold_" not in compared  # one value per fold does not fit its one column per run
 
     code, listed, _ = run_cli("runs", "sample")
     assert f"{run_id} " in listed and "oof_macro_f1" in listed
