@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Predict every row of INPUT (CSV, TSV, JSONL, Parquet; - for stdin) or, with --documents, "
         "every sentence of plain-text documents plus one row per document.",
     )
-    predict.add_argument("model", help="model.pkl or model folder, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    predict.add_argument("model", help="model.pkl or model folder, runs:/RUN/model (RUN: the id or its first four or more characters), models:/NAME@ALIAS or models:/NAME/VERSION")
     predict.add_argument("input", help="input file, a folder of .txt files with --documents, or - for stdin")
     predict.add_argument("-o", "--output", required=True, help="output file (.csv .tsv .jsonl .parquet) or - for stdout")
     predict.add_argument("--format", dest="output_format", choices=["csv", "tsv", "jsonl", "parquet"], help="output format (default: from the extension; csv for stdout)")

@@ -185,10 +185,20 @@ def download_model(uri: str) -> Path:
     from train.errors import ModelError
 
     configure()
+    uri = _full_run_uri(uri)
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except MlflowException as error:
         raise ModelError(f"Cannot fetch {uri} from {mlflow.get_tracking_uri()}: {error.message}") from None
+
+
+def _full_run_uri(uri: str) -> str:
+    """``runs:/PREFIX/path`` with the prefix widened to the run's full id, so a model is named the
+    way ``compare`` and ``reproduce`` name its run; MLflow itself resolves only full ids."""
+    run_id, sep, path = uri.removeprefix("runs:/").partition("/")
+    if not uri.startswith("runs:/") or not RUN_ID_PREFIX.fullmatch(run_id):
+        return uri
+    return f"runs:/{_find_run(run_id).info.run_id}{sep}{path}"
 
 
 def register_model(run_id: str, name: str, alias: str | None = None) -> str:

@@ -24,6 +24,7 @@ from train.models import (
     needs_target,
     runtime_versions,
 )
+from train.errors import StanceError
 from train.predict import PredictOptions, predict_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -292,11 +293,16 @@ def test_model_uris_of_all_three_kinds(model_path, sentences_csv, tmp_path, monk
     version = tracking.register_model(run_id, "stance-sample", alias="champion")
     folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path / "local")))
     expected = None
-    for uri in (str(model_path), str(folder), f"runs:/{run_id}/model", "models:/stance-sample@champion", f"models:/stance-sample/{version}"):
+    uris = (str(model_path), str(folder), f"runs:/{run_id}/model", f"runs:/{run_id[:8]}/model",
+            "models:/stance-sample@champion", f"models:/stance-sample/{version}")
+    for uri in uris:
         run(uri, sentences_csv, tmp_path / "out.csv")
         out = (tmp_path / "out.csv").read_bytes()
         expected = expected or out
         assert out == expected, uri
+    unknown = "0000" if not run_id.startswith("0000") else "ffff"
+    with pytest.raises(StanceError, match=f"No run '{unknown}'"):
+        run(f"runs:/{unknown}/model", sentences_csv, tmp_path / "out.csv")
 
 
 DOCUMENT = (
