@@ -1,6 +1,6 @@
-"""Two SemEval-2016 levers measured and not adopted: a larger encoder, and segmented hashtags.
+"""Three SemEval-2016 levers measured and not adopted: a larger encoder, segmented hashtags, a subjectivity lexicon.
 
-Neither is a library option, because neither earned one (benchmarks/RESULTS.md has
+None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
 one cross-validation, so the measurement can be rerun:
 
@@ -21,6 +21,12 @@ one cross-validation, so the measurement can be rerun:
 
       uv run --extra embeddings --with wordsegment python benchmarks/semeval_probes.py cv --segment-hashtags
 
+- ``--subjectivity``: a feature step from Pattern's lexicon of English adjectives, each
+  sense with a polarity and a subjectivity score, which ships inside the ``textblob``
+  wheel (``textblob/en/en-sentiment.xml``), added to the experiment's steps::
+
+      uv run --extra embeddings --with textblob python benchmarks/semeval_probes.py cv --subjectivity
+
 ``cv`` runs the same 5-fold cross-validation as ``stance cv`` on the training split
 (``--group-by hashtag`` by default), once as the experiment is and once with the
 change, and prints both pooled out-of-fold F_avg and a paired bootstrap of the
@@ -37,11 +43,17 @@ import sys
 import time
 from pathlib import Path
 
+import re
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 EXPERIMENT = REPO / "experiments" / "semeval2016.toml"
+
+from features.base import TEXT, DenseFeatures, text_column, unique_inverse  # noqa: E402  (needs REPO on the path)
+
+WORD = re.compile(r"[a-z][a-z'-]*")
 
 
 def training_rows(experiment: Path):
@@ -130,6 +142,51 @@ def segment_hashtags() -> None:
     text._CAMEL_PART = Segmenter()
 
 
+class PatternSubjectivity(DenseFeatures):
+    """Mean and largest subjectivity of the text's words found in Pattern's adjective lexicon,
+    how many of them are subjective (0.5 or more), the positive and negative part of their mean
+    polarity, and how many were found. A word's senses are averaged."""
+
+    def __init__(self, column=TEXT):
+        self.column = column
+
+    def _prepare(self, X):
+        self.lexicon_ = pattern_lexicon()
+
+    def _compute(self, X):
+        texts = text_column(X, self.column, "PatternSubjectivity")
+        uniques, inverse = unique_inverse(texts)
+        rows = np.zeros((len(uniques), len(self._names())))
+        for i, text in enumerate(uniques):
+            found = np.array([self.lexicon_[w] for w in WORD.findall(text.lower()) if w in self.lexicon_]).reshape(-1, 2)
+            if len(found):
+                polarity, subjectivity = found.mean(axis=0)
+                rows[i] = (subjectivity, found[:, 1].max(), (found[:, 1] >= 0.5).sum(), max(polarity, 0.0), max(-polarity, 0.0), len(found))
+        return rows[inverse]
+
+    def _names(self):
+        return ["mean_subjectivity", "max_subjectivity", "n_subjective", "polarity_pos", "polarity_neg", "n_found"]
+
+
+def pattern_lexicon() -> dict[str, tuple[float, float]]:
+    """word -> (polarity, subjectivity), averaged over the word's senses."""
+    from importlib.resources import files
+    from xml.etree import ElementTree
+
+    senses: dict[str, list[tuple[float, float]]] = {}
+    root = ElementTree.fromstring(files("textblob").joinpath("en", "en-sentiment.xml").read_bytes())
+    for word in root.iter("word"):
+        senses.setdefault(word.get("form").lower(), []).append((float(word.get("polarity")), float(word.get("subjectivity"))))
+    return {form: tuple(np.mean(values, axis=0)) for form, values in senses.items()}
+
+
+def add_subjectivity() -> list[str]:
+    from features.pipeline import FEATURE_STEPS
+
+    FEATURE_STEPS["subjectivity"] = PatternSubjectivity
+    return ["features.subjectivity=true"]
+
+
 def cross_validate(experiment: Path, grouping: str, change) -> None:
     from train.config import Config
     from train.crossval import cross_validate as run_folds
@@ -139,11 +196,12 @@ def cross_validate(experiment: Path, grouping: str, change) -> None:
     config, splits = training_rows(experiment)
     frame = splits["train"].reset_index(drop=True)
     predicted = {}
+    overrides = []
     for name in ("as is", "changed"):
         if name == "changed":
-            change()
+            overrides = change() or []  # a change that adds a step returns the override enabling it
         started = time.perf_counter()
-        _, predicted[name] = run_folds(Config.from_toml(experiment), frame, 5, grouping)
+        _, predicted[name] = run_folds(Config.from_toml(experiment, overrides), frame, 5, grouping)
         score = compute_metrics(frame["label"], predicted[name], config.labels)[config.headline_metric]
         print(f"{name}: oof {config.headline_metric} {100 * score:.2f} ({time.perf_counter() - started:.0f}s)", flush=True)
     test = paired_bootstrap(frame["label"], predicted["as is"], predicted["changed"], config.labels, config.headline_metric)
@@ -162,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     cv = commands.add_parser("cv", help="cross-validate with and without the change")
     cv.add_argument("--vectors", nargs=2, type=Path, metavar=("TEXTS", "VECTORS"))
     cv.add_argument("--segment-hashtags", action="store_true")
+    cv.add_argument("--subjectivity", action="store_true")
     cv.add_argument("--group-by", default="hashtag", choices=["none", "hashtag"])
     for command in (texts, cv):
         command.add_argument("--experiment", type=Path, default=EXPERIMENT)
@@ -171,9 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "encode":
         encode(args.texts, args.model_dir, args.out)
     else:
-        if bool(args.vectors) == args.segment_hashtags:
-            parser.error("cv takes exactly one change: --vectors TEXTS VECTORS or --segment-hashtags")
-        change = functools.partial(use_vectors, *args.vectors) if args.vectors else segment_hashtags
+        if bool(args.vectors) + args.segment_hashtags + args.subjectivity != 1:
+            parser.error("cv takes exactly one change: --vectors TEXTS VECTORS, --segment-hashtags or --subjectivity")
+        if args.vectors:
+            change = functools.partial(use_vectors, *args.vectors)
+        else:
+            change = segment_hashtags if args.segment_hashtags else add_subjectivity
         cross_validate(args.experiment, args.group_by, change)
     return 0
 
