@@ -86,7 +86,9 @@ class Table:
             else:
                 self._handle = open(require_path(self.source), encoding="utf-8-sig", errors="surrogateescape", newline="")
         if fmt in ("csv", "tsv"):
-            self._reader = csv.reader(self._handle, delimiter="," if fmt == "csv" else "\t")
+            # strict: a quote left open would otherwise swallow every line after it into one
+            # field without a word; strict parsing makes it a malformed line we can report.
+            self._reader = csv.reader(self._handle, delimiter="," if fmt == "csv" else "\t", strict=True)
             try:
                 header = next(self._reader)
             except StopIteration:
@@ -155,7 +157,7 @@ class Table:
             except StopIteration:
                 break
             except csv.Error as error:
-                batch.problems[len(batch)] = f"malformed line: {error}"
+                batch.problems[len(batch)] = _malformed(error, start, self._reader.line_num)
                 batch.rows.append([None] * len(wanted))
                 batch.lines.append(start)
                 start = self._reader.line_num + 1
@@ -249,6 +251,16 @@ class Table:
             rows = [[None if v is None else str(v) for v in values] for values in zip(*columns)]
             yield Batch(list(wanted), rows, list(range(line, line + len(rows))), {})
             line += len(rows)
+
+
+def _malformed(error: csv.Error, start: int, end: int) -> str:
+    if "unexpected end of data" in str(error):
+        reason = "malformed line: a quoted field opened here is never closed"
+    else:
+        reason = f"malformed line: {error}"
+    if end > start:
+        reason += f" (lines {start}-{end} were read as one record; look for an unbalanced quote)"
+    return reason
 
 
 def require_path(path, what: str = "", folder: bool = False):

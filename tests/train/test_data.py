@@ -24,6 +24,7 @@ BAD_ROWS = {
     "missing target": ("a9,Fine idea,,FAVOR", "missing target"),
     "duplicate id": ("a1,Another sentence,carbon tax,NONE", "duplicate id 'a1' (first seen at line 2)"),
     "malformed line": ("a9,Fine idea,carbon tax", "malformed line: expected 4 fields, found 3"),
+    "unclosed quote": ('a9,"Fine idea,carbon tax,FAVOR', "malformed line: a quoted field opened here is never closed"),
 }
 
 

@@ -282,6 +282,26 @@ def test_stdin_to_stdout(model_path, sentences_csv):
     assert b"rows read 418, predicted 418, rejected 0" in result.stderr
 
 
+def test_an_unbalanced_quote_is_rejected_with_the_lines_it_spans(model_path, tmp_path):
+    # A lenient CSV parser reads lines 3-5 as one text, and line 7 to the end of the file, silently.
+    path = tmp_path / "in.csv"
+    path.write_text(
+        'id,text\n1,The strikes were reckless.\n2,"A quote opened, and\n3,left open until\n'
+        '4,He said "no" to it.\n5,A fine point.\n6,"Opened at the end\n',
+        encoding="utf-8",
+    )
+    summary = run(model_path, path, tmp_path / "out.csv", target=TARGET)
+    out = pd.read_csv(tmp_path / "out.csv")
+    rejects = pd.read_csv(tmp_path / "out.rejects.csv")
+    assert out["id"].tolist() == [1, 5]
+    assert rejects["line"].tolist() == [3, 7]
+    assert rejects["reason"].tolist() == [
+        "malformed line: ',' expected after '\"' (lines 3-5 were read as one record; look for an unbalanced quote)",
+        "malformed line: a quoted field opened here is never closed",
+    ]
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (4, 2, 2)
+
+
 def test_model_uris_of_all_three_kinds(model_path, sentences_csv, tmp_path, monkeypatch):
     from train import tracking
 
