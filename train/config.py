@@ -248,6 +248,8 @@ class Config(_Section):
     def __post_init__(self):
         from features.pipeline import FEATURE_STEPS, STEP_DEFAULTS
 
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1 (numpy's range), found {self.seed}.")
         if not self.features:
             raise ConfigError(f"[features] enables no step; enable at least one of {sorted(FEATURE_STEPS)}.")
         for step, params in self.features.items():

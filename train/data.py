@@ -411,5 +411,6 @@ def split_dataset(rows: pd.DataFrame, config: SplitConfig, seed: int) -> dict[st
         train, parts["test"] = _holdout(train, config.test_size, config.method, seed, "test")
     if parts["valid"].empty:
         size = config.valid_size / (1 - (config.test_size if not given.all() else 0))
-        train, parts["valid"] = _holdout(train, min(size, 0.5), config.method, seed + 1, "validation")
+        # Another stream than the test holdout's; the modulo keeps the largest seed in numpy's range.
+        train, parts["valid"] = _holdout(train, min(size, 0.5), config.method, (seed + 1) % 2**32, "validation")
     return {"train": train.reset_index(drop=True), "valid": parts["valid"].reset_index(drop=True), "test": parts["test"].reset_index(drop=True)}

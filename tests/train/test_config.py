@@ -51,6 +51,8 @@ def test_a_feature_step_can_be_switched_off_and_on():
         ("word__ngrams=[1,2]", "Unknown parameter 'ngrams' in features.word"),
         ("wordz__min_df=2", "'wordz' is not a pipeline step"),
         ("seed=abc", "seed must be int, found 'abc'"),
+        ("seed=-1", r"seed must be a whole number from 0 to 2\*\*32 - 1"),
+        ("seed=4294967296", r"seed must be a whole number from 0 to 2\*\*32 - 1"),
         ("data.on_bad_rows=skip", r"data.on_bad_rows must be one of \['error', 'quarantine'\]"),
         ("model.classifier=xgboost", "model.classifier must be one of"),
         ("model.strategy=pertarget", "found 'pertarget'. Did you mean 'per_target'"),

@@ -168,11 +168,12 @@ def test_missing_file_names_the_data_root(tmp_path):
         load_dataset(data_config(tmp_path / "absent.csv"), tmp_path)
 
 
-def test_stratified_split_is_seeded_and_covers_every_row(sentences):
+@pytest.mark.parametrize("seed", [3, 2**32 - 1])  # the largest seed the config accepts
+def test_stratified_split_is_seeded_and_covers_every_row(sentences, seed):
     rows = sentences.assign(split=None, group=sentences["target"], id=range(len(sentences)))
     config = Config.from_layers({"data": {"path": "x.csv", "labels": ["FAVOR", "AGAINST", "NONE"]}, "split": {"valid_size": 0.25, "test_size": 0.25}})
-    first = split_dataset(rows, config.split, seed=3)
-    again = split_dataset(rows, config.split, seed=3)
+    first = split_dataset(rows, config.split, seed=seed)
+    again = split_dataset(rows, config.split, seed=seed)
     assert all(first[k]["id"].tolist() == again[k]["id"].tolist() for k in first)
     assert sorted(sum((first[k]["id"].tolist() for k in first), [])) == list(range(len(rows)))
     assert set(first["test"]["label"]) == {"FAVOR", "AGAINST", "NONE"}
