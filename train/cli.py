@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="search the experiment's [search.space] with Optuna; one child run per trial")
     search.add_argument("experiment")
-    search.add_argument("--trials", type=int, required=True)
+    search.add_argument("--trials", type=_at_least_one, required=True)
     search.add_argument("--jobs", type=int, default=1, help="with --cv, folds fitted at once (as in stance cv); otherwise trials run at once in threads (default 1)")
     search.add_argument("--storage", help="Optuna storage URL shared by processes or machines, e.g. sqlite:///study.db (default: in memory)")
     search.add_argument("--study-name", help="default: EXPERIMENT-search; an existing study in --storage is resumed")
@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list logged runs, optionally sorted by a metric")
     runs.add_argument("experiment", nargs="?", help="experiment name (default: all)")
     runs.add_argument("--sort", metavar="METRIC", help="e.g. test_f_avg or valid_macro_f1 (highest first)")
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--limit", type=_at_least_one, default=20)
     runs.add_argument("--trials", action="store_true", help="include search trials (child runs), scored on validation or CV")
 
     compare = commands.add_parser("compare", help="params and metrics that differ; for two runs, a paired bootstrap test")
@@ -97,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("run_id", metavar="RUN", help=RUN_HELP)
     reproduce.add_argument("--data-dir", help="data root (default: $STANCE_DATA_DIR, else ./data)")
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more; found {text!r}")
+    return value
 
 
 def _search(args) -> int:

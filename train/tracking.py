@@ -203,6 +203,8 @@ def _full_run_uri(uri: str) -> str:
 
 def register_model(run_id: str, name: str, alias: str | None = None) -> str:
     """Register the run's model under ``name`` (a new version) and point ``alias`` at it; returns the version."""
+    from mlflow.exceptions import MlflowException
+
     from train.errors import StanceError
 
     configure()
@@ -220,9 +222,21 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
             f"Run {run_id} logged no model (search trials log none: register their parent run); "
             "`stance runs` lists the runs and their experiments."
         )
-    version = mlflow.register_model(f"models:/{logged[0].model_id}", name)
+    try:
+        version = mlflow.register_model(f"models:/{logged[0].model_id}", name)
+    except MlflowException as error:  # an empty name, or one with '/' or ':'
+        raise StanceError(f"Cannot register run {run_id} as {name!r}: {error.message}") from None
     if alias:
-        mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
+        client = mlflow.MlflowClient()
+        try:
+            client.set_registered_model_alias(name, alias, version.version)
+        except MlflowException as error:  # a malformed or reserved alias ("latest", "v3")
+            # The version was made for this alias: take it back, so a failed command leaves nothing behind.
+            client.delete_model_version(name, version.version)
+            raise StanceError(
+                f"Cannot set alias {alias!r} on {name!r}: {error.message} Version {version.version} was removed again, "
+                "so nothing is registered; choose another alias."
+            ) from None
     return str(version.version)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -112,6 +113,26 @@ def test_register_moves_the_alias(store):
     assert version.run_id == store["second"] and str(version.version) == "2"
     code, _, err = run_main("register", "0" * 32, "--name", "x")
     assert code == 2 and "No run" in err
+
+
+@pytest.mark.parametrize("name, alias, message", [
+    ("", None, "Cannot register run .* as '': Missing value"),
+    ("a/b", None, "Names cannot contain '/'"),
+    ("stance-reserved", "latest", "'latest' alias name .* is reserved. Version 1 was removed again"),
+])
+def test_register_refuses_a_bad_name_or_alias_and_leaves_no_version(store, name, alias, message):
+    code, _, err = run_main("register", store["first"], "--name", name, *(["--alias", alias] if alias else []))
+    assert code == 2 and "Traceback" not in err
+    assert re.search(message, err), err
+    if name:  # an empty name cannot be searched for
+        assert not MlflowClient().search_model_versions(f"name = '{name}'")
+
+
+@pytest.mark.parametrize("argv", [("runs", "--limit", "0"), ("runs", "--limit", "-1"), ("search", SAMPLE, "--trials", "0")])
+def test_counts_below_one_are_refused_by_the_parser(argv):
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(io.StringIO()) as err:
+        main(list(argv))
+    assert exit_info.value.code == 2 and "expected a whole number, 1 or more" in err.getvalue()
 
 
 def test_register_takes_the_logged_model_and_refuses_a_run_without_one(store):
