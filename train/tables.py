@@ -225,17 +225,24 @@ class Table:
             if not isinstance(record, dict):
                 yield number, {}, f"malformed line: expected a JSON object, found {type(record).__name__}", line.rstrip("\r\n")
                 continue
-            yield number, record, None, None
+            # The line is kept only where a nested value may yet make it a reject.
+            nested = any(isinstance(value, (list, dict)) for value in record.values())
+            yield number, record, None, line.rstrip("\r\n") if nested else None
 
     def _json_batches(self, wanted):
         batch = Batch(list(wanted))
         records = itertools.chain(self._head, self._pending)
         for number, record, problem, raw in records:
+            values = [record.get(c) for c in wanted]
+            nested = next((c for c, v in zip(wanted, values) if isinstance(v, (list, dict))), None)
+            if nested and not problem:
+                # str() would turn ["a", "b"] into a text the model happily scores.
+                kind = "an array" if isinstance(record[nested], list) else "an object"
+                problem = f"malformed line: {nested!r} holds {kind}; expected a string or a number"
+                values = [None if isinstance(v, (list, dict)) else v for v in values]
             if problem:
                 batch.problems[len(batch)] = problem
-            if raw is not None:
                 batch.raw[len(batch)] = raw
-            values = [record.get(c) for c in wanted]
             batch.rows.append([None if v is None else str(v) for v in values])
             batch.lines.append(number)
             if len(batch) >= self.batch_size:

@@ -142,13 +142,15 @@ def test_other_formats_load_the_same_rows(tmp_path, fmt):
 
 
 def test_malformed_json_line_is_rejected(tmp_path):
-    lines = [json.dumps({"text": "Fair tax", "target": "carbon tax", "label": "FAVOR"}), "{not json", "[1, 2]"]
+    nested = json.dumps({"text": "Fair tax", "target": {"name": "carbon tax"}, "label": "FAVOR"})
+    lines = [json.dumps({"text": "Fair tax", "target": "carbon tax", "label": "FAVOR"}), "{not json", "[1, 2]", nested]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(lines) + "\n")
     data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
-    assert data.rejects["line"].tolist() == [2, 3]
+    assert data.rejects["line"].tolist() == [2, 3, 4]
     assert data.rejects["reason"].str.startswith("malformed").all()
-    assert data.rejects["text"].tolist() == ["{not json", "[1, 2]"]  # the line itself, as in predict's rejects
+    assert data.rejects["reason"].iloc[2] == "malformed line: 'target' holds an object; expected a string or a number"
+    assert data.rejects["text"].tolist() == ["{not json", "[1, 2]", nested]  # the line itself, as in predict's rejects
 
 
 def test_jsonl_keys_that_first_appear_on_a_later_line_are_read(tmp_path):

@@ -103,22 +103,25 @@ def test_bad_rows_go_to_rejects_with_line_and_reason(model_path, tmp_path):
 
 def test_jsonl_bad_lines_are_rejected_with_the_line_itself(model_path, tmp_path):
     good = json.dumps({"text": "The strikes were reckless", "target": TARGET})
-    lines = [b"not json", good.encode(), b"[1, 2]", b"\xff" + good.encode(), json.dumps({"target": TARGET}).encode()]
+    nested = '{"text":["The strikes",  "were reckless"], "target": ' + json.dumps(TARGET) + "}"  # spaced as no dumps() would
+    lines = [b"not json", good.encode(), b"[1, 2]", b"\xff" + good.encode(), json.dumps({"target": TARGET}).encode(), nested.encode()]
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     # A bad first line does not hide the columns: the first parsed record names them.
     summary = run(model_path, path, tmp_path / "out.csv")
     rejects = pd.read_csv(tmp_path / "out.rejects.csv", keep_default_na=False)
-    assert rejects["line"].tolist() == [1, 3, 4, 5]
+    assert rejects["line"].tolist() == [1, 3, 4, 5, 6]
     assert rejects["reason"].tolist() == [
         "malformed JSON: Expecting value at column 1",
         "malformed line: expected a JSON object, found list",
         "undecodable bytes: the line is not valid UTF-8",
         "empty text",
+        "malformed line: 'text' holds an array; expected a string or a number",
     ]
     # Lines that could not be parsed keep their own text in the rejects, the only copy of stdin's.
     assert rejects["text"].tolist()[:2] == ["not json", "[1, 2]"] and rejects["text"][2].endswith(good)
-    assert (summary.rows_read, summary.predicted, summary.rejected) == (5, 1, 4)
+    assert rejects["text"][4] == nested
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (6, 1, 5)
 
 
 def test_jsonl_ids_are_read_per_line_even_when_the_first_line_has_none(model_path, tmp_path):
