@@ -19,7 +19,7 @@ from features.pipeline import build_features
 from train import evaluate, report, tracking
 from train.config import PER_TARGET_STRATEGIES, Config
 from train.data import data_root, load_dataset, near_duplicate_targets, split_dataset
-from train.errors import ConfigError
+from train.errors import ConfigError, DataError
 from train.models import (
     StanceModel,
     build_model,
@@ -31,6 +31,7 @@ from train.models import (
 
 def fit_stance_model(config: Config, frame: pd.DataFrame, versions: dict | None = None) -> StanceModel:
     """Fit the experiment's estimator on ``frame`` and wrap it with its labels and settings."""
+    _check_training_labels(config.labels, frame["label"])
     weights = frame["weight"].to_numpy() if config.data.use_weights else None
     try:
         estimator = fit_model(build_model(config), frame, weights)
@@ -46,6 +47,21 @@ def fit_stance_model(config: Config, frame: pd.DataFrame, versions: dict | None 
             f"The model of {config.name!r} could not be fitted: {f'feature step {step!r}: ' if step else ''}{reason}. Check {where}."
         ) from error
     return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights), versions=versions or {})
+
+
+def _check_training_labels(labels: tuple[str, ...], found: pd.Series) -> None:
+    """Every label the experiment declares must occur in the training rows: a model cannot
+    output a class it never saw, and its scores for that class would be missing."""
+    counts = found.value_counts()
+    seen = ", ".join(f"{label} {counts.get(label, 0)}" for label in labels)
+    absent = [label for label in labels if label not in counts.index]
+    if len(labels) - len(absent) < 2:
+        raise DataError(f"The training rows hold fewer than two labels ({seen}); a classifier needs rows of two at least.")
+    if absent:
+        raise DataError(
+            f"Label {absent[0]!r} has no training rows ({seen}), so no model can learn it. Annotate rows for it, "
+            f"leave it out of data.labels, or merge it into another label with [data.label_map]."
+        )
 
 
 def _failing_feature_step(config: Config, frame: pd.DataFrame) -> str | None:

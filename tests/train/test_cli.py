@@ -169,6 +169,15 @@ def test_a_fit_error_names_the_feature_step_or_the_classifier(tracking, capsys):
     assert code == 2 and "feature step" not in err and "[model.clf]" in err
 
 
+def test_a_declared_label_without_training_rows_is_a_clear_error(tracking, capsys):
+    # Mapping NONE away leaves the sample's declared labels with one that no row carries.
+    code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", 'data.label_map={NONE="AGAINST"}')
+    assert code == 2 and "Traceback" not in err
+    assert "Label 'NONE' has no training rows (FAVOR 96, AGAINST 196, NONE 0)" in err
+    code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", 'data.label_map={NONE="FAVOR", AGAINST="FAVOR"}')
+    assert code == 2 and "fewer than two labels (FAVOR 292, AGAINST 0, NONE 0)" in err
+
+
 def test_missing_data_names_the_root(tracking, tmp_path, capsys):
     code, _, err = train(capsys, SAMPLE, "--data-dir", str(tmp_path / "nowhere"))
     assert code == 2 and "STANCE_DATA_DIR" in err
