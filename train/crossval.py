@@ -26,7 +26,7 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, Stratified
 from train import evaluate, tracking
 from train.config import GROUPINGS, Config
 from train.data import data_root, load_dataset, split_dataset
-from train.errors import ConfigError
+from train.errors import ConfigError, DataError
 
 HASHTAG = re.compile(r"#\w+")
 
@@ -105,7 +105,7 @@ def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = 
 
     parallel = jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
     for number, (train_rows, held_out_rows) in enumerate(splits[:1] if parallel else splits, start=1):
-        record(number, train_rows, held_out_rows, *_fit_fold(config, frame, train_rows, held_out_rows))
+        record(number, train_rows, held_out_rows, *_fit_fold(config, frame, train_rows, held_out_rows, number))
     if parallel:
         global _FORKED_WORK
         # Forked workers inherit this (the config does not pickle); each is sent a fold number.
@@ -126,14 +126,17 @@ _FORKED_WORK = None
 
 def _fit_forked_fold(index: int) -> tuple[np.ndarray, float]:
     config, frame, splits = _FORKED_WORK
-    return _fit_fold(config, frame, *splits[index])
+    return _fit_fold(config, frame, *splits[index], index + 1)
 
 
-def _fit_fold(config: Config, frame: pd.DataFrame, train_rows: np.ndarray, held_out_rows: np.ndarray) -> tuple[np.ndarray, float]:
+def _fit_fold(config: Config, frame: pd.DataFrame, train_rows: np.ndarray, held_out_rows: np.ndarray, number: int) -> tuple[np.ndarray, float]:
     from train.training import fit_stance_model
 
     started = time.perf_counter()
-    model = fit_stance_model(config, frame.iloc[train_rows])
+    try:
+        model = fit_stance_model(config, frame.iloc[train_rows])
+    except DataError as error:  # grouped folds can leave every row of a rare label in one fold
+        raise DataError(f"Cross-validation fold {number}: {error}") from None
     predicted = model.predict(frame.iloc[held_out_rows])["label"].to_numpy()
     return predicted, time.perf_counter() - started
 

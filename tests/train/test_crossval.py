@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -110,3 +111,16 @@ def test_cv_grouped_by_target_holds_out_whole_targets(tracking, run_cli):
     assert code == 2 and "need at least 9 groups" in err
     code, _, err = run_cli("cv", SAMPLE, "--jobs", "0", *ARGS)
     assert code == 2 and "--jobs must be at least 1, found 0" in err
+
+
+def test_a_fold_whose_training_rows_lack_a_label_names_the_fold(tracking, run_cli, tmp_path):
+    # Target "b" has no NONE rows, so the fold that trains on "b" alone cannot learn NONE.
+    rows = ["sentence,target,stance,confidence"] + [  # the sample experiment's column names
+        f"sentence {i} on {target} with words {i % 7} and {i % 5},{target},{label},1.0"
+        for i in range(120)
+        for target, label in [("a", ("FAVOR", "AGAINST", "NONE")[i % 3]), ("b", ("FAVOR", "AGAINST")[i % 2])]
+    ]
+    (tmp_path / "rows.csv").write_text("\n".join(rows) + "\n")
+    code, _, err = run_cli("cv", SAMPLE, "--folds", "2", "--group-by", "target", "--data-dir", tmp_path, "--set", 'data.path="rows.csv"')
+    assert code == 2 and "Traceback" not in err
+    assert re.search(r"Cross-validation fold [12]: Label 'NONE' has no training rows \(FAVOR \d+, AGAINST \d+, NONE 0\)", err), err
