@@ -305,7 +305,9 @@ def validate(records: pd.DataFrame, labels: tuple[str, ...], label_map: dict) ->
     # comparable with other systems; only rows used for training are checked.
     split_names = records["split"].map(lambda s: None if _blank(s) else SPLIT_ALIASES.get(str(s).strip().lower()))
     ok = records["reason"].isna() & split_names.isin(["train"]) | records["reason"].isna() & split_names.isna()
-    key = records["target"].astype(str) + "\x1f" + records["text"].astype(str).str.split().str.join(" ")
+    # Built row by row: pandas' .str methods fail on a column that holds no string at all.
+    spaced = pd.Series(["" if _blank(v) else " ".join(str(v).split()) for v in records["text"]], index=records.index, dtype=object)
+    key = records["target"].astype(str) + "\x1f" + spaced
     candidates = records[ok].assign(_key=key[ok])
     conflicting = candidates.groupby("_key")["label"].transform("nunique") > 1
     for _, group in candidates[conflicting].groupby("_key", sort=False):
@@ -336,17 +338,18 @@ def load_dataset(config: DataConfig, root: Path) -> LoadedData:
     data = LoadedData(kept, rejects, files)
     if len(kept) + len(rejects) != data.rows_read:  # pragma: no cover - an invariant, not an input error
         raise AssertionError(f"rows kept {len(kept)} + rejected {len(rejects)} != rows read {data.rows_read}")
+    shown = rejects.head(5)
+    lines = "\n".join(f"  {r.source}, line {r.line}: {r.reason}" for r in shown.itertuples())
+    more = f"\n  ... and {len(rejects) - len(shown)} more" if len(rejects) > len(shown) else ""
     if len(rejects) and config.on_bad_rows == "error":
-        shown = rejects.head(5)
-        lines = "\n".join(f"  {r.source}, line {r.line}: {r.reason}" for r in shown.itertuples())
-        more = f"\n  ... and {len(rejects) - len(shown)} more" if len(rejects) > len(shown) else ""
         raise DataError(
             f"{len(rejects)} of {data.rows_read} rows failed validation:\n{lines}{more}\n"
             "Fix the rows, or set data.on_bad_rows = \"quarantine\" (or --set data.on_bad_rows=quarantine) "
             "to train without them and write them to a rejects file."
         )
     if kept.empty:
-        raise DataError(f"No valid rows in {', '.join(f.path for f in files)}.")
+        why = f": all {len(rejects)} rows failed validation:\n{lines}{more}" if len(rejects) else " (the files hold no rows)"
+        raise DataError(f"No valid rows in {', '.join(f.path for f in files)}{why}")
     return data
 
 

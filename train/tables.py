@@ -234,11 +234,8 @@ class Table:
         records = itertools.chain(self._head, self._pending)
         for number, record, problem, raw in records:
             values = [record.get(c) for c in wanted]
-            nested = next((c for c, v in zip(wanted, values) if isinstance(v, (list, dict))), None)
-            if nested and not problem:
+            if not problem and (problem := _nested_value_problem(wanted, values)):
                 # str() would turn ["a", "b"] into a text the model happily scores.
-                kind = "an array" if isinstance(record[nested], list) else "an object"
-                problem = f"malformed line: {nested!r} holds {kind}; expected a string or a number"
                 values = [None if isinstance(v, (list, dict)) else v for v in values]
             if problem:
                 batch.problems[len(batch)] = problem
@@ -255,9 +252,24 @@ class Table:
         line = 1
         for record_batch in self._parquet.iter_batches(batch_size=self.batch_size, columns=list(wanted)):
             columns = [record_batch.column(c).to_pylist() for c in wanted]
-            rows = [[None if v is None else str(v) for v in values] for values in zip(*columns)]
-            yield Batch(list(wanted), rows, list(range(line, line + len(rows))), {})
+            rows, problems = [], {}
+            for index, values in enumerate(zip(*columns)):
+                # A list or struct column would otherwise reach the model as its str().
+                if problem := _nested_value_problem(wanted, values):
+                    problems[index] = problem
+                    values = [None if isinstance(v, (list, dict)) else v for v in values]
+                rows.append([None if v is None else str(v) for v in values])
+            yield Batch(list(wanted), rows, list(range(line, line + len(rows))), problems)
             line += len(rows)
+
+
+def _nested_value_problem(columns: list[str], values) -> str | None:
+    """The reason to reject a record whose text, target or id is an array or an object."""
+    for column, value in zip(columns, values):
+        if isinstance(value, (list, dict)):
+            kind = "an array" if isinstance(value, list) else "an object"
+            return f"malformed line: {column!r} holds {kind}; expected a string or a number"
+    return None
 
 
 def _malformed(error: csv.Error, start: int, end: int) -> str:

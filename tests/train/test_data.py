@@ -141,6 +141,26 @@ def test_other_formats_load_the_same_rows(tmp_path, fmt):
     assert rows[["id", "text", "target", "label"]].values.tolist() == frame.values.tolist()
 
 
+def test_a_parquet_list_value_is_rejected_not_turned_into_text(tmp_path):
+    # A Parquet column has one type, so a list-typed text column holds lists on every row.
+    frame = pd.DataFrame({"text": [["Fair", "tax"], ["Too", "high"], ["Fine"]], "target": ["carbon tax"] * 3, "label": ["FAVOR"] * 3})
+    path = tmp_path / "rows.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(DataError) as error:
+        load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+    # Every row is rejected, so quarantine leaves nothing to train on; the error says why.
+    assert f"No valid rows in {path}: all 3 rows failed validation:" in str(error.value)
+    assert f"{path}, line 3: malformed line: 'text' holds an array; expected a string or a number" in str(error.value)
+
+
+def test_a_text_column_without_a_single_value_is_reported_not_a_crash(tmp_path):
+    lines = [json.dumps({"text": None, "target": "carbon tax", "label": "FAVOR"})] * 2
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"all 2 rows failed validation:\n.*line 1: empty text"):
+        load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+
+
 def test_malformed_json_line_is_rejected(tmp_path):
     nested = json.dumps({"text": "Fair tax", "target": {"name": "carbon tax"}, "label": "FAVOR"})
     lines = [json.dumps({"text": "Fair tax", "target": "carbon tax", "label": "FAVOR"}), "{not json", "[1, 2]", nested]
