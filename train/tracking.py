@@ -118,7 +118,26 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
         warnings.simplefilter("ignore")  # MLflow warns that its digest reads only part of large frames
         for name, frame in splits.items():
             dataset = mlflow.data.from_pandas(frame[["id", "text", "target", "label"]], source=source, name=name, targets="label")
-            mlflow.log_input(dataset, context=name)
+            _log_input(dataset, name)
+
+
+# What the tracking store says when two writers insert the same row: SQLite, PostgreSQL, MySQL.
+DUPLICATE_ROW = ("UNIQUE constraint", "duplicate key", "Duplicate entry")
+
+
+def _log_input(dataset, context: str, attempts: int = 3) -> None:
+    """MLflow looks a dataset up in the experiment and inserts it if absent, in two steps, so
+    two processes logging the same dataset at once (a search shared by several workers) can
+    both try the insert; the loser's transaction is rolled back, and its retry finds the row."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            return mlflow.log_input(dataset, context=context)
+        except MlflowException as error:
+            if attempt == attempts - 1 or not any(marker in str(error) for marker in DUPLICATE_ROW):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def log_environment(versions: dict[str, str], seed: int) -> None:

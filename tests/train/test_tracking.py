@@ -117,3 +117,33 @@ def test_quieted_loggers_get_their_levels_back(stance_model, sentences):
     with tracking.start_run("tracking-test", {}):
         tracking.log_model(stance_model, sentences[["text", "target"]].head(2))
     assert environment.level == logging.DEBUG
+
+
+@pytest.mark.usefixtures("tracking")
+def test_a_dataset_lost_to_a_concurrent_insert_is_logged_on_retry(sentences, monkeypatch):
+    # Two search workers logging the same split at once: MLflow's look-up-then-insert lets both
+    # insert, and the store refuses the second. The retry must find the first one's row.
+    from mlflow.exceptions import MlflowException
+
+    real, calls = mlflow.log_input, []
+
+    def racing(dataset, context=None, **kwargs):
+        calls.append(context)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name")
+        return real(dataset, context=context, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    frame = sentences.assign(id=range(len(sentences)))[["id", "text", "target", "label"]]
+    dataset = mlflow.data.from_pandas(frame, source="x.csv", name="train", targets="label")
+    with tracking.start_run("tracking-test", {}) as run_id:
+        tracking._log_input(dataset, "train")
+    assert calls == ["train", "train"]
+    assert [d.dataset.name for d in mlflow.get_run(run_id).inputs.dataset_inputs] == ["train"]
+
+    def refused(dataset, context=None, **kwargs):
+        raise MlflowException("permission denied")
+
+    monkeypatch.setattr(mlflow, "log_input", refused)  # any other failure is not retried
+    with tracking.start_run("tracking-test", {}), pytest.raises(MlflowException, match="permission denied"):
+        tracking._log_input(dataset, "train")
