@@ -428,6 +428,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
         raise StanceError("Parquet cannot be streamed to stdout; write it to a file (-o out.parquet).")
     if options.resume and (source == "-" or to_stdout):
         raise StanceError("--resume needs a named input file and output file; stdin and stdout cannot be resumed.")
+    _refuse_to_overwrite(source, output, options.rejects or _default_rejects(output))
 
     if options.documents:
         input_files, chunks = document_chunks(source, options, stance_model.needs_target)
@@ -511,6 +512,23 @@ def _finish(work: Path, indexes: list[int], output: Path, fmt: str) -> None:
         os.replace(temporary, output)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _refuse_to_overwrite(source: str, output: str, rejects: str) -> None:
+    """The output is renamed over OUTPUT once complete, so an output (or rejects file) that names
+    the input would silently replace the user's data with predictions."""
+
+    def same(a: str, b: str) -> bool:
+        if "-" in (a, b):
+            return False
+        first, second = Path(a), Path(b)
+        return first.resolve() == second.resolve() or first.exists() and second.exists() and os.path.samefile(first, second)
+
+    for kind, path in (("output", output), ("rejects file", rejects)):
+        if same(path, source):
+            raise StanceError(f"The {kind} {path} is the input {source}: writing it would replace the input. Name another file.")
+    if same(output, rejects):
+        raise StanceError(f"The output and the rejects file are both {output}; name the rejects file with --rejects.")
 
 
 def _default_rejects(output: str) -> str:

@@ -285,6 +285,22 @@ def test_stdin_to_stdout(model_path, sentences_csv):
     assert b"rows read 418, predicted 418, rejected 0" in result.stderr
 
 
+def test_an_output_or_rejects_file_that_names_the_input_is_refused(model_path, sentences_csv, tmp_path):
+    before = sentences_csv.read_bytes()
+    (tmp_path / "link.csv").symlink_to(sentences_csv)
+    cases = [
+        (str(sentences_csv), {}, "The output .* is the input"),
+        (str(tmp_path / "link.csv"), {}, "The output .* is the input"),  # the same file by another name
+        (str(tmp_path / "out.csv"), {"rejects": str(sentences_csv)}, "The rejects file .* is the input"),
+        (str(tmp_path / "out.csv"), {"rejects": str(tmp_path / "out.csv")}, "both .*out.csv"),
+    ]
+    for output, options, message in cases:
+        with pytest.raises(StanceError, match=message):
+            run(model_path, sentences_csv, output, **options)
+    assert sentences_csv.read_bytes() == before
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_an_unbalanced_quote_is_rejected_with_the_lines_it_spans(model_path, tmp_path):
     # A lenient CSV parser reads lines 3-5 as one text, and line 7 to the end of the file, silently.
     path = tmp_path / "in.csv"
