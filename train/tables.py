@@ -233,14 +233,11 @@ class Table:
         batch = Batch(list(wanted))
         records = itertools.chain(self._head, self._pending)
         for number, record, problem, raw in records:
-            values = [record.get(c) for c in wanted]
-            if not problem and (problem := _nested_value_problem(wanted, values)):
-                # str() would turn ["a", "b"] into a text the model happily scores.
-                values = [None if isinstance(v, (list, dict)) else v for v in values]
-            if problem:
+            row, nested = _cells(wanted, [record.get(c) for c in wanted])
+            if problem := problem or nested:
                 batch.problems[len(batch)] = problem
                 batch.raw[len(batch)] = raw
-            batch.rows.append([None if v is None else str(v) for v in values])
+            batch.rows.append(row)
             batch.lines.append(number)
             if len(batch) >= self.batch_size:
                 yield batch
@@ -249,27 +246,35 @@ class Table:
             yield batch
 
     def _parquet_batches(self, wanted):
+        import pyarrow as pa
+
+        # A Parquet column has one type: only a list or struct column needs its values checked.
+        schema = self._parquet.schema_arrow
+        nested = any(pa.types.is_nested(schema.field(c).type) for c in wanted)
         line = 1
         for record_batch in self._parquet.iter_batches(batch_size=self.batch_size, columns=list(wanted)):
             columns = [record_batch.column(c).to_pylist() for c in wanted]
-            rows, problems = [], {}
-            for index, values in enumerate(zip(*columns)):
-                # A list or struct column would otherwise reach the model as its str().
-                if problem := _nested_value_problem(wanted, values):
-                    problems[index] = problem
-                    values = [None if isinstance(v, (list, dict)) else v for v in values]
-                rows.append([None if v is None else str(v) for v in values])
+            if nested:
+                cells = [_cells(wanted, values) for values in zip(*columns)]
+                rows = [row for row, _ in cells]
+                problems = {index: problem for index, (_, problem) in enumerate(cells) if problem}
+            else:
+                rows, problems = [[None if v is None else str(v) for v in values] for values in zip(*columns)], {}
             yield Batch(list(wanted), rows, list(range(line, line + len(rows))), problems)
             line += len(rows)
 
 
-def _nested_value_problem(columns: list[str], values) -> str | None:
-    """The reason to reject a record whose text, target or id is an array or an object."""
+def _cells(columns: list[str], values) -> tuple[list[str | None], str | None]:
+    """A record's values as the strings a Batch holds, and the reason to reject the record where
+    its text, target or id is an array or an object: str() would make of ["a", "b"] a text the
+    model happily scores."""
+    problem = None
     for column, value in zip(columns, values):
         if isinstance(value, (list, dict)):
             kind = "an array" if isinstance(value, list) else "an object"
-            return f"malformed line: {column!r} holds {kind}; expected a string or a number"
-    return None
+            problem = problem or f"malformed line: {column!r} holds {kind}; expected a string or a number"
+    row = [None if v is None or isinstance(v, (list, dict)) else str(v) for v in values]
+    return row, problem
 
 
 def _malformed(error: csv.Error, start: int, end: int) -> str:
