@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--input-format", choices=["csv", "tsv", "jsonl", "parquet"], help="input format (default: from the extension; csv for stdin)")
     predict.add_argument("--text-column", default="text")
     predict.add_argument("--target-column", default="target")
-    predict.add_argument("--id-column", default="id", help="kept in the output; rows without one get their line number")
+    predict.add_argument("--id-column", default=None, help="kept in the output (default: the column 'id' where there is one); rows without an id get their line number")
     predict.add_argument("--target", help="one target for every row (and for --documents)")
     predict.add_argument("--documents", action="store_true", help="INPUT holds plain-text documents: split them into sentences")
     predict.add_argument("--aggregate", choices=["mean", "majority"], default="mean", help="document label: highest mean probability (mean) or most frequent sentence label (majority)")

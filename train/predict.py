@@ -51,7 +51,7 @@ class PredictOptions:
 
     text_column: str = "text"
     target_column: str = "target"
-    id_column: str = "id"
+    id_column: str | None = None  # None: "id" where the file has one, else line numbers
     target: str | None = None
     documents: bool = False
     aggregate: str = "mean"
@@ -138,21 +138,26 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
     use_target = options.target is None and needs_target
     if use_target:
         wanted.append(options.target_column)
+    id_column = options.id_column or "id"
+    # An id column the user named must exist; the default "id" is used only where present.
+    required = wanted + [id_column] if options.id_column else wanted
     # A JSON line names only its own keys: a first record without a target is read past.
-    lines_searched = table.look_ahead_for(wanted)
-    missing = [c for c in wanted if c not in table.columns]
+    lines_searched = table.look_ahead_for(required)
+    missing = [c for c in required if c not in table.columns]
     # JSON lines name their own keys, so an id may first appear after line 1; rows without
     # one get their line number either way.
-    has_id = options.id_column in table.columns or fmt == "jsonl"
+    has_id = id_column in table.columns or fmt == "jsonl"
     if has_id:
-        wanted.append(options.id_column)
+        wanted.append(id_column)
     if missing:
         table.close()
         fixes = []
         if options.text_column in missing:
             fixes.append("Name the text column with --text-column.")
-        if options.target_column in missing:
+        if use_target and options.target_column in missing:
             fixes.append("The model reads the target: name its column with --target-column, or give every row one target with --target \"...\".")
+        if options.id_column in missing:
+            fixes.append("Name the id column with --id-column, or leave the option out to number rows by their line.")
         names = " or ".join(repr(c) for c in missing)
         if fmt == "jsonl":
             found = f"no line of the first {lines_searched} has the key {names}; found keys {table.keys_held()}"
@@ -166,7 +171,7 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
             for index, batch in enumerate(table.batches(wanted)):
                 texts = batch.column(options.text_column)
                 targets = batch.column(options.target_column) if use_target else [options.target or ""] * len(batch)
-                ids = batch.column(options.id_column) if has_id else [str(line) for line in batch.lines]
+                ids = batch.column(id_column) if has_id else [str(line) for line in batch.lines]
                 keep, rejects = [], []
                 for i in range(len(batch)):
                     reason = batch.problems.get(i)

@@ -186,6 +186,8 @@ def test_rows_with_targets_a_per_target_model_never_saw_are_counted_in_a_note(tm
         (["--text-column", "body"], "no column 'body'"),
         (["--target-column", "topic"], "no column 'topic'"),
         (["--text-column", "body", "--target-column", "topic"], "no column 'body' or 'topic'"),
+        # A misspelt id column would otherwise number the rows by line without a word.
+        (["--id-column", "doc_id"], "no column 'doc_id'"),
     ],
 )
 def test_missing_columns_exit_2_without_output(model_path, sentences_csv, tmp_path, capsys, args, message):
@@ -195,7 +197,19 @@ def test_missing_columns_exit_2_without_output(model_path, sentences_csv, tmp_pa
     assert message in err
     # The fix offered is for the column that is missing, not the other one.
     assert ("--text-column" in err) == ("body" in message) and ("--target-column" in err) == ("topic" in message)
+    assert ("--id-column" in err) == ("doc_id" in message)
     assert list(tmp_path.iterdir()) == [sentences_csv]
+
+
+def test_a_named_id_column_is_looked_for_across_jsonl_lines(model_path, tmp_path, capsys):
+    records = [{"text": "The strikes were reckless", "target": TARGET}, {"doc": "b", "text": "A lawful reply", "target": TARGET}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    run(model_path, path, tmp_path / "out.csv", id_column="doc")
+    assert pd.read_csv(tmp_path / "out.csv", dtype=str)["id"].tolist() == ["1", "b"]
+    assert main(["predict", str(model_path), str(path), "-o", str(tmp_path / "x.csv"), "--jobs", "1", "--id-column", "doc_id"]) == 2
+    assert "no line of the first 2 has the key 'doc_id'" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_not_a_stance_model_and_unreadable_input_exit_2(model_path, sentences_csv, tmp_path, capsys):
