@@ -420,6 +420,16 @@ def test_documents_path_without_documents_exits_2_and_leaves_nothing(model_path,
     assert not list(tmp_path.glob("out.csv*"))  # no output, and no parts folder that would demand --resume
 
 
+@pytest.mark.parametrize("option", [["--text-column", "body"], ["--id-column", "doc_id"], ["--input-format", "tsv"]])
+def test_table_options_with_documents_are_refused_not_ignored(model_path, tmp_path, capsys, option):
+    (tmp_path / "a.txt").write_text("The strikes were reckless. A lawful reply.")
+    args = ["predict", str(model_path), str(tmp_path / "a.txt"), "--documents", "--target", TARGET, "-o", str(tmp_path / "out.csv"), *option]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{option[0]} describe a file of sentences, but --documents reads plain-text documents" in err
+    assert not list(tmp_path.glob("out.csv*"))
+
+
 def test_resume_refuses_documents_changed_since_the_interrupted_run(model_path, tmp_path, monkeypatch):
     folder = tmp_path / "docs"
     folder.mkdir()
