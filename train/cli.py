@@ -204,7 +204,7 @@ def _predict(args) -> int:
     given = [name for name, value in table_options.items() if value is not None]
     if args.documents and given:
         raise StanceError(
-            f"{', '.join(given)} describe a file of sentences, but --documents reads plain-text documents: each one is "
+            f"{', '.join(given)}: {'an option' if len(given) == 1 else 'options'} for a file of sentences, but --documents reads plain-text documents: each one is "
             "named by its path, and --target gives the target. Leave out --documents to predict a table, or the table options to predict documents."
         )
     options = PredictOptions(

@@ -426,7 +426,7 @@ def test_table_options_with_documents_are_refused_not_ignored(model_path, tmp_pa
     args = ["predict", str(model_path), str(tmp_path / "a.txt"), "--documents", "--target", TARGET, "-o", str(tmp_path / "out.csv"), *option]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"{option[0]} describe a file of sentences, but --documents reads plain-text documents" in err
+    assert f"{option[0]}: an option for a file of sentences, but --documents reads plain-text documents" in err
     assert not list(tmp_path.glob("out.csv*"))
 
 
