@@ -207,6 +207,11 @@ def _predict(args) -> int:
             f"{', '.join(given)}: {'an option' if len(given) == 1 else 'options'} for a file of sentences, but --documents reads plain-text documents: each one is "
             "named by its path, and --target gives the target. Leave out --documents to predict a table, or the table options to predict documents."
         )
+    if args.target is not None and args.target_column is not None:
+        raise StanceError(
+            f"--target gives every row the target {args.target!r}, so the column --target-column {args.target_column!r} would not be read. "
+            "Pass --target-column to read each row's target, or --target for one target, not both."
+        )
     options = PredictOptions(
         text_column=args.text_column or "text", target_column=args.target_column or "target", id_column=args.id_column, target=args.target,
         documents=args.documents, aggregate=args.aggregate, input_format=args.input_format, output_format=args.output_format,

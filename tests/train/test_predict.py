@@ -162,6 +162,13 @@ def test_one_target_for_every_row(model_path, tmp_path):
     assert out["id"].tolist() == [2, 3]  # no id column: the line number
 
 
+def test_a_target_for_every_row_and_a_target_column_are_not_both_taken(model_path, sentences_csv, tmp_path, capsys):
+    args = ["predict", str(model_path), str(sentences_csv), "-o", str(tmp_path / "out.csv"), "--jobs", "1"]
+    assert main([*args, "--target", TARGET, "--target-column", "target"]) == 2
+    assert "so the column --target-column 'target' would not be read" in capsys.readouterr().err
+    assert not list(tmp_path.glob("out.csv*"))
+
+
 def test_rows_with_targets_a_per_target_model_never_saw_are_counted_in_a_note(tmp_path):
     config = Config.from_toml(REPO / "experiments" / "sample.toml", ["features.char=false", "model.strategy=shared_per_target"])
     data = load_dataset(config.data, REPO / "data")
