@@ -39,11 +39,10 @@ import argparse
 import functools
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
-
-import re
 
 import numpy as np
 

@@ -36,10 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("-o", "--output", required=True, help="output file (.csv .tsv .jsonl .parquet) or - for stdout")
     predict.add_argument("--format", dest="output_format", choices=["csv", "tsv", "jsonl", "parquet"], help="output format (default: from the extension; csv for stdout)")
     predict.add_argument("--input-format", choices=["csv", "tsv", "jsonl", "parquet"], help="input format (default: from the extension; csv for stdin)")
-    # Column options default to None so that a value the user typed can be told from none.
-    predict.add_argument("--text-column", default=None, help="default: text")
-    predict.add_argument("--target-column", default=None, help="default: target")
-    predict.add_argument("--id-column", default=None, help="kept in the output (default: the column 'id' where there is one); rows without an id get their line number")
+    predict.add_argument("--text-column", help="default: text")
+    predict.add_argument("--target-column", help="default: target")
+    predict.add_argument("--id-column", help="kept in the output (default: the column 'id' where there is one); rows without an id get their line number")
     predict.add_argument("--target", help="one target for every row (and for --documents)")
     predict.add_argument("--documents", action="store_true", help="INPUT holds plain-text documents: split them into sentences")
     predict.add_argument("--aggregate", choices=["mean", "majority"], default="mean", help="document label: highest mean probability (mean) or most frequent sentence label (majority)")
@@ -200,20 +199,8 @@ def _reproduce(args) -> int:
 def _predict(args) -> int:
     from train.predict import PredictOptions, predict_file
 
-    table_options = {"--text-column": args.text_column, "--target-column": args.target_column, "--id-column": args.id_column, "--input-format": args.input_format}
-    given = [name for name, value in table_options.items() if value is not None]
-    if args.documents and given:
-        raise StanceError(
-            f"{', '.join(given)}: {'an option' if len(given) == 1 else 'options'} for a file of sentences, but --documents reads plain-text documents: each one is "
-            "named by its path, and --target gives the target. Leave out --documents to predict a table, or the table options to predict documents."
-        )
-    if args.target is not None and args.target_column is not None:
-        raise StanceError(
-            f"--target gives every row the target {args.target!r}, so the column --target-column {args.target_column!r} would not be read. "
-            "Pass --target-column to read each row's target, or --target for one target, not both."
-        )
     options = PredictOptions(
-        text_column=args.text_column or "text", target_column=args.target_column or "target", id_column=args.id_column, target=args.target,
+        text_column=args.text_column, target_column=args.target_column, id_column=args.id_column, target=args.target,
         documents=args.documents, aggregate=args.aggregate, input_format=args.input_format, output_format=args.output_format,
         chunk_size=args.chunk_size, jobs=args.jobs, resume=args.resume, rejects=args.rejects, keep_text=args.keep_text,
         progress=args.progress,

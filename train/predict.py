@@ -49,8 +49,9 @@ REJECT_COLUMNS = ["line", "id", "reason", "text"]
 class PredictOptions:
     """How to read the input and write the output. See ``stance predict --help``."""
 
-    text_column: str = "text"
-    target_column: str = "target"
+    # The column names default to None, so that a name the caller gave can be told from none.
+    text_column: str | None = None  # None: "text"
+    target_column: str | None = None  # None: "target"
     id_column: str | None = None  # None: "id" where the file has one, else line numbers
     target: str | None = None
     documents: bool = False
@@ -134,11 +135,11 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
     """Open the input (checking its columns now) and return a generator of chunks."""
     fmt = format_of(source, options.input_format)
     table = Table(source, fmt, options.chunk_size)
-    wanted = [options.text_column]
+    text_column, target_column, id_column = options.text_column or "text", options.target_column or "target", options.id_column or "id"
+    wanted = [text_column]
     use_target = options.target is None and needs_target
     if use_target:
-        wanted.append(options.target_column)
-    id_column = options.id_column or "id"
+        wanted.append(target_column)
     # An id column the user named must exist; the default "id" is used only where present.
     required = wanted + [id_column] if options.id_column else wanted
     # A JSON line names only its own keys: a first record without a target is read past.
@@ -152,9 +153,9 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
     if missing:
         table.close()
         fixes = []
-        if options.text_column in missing:
+        if text_column in missing:
             fixes.append("Name the text column with --text-column.")
-        if use_target and options.target_column in missing:
+        if use_target and target_column in missing:
             fixes.append("The model reads the target: name its column with --target-column, or give every row one target with --target \"...\".")
         if options.id_column in missing:
             fixes.append("Name the id column with --id-column, or leave the option out to number rows by their line.")
@@ -169,8 +170,8 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
         index = -1
         with table:
             for index, batch in enumerate(table.batches(wanted)):
-                texts = batch.column(options.text_column)
-                targets = batch.column(options.target_column) if use_target else [options.target or ""] * len(batch)
+                texts = batch.column(text_column)
+                targets = batch.column(target_column) if use_target else [options.target or ""] * len(batch)
                 ids = batch.column(id_column) if has_id else [str(line) for line in batch.lines]
                 keep, rejects = [], []
                 for i in range(len(batch)):
@@ -425,6 +426,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
         raise StanceError(f"aggregate must be one of {docs.AGGREGATIONS}, got {options.aggregate!r}.")
     if options.chunk_size < 1:
         raise StanceError(f"chunk size must be at least 1, got {options.chunk_size}.")
+    _check_columns(options)
     model_path = resolve_model(model)
     stance_model = StanceModel.load(model_path)
     to_stdout = output == "-"
@@ -517,6 +519,22 @@ def _finish(work: Path, indexes: list[int], output: Path, fmt: str) -> None:
         os.replace(temporary, output)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _check_columns(options: PredictOptions) -> None:
+    """Refuse the column options where they would be ignored, rather than ignore them."""
+    table_options = {"--text-column": options.text_column, "--target-column": options.target_column, "--id-column": options.id_column, "--input-format": options.input_format}
+    given = [name for name, value in table_options.items() if value is not None]
+    if options.documents and given:
+        raise StanceError(
+            f"{', '.join(given)}: {'an option' if len(given) == 1 else 'options'} for a file of sentences, but --documents reads plain-text documents: each one is "
+            "named by its path, and --target gives the target. Leave out --documents to predict a table, or the table options to predict documents."
+        )
+    if options.target is not None and options.target_column is not None:
+        raise StanceError(
+            f"--target gives every row the target {options.target!r}, so the column --target-column {options.target_column!r} would not be read. "
+            "Pass --target-column to read each row's target, or --target for one target, not both."
+        )
 
 
 def _refuse_to_overwrite(source: str, output: str, rejects: str) -> None:

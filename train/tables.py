@@ -215,19 +215,18 @@ class Table:
             if not line.strip():
                 continue
             if has_surrogates(line):
-                yield number, {}, UNDECODABLE, visible(line.rstrip("\r\n"))
+                yield number, {}, UNDECODABLE, visible(line)
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                yield number, {}, f"malformed JSON: {error.msg} at column {error.colno}", line.rstrip("\r\n")
+                yield number, {}, f"malformed JSON: {error.msg} at column {error.colno}", line
                 continue
             if not isinstance(record, dict):
-                yield number, {}, f"malformed line: expected a JSON object, found {type(record).__name__}", line.rstrip("\r\n")
+                yield number, {}, f"malformed line: expected a JSON object, found {type(record).__name__}", line
                 continue
-            # The line is kept only where a nested value may yet make it a reject.
-            nested = any(isinstance(value, (list, dict)) for value in record.values())
-            yield number, record, None, line.rstrip("\r\n") if nested else None
+            # The line goes along with its record: a nested value may yet make it a reject.
+            yield number, record, None, line
 
     def _json_batches(self, wanted):
         batch = Batch(list(wanted))
@@ -236,7 +235,7 @@ class Table:
             row, nested = _cells(wanted, [record.get(c) for c in wanted])
             if problem := problem or nested:
                 batch.problems[len(batch)] = problem
-                batch.raw[len(batch)] = raw
+                batch.raw[len(batch)] = raw.rstrip("\r\n")
             batch.rows.append(row)
             batch.lines.append(number)
             if len(batch) >= self.batch_size:

@@ -17,6 +17,7 @@ from train import predict as predict_module
 from train.cli import main
 from train.config import Config
 from train.data import load_dataset, split_dataset
+from train.errors import StanceError
 from train.models import (
     StanceModel,
     build_model,
@@ -435,6 +436,9 @@ def test_table_options_with_documents_are_refused_not_ignored(model_path, tmp_pa
     err = capsys.readouterr().err
     assert f"{option[0]}: an option for a file of sentences, but --documents reads plain-text documents" in err
     assert not list(tmp_path.glob("out.csv*"))
+    # The Python call refuses them too: the check is predict_file's, not the command line's.
+    with pytest.raises(StanceError, match="an option for a file of sentences"):
+        run(model_path, tmp_path / "a.txt", tmp_path / "out.csv", documents=True, target=TARGET, id_column="doc_id")
 
 
 def test_resume_refuses_documents_changed_since_the_interrupted_run(model_path, tmp_path, monkeypatch):
