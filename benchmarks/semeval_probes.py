@@ -273,8 +273,9 @@ class NliScores(DenseFeatures):
 _NLI_CACHE: dict[tuple[str, str], np.ndarray] = {}
 
 
-def _nli_entailment(pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
-    """(len(pairs), 2): P(entailment) of each hypothesis for each (text, target) pair."""
+@functools.lru_cache(maxsize=1)
+def _nli_model():
+    """The tokenizer and ONNX session, loaded once per process (each fold asks for new pairs)."""
     from importlib.resources import files
 
     import onnxruntime
@@ -287,6 +288,12 @@ def _nli_entailment(pairs: list[tuple[str, str]], batch_size: int = 32) -> np.nd
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 1
     session = onnxruntime.InferenceSession(package.joinpath("policy_nli_int8.onnx").read_bytes(), options, providers=["CPUExecutionProvider"])
+    return tokenizer, session
+
+
+def _nli_entailment(pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+    """(len(pairs), 2): P(entailment) of each hypothesis for each (text, target) pair."""
+    tokenizer, session = _nli_model()
     inputs = [(text, hypothesis.format(NLI_TARGET_PHRASES[target])) for text, target in pairs for hypothesis in NLI_HYPOTHESES]
     started, probabilities = time.perf_counter(), []
     for start in range(0, len(inputs), batch_size):
