@@ -93,6 +93,7 @@ sys.path.insert(0, str(REPO))
 EXPERIMENT = REPO / "experiments" / "semeval2016.toml"
 
 from features.base import TARGET, TEXT, DenseFeatures, RawTextInput, text_column, unique_inverse  # noqa: E402  (needs REPO on the path)
+from features.embeddings import DIMENSION  # noqa: E402  (MiniLM's width; --vectors changes the library's copy, not this one)
 
 WORD = re.compile(r"[a-z][a-z'-]*")
 
@@ -363,7 +364,6 @@ class LayerBlock(RawTextInput, TransformerMixin, BaseEstimator):
         return np.asarray([f"layer_{self.layer}_{i}" for i in range(DIMENSION)], dtype=object)
 
 
-DIMENSION = 384
 LAYER_BLOCKS = ("0", "1", "2", "3", "4", "5", "max")
 _LAYER_CACHE: dict[str, np.ndarray] = {}
 
@@ -594,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
             chosen.append(functools.partial(use_vectors, *args.vectors))
         if args.layer_block:
             chosen.append(functools.partial(add_layer_block, args.layer_block))
-        if args.neighbours:
+        if args.neighbours is not None:
             if args.neighbours < 1:
                 parser.error(f"--neighbours takes a number of tweets, 1 or more; found {args.neighbours}")
             chosen.append(functools.partial(add_neighbours, args.neighbours))
