@@ -375,15 +375,8 @@ def _pooled_layers(texts: list[str]) -> np.ndarray:
     missing = list(dict.fromkeys(t for t in texts if t not in _LAYER_CACHE))
     if missing:
         encoder, started = _encoder(128), time.perf_counter()
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encoder.tokenizer.encode_batch(missing)]
-        order = np.argsort([len(i) for i in ids], kind="stable")
-        for start in range(0, len(order), 64):
-            rows = order[start : start + 64]
-            width = max(len(ids[r]) for r in rows)
-            batch, mask = np.zeros((len(rows), width), np.int64), np.zeros((len(rows), width), np.float32)
-            for k, r in enumerate(rows):
-                batch[k, : len(ids[r])], mask[k, : len(ids[r])] = ids[r], 1.0
-            states = [h.reshape(len(rows), width, DIMENSION) for h in encoder._layer_states(batch, mask)]
+        for rows, batch, mask in encoder._padded_batches(missing):
+            states = [h.reshape(*batch.shape, DIMENSION) for h in encoder._layer_states(batch, mask)]
             pooled = [(h * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True) for h in states[:6]]
             pooled.append(np.where(mask[..., None] > 0, states[-1], -np.inf).max(axis=1))
             stacked = np.stack(pooled, axis=1)

@@ -113,12 +113,18 @@ class MiniLMEncoder:
         return self._encode_both(texts, batch_size)[:, : DIMENSION * len(POOLINGS[pooling])]
 
     def _encode_both(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        out = np.empty((len(texts), 2 * DIMENSION), dtype=np.float32)
+        for rows, batch, mask in self._padded_batches(texts, batch_size):
+            out[rows] = self._forward(batch, mask)
+        return out
+
+    def _padded_batches(self, texts: list[str], batch_size: int = 64):
+        """``(rows, ids, mask)`` per batch: which texts it holds, their word pieces padded with 0, and 1 where a piece is real."""
         encodings = self.tokenizer.encode_batch(list(texts))
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         # Batches of similar length waste little on padding; a stable sort keeps
         # the batches, and so the floating-point sums, the same on every run.
         order = np.argsort([len(i) for i in ids], kind="stable")
-        out = np.empty((len(ids), 2 * DIMENSION), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             width = max(len(ids[r]) for r in rows)
@@ -127,8 +133,7 @@ class MiniLMEncoder:
             for k, r in enumerate(rows):
                 batch[k, : len(ids[r])] = ids[r]
                 mask[k, : len(ids[r])] = 1.0
-            out[rows] = self._forward(batch, mask)
-        return out
+            yield rows, batch, mask
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         n, width = ids.shape
