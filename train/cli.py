@@ -13,8 +13,18 @@ EXIT_USAGE = 2
 RUN_HELP = "a run id, or its first characters (at least four) where no other run starts with them"
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stance")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stance", description="Train and use small, fast stance classifiers.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one experiment and log it to MLflow")

@@ -44,6 +44,15 @@ def sample_run(tmp_path_factory):
         yield uri, run_id_from(out.getvalue()), out.getvalue()
 
 
+def test_version_names_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"stance {version('stance')}"
+
+
 def test_train_prints_run_id_and_headline(sample_run):
     uri, run_id, out = sample_run
     assert len(run_id) == 32
