@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--documents", action="store_true", help="INPUT holds plain-text documents: split them into sentences")
     predict.add_argument("--aggregate", choices=["mean", "majority"], default="mean", help="document label: highest mean probability (mean) or most frequent sentence label (majority)")
     predict.add_argument("--keep-text", action="store_true", help="copy text and target into the output")
-    predict.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    predict.add_argument("--chunk-size", type=int, default=10_000, help="rows per chunk (default 10000)")
+    predict.add_argument("--jobs", type=_at_least_one, default=None, help="worker processes (default: all cores)")
+    predict.add_argument("--chunk-size", type=_at_least_one, default=10_000, help="rows per chunk (default 10000)")
     predict.add_argument("--rejects", help="rejects file (default: OUTPUT.rejects.csv beside the output)")
     predict.add_argument("--resume", action="store_true", help="continue an interrupted run, skipping finished chunks")
     progress = predict.add_mutually_exclusive_group()
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         "cv_* metrics are the mean (and _std) over folds, oof_* those of all out-of-fold predictions pooled.",
     )
     cv.add_argument("experiment")
-    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--folds", type=_at_least_two, default=5)
     cv.add_argument(
         "--group-by", choices=GROUPINGS,
         help="keep related rows in one fold: whole targets, the data's group column (FNC-1 bodies), or each text's "
@@ -76,15 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     cv.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     cv.add_argument("--data-dir")
-    cv.add_argument("--jobs", type=int, default=1, help="folds fitted at once, in processes that share the first fold's sentence embeddings (default 1)")
+    cv.add_argument("--jobs", type=_at_least_one, default=1, help="folds fitted at once, in processes that share the first fold's sentence embeddings (default 1)")
 
     search = commands.add_parser("search", help="search the experiment's [search.space] with Optuna; one child run per trial")
     search.add_argument("experiment")
     search.add_argument("--trials", type=_at_least_one, required=True)
-    search.add_argument("--jobs", type=int, default=1, help="with --cv, folds fitted at once (as in stance cv); otherwise trials run at once in threads (default 1)")
+    search.add_argument("--jobs", type=_at_least_one, default=1, help="with --cv, folds fitted at once (as in stance cv); otherwise trials run at once in threads (default 1)")
     search.add_argument("--storage", help="Optuna storage URL shared by processes or machines, e.g. sqlite:///study.db (default: in memory)")
     search.add_argument("--study-name", help="default: EXPERIMENT-search; an existing study in --storage is resumed")
-    search.add_argument("--cv", type=int, help="score trials by K-fold cross-validation on train (grouped by target with split.method = by_target)")
+    search.add_argument("--cv", type=_at_least_two, help="score trials by K-fold cross-validation on train (grouped by target with split.method = by_target)")
     search.add_argument("--group-by", choices=GROUPINGS, help="with --cv: keep related rows in one fold, as in `stance cv`")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     search.add_argument("--data-dir")
@@ -109,14 +109,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _at_least_one(text: str) -> int:
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more; found {text!r}")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a whole number, {least} or more; found {text!r}")
     return value
+
+
+def _at_least_one(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def _at_least_two(text: str) -> int:
+    """Folds: with one, no rows would be left to train on."""
+    return _whole_number(text, 2)
 
 
 def _search(args) -> int:
@@ -124,8 +133,6 @@ def _search(args) -> int:
 
     if args.group_by and not args.cv:
         raise StanceError("--group-by groups cross-validation folds; give --cv K with it.")
-    if args.jobs < 1:
-        raise StanceError(f"--jobs must be at least 1, found {args.jobs}.")
     result = run_search(args.experiment, args.trials, args.overrides, args.jobs, args.storage, args.study_name, args.cv, args.data_dir,
                         log=lambda message: print(message, file=sys.stderr), group_by=args.group_by)
     print(f"parent_run_id: {result.parent_run_id}")
@@ -141,8 +148,6 @@ def _search(args) -> int:
 def _cv(args) -> int:
     from train.crossval import run_cv
 
-    if args.jobs < 1:
-        raise StanceError(f"--jobs must be at least 1, found {args.jobs}.")
     result = run_cv(args.experiment, args.folds, args.group_by, args.overrides, args.data_dir, log=lambda message: print(message, file=sys.stderr), jobs=args.jobs)
     name = result.headline
     for number, fold in enumerate(result.per_fold, start=1):

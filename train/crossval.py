@@ -165,8 +165,17 @@ class CVResult:
     metrics: dict[str, float]  # cv_* (mean, _std over folds) and oof_* (pooled)
 
 
+def check_counts(k: int | None, jobs: int) -> None:
+    """Refuse impossible fold and worker counts before any data is read."""
+    if k is not None and k < 2:
+        raise ConfigError(f"Cross-validation needs at least 2 folds, got {k}.")
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}.")
+
+
 def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, overrides: list[str] = (), data_dir: str | None = None, log=print, jobs: int = 1) -> CVResult:
     """Cross-validate an experiment on its training split and log the result as an MLflow run."""
+    check_counts(k, jobs)
     config = Config.from_toml(experiment, list(overrides))
     grouping = grouping or default_grouping(config)
     root = data_root(data_dir)

@@ -426,6 +426,8 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
         raise StanceError(f"aggregate must be one of {docs.AGGREGATIONS}, got {options.aggregate!r}.")
     if options.chunk_size < 1:
         raise StanceError(f"chunk size must be at least 1, got {options.chunk_size}.")
+    if options.jobs is not None and options.jobs < 1:
+        raise StanceError(f"jobs must be at least 1 (or None for every core), got {options.jobs}.")
     _check_columns(options)
     model_path = resolve_model(model)
     stance_model = StanceModel.load(model_path)

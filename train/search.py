@@ -98,6 +98,7 @@ def run_search(
     log=print,
     group_by: str | None = None,
 ) -> SearchResult:
+    crossval.check_counts(cv, jobs)
     base = Config.from_toml(experiment, list(overrides))
     space = base.search["space"]
     if not space:

@@ -109,8 +109,6 @@ def test_cv_grouped_by_target_holds_out_whole_targets(tracking, run_cli):
     assert "grouped by target" in err
     code, _, err = run_cli("cv", SAMPLE, "--folds", "9", "--group-by", "target", *ARGS[:2])
     assert code == 2 and "need at least 9 groups" in err
-    code, _, err = run_cli("cv", SAMPLE, "--jobs", "0", *ARGS)
-    assert code == 2 and "--jobs must be at least 1, found 0" in err
 
 
 def test_a_fold_whose_training_rows_lack_a_label_names_the_fold(tracking, run_cli, tmp_path):
@@ -124,3 +122,15 @@ def test_a_fold_whose_training_rows_lack_a_label_names_the_fold(tracking, run_cl
     code, _, err = run_cli("cv", SAMPLE, "--folds", "2", "--group-by", "target", "--data-dir", tmp_path, "--set", 'data.path="rows.csv"')
     assert code == 2 and "Traceback" not in err
     assert re.search(r"Cross-validation fold [12]: Label 'NONE' has no training rows \(FAVOR \d+, AGAINST \d+, NONE 0\)", err), err
+
+
+@pytest.mark.parametrize("k, jobs, message", [(1, 1, "at least 2 folds, got 1"), (5, 0, "jobs must be at least 1, got 0")])
+def test_library_refuses_impossible_counts_before_reading_data(tmp_path, k, jobs, message):
+    from train.crossval import run_cv
+    from train.search import run_search
+
+    absent = str(tmp_path / "no-data-here")  # reading data first would fail with a different error
+    with pytest.raises(ConfigError, match=message):
+        run_cv(SAMPLE, k, data_dir=absent, jobs=jobs)
+    with pytest.raises(ConfigError, match=message):
+        run_search(SAMPLE, 1, jobs=jobs, cv=k, data_dir=absent)

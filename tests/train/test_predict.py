@@ -25,7 +25,6 @@ from train.models import (
     needs_target,
     runtime_versions,
 )
-from train.errors import StanceError
 from train.predict import PredictOptions, predict_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,6 +229,13 @@ def test_not_a_stance_model_and_unreadable_input_exit_2(model_path, sentences_cs
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "nothing"), str(sentences_csv), "-o", str(tmp_path / "c.csv")]) == 2
     assert not list(tmp_path.glob("[abc].csv*"))
+
+
+@pytest.mark.parametrize("settings, message", [({"jobs": 0}, "jobs must be at least 1"), ({"chunk_size": 0}, "chunk size must be at least 1")])
+def test_worker_and_chunk_counts_below_one_are_refused_before_any_output(model_path, sentences_csv, tmp_path, settings, message):
+    with pytest.raises(StanceError, match=message):
+        predict_file(str(model_path), str(sentences_csv), str(tmp_path / "out.csv"), PredictOptions(**settings), log=lambda m: None)
+    assert list(tmp_path.iterdir()) == [sentences_csv]
 
 
 def interrupt_at(monkeypatch, index: int):

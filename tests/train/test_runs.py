@@ -128,11 +128,25 @@ def test_register_refuses_a_bad_name_or_alias_and_leaves_no_version(store, name,
         assert not MlflowClient().search_model_versions(f"name = '{name}'")
 
 
-@pytest.mark.parametrize("argv", [("runs", "--limit", "0"), ("runs", "--limit", "-1"), ("search", SAMPLE, "--trials", "0")])
-def test_counts_below_one_are_refused_by_the_parser(argv):
+@pytest.mark.parametrize(
+    "argv, least",
+    [
+        (("runs", "--limit", "0"), 1),
+        (("runs", "--limit", "-1"), 1),
+        (("search", SAMPLE, "--trials", "0"), 1),
+        (("search", SAMPLE, "--trials", "1", "--jobs", "0"), 1),
+        (("search", SAMPLE, "--trials", "1", "--cv", "1"), 2),
+        (("cv", SAMPLE, "--jobs", "0"), 1),
+        (("cv", SAMPLE, "--folds", "1"), 2),
+        (("cv", SAMPLE, "--folds", "five"), 2),
+        (("predict", "model.pkl", "in.csv", "-o", "out.csv", "--jobs", "-3"), 1),
+        (("predict", "model.pkl", "in.csv", "-o", "out.csv", "--chunk-size", "0"), 1),
+    ],
+)
+def test_counts_below_their_least_are_refused_by_the_parser(argv, least):
     with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(io.StringIO()) as err:
         main(list(argv))
-    assert exit_info.value.code == 2 and "expected a whole number, 1 or more" in err.getvalue()
+    assert exit_info.value.code == 2 and f"expected a whole number, {least} or more" in err.getvalue()
 
 
 def test_register_takes_the_logged_model_and_refuses_a_run_without_one(store):
