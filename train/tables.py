@@ -279,6 +279,11 @@ def _cells(columns: list[str], values) -> tuple[list[str | None], str | None]:
 def _malformed(error: csv.Error, start: int, end: int) -> str:
     if "unexpected end of data" in str(error):
         reason = "malformed line: a quoted field opened here is never closed"
+    elif "field larger than field limit" in str(error):
+        reason = (
+            f"malformed line: a field is longer than {csv.field_size_limit():,} characters, the most a CSV field may hold; "
+            "split the text into shorter rows (or predict it as a document with --documents)"
+        )
     else:
         reason = f"malformed line: {error}"
     if end > start:

@@ -25,6 +25,7 @@ BAD_ROWS = {
     "duplicate id": ("a1,Another sentence,carbon tax,NONE", "duplicate id 'a1' (first seen at line 2)"),
     "malformed line": ("a9,Fine idea,carbon tax", "malformed line: expected 4 fields, found 3"),
     "unclosed quote": ('a9,"Fine idea,carbon tax,FAVOR', "malformed line: a quoted field opened here is never closed"),
+    "text over the CSV field limit": ("a9," + "word " * 30_000 + ",carbon tax,FAVOR", "malformed line: a field is longer than 131,072 characters"),
 }
 
 
