@@ -61,6 +61,29 @@ def _parser() -> argparse.ArgumentParser:
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar (default: when stderr is a terminal)")
     progress.add_argument("--no-progress", dest="progress", action="store_false")
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a saved model on labelled rows (a table, or an experiment's split) and log the result to MLflow",
+        description="Score a saved model on labelled rows it was not trained on: a CSV, TSV, JSONL or Parquet file with "
+        "text, target and gold label columns, or an experiment file whose --split is scored. Every row is validated as "
+        "training rows are. The metrics (eval_*), the classification report, the confusion matrix and each row's "
+        "prediction are logged as an MLflow run in the model's experiment.",
+    )
+    evaluate.add_argument("model", help="model.pkl or model folder, runs:/RUN/model, models:/NAME@ALIAS or models:/NAME/VERSION")
+    evaluate.add_argument("data", help="labelled table (.csv .tsv .jsonl .parquet), or an experiment file (.toml)")
+    evaluate.add_argument("--text-column", default="text", help="default: text")
+    evaluate.add_argument("--target-column", default="target", help="default: target")
+    evaluate.add_argument("--label-column", default="label", help="the gold label (default: label)")
+    evaluate.add_argument("--id-column", help="kept with each row's prediction (default: the column 'id' where there is one, else FILE:LINE)")
+    evaluate.add_argument("--target", help="one target for every row")
+    evaluate.add_argument("--input-format", choices=["csv", "tsv", "jsonl", "parquet"], help="default: from the extension")
+    evaluate.add_argument(
+        "--on-bad-rows", choices=["error", "quarantine"], default="error",
+        help="error (default): stop at the first bad row, naming its line; quarantine: score the rest and log the bad ones as data/rejects.csv",
+    )
+    evaluate.add_argument("--split", choices=["train", "valid", "test", "all"], default="test", help="with an experiment file: the split to score (default: test)")
+    evaluate.add_argument("--data-dir", help="with an experiment file: the data root (default: $STANCE_DATA_DIR, else ./data)")
+
     cv = commands.add_parser(
         "cv",
         help="cross-validate the experiment on its training split (validation and test unread)",
@@ -211,6 +234,28 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from train.evaluate import LabelledInput, evaluate_model
+
+    table_options = {"--text-column": args.text_column != "text", "--target-column": args.target_column != "target", "--label-column": args.label_column != "label",
+                     "--id-column": args.id_column, "--target": args.target, "--input-format": args.input_format, "--on-bad-rows": args.on_bad_rows != "error"}
+    if args.data.endswith(".toml"):
+        given = [option for option, used in table_options.items() if used]
+        if given:
+            raise StanceError(f"{', '.join(given)} describe a table; an experiment file names its own columns and bad-row policy in [data]. Leave {given[0]} out, or pass the data file itself.")
+    elif args.split != "test" or args.data_dir:
+        raise StanceError("--split and --data-dir choose the rows of an experiment file; a table is scored whole. Leave them out, or pass an experiment file.")
+    columns = LabelledInput(args.text_column, args.target_column, args.label_column, args.id_column, args.target, args.input_format, args.on_bad_rows)
+    result = evaluate_model(args.model, args.data, columns, args.split, args.data_dir, log=lambda message: print(message, file=sys.stderr))
+    if result.rows_rejected:
+        print(f"rejected rows: {result.rows_rejected} (logged as data/rejects.csv in the run)", file=sys.stderr)
+    print(f"run_id: {result.run_id}")
+    low, high = (result.metrics[f"{result.headline}_ci_{end}"] for end in ("low", "high"))
+    print(f"{result.headline}: {result.metrics[result.headline]:.4f} (95 % bootstrap interval {low:.4f}-{high:.4f})")
+    print(result.report.rstrip())
+    return 0
+
+
 def _predict(args) -> int:
     from train.predict import PredictOptions, predict_file
 
@@ -241,7 +286,7 @@ def _train(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"train": _train, "predict": _predict, "runs": _runs, "compare": _compare, "register": _register, "reproduce": _reproduce, "search": _search, "cv": _cv}
+        commands = {"train": _train, "predict": _predict, "runs": _runs, "compare": _compare, "register": _register, "reproduce": _reproduce, "search": _search, "cv": _cv, "evaluate": _evaluate}
         return commands[args.command](args)
     except StanceError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -326,8 +326,16 @@ def validate(records: pd.DataFrame, labels: tuple[str, ...], label_map: dict) ->
     return kept[list(COLUMNS)], rejects
 
 
-def load_dataset(config: DataConfig, root: Path) -> LoadedData:
-    """Load and validate the dataset an experiment names. See the module docstring for the bad-row policy."""
+TRAINING_BAD_ROWS_FIX = (
+    "Fix the rows, or set data.on_bad_rows = \"quarantine\" (or --set data.on_bad_rows=quarantine) "
+    "to train without them and write them to a rejects file."
+)
+
+
+def load_dataset(config: DataConfig, root: Path, bad_rows_fix: str = TRAINING_BAD_ROWS_FIX) -> LoadedData:
+    """Load and validate the dataset an experiment names. See the module docstring for the bad-row policy.
+
+    ``bad_rows_fix`` ends the error that stops on bad rows: how the caller's user quarantines them."""
     records, files = LOADERS[config.format](config, root)
     if config.target_names:  # before anything (groups, splits, conflicts) is keyed on the target
         names = dict(config.target_names)
@@ -343,9 +351,7 @@ def load_dataset(config: DataConfig, root: Path) -> LoadedData:
     more = f"\n  ... and {len(rejects) - len(shown)} more" if len(rejects) > len(shown) else ""
     if len(rejects) and config.on_bad_rows == "error":
         raise DataError(
-            f"{len(rejects)} of {data.rows_read} rows failed validation:\n{lines}{more}\n"
-            "Fix the rows, or set data.on_bad_rows = \"quarantine\" (or --set data.on_bad_rows=quarantine) "
-            "to train without them and write them to a rejects file."
+            f"{len(rejects)} of {data.rows_read} rows failed validation:\n{lines}{more}\n{bad_rows_fix}"
         )
     if kept.empty:
         why = f": all {len(rejects)} rows failed validation:\n{lines}{more}" if len(rejects) else " (the files hold no rows)"

@@ -1,8 +1,12 @@
-"""Metrics for stance: accuracy, macro-F1, per-class and per-target scores, SemEval F_avg, FNC-1 score."""
+"""Metrics for stance (accuracy, macro-F1, per-class and per-target scores, SemEval F_avg, FNC-1 score),
+and `stance evaluate`: a saved model scored on labelled rows."""
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -111,3 +115,146 @@ def confusion_figure(y_true, y_pred, labels, title: str):
     axis.set_title(title)
     figure.tight_layout()
     return figure
+
+
+# --------------------------------------------------------------------------- `stance evaluate`
+
+EVALUATION_SPLITS = ("train", "valid", "test", "all")
+
+
+@dataclass
+class EvaluationResult:
+    run_id: str
+    metrics: dict[str, float]
+    headline: str
+    report: str
+    rows_read: int
+    rows_rejected: int
+
+
+@dataclass(frozen=True)
+class LabelledInput:
+    """How to read gold labels from a table: the column names, or one target for every row."""
+
+    text_column: str = "text"
+    target_column: str = "target"
+    label_column: str = "label"
+    id_column: str | None = None
+    target: str | None = None
+    input_format: str | None = None
+    on_bad_rows: str = "error"
+
+
+def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInput(), split: str = "test", data_dir: str | None = None, log=print) -> EvaluationResult:
+    """Score a saved model on labelled rows it has not been trained on, and log the result as an MLflow run.
+
+    ``source`` is either a table (CSV, TSV, JSONL, Parquet) with a text, a target and a gold
+    label column, or an experiment file, whose data is loaded and split as ``stance train``
+    does and whose ``split`` is scored. Every row is validated as training rows are: a bad row
+    stops the evaluation, or with ``on_bad_rows = "quarantine"`` goes to the run's rejects file.
+    """
+    from train import report, tracking
+    from train.config import Config
+    from train.data import data_root, load_dataset, sha256_of, split_dataset
+    from train.errors import ConfigError
+    from train.models import StanceModel
+    from train.predict import resolve_model
+
+    if split not in EVALUATION_SPLITS:
+        raise ConfigError(f"split must be one of {list(EVALUATION_SPLITS)}, found {split!r}.")
+    model_path = resolve_model(model)
+    stance_model = StanceModel.load(model_path)
+    labels = stance_model.labels
+    trained = stance_model.config
+    if source.endswith(".toml"):
+        experiment = Config.from_toml(source)
+        if set(experiment.labels) != set(labels):
+            raise ConfigError(f"{source} labels its rows {list(experiment.labels)}, but the model predicts {list(labels)}; evaluate it on data with the same labels.")
+        root = data_root(data_dir)
+        fix = f"Fix the rows, or set data.on_bad_rows = \"quarantine\" in {source} to score the rest and log these to the run's data/rejects.csv."
+        data = load_dataset(experiment.data, root, fix)
+        splits = split_dataset(data.rows, experiment.split, experiment.seed)
+        rows = pd.concat(list(splits.values()), ignore_index=True) if split == "all" else splits[split]
+        resolved = experiment.to_dict()
+        same_data = all(resolved[key] == trained.get(key) for key in ("data", "split", "seed"))
+        seen = {"train", "all"} | ({"valid"} if trained.get("model", {}).get("refit_on_valid") else set())
+        if same_data and split in seen:
+            log(f"warning: the model was trained on these rows ({split} split of its own data); the metrics are not a held-out estimate.")
+    else:
+        root = Path(".")
+        fix = "Fix the rows, or pass --on-bad-rows quarantine to score the rest and log these to the run's data/rejects.csv."
+        data = load_dataset(_table_config(source, columns, labels, stance_model.needs_target), root, fix)
+        rows = data.rows
+    log(f"data: {data.rows_read} rows read, {len(data.rows)} kept, {len(data.rejects)} rejected; evaluating {len(rows)}")
+    if note := stance_model.unseen_target_note(stance_model.unseen_targets(rows["target"]), "rows"):
+        log(note)
+
+    predictions = stance_model.predict(rows)
+    predicted = predictions["label"].to_numpy()
+    metrics = {f"eval_{name}": value for name, value in compute_metrics(rows["label"], predicted, labels, rows["target"]).items()}
+    headline = trained.get("headline_metric", "macro_f1")
+    if headline not in metric_names(labels):
+        headline = "macro_f1"
+    low, high = report.bootstrap_interval(rows["label"], predicted, labels, headline, int(trained.get("seed", 0)))
+    metrics |= {f"eval_{headline}_ci_low": low, f"eval_{headline}_ci_high": high}
+    text = report_text(rows["label"], predicted, labels)
+
+    name = trained.get("name", "evaluation")
+    model_params = trained.get("model", {})
+    tags = {
+        "stance.experiment": name, "stance.evaluated_model": model, "stance.model_sha256": sha256_of(model_path),
+        "stance.evaluation_data": source, **tracking.git_state(),
+    }
+    with tracking.start_run(name, tags) as run_id:
+        tracking.log_evaluation_params(
+            {
+                "headline_metric": headline, "labels": json.dumps(list(labels)),
+                "model.strategy": model_params.get("strategy"), "model.classifier": model_params.get("classifier"),
+                "evaluation.split": split if source.endswith(".toml") else "all",
+            }
+        )
+        tracking.log_data(data, {"eval": rows}, root)
+        tracking.log_metrics(metrics)
+        figure = confusion_figure(rows["label"], predicted, labels, f"{name}: {Path(source).name}")
+        tracking.log_evaluation("eval", text, figure, per_target_table(rows["label"], predicted, rows["target"]))
+        plt.close(figure)
+        scored = pd.concat([rows[["id", "target", "label"]].reset_index(drop=True), predictions.rename(columns={"label": "predicted"}).reset_index(drop=True)], axis=1)
+        tracking.log_predictions("eval", scored)
+    return EvaluationResult(run_id, metrics, f"eval_{headline}", text, data.rows_read, len(data.rejects))
+
+
+def _table_config(source: str, columns: LabelledInput, labels: tuple[str, ...], needs_target: bool):
+    """A data config for a labelled table, after checking its columns so that a missing one is named with its option."""
+    from train.config import DataConfig
+    from train.errors import DataError
+    from train.tables import Table, format_of
+
+    if not Path(source).is_file():
+        raise DataError(f"{source} is not a file; expected a labelled table (.csv, .tsv, .jsonl, .parquet) or an experiment file (.toml).")
+    fmt = format_of(source, columns.input_format)
+    with Table(source, fmt) as table:
+        found = table.columns
+    wanted = {"text": (columns.text_column, "--text-column"), "label": (columns.label_column, "--label-column")}
+    if columns.id_column:
+        wanted["id"] = (columns.id_column, "--id-column")
+    target = columns.target
+    if not target:
+        if columns.target_column in found:
+            wanted["target"] = (columns.target_column, "--target-column")
+        elif needs_target:
+            raise DataError(
+                f"{source}: no column {columns.target_column!r} (the target); found columns {found}. "
+                "Name the target column with --target-column, or give every row one target with --target."
+            )
+        else:  # the model reads text only, so rows need no target; this one names them in the metrics
+            target = "(no target)"
+    for field_name, (column, option) in wanted.items():
+        if column not in found:
+            raise DataError(f"{source}: no column {column!r} (the {field_name}); found columns {found}. Name the {field_name} column with {option}.")
+    return DataConfig.from_dict(
+        {
+            "format": fmt, "path": str(source), "columns": {name: column for name, (column, _) in wanted.items()}, "labels": labels,
+            "label_map": {}, "target": target or "", "target_names": {}, "on_bad_rows": columns.on_bad_rows, "use_weights": False,
+        },
+        "evaluation input: ",
+    )

@@ -71,10 +71,14 @@ def _column(found: pd.DataFrame, name: str) -> pd.Series:
 
 
 def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
-    """``test_<headline>`` for a run; for a trial, the metric its search optimised."""
+    """``test_<headline>`` for a run (``oof_`` for cv, ``eval_`` for an evaluation); for a trial, the metric its search optimised."""
     if row.get("tags.mlflow.parentRunId") is None or pd.isna(row.get("tags.mlflow.parentRunId")):
         name = row.get("params.headline_metric")
-        prefix = "oof_" if isinstance(row.get("tags.stance.cv"), str) else "test_"  # a cv run never sees test
+        prefix = "test_"
+        if isinstance(row.get("tags.stance.cv"), str):  # a cv run never sees test
+            prefix = "oof_"
+        elif isinstance(row.get("tags.stance.evaluated_model"), str):
+            prefix = "eval_"
         return f"{prefix}{name}" if isinstance(name, str) else None
     metric = row.get("tags.stance.search_metric")
     if isinstance(metric, str):
@@ -134,21 +138,31 @@ def compare_runs(run_ids: list[str]) -> Comparison:
 def _paired_test(runs: list[dict]) -> dict | None:
     """A paired bootstrap on the rows both runs predicted: the test split, or for two
     `stance cv` runs, their out-of-fold predictions of the training split."""
-    split = "oof" if all(r["tags"].get("stance.cv") for r in runs) else "test"
+    split = "test"
+    if all(r["tags"].get("stance.cv") for r in runs):
+        split = "oof"
+    elif all(r["tags"].get("stance.evaluated_model") for r in runs):
+        split = "eval"
+    rows = {"oof": "out-of-fold training rows", "eval": "evaluated rows", "test": "test rows"}[split]
     artifact = f"evaluation/predictions_{split}.csv"
     for run in runs:
         if not tracking.has_artifact(run["run_id"], artifact):
-            missing = "out-of-fold" if split == "oof" else "test"
-            return {"skipped": f"run {run['run_id'][:8]} logged no {missing} predictions (search runs, trials and cv runs log none of the test split)"}
+            return {"skipped": f"run {run['run_id'][:8]} logged no predictions of the {rows} (search runs and trials log none; "
+                    "cv runs log out-of-fold rows and evaluation runs the rows they scored, so pair a run with one of its kind)"}
     first, second = (pd.read_csv(StringIO(tracking.read_artifact(r["run_id"], artifact)), dtype=str, keep_default_na=False) for r in runs)
     if first["id"].tolist() != second["id"].tolist() or first["label"].tolist() != second["label"].tolist():
-        return {"skipped": f"the two runs did not predict the same {'training' if split == 'oof' else 'test'} rows, so they cannot be compared pairwise"}
-    config = logged_config(runs[0]["run_id"])
-    metric = config.headline_metric if runs[1]["params"].get("headline_metric") == config.headline_metric else "macro_f1"
-    labels = config.labels
+        return {"skipped": f"the two runs did not predict the same {rows}, so they cannot be compared pairwise"}
+    if split == "eval":  # an evaluation logs the model's labels and headline, not a config
+        headline, labels = runs[0]["params"]["headline_metric"], tuple(json.loads(runs[0]["params"]["labels"]))
+        if json.loads(runs[1]["params"]["labels"]) != list(labels):
+            return {"skipped": "the two evaluated models predict different labels, so they cannot be compared pairwise"}
+    else:
+        config = logged_config(runs[0]["run_id"])
+        headline, labels = config.headline_metric, config.labels
+    metric = headline if runs[1]["params"].get("headline_metric") == headline else "macro_f1"
     result = paired_bootstrap(first["label"], first["predicted"], second["predicted"], labels, metric)
     result["runs"] = (runs[0]["run_id"], runs[1]["run_id"])
-    result["rows"] = "out-of-fold training rows" if split == "oof" else "test rows"
+    result["rows"] = rows
     return result
 
 
@@ -205,6 +219,11 @@ def _refuse_runs_not_from_train(run: dict) -> None:
         raise StanceError(
             f"Run {run['run_id']} is a `stance cv` run ({run['tags']['stance.cv']}), not a trained model: run "
             f"`stance cv` again on its config.toml (an artifact of the run) with the same --folds and --group-by."
+        )
+    if run["tags"].get("stance.evaluated_model"):
+        raise StanceError(
+            f"Run {run['run_id']} is a `stance evaluate` run: it scored model {run['tags']['stance.evaluated_model']} on "
+            f"{run['tags'].get('stance.evaluation_data')}, and trained nothing. Run that `stance evaluate` again, or reproduce the run that trained the model."
         )
     if run["tags"].get("stance.search"):
         raise StanceError(

@@ -156,6 +156,11 @@ def log_fold_metrics(per_fold: list[dict[str, float]]) -> None:
         mlflow.log_metrics({f"fold_{name}": value for name, value in metrics.items()}, step=step)
 
 
+def log_evaluation_params(params: dict) -> None:
+    """What an evaluation run scored: the model's strategy, classifier and headline metric, and the split."""
+    mlflow.log_params({key: value for key, value in params.items() if value is not None})
+
+
 def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) -> None:
     mlflow.log_text(report, f"evaluation/classification_report_{split}.txt")
     mlflow.log_figure(figure, f"evaluation/confusion_matrix_{split}.png")
