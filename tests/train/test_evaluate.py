@@ -230,3 +230,11 @@ def test_two_models_scored_on_the_same_rows_are_compared_pairwise(tracking, run_
     code, out, err = run_cli("compare", *evaluations)
     assert code == 0, err
     assert "paired bootstrap on the evaluated rows (1000 resamples), macro_f1" in out
+
+
+def test_the_readmes_held_out_batch_is_scored_as_documented(tracking, run_cli, model_file):
+    code, out, err = run_cli("evaluate", model_file, DATA / "sample" / "iran_batch.csv", "--text-column", "sentence", "--label-column", "stance")
+    assert code == 0, err
+    assert "data: 45 rows read, 45 kept, 0 rejected" in err
+    metrics = MlflowClient(tracking).get_run(evaluation_run(out)).data.metrics
+    assert metrics["eval_rows"] == 45 and metrics["eval_macro_f1_target_Iran_s_missile_strikes"] == metrics["eval_macro_f1"]
