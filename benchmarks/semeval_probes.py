@@ -2,7 +2,8 @@
 
 None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
-one cross-validation, so the measurement can be rerun:
+one cross-validation, so the measurement can be rerun. Flags given together apply
+together (``cv --layer-block max --neighbours 25``), to see whether levers add up:
 
 - ``--vectors``: sentence vectors from another encoder in place of MiniLM's. They are
   computed outside this project, because the encoder tried (all-mpnet-base-v2, the only
@@ -529,6 +530,11 @@ def label_weights(experiment: Path, grouping: str) -> None:
     print(json.dumps(paired_bootstrap(frame["label"], one_pair, per_target, config.labels, config.headline_metric)))
 
 
+def _all_of(changes) -> list[str]:
+    """Several changes at once, to see whether levers that each gained inside the noise add up."""
+    return [override for change in changes for override in (change() or [])]
+
+
 def cross_validate(experiment: Path, grouping: str, change) -> None:
     from train.config import Config
     from train.crossval import cross_validate as run_folds
@@ -591,13 +597,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.neighbours < 1:
                 parser.error(f"--neighbours takes a number of tweets, 1 or more; found {args.neighbours}")
             chosen.append(functools.partial(add_neighbours, args.neighbours))
-        if len(chosen) != 1:
+        if not chosen:
             parser.error(
-                "cv takes exactly one change: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use, --nli, "
-                "--layer-block LAYER, --neighbours K or --two-stage"
+                "cv takes one change or more: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use, --nli, "
+                "--layer-block LAYER, --neighbours K, --two-stage"
             )
-        change = chosen[0]
-        cross_validate(args.experiment, args.group_by, change)
+        cross_validate(args.experiment, args.group_by, functools.partial(_all_of, chosen))
     return 0
 
 
