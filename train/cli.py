@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--input-format", choices=["csv", "tsv", "jsonl", "parquet"], help="default: from the extension")
     evaluate.add_argument(
         "--on-bad-rows", choices=["error", "quarantine"], default="error",
-        help="error (default): stop at the first bad row, naming its line; quarantine: score the rest and log the bad ones as data/rejects.csv",
+        help="error (default): stop, naming the bad rows' lines and problems; quarantine: score the rest and log the bad ones as data/rejects.csv",
     )
     evaluate.add_argument("--split", choices=["train", "valid", "test", "all"], default="test", help="with an experiment file: the split to score (default: test)")
     evaluate.add_argument("--data-dir", help="with an experiment file: the data root (default: $STANCE_DATA_DIR, else ./data)")
