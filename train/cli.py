@@ -71,17 +71,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("model", help="model.pkl or model folder, runs:/RUN/model, models:/NAME@ALIAS or models:/NAME/VERSION")
     evaluate.add_argument("data", help="labelled table (.csv .tsv .jsonl .parquet), or an experiment file (.toml)")
-    evaluate.add_argument("--text-column", default="text", help="default: text")
-    evaluate.add_argument("--target-column", default="target", help="default: target")
-    evaluate.add_argument("--label-column", default="label", help="the gold label (default: label)")
+    evaluate.add_argument("--text-column", help="default: text")
+    evaluate.add_argument("--target-column", help="default: target")
+    evaluate.add_argument("--label-column", help="the gold label (default: label)")
     evaluate.add_argument("--id-column", help="kept with each row's prediction (default: the column 'id' where there is one, else FILE:LINE)")
     evaluate.add_argument("--target", help="one target for every row")
     evaluate.add_argument("--input-format", choices=["csv", "tsv", "jsonl", "parquet"], help="default: from the extension")
     evaluate.add_argument(
-        "--on-bad-rows", choices=["error", "quarantine"], default="error",
+        "--on-bad-rows", choices=["error", "quarantine"],
         help="error (default): stop, naming the bad rows' lines and problems; quarantine: score the rest and log the bad ones as data/rejects.csv",
     )
-    evaluate.add_argument("--split", choices=["train", "valid", "test", "all"], default="test", help="with an experiment file: the split to score (default: test)")
+    evaluate.add_argument("--split", choices=["train", "valid", "test", "all"], help="with an experiment file: the split to score (default: test)")
     evaluate.add_argument("--data-dir", help="with an experiment file: the data root (default: $STANCE_DATA_DIR, else ./data)")
 
     cv = commands.add_parser(
@@ -237,14 +237,6 @@ def _reproduce(args) -> int:
 def _evaluate(args) -> int:
     from train.evaluate import LabelledInput, evaluate_model
 
-    table_options = {"--text-column": args.text_column != "text", "--target-column": args.target_column != "target", "--label-column": args.label_column != "label",
-                     "--id-column": args.id_column, "--target": args.target, "--input-format": args.input_format, "--on-bad-rows": args.on_bad_rows != "error"}
-    if args.data.endswith(".toml"):
-        given = [option for option, used in table_options.items() if used]
-        if given:
-            raise StanceError(f"{', '.join(given)} describe a table; an experiment file names its own columns and bad-row policy in [data]. Leave {given[0]} out, or pass the data file itself.")
-    elif args.split != "test" or args.data_dir:
-        raise StanceError("--split and --data-dir choose the rows of an experiment file; a table is scored whole. Leave them out, or pass an experiment file.")
     columns = LabelledInput(args.text_column, args.target_column, args.label_column, args.id_column, args.target, args.input_format, args.on_bad_rows)
     result = evaluate_model(args.model, args.data, columns, args.split, args.data_dir, log=lambda message: print(message, file=sys.stderr))
     if result.rows_rejected:

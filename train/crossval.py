@@ -68,8 +68,7 @@ def folds(frame: pd.DataFrame, k: int, grouping: str, seed: int) -> Iterator[tup
     """
     if grouping not in GROUPINGS:
         raise ConfigError(f"Unknown grouping {grouping!r}; expected one of {list(GROUPINGS)}.")
-    if k < 2:
-        raise ConfigError(f"Cross-validation needs at least 2 folds, got {k}.")
+    check_counts(k, jobs=1)
     if grouping == "none":
         smallest = int(frame["label"].value_counts().min())
         if smallest < k:

@@ -134,23 +134,46 @@ class EvaluationResult:
 
 @dataclass(frozen=True)
 class LabelledInput:
-    """How to read gold labels from a table: the column names, or one target for every row."""
+    """How to read gold labels from a table: the column names (None: ``text``, ``target``,
+    ``label``; an ``id`` column where there is one), or one target for every row, and the
+    bad-row policy (None: ``error``). An experiment file names all of these itself."""
 
-    text_column: str = "text"
-    target_column: str = "target"
-    label_column: str = "label"
+    text_column: str | None = None
+    target_column: str | None = None
+    label_column: str | None = None
     id_column: str | None = None
     target: str | None = None
     input_format: str | None = None
-    on_bad_rows: str = "error"
+    on_bad_rows: str | None = None
 
 
-def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInput(), split: str = "test", data_dir: str | None = None, log=print) -> EvaluationResult:
+def _check_options(source: str, columns: LabelledInput, split: str | None, data_dir: str | None) -> None:
+    """Refuse options where they would be ignored, rather than ignore them."""
+    from train.errors import ConfigError
+
+    if source.endswith(".toml"):
+        flags = {"--text-column": "text_column", "--target-column": "target_column", "--label-column": "label_column", "--id-column": "id_column",
+                 "--target": "target", "--input-format": "input_format", "--on-bad-rows": "on_bad_rows"}
+        given = [flag for flag, name in flags.items() if getattr(columns, name) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} describe a table; an experiment file names its own columns and bad-row policy in [data]. Leave {given[0]} out, or pass the data file itself.")
+        if split is not None and split not in EVALUATION_SPLITS:
+            raise ConfigError(f"split must be one of {list(EVALUATION_SPLITS)}, found {split!r}.")
+    elif split is not None or data_dir is not None:
+        raise ConfigError("--split and --data-dir choose the rows of an experiment file; a table is scored whole. Leave them out, or pass an experiment file.")
+    elif columns.target is not None and columns.target_column is not None:
+        raise ConfigError(
+            f"--target gives every row the target {columns.target!r}, so the column --target-column {columns.target_column!r} would not be read. "
+            "Pass --target-column to read each row's target, or --target for one target, not both."
+        )
+
+
+def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInput(), split: str | None = None, data_dir: str | None = None, log=print) -> EvaluationResult:
     """Score a saved model on labelled rows it has not been trained on, and log the result as an MLflow run.
 
     ``source`` is either a table (CSV, TSV, JSONL, Parquet) with a text, a target and a gold
     label column, or an experiment file, whose data is loaded and split as ``stance train``
-    does and whose ``split`` is scored. Every row is validated as training rows are: a bad row
+    does and whose ``split`` (default ``test``) is scored. Every row is validated as training rows are: a bad row
     stops the evaluation, or with ``on_bad_rows = "quarantine"`` goes to the run's rejects file.
     """
     from train import report, tracking
@@ -160,13 +183,14 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
     from train.models import StanceModel
     from train.predict import resolve_model
 
-    if split not in EVALUATION_SPLITS:
-        raise ConfigError(f"split must be one of {list(EVALUATION_SPLITS)}, found {split!r}.")
+    _check_options(source, columns, split, data_dir)
+    is_experiment = source.endswith(".toml")
+    split = split or "test"
     model_path = resolve_model(model)
     stance_model = StanceModel.load(model_path)
     labels = stance_model.labels
     trained = stance_model.config
-    if source.endswith(".toml"):
+    if is_experiment:
         experiment = Config.from_toml(source)
         if set(experiment.labels) != set(labels):
             raise ConfigError(f"{source} labels its rows {list(experiment.labels)}, but the model predicts {list(labels)}; evaluate it on data with the same labels.")
@@ -210,7 +234,7 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
             {
                 "headline_metric": headline, "labels": json.dumps(list(labels)),
                 "model.strategy": model_params.get("strategy"), "model.classifier": model_params.get("classifier"),
-                "evaluation.split": split if source.endswith(".toml") else "all",
+                "evaluation.split": split if is_experiment else "all",
             }
         )
         tracking.log_data(data, {"eval": rows}, root)
@@ -232,18 +256,21 @@ def _table_config(source: str, columns: LabelledInput, labels: tuple[str, ...], 
     if not Path(source).is_file():
         raise DataError(f"{source} is not a file; expected a labelled table (.csv, .tsv, .jsonl, .parquet) or an experiment file (.toml).")
     fmt = format_of(source, columns.input_format)
+    text_column, target_column, label_column = columns.text_column or "text", columns.target_column or "target", columns.label_column or "label"
     with Table(source, fmt) as table:
+        # A JSON line names only its own keys: look past a first record that lacks one, as training reads every line's.
+        table.look_ahead_for([text_column, target_column, label_column] + ([columns.id_column] if columns.id_column else []))
         found = table.columns
-    wanted = {"text": (columns.text_column, "--text-column"), "label": (columns.label_column, "--label-column")}
+    wanted = {"text": (text_column, "--text-column"), "label": (label_column, "--label-column")}
     if columns.id_column:
         wanted["id"] = (columns.id_column, "--id-column")
     target = columns.target
     if not target:
-        if columns.target_column in found:
-            wanted["target"] = (columns.target_column, "--target-column")
+        if target_column in found:
+            wanted["target"] = (target_column, "--target-column")
         elif needs_target:
             raise DataError(
-                f"{source}: no column {columns.target_column!r} (the target); found columns {found}. "
+                f"{source}: no column {target_column!r} (the target); found columns {found}. "
                 "Name the target column with --target-column, or give every row one target with --target."
             )
         else:  # the model reads text only, so rows need no target; this one names them in the metrics
@@ -254,7 +281,7 @@ def _table_config(source: str, columns: LabelledInput, labels: tuple[str, ...], 
     return DataConfig.from_dict(
         {
             "format": fmt, "path": str(source), "columns": {name: column for name, (column, _) in wanted.items()}, "labels": labels,
-            "label_map": {}, "target": target or "", "target_names": {}, "on_bad_rows": columns.on_bad_rows, "use_weights": False,
+            "label_map": {}, "target": target or "", "target_names": {}, "on_bad_rows": columns.on_bad_rows or "error", "use_weights": False,
         },
         "evaluation input: ",
     )

@@ -1,6 +1,7 @@
 """Metrics by hand, and `stance evaluate` end to end through main(argv) with an MLflow store under tmp_path."""
 
 import hashlib
+import json
 from pathlib import Path
 
 import mlflow
@@ -207,6 +208,9 @@ def test_one_target_for_every_row(tracking, run_cli, tmp_path, model_file):
         ("experiment", ("--label-column", "stance"), "--label-column describe a table"),
         ("experiment", ("--on-bad-rows", "quarantine"), "--on-bad-rows describe a table"),
         ("table", ("--split", "valid"), "--split and --data-dir choose the rows of an experiment file"),
+        ("table", ("--split", "test"), "--split and --data-dir choose the rows of an experiment file"),
+        ("table", ("--target", "carbon tax", "--target-column", "target"), "so the column --target-column 'target' would not be read"),
+        ("experiment", ("--text-column", "text"), "--text-column describe a table"),
         ("absent", (), "is not a file; expected a labelled table"),
         ("other labels", (), "labels its rows ['PRO', 'CON'], but the model predicts ['FAVOR', 'AGAINST', 'NONE']"),
     ],
@@ -217,6 +221,17 @@ def test_options_that_do_not_fit_the_input_are_refused(tracking, run_cli, tmp_pa
     source = {"experiment": SAMPLE, "table": labelled_table(tmp_path), "absent": tmp_path / "absent.csv", "other labels": other}[data]
     code, out, err = run_cli("evaluate", model_file, source, *options)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_jsonl_keys_that_first_appear_after_line_one_are_found(tracking, run_cli, tmp_path, model_file):
+    frame = pd.read_csv(labelled_table(tmp_path, rows=12))
+    path = tmp_path / "batch.jsonl"
+    records = frame.to_dict(orient="records")
+    del records[0]["target"]  # the first record lacks a key the later ones carry
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    code, out, err = run_cli("evaluate", model_file, path, "--on-bad-rows", "quarantine")
+    assert code == 0, err
+    assert "data: 12 rows read, 11 kept, 1 rejected" in err  # line 1 has no target, and says so in the rejects
 
 
 def test_two_models_scored_on_the_same_rows_are_compared_pairwise(tracking, run_cli, tmp_path):
