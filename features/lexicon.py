@@ -10,7 +10,7 @@ from features.base import TEXT, DenseFeatures, text_column, unique_inverse
 def _load_vader():
     try:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError as error:  # pragma: no cover - a dependency of the project
+    except ImportError as error:
         raise ImportError(
             "SentimentLexicon needs the VADER lexicon from the 'vadersentiment' package, which is not installed. "
             "Install it with: uv pip install vadersentiment"

@@ -1,0 +1,112 @@
+"""Sentence splitting, document ids and document-level stance (train/documents.py)."""
+
+import pandas as pd
+import pytest
+
+from train.documents import (
+    MAX_SENTENCES_IN_QUOTE,
+    aggregate,
+    document_sources,
+    read_document,
+    split_sentences,
+)
+from train.errors import DataError
+
+
+def sentences_of(text):
+    spans = split_sentences(text)
+    return [text[a:b] for a, b in spans]
+
+
+def test_abbreviations_and_initials_do_not_end_a_sentence():
+    text = "Gen. Bagheri spoke on Jan. 14 with U.N. envoys, e.g. Mr. Ortiz. Talks resumed."
+    assert sentences_of(text) == ["Gen. Bagheri spoke on Jan. 14 with U.N. envoys, e.g. Mr. Ortiz.", "Talks resumed."]
+
+
+def test_blank_lines_end_a_headline_without_a_full_stop():
+    text = "Strikes on the base\n\nThe launches began at midnight. Flights were diverted."
+    assert sentences_of(text) == ["Strikes on the base", "The launches began at midnight.", "Flights were diverted."]
+
+
+def test_offsets_point_into_the_original_text():
+    text = "  First one.   Second one!\n\n\n   Third?  "
+    spans = split_sentences(text)
+    assert [text[a:b] for a, b in spans] == ["First one.", "Second one!", "Third?"]
+    assert all(0 <= a < b <= len(text) for a, b in spans)
+
+
+def test_a_quotation_stays_with_its_speaker():
+    text = "“All is calm. Nothing was hit. We are ready,” the minister said. Markets fell."
+    assert sentences_of(text) == ["“All is calm. Nothing was hit. We are ready,” the minister said.", "Markets fell."]
+
+
+def test_an_apostrophe_does_not_close_a_quotation():
+    text = "‘Iran’s reply was measured. The region’s calm matters,’ he said. Prices rose."
+    assert sentences_of(text)[-1] == "Prices rose."
+    assert len(sentences_of(text)) == 2
+
+
+def test_an_unbalanced_quote_merges_a_bounded_number_of_sentences():
+    text = "“" + " ".join(f"Sentence {i} ends here." for i in range(3 * MAX_SENTENCES_IN_QUOTE))
+    pieces = sentences_of(text)
+    assert len(pieces) >= 3
+    assert "".join(p.replace(" ", "") for p in pieces) == text.replace(" ", ""), "no text is lost"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\n\n"])
+def test_empty_text_has_no_sentences(text):
+    assert split_sentences(text) == []
+
+
+def rows(labels, probabilities):
+    frame = pd.DataFrame(probabilities, columns=["proba_FAVOR", "proba_AGAINST", "proba_NONE"])
+    frame["label"] = labels
+    return frame
+
+
+def test_mean_rule_takes_the_highest_mean_probability():
+    sentences = rows(["NONE", "NONE", "AGAINST"], [[0.1, 0.4, 0.5], [0.1, 0.4, 0.5], [0.0, 0.95, 0.05]])
+    row = aggregate(sentences, ("FAVOR", "AGAINST", "NONE"), "mean")
+    assert row["label"] == "AGAINST"
+    assert row["proba_AGAINST"] == pytest.approx(0.5833333)
+    assert row["share_NONE"] == pytest.approx(2 / 3)
+
+
+def test_majority_rule_breaks_ties_by_mean_probability():
+    sentences = rows(["FAVOR", "AGAINST", "NONE", "NONE"], [[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.3, 0.5], [0.1, 0.4, 0.5]])
+    labels = ("FAVOR", "AGAINST", "NONE")
+    assert aggregate(sentences, labels, "majority")["label"] == "NONE"
+    tied = sentences.iloc[:2]
+    assert aggregate(tied, labels, "majority")["label"] == "FAVOR"  # 0.9 against 0.8 mean
+
+
+def test_a_document_without_sentences_has_no_label():
+    row = aggregate(rows([], []), ("FAVOR", "AGAINST", "NONE"), "mean")
+    assert row["label"] is None
+    assert row["share_FAVOR"] == 0
+
+
+def test_document_ids_are_paths_without_extension_unless_two_files_would_share_one(tmp_path):
+    (tmp_path / "2024").mkdir()
+    for name in ("2024/strikes.txt", "notes.txt", "notes.md", ".hidden.txt", "image.png"):
+        (tmp_path / name).write_text("x")
+    ids = [doc_id for doc_id, _ in document_sources(tmp_path)]
+    assert ids == ["2024/strikes", "notes.md", "notes.txt"]
+
+
+def test_document_sources_name_what_they_expected(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        document_sources(tmp_path / "missing")
+    (tmp_path / "image.png").write_text("x")
+    with pytest.raises(DataError, match="holds no .txt files"):
+        document_sources(tmp_path)
+    assert document_sources("-") == [("stdin", None)]
+
+
+def test_read_document_drops_a_byte_order_mark_and_reports_bad_bytes(tmp_path):
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_bytes("\ufeffStrikes.".encode("utf-8"))
+    bad.write_bytes(b"ok \xff here")
+    assert read_document(good) == ("Strikes.", None)
+    text, reason = read_document(bad)
+    assert text == "" and "byte 3 is not valid UTF-8" in reason

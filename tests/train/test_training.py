@@ -1,0 +1,41 @@
+"""Fitting one experiment's model (train/training.py); the whole `stance train` path is in test_cli.py."""
+
+import numpy as np
+import pytest
+
+from train.config import Config
+from train.errors import ConfigError
+from train.training import fit_stance_model
+
+LABELS = ["FAVOR", "AGAINST", "NONE"]
+
+
+def config(*overrides):
+    return Config.from_layers({"data": {"path": "x.csv", "labels": LABELS}}, list(overrides))
+
+
+def test_the_fitted_model_carries_its_labels_settings_and_decision_weights(sentences):
+    settings = config("model.label_weights={NONE=0.8}")
+    model = fit_stance_model(settings, sentences.assign(weight=1.0))
+    assert model.labels == tuple(LABELS)
+    assert model.config == settings.to_dict()
+    assert model.label_weights == {"NONE": 0.8}
+    assert list(model.predict(sentences).columns) == ["label", *[f"proba_{label}" for label in LABELS]]
+
+
+def test_row_weights_count_only_when_the_experiment_asks_for_them(sentences):
+    # Weight zero on every AGAINST row about the strikes: with use_weights the model
+    # learns nothing from them, so their predictions move; without it nothing changes.
+    weights = np.where((sentences["label"] == "AGAINST") & (sentences["target"] != "carbon tax"), 0.0, 1.0)
+    frame = sentences.assign(weight=weights)
+    plain = fit_stance_model(config(), sentences.assign(weight=1.0)).predict(sentences)
+    ignored = fit_stance_model(config(), frame).predict(sentences)
+    used = fit_stance_model(config("data.use_weights=true"), frame).predict(sentences)
+    assert ignored.equals(plain)
+    assert not used.equals(plain)
+
+
+def test_a_classifier_that_cannot_fit_is_named_not_a_feature_step(sentences):
+    with pytest.raises(ConfigError, match=r"Check \[model.clf\]") as error:
+        fit_stance_model(config("clf__C=-1"), sentences.assign(weight=1.0))
+    assert "feature step" not in str(error.value)
