@@ -1,4 +1,4 @@
-"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights.
+"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments.
 
 None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
@@ -59,6 +59,15 @@ together (``cv --layer-block max --neighbours 25``), to see whether levers add u
   P(FAVOR) = P(stance) P(FAVOR | stance)::
 
       uv run --extra embeddings python benchmarks/semeval_probes.py cv --two-stage
+
+- ``--argq TOPICS``: arguments from IBM ArgQ 30k (read from the data root, never copied) on
+  topics that take a side on a SemEval target, added to every fold's training rows and never
+  scored: ``atheism`` ("We should adopt atheism", PRO as FAVOR of Atheism), ``religion`` (also
+  "We should prohibit school prayer"), ``all`` (also two topics on the feminist movement).
+  ``--argq-weight`` sets their sample weight (the tweets keep 1; ``data.use_weights`` alone
+  leaves the experiment's figures unchanged, bit for bit)::
+
+      uv run --extra embeddings python benchmarks/semeval_probes.py cv --argq atheism --argq-weight 0.25
 
 ``label-weights`` asks whether the decision weights (``model.label_weights``, one pair for
 every target) would do better chosen per target. It collects out-of-fold probabilities with
@@ -485,6 +494,58 @@ def two_stage() -> None:
     training.build_model = build_two_stage
 
 
+# ArgQ topics whose arguments take a side on a SemEval target: (SemEval target, label of a
+# PRO argument, label of a CON argument). Prohibiting women in combat is a stance against
+# the feminist movement, so its PRO arguments count as AGAINST.
+ARGQ_TOPICS = {
+    "atheism": {"We should adopt atheism": ("Atheism", "FAVOR", "AGAINST")},
+    "religion": {
+        "We should adopt atheism": ("Atheism", "FAVOR", "AGAINST"),
+        "We should prohibit school prayer": ("Atheism", "FAVOR", "AGAINST"),
+    },
+    "all": {
+        "We should adopt atheism": ("Atheism", "FAVOR", "AGAINST"),
+        "We should prohibit school prayer": ("Atheism", "FAVOR", "AGAINST"),
+        "We should prohibit women in combat": ("Feminist Movement", "AGAINST", "FAVOR"),
+        "We should adopt gender-neutral language": ("Feminist Movement", "FAVOR", "AGAINST"),
+    },
+}
+
+
+def argq_arguments(topics: str, weight: float):
+    """ArgQ 30k arguments on topics close to a SemEval target, as extra SemEval training rows."""
+    import pandas as pd
+
+    from train.data import data_root
+
+    path = data_root(os.environ.get("STANCE_DATA_DIR")) / "ibm-argq-30k" / "arg_quality_rank_30k.csv"
+    arguments = pd.read_csv(path)
+    rows = []
+    for topic, (target, pro, con) in ARGQ_TOPICS[topics].items():
+        chosen = arguments[arguments["topic"] == topic]
+        labels = np.where(chosen["stance_WA"] > 0, pro, con)
+        rows.append(pd.DataFrame({"id": [f"argq-{i}" for i in chosen.index], "text": chosen["argument"].to_numpy(), "target": target,
+                                  "label": labels, "weight": float(weight), "split": "train", "group": target, "source": str(path), "line": chosen.index + 2}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def add_argq(topics: str, weight: float) -> list[str]:
+    """Every fold's model also learns from the arguments; they are never scored."""
+    import pandas as pd
+
+    import train.training as training
+
+    extra = argq_arguments(topics, weight)
+    print(f"argq: {len(extra)} arguments added to every fold ({extra.groupby(['target', 'label']).size().to_dict()}), weight {weight}", flush=True)
+    fit = training.fit_stance_model
+
+    def fit_with_arguments(config, frame, versions=None):
+        return fit(config, pd.concat([frame, extra], ignore_index=True), versions)
+
+    training.fit_stance_model = fit_with_arguments
+    return ["data.use_weights=true"]
+
+
 def label_weights(experiment: Path, grouping: str) -> None:
     """Nested choice of decision weights, one pair for all targets against one pair per target."""
     from train.config import Config
@@ -574,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--layer-block", choices=LAYER_BLOCKS)
     cv.add_argument("--neighbours", type=int, metavar="K")
     cv.add_argument("--two-stage", action="store_true")
+    cv.add_argument("--argq", choices=sorted(ARGQ_TOPICS), help="add ArgQ arguments on these topics to every fold's training rows")
+    cv.add_argument("--argq-weight", type=float, default=1.0)
     weights = commands.add_parser("label-weights", help="decision weights per target against one pair for all, chosen fold by fold")
     for command in (cv, weights):
         command.add_argument("--group-by", default="hashtag", choices=["none", "hashtag"])
@@ -597,10 +660,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.neighbours < 1:
                 parser.error(f"--neighbours takes a number of tweets, 1 or more; found {args.neighbours}")
             chosen.append(functools.partial(add_neighbours, args.neighbours))
+        if args.argq:
+            if not args.argq_weight > 0:
+                parser.error(f"--argq-weight takes a positive sample weight; found {args.argq_weight}")
+            chosen.append(functools.partial(add_argq, args.argq, args.argq_weight))
         if not chosen:
             parser.error(
                 "cv takes one change or more: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use, --nli, "
-                "--layer-block LAYER, --neighbours K, --two-stage"
+                "--layer-block LAYER, --neighbours K, --two-stage, --argq TOPICS"
             )
         cross_validate(args.experiment, args.group_by, functools.partial(_all_of, chosen))
     return 0
