@@ -61,13 +61,26 @@ def fnc_score(y_true, y_pred) -> float:
     return float(score / best) if best else 0.0
 
 
+def labels_present(labels, y_true, y_pred) -> list[str]:
+    """The declared labels that some row carries or some prediction gives, in declared order.
+
+    A label with neither has no F1 to speak of: counting it as 0 would cut the macro-F1 of a
+    batch annotated FAVOR and AGAINST only by a third. scikit-learn's own default averages
+    over the same labels."""
+    seen = set(y_true) | set(y_pred)
+    return [label for label in labels if label in seen]
+
+
 def compute_metrics(y_true, y_pred, labels, targets=None) -> dict[str, float]:
-    """Every metric for one split, unprefixed: ``accuracy``, ``macro_f1``, ``f1_FAVOR``, ``macro_f1_target_X``…"""
+    """Every metric for one split, unprefixed: ``accuracy``, ``macro_f1``, ``f1_FAVOR``, ``macro_f1_target_X``…
+
+    ``macro_f1`` averages over :func:`labels_present`; per-label figures are given for
+    every declared label (0 for one that is absent)."""
     labels = list(labels)
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
     metrics = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels_present(labels, y_true, y_pred) or labels, average="macro", zero_division=0)),
     }
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     for i, label in enumerate(labels):
@@ -106,7 +119,10 @@ def per_target_table(y_true, y_pred, targets) -> pd.DataFrame:
 
 
 def report_text(y_true, y_pred, labels) -> str:
-    return classification_report(y_true, y_pred, labels=list(labels), digits=4, zero_division=0)
+    """scikit-learn's classification report over :func:`labels_present`, so that its macro
+    average is the logged ``macro_f1``."""
+    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    return classification_report(y_true, y_pred, labels=labels_present(labels, y_true, y_pred) or list(labels), digits=4, zero_division=0)
 
 
 def confusion_figure(y_true, y_pred, labels, title: str):
@@ -215,6 +231,9 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
 
     predictions = stance_model.predict(rows)
     predicted = predictions["label"].to_numpy()
+    if absent := [label for label in labels if label not in labels_present(labels, rows["label"], predicted)]:
+        kept = " and ".join(labels_present(labels, rows["label"], predicted))
+        log(f"note: {' and '.join(absent)}: no row carries it and the model never predicted it, so macro-F1 averages {kept} only.")
     metrics = {f"eval_{name}": value for name, value in compute_metrics(rows["label"], predicted, labels, rows["target"]).items()}
     headline = trained.get("headline_metric", "macro_f1")
     if headline not in metric_names(labels):

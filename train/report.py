@@ -32,7 +32,8 @@ def headline_value(codes_true: np.ndarray, codes_pred: np.ndarray, labels: tuple
     if metric == "f_avg":
         upper = [label.upper() for label in labels]
         return float((f1[upper.index("FAVOR")] + f1[upper.index("AGAINST")]) / 2)
-    return float(f1.mean())  # macro_f1
+    present = denominator > 0  # as evaluate.labels_present: a label no row carries and none is predicted has no F1
+    return float(f1[present].mean()) if present.any() else 0.0  # macro_f1
 
 
 def bootstrap_interval(y_true, y_pred, labels, metric: str, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from train.evaluate import compute_metrics, f_avg, fnc_score, metric_names
+from train.evaluate import compute_metrics, f_avg, fnc_score, metric_names, report_text
 from train.models import StanceModel
 
 
@@ -36,6 +36,31 @@ def test_metrics_include_per_class_and_per_target():
     assert metrics["macro_f1_target_Hillary_Clinton"] == 1.0
     assert metrics["macro_f1_target_tax"] == 0.0
     assert "f_avg" in metrics and "fnc_score" not in metrics
+
+
+def test_macro_f1_leaves_out_a_label_that_no_row_carries_and_none_is_predicted():
+    labels = ["FAVOR", "AGAINST", "NONE"]
+    truth, guess = ["FAVOR", "AGAINST", "FAVOR"], ["FAVOR", "AGAINST", "AGAINST"]
+    metrics = compute_metrics(truth, guess, labels)
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert metrics["f1_NONE"] == 0.0, "every declared label keeps its metric"
+    assert "NONE" not in report_text(truth, guess, labels)
+    # Predicted once, NONE is a label the model got wrong: it counts, with F1 0.
+    assert compute_metrics(truth, ["FAVOR", "AGAINST", "NONE"], labels)["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_bootstraps_macro_f1_agrees_with_the_metrics_when_labels_are_missing(seed):
+    import numpy as np
+
+    from train.report import headline_value
+
+    labels = ("FAVOR", "AGAINST", "NONE", "MIXED")
+    rng = np.random.default_rng(seed)
+    truth, guess = rng.choice(labels[:2], 12), rng.choice(labels[:3], 12)  # MIXED nowhere, NONE only predicted
+    codes = {label: i for i, label in enumerate(labels)}
+    value = headline_value(np.array([codes[x] for x in truth]), np.array([codes[x] for x in guess]), labels, "macro_f1")
+    assert value == pytest.approx(compute_metrics(truth, guess, labels)["macro_f1"])
 
 
 def test_headline_metrics_follow_the_label_set():
@@ -159,6 +184,19 @@ def test_a_labelled_table_is_scored_row_by_row_and_logged(tracking, run_cli, tmp
     predictions = pd.read_csv(folder / "evaluation" / "predictions_eval.csv")
     assert predictions["id"].tolist() == frame["id"].tolist() and predictions["predicted"].tolist() == expected.tolist()
     assert (folder / "evaluation" / "confusion_matrix_eval.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_batch_without_one_of_the_models_labels_is_averaged_over_the_others_and_says_so(tracking, run_cli, tmp_path, model_file):
+    frame = pd.read_csv(labelled_table(tmp_path))
+    predicted = StanceModel.load(model_file).predict(frame)["label"]
+    keep = frame["label"].ne("NONE") & predicted.ne("NONE")
+    assert keep.sum() >= 5, "the sample model should label some of its own sentences FAVOR or AGAINST"
+    frame[keep].to_csv(tmp_path / "no_none.csv", index=False)
+    code, out, err = run_cli("evaluate", model_file, tmp_path / "no_none.csv")
+    assert code == 0, err
+    assert "note: NONE: no row carries it and the model never predicted it, so macro-F1 averages FAVOR and AGAINST only." in err
+    expected = compute_metrics(frame["label"][keep], predicted[keep], ["FAVOR", "AGAINST"])["macro_f1"]
+    assert MlflowClient(tracking).get_run(evaluation_run(out)).data.metrics["eval_macro_f1"] == pytest.approx(expected)
 
 
 def test_bad_rows_stop_with_their_line_or_are_quarantined_with_counts_that_add_up(tracking, run_cli, tmp_path, model_file):
