@@ -121,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="params and metrics that differ; for two runs, a paired bootstrap test")
     compare.add_argument("run_ids", nargs="+", metavar="RUN", help=RUN_HELP)
 
+    show = commands.add_parser("show", help="one run in words: what made it, from which code, its artifacts, and its model card or metrics")
+    show.add_argument("run_id", metavar="RUN", help=RUN_HELP)
+
     register = commands.add_parser("register", help="register a run's model and move an alias to it")
     register.add_argument("run_id", metavar="RUN", help=RUN_HELP)
     register.add_argument("--name", required=True)
@@ -211,6 +214,13 @@ def _compare(args) -> int:
     return 0
 
 
+def _show(args) -> int:
+    from train.runs import describe_run
+
+    print(describe_run(args.run_id))
+    return 0
+
+
 def _register(args) -> int:
     from train import tracking
 
@@ -278,7 +288,7 @@ def _train(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"train": _train, "predict": _predict, "runs": _runs, "compare": _compare, "register": _register, "reproduce": _reproduce, "search": _search, "cv": _cv, "evaluate": _evaluate}
+        commands = {"train": _train, "predict": _predict, "runs": _runs, "compare": _compare, "show": _show, "register": _register, "reproduce": _reproduce, "search": _search, "cv": _cv, "evaluate": _evaluate}
         return commands[args.command](args)
     except StanceError as error:
         print(f"error: {error}", file=sys.stderr)

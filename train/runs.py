@@ -1,4 +1,4 @@
-"""Finding, comparing and reproducing logged runs: `stance runs`, `stance compare`, `stance reproduce`."""
+"""Finding, showing, comparing and reproducing logged runs: `stance runs`, `show`, `compare`, `reproduce`."""
 
 from __future__ import annotations
 
@@ -88,6 +88,53 @@ def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
         if isinstance(parent_headline, str) and pd.notna(row.get(f"metrics.{prefix}{parent_headline}")):
             return f"{prefix}{parent_headline}"
     return None
+
+
+MODEL_CARD = "report/model_card.md"
+
+
+def run_kind(tags: dict) -> str:
+    """What made a run, from the tags each command sets."""
+    if tags.get("mlflow.parentRunId"):
+        return f"search trial of {tags['mlflow.parentRunId'][:8]}"
+    if tags.get("stance.search"):
+        return f"search {tags['stance.search']!r}"
+    if tags.get("stance.cv"):
+        return f"cross-validation, {tags['stance.cv']}"
+    if tags.get("stance.evaluated_model"):
+        return f"evaluation of {tags['stance.evaluated_model']} on {tags.get('stance.evaluation_data', 'unknown data')}"
+    if tags.get("stance.reproduces"):
+        return f"training, reproducing {tags['stance.reproduces'][:8]}"
+    return "training"
+
+
+def describe_run(run_id: str) -> str:
+    """A run in words for the terminal: what made it, from which code, what it holds, and its
+    model card (a training run's) or else its metrics. Spares a terminal user the MLflow UI."""
+    run = tracking.run_info(run_id)
+    tags, full_id = run["tags"], run["run_id"]
+    started = pd.Timestamp(run["start_time"], unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+    commit, dirty = tags.get("git_commit", "unknown"), tags.get("git_dirty") == "true"
+    lines = [
+        f"run:        {full_id}",
+        f"experiment: {tags.get('stance.experiment', '-')}",
+        f"kind:       {run_kind(tags)}",
+        f"started:    {started}",
+        f"code:       git {commit[:12]}{' with uncommitted changes' if dirty else ''}",
+        f"artifacts:  {', '.join(tracking.artifact_paths(full_id)) or 'none'}",
+    ]
+    if tracking.has_artifact(full_id, MODEL_CARD):
+        # `stance train` logs the card, then the model, which MLflow keeps outside the run's artifacts.
+        lines.append(f"model:      runs:/{full_id}/model")
+        return "\n".join([*lines, "", tracking.read_artifact(full_id, MODEL_CARD).rstrip()])
+    metrics = run["metrics"]
+    width = max((len(name) for name in metrics), default=0)
+    listed = [f"  {name:<{width}}  {_figure(metrics[name])}" for name in sorted(metrics)] or ["  none"]
+    return "\n".join([*lines, "", "metrics:", *listed])
+
+
+def _figure(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.4f}"
 
 
 @dataclass

@@ -319,6 +319,12 @@ def has_artifact(run_id: str, path: str) -> bool:
     return any(entry.path == path for entry in listed)
 
 
+def artifact_paths(run_id: str) -> list[str]:
+    """A run's top-level artifacts, folders with a trailing slash."""
+    configure()
+    return [entry.path + ("/" if entry.is_dir else "") for entry in mlflow.MlflowClient().list_artifacts(run_id)]
+
+
 def find_runs(experiment: str | None) -> pd.DataFrame:
     """Every run of one experiment (or of all), newest first, as MLflow's search frame."""
     configure()

@@ -94,6 +94,33 @@ def test_a_run_id_prefix_must_name_one_run(store, monkeypatch):
         MlflowClient().delete_run(run_id)
 
 
+def test_show_prints_a_training_runs_kind_code_and_model_card(store):
+    code, out, _ = run_main("show", store["first"][:8])
+    assert code == 0
+    assert f"run:        {store['first']}" in out and "kind:       training" in out
+    assert f"model:      runs:/{store['first']}/model" in out
+    assert "# Model card: sample" in out
+    commit = MlflowClient().get_run(store["first"]).data.tags["git_commit"]
+    assert f"code:       git {commit[:12]}" in out
+
+
+def test_show_lists_every_metric_of_a_run_without_a_card(store):
+    code, out, _ = run_main("cv", SAMPLE, "--data-dir", store["data"], "--folds", "2", "--set", "features.char=false")
+    assert code == 0
+    cv_run = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
+    code, out, _ = run_main("show", cv_run)
+    assert code == 0 and "kind:       cross-validation, 2-fold" in out and "Model card" not in out
+    logged = MlflowClient().get_run(cv_run).data.metrics
+    shown = dict(line.split() for line in out.split("metrics:\n")[1].splitlines())
+    assert shown.keys() == logged.keys()
+    assert float(shown["oof_macro_f1"]) == pytest.approx(logged["oof_macro_f1"], abs=5e-5)
+
+
+def test_show_names_a_run_it_cannot_find(store):
+    code, _, err = run_main("show", "ffffffff")
+    assert code == 2 and "No run 'ffffffff'" in err and "stance runs" in err
+
+
 def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
     truth = ["FAVOR", "AGAINST", "NONE"] * 100
     perfect = list(truth)
