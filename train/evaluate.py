@@ -231,9 +231,10 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
 
     predictions = stance_model.predict(rows)
     predicted = predictions["label"].to_numpy()
-    if absent := [label for label in labels if label not in labels_present(labels, rows["label"], predicted)]:
-        kept = " and ".join(labels_present(labels, rows["label"], predicted))
-        log(f"note: {' and '.join(absent)}: no row carries it and the model never predicted it, so macro-F1 averages {kept} only.")
+    present = labels_present(labels, rows["label"], predicted)
+    if absent := [label for label in labels if label not in present]:
+        it = "them" if len(absent) > 1 else "it"
+        log(f"note: {' and '.join(absent)}: no row carries {it} and the model never predicted {it}, so macro-F1 averages {' and '.join(present)} only.")
     metrics = {f"eval_{name}": value for name, value in compute_metrics(rows["label"], predicted, labels, rows["target"]).items()}
     headline = trained.get("headline_metric", "macro_f1")
     if headline not in metric_names(labels):
