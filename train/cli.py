@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--id-column", help="kept in the output (default: the column 'id' where there is one); rows without an id get their line number")
     predict.add_argument("--target", help="one target for every row (and for --documents)")
     predict.add_argument("--documents", action="store_true", help="INPUT holds plain-text documents: split them into sentences")
+    predict.add_argument("--explain", type=_at_least_one, default=0, metavar="K", help="add an explanation column: the K features that added most to each row's label (linear classifiers; sentence rows of documents)")
     predict.add_argument("--aggregate", choices=["mean", "majority"], default="mean", help="document label: highest mean probability (mean) or most frequent sentence label (majority)")
     predict.add_argument("--keep-text", action="store_true", help="copy text and target into the output")
     predict.add_argument("--jobs", type=_at_least_one, default=None, help="worker processes (default: all cores)")
@@ -264,7 +265,7 @@ def _predict(args) -> int:
     options = PredictOptions(
         text_column=args.text_column, target_column=args.target_column, id_column=args.id_column, target=args.target,
         documents=args.documents, aggregate=args.aggregate, input_format=args.input_format, output_format=args.output_format,
-        chunk_size=args.chunk_size, jobs=args.jobs, resume=args.resume, rejects=args.rejects, keep_text=args.keep_text,
+        chunk_size=args.chunk_size, jobs=args.jobs, resume=args.resume, rejects=args.rejects, keep_text=args.keep_text, explain=args.explain,
         progress=args.progress,
     )
     predict_file(args.model, args.input, args.output, options)

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from train import documents as docs
+from train import explain as explanations
 from train.errors import DataError, ModelError, StanceError
 from train.models import StanceModel
 from train.tables import Table, format_of
@@ -64,6 +65,7 @@ class PredictOptions:
     rejects: str | None = None
     keep_text: bool = False
     progress: bool | None = None
+    explain: int = 0  # features named per row in an ``explanation`` column; 0: none
 
 
 @dataclass
@@ -244,8 +246,10 @@ def _init_worker(model_path: str | None) -> None:
         _load_worker_model(model_path)
 
 
-def _predict_sentences(frame: pd.DataFrame, keep_text: bool) -> pd.DataFrame:
+def _predict_sentences(frame: pd.DataFrame, keep_text: bool, explain: int = 0) -> pd.DataFrame:
     out = _MODEL.predict(frame[["text", "target"]]) if len(frame) else _empty_prediction()
+    if explain:
+        out["explanation"] = explanations.explain(_MODEL, frame[["text", "target"]], out["label"].to_numpy(), explain) if len(frame) else pd.Series(dtype=object)
     columns = {"id": frame["id"].to_numpy()}
     if keep_text:
         columns |= {"target": frame["target"].to_numpy(), "text": frame["text"].to_numpy()}
@@ -256,7 +260,7 @@ def _empty_prediction() -> pd.DataFrame:
     return pd.DataFrame({"label": pd.Series(dtype=object)} | {f"proba_{label}": pd.Series(dtype=float) for label in _MODEL.labels})
 
 
-def _predict_documents(frame: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def _predict_documents(frame: pd.DataFrame, rule: str, explain: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     labels = _MODEL.labels
     sentence_rows, rejects = [], []
     for line, doc_id, text, target in frame[["line", "id", "text", "target"]].itertuples(index=False):
@@ -279,10 +283,13 @@ def _predict_documents(frame: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, pd
             )
         )
     columns = ["id", "level", "sentence_index", "start", "end", "target", "text", "label"] + [f"proba_{l}" for l in labels] + [f"share_{l}" for l in labels]
+    columns += ["explanation"] if explain else []
     if not sentence_rows:
         return pd.DataFrame(columns=columns), pd.DataFrame(rejects, columns=REJECT_COLUMNS), 0
     sentences = pd.concat(sentence_rows, ignore_index=True)
     sentences = pd.concat([sentences, _MODEL.predict(sentences[["text", "target"]])], axis=1)
+    if explain:  # sentence rows only: a document's label is an aggregate, not a sum of feature weights
+        sentences["explanation"] = explanations.explain(_MODEL, sentences[["text", "target"]], sentences["label"].to_numpy(), explain)
     rows = []
     for _, group in sentences.groupby("document", sort=False):
         rows.append(group)
@@ -298,10 +305,10 @@ def _run_chunk(task) -> dict:
     chunk, parts, fmt, options = task
     started = time.perf_counter()
     if options.documents:
-        out, rejects, sentences = _predict_documents(chunk.frame, options.aggregate)
+        out, rejects, sentences = _predict_documents(chunk.frame, options.aggregate, options.explain)
         predicted = int((out["level"] == "document").sum()) if len(out) else 0
     else:
-        out, rejects, sentences = _predict_sentences(chunk.frame, options.keep_text), pd.DataFrame(columns=REJECT_COLUMNS), 0
+        out, rejects, sentences = _predict_sentences(chunk.frame, options.keep_text, options.explain), pd.DataFrame(columns=REJECT_COLUMNS), 0
         predicted = len(out)
     if len(rejects):  # reading's rejects and prediction's, in input order
         rejects = pd.concat([chunk.rejects, rejects], ignore_index=True).sort_values("line", kind="stable", ignore_index=True)
@@ -428,9 +435,13 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
         raise StanceError(f"chunk size must be at least 1, got {options.chunk_size}.")
     if options.jobs is not None and options.jobs < 1:
         raise StanceError(f"jobs must be at least 1 (or None for every core), got {options.jobs}.")
+    if options.explain < 0:
+        raise StanceError(f"explain names that many features per row, 0 (none) or more; got {options.explain}.")
     _check_columns(options)
     model_path = resolve_model(model)
     stance_model = StanceModel.load(model_path)
+    if options.explain:
+        explanations.check_explainable(stance_model)
     to_stdout = output == "-"
     fmt = options.output_format or ("csv" if to_stdout else format_of(output))
     if to_stdout and fmt == "parquet":

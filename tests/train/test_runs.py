@@ -168,6 +168,7 @@ def test_register_refuses_a_bad_name_or_alias_and_leaves_no_version(store, name,
         (("cv", SAMPLE, "--folds", "five"), 2),
         (("predict", "model.pkl", "in.csv", "-o", "out.csv", "--jobs", "-3"), 1),
         (("predict", "model.pkl", "in.csv", "-o", "out.csv", "--chunk-size", "0"), 1),
+        (("predict", "model.pkl", "in.csv", "-o", "out.csv", "--explain", "0"), 1),
     ],
 )
 def test_counts_below_their_least_are_refused_by_the_parser(argv, least):

@@ -1,0 +1,105 @@
+"""Why a model gave a row its label: the features that added most to that label's score.
+
+A linear model scores each label as a sum over features of value times weight, so a
+row's label can be read back as the few terms of that sum that pushed it hardest.
+The terms are those of the model that scored the row: under ``per_target`` a
+target's own model, or the joint model for a target without one; under
+``shared_per_target`` both the shared copy of a feature (``word__ban``) and the
+target's copy (``Atheism|word__ban``) can appear. The 384 or more columns of a
+sentence embedding mean nothing one by one, so they are summed into one term per
+block (``embeddings__text``). The intercept and the probability calibration are
+left out: they move every row alike.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.pipeline import Pipeline
+
+from features.base import TARGET, text_column
+from train.errors import ModelError
+from train.models import PerTargetClassifier, StanceModel
+
+# "embeddings__text_17", "Atheism|embeddings__text_cls_3", "embeddings__product_0"
+_EMBEDDING_COLUMN = re.compile(r"^(.*embeddings__[a-z_]*?)_\d+$")
+
+
+def check_explainable(model: StanceModel) -> None:
+    """Refuse, before any row is read, a model whose classifier has no weights per feature."""
+    for pipeline in _pipelines(model.estimator):
+        clf = pipeline.named_steps["clf"]
+        if not hasattr(clf, "coef_"):
+            classifier = model.config.get("model", {}).get("classifier", type(clf).__name__)
+            raise ModelError(
+                f"--explain reads the weights of a linear classifier (logreg, linear_svm, nbsvm); this model's classifier is "
+                f"{classifier!r}, whose scores are not a sum of feature weights. Predict without --explain, or train with one of those."
+            )
+
+
+def explain(model: StanceModel, frame: pd.DataFrame, labels: np.ndarray, top: int) -> np.ndarray:
+    """For each row, its ``top`` largest positive terms toward ``labels[row]``, as
+    ``"word__ban +0.41; char__ cru +0.22"`` (an empty string where no term is positive)."""
+    if top < 1:
+        raise ModelError(f"--explain takes how many features to name, 1 or more; found {top}.")
+    check_explainable(model)
+    labels = np.asarray(labels, dtype=object)
+    out = np.full(len(frame), "", dtype=object)
+    targets = text_column(frame, TARGET, "explain")
+    for pipeline, rows in _routes(model.estimator, targets):
+        out[rows] = _explain_rows(pipeline, frame.iloc[rows], labels[rows], top)
+    return out
+
+
+def group_names(names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The term each column belongs to: itself, or its embedding block. Returns the
+    distinct term names and each column's index among them."""
+    grouped = [match.group(1) if (match := _EMBEDDING_COLUMN.match(name)) else name for name in names]
+    codes, uniques = pd.factorize(pd.Series(grouped, dtype=object), sort=False)
+    return np.asarray(uniques, dtype=object), codes
+
+
+def _pipelines(estimator) -> list[Pipeline]:
+    if isinstance(estimator, PerTargetClassifier):
+        return [estimator.joint_, *estimator.estimators_.values()]
+    return [estimator]
+
+
+def _routes(estimator, targets: np.ndarray) -> list[tuple[Pipeline, np.ndarray]]:
+    """The model that scores each row, as PerTargetClassifier routes them."""
+    if not isinstance(estimator, PerTargetClassifier):
+        return [(estimator, np.arange(len(targets)))]
+    routes, routed = [], np.zeros(len(targets), dtype=bool)
+    for target, pipeline in estimator.estimators_.items():
+        mask = targets == target
+        if mask.any():
+            routes.append((pipeline, np.flatnonzero(mask)))
+            routed |= mask
+    if (~routed).any():
+        routes.append((estimator.joint_, np.flatnonzero(~routed)))
+    return routes
+
+
+def _explain_rows(pipeline: Pipeline, frame: pd.DataFrame, labels: np.ndarray, top: int) -> list[str]:
+    features, clf = pipeline.named_steps["features"], pipeline.named_steps["clf"]
+    weights = np.asarray(clf.coef_.toarray() if sp.issparse(clf.coef_) else clf.coef_, dtype=np.float64)
+    if weights.shape[0] == 1:  # two classes: one row of weights, positive for classes_[1]
+        weights = np.vstack([-weights[0], weights[0]])
+    label_row = {label: row for row, label in enumerate(clf.classes_)}
+    term_names, term_of_column = group_names(features.get_feature_names_out())
+    values = sp.csr_matrix(features.transform(frame))
+    explained = []
+    for row, label in enumerate(labels):
+        if label not in label_row:  # a label this target's model never saw cannot have won
+            explained.append("")
+            continue
+        start, end = values.indptr[row], values.indptr[row + 1]
+        columns = values.indices[start:end]
+        terms, inverse = np.unique(term_of_column[columns], return_inverse=True)
+        sums = np.bincount(inverse, weights=values.data[start:end] * weights[label_row[label], columns], minlength=len(terms))
+        order = [i for i in np.argsort(-sums, kind="stable")[:top] if sums[i] > 0]
+        explained.append("; ".join(f"{term_names[terms[i]]} {sums[i]:+.2f}" for i in order))
+    return explained
