@@ -17,6 +17,9 @@ What it does, all in one run so that ratios compare like with like:
    row count and --jobs, several times, and reports the median rows/s and the
    peak RSS of the whole process tree (sampled every 20 ms).
 5. Runs `stance predict --documents` over the document folder.
+6. With ``--explain K``, runs every model, row count and --jobs of step 4 twice
+   over, without and with ``--explain K``, alternating, and reports the cost of
+   the explanations as a ratio of the two medians.
 
 Results go to stdout as markdown and to benchmarks/out/predict_speed.json.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,12 +55,18 @@ from train.models import (  # noqa: E402
 OUT = REPO / "benchmarks" / "out"
 MODELS = {
     # name: (experiment, overrides)
+    # Every other step of the ArgQ experiment switched off, by name: the experiment gained
+    # target_cues and embeddings after this model was first measured, and left on they
+    # made it a different, 20 times slower model (caught by FEATURES_OF below).
     "word12_svm": ("argq", ["features.char=false", "features.relatedness=false", "features.sentiment=false", "features.style=false",
-                            "word__negation=false", "model.classifier=linear_svm"]),
+                            "features.target_cues=false", "features.embeddings=false", "word__negation=false",
+                            "model.classifier=linear_svm", "model.clf={}"]),
     "semeval2016": ("semeval2016", []),
     "fnc1": ("fnc1", []),
     "argq": ("argq", []),
 }
+# The feature steps a model must have, where the experiment it borrows from may change.
+FEATURES_OF = {"word12_svm": {"word"}}
 
 
 def fit_and_save(name: str, experiment: str, overrides: list[str], root: Path) -> Path:
@@ -64,6 +74,9 @@ def fit_and_save(name: str, experiment: str, overrides: list[str], root: Path) -
     if path.exists():
         return path
     config = Config.from_toml(REPO / "experiments" / f"{experiment}.toml", overrides)
+    if name in FEATURES_OF and set(config.features) != FEATURES_OF[name]:
+        raise SystemExit(f"{name} should have the feature steps {sorted(FEATURES_OF[name])}, but experiments/{experiment}.toml with its "
+                         f"overrides gives {sorted(config.features)}; switch the others off in MODELS.")
     data = load_dataset(config.data, root)
     train = split_dataset(data.rows, config.split, config.seed)["train"]
     weights = train["weight"].to_numpy() if config.data.use_weights else None
@@ -138,9 +151,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--document-repeats", type=int, default=1)
+    parser.add_argument("--explain", type=int, default=0, metavar="K", help="also time each run with --explain K (alternating with the plain runs)")
     args = parser.parse_args()
     root = data_root()
     OUT.mkdir(parents=True, exist_ok=True)
+    for parts in OUT.glob("*.parts"):  # left by an interrupted benchmark; `stance predict` would refuse to start over them
+        shutil.rmtree(parts)
 
     models = {name: fit_and_save(name, *MODELS[name], root) for name in args.models}
     inputs = build_inputs(root, sorted(set(args.sizes) | set(args.best_sizes)))
@@ -155,15 +171,19 @@ def main() -> None:
         sizes = args.sizes if name == "word12_svm" else args.best_sizes
         for size, source in ((s, inputs[s]) for s in sizes):
             for jobs in args.jobs:
-                samples = [timed(stance("predict", str(model), str(source), "-o", str(OUT / "predictions.csv"), "--jobs", str(jobs), "--no-progress"))
-                           for _ in range(args.repeats)]
-                seconds = statistics.median(s for s, _ in samples)
-                rss = statistics.median(r for _, r in samples)
+                command = stance("predict", str(model), str(source), "-o", str(OUT / "predictions.csv"), "--jobs", str(jobs), "--no-progress")
+                variants = {0: command} | ({args.explain: [*command, "--explain", str(args.explain)]} if args.explain else {})
+                samples = {explain: [] for explain in variants}
+                for _ in range(args.repeats):  # alternating, so that drift in the machine's speed hits both alike
+                    for explain, argv in variants.items():
+                        samples[explain].append(timed(argv))
                 floor = results["floor"].get(size)
-                row = {"model": name, "rows": size, "jobs": jobs, "seconds": seconds, "rows_per_s": size / seconds, "peak_rss_mib": rss,
-                       "vs_floor": size / seconds / floor if floor else None}
-                results["runs"].append(row)
-                print(json.dumps(row), file=sys.stderr)
+                for explain, runs in samples.items():
+                    seconds = statistics.median(s for s, _ in runs)
+                    row = {"model": name, "rows": size, "jobs": jobs, "explain": explain, "seconds": seconds, "rows_per_s": size / seconds,
+                           "peak_rss_mib": statistics.median(r for _, r in runs), "vs_floor": size / seconds / floor if floor else None}
+                    results["runs"].append(row)
+                    print(json.dumps(row), file=sys.stderr)
     if args.documents:
         folder = build_documents(args.documents)
         sample = fit_and_save("sample", "sample", [], REPO / "data")
@@ -183,10 +203,14 @@ def main() -> None:
 
 
 def report(results: dict) -> str:
-    lines = ["| model | rows | jobs | rows/s | x floor | peak RSS MiB | seconds |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| model | rows | jobs | explain | rows/s | x floor | x without explain | peak RSS MiB | seconds |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    plain = {(r["model"], r["rows"], r["jobs"]): r for r in results["runs"] if not r.get("explain")}
     for r in results["runs"]:
         ratio = f"{r['vs_floor']:.2f}" if r["vs_floor"] else "-"
-        lines.append(f"| {r['model']} | {r['rows']:,} | {r['jobs']} | {r['rows_per_s']:,.0f} | {ratio} | {r['peak_rss_mib']:,.0f} | {r['seconds']:.1f} |")
+        base = plain.get((r["model"], r["rows"], r["jobs"]))
+        cost = f"{r['rows_per_s'] / base['rows_per_s']:.2f}" if r.get("explain") and base else "-"
+        lines.append(f"| {r['model']} | {r['rows']:,} | {r['jobs']} | {r.get('explain') or '-'} | {r['rows_per_s']:,.0f} | {ratio} | {cost} | {r['peak_rss_mib']:,.0f} | {r['seconds']:.1f} |")
     lines.append("")
     lines += [f"One-core vectorize-only floor (word 1-2-gram feature step, in memory), {size:,} rows: {rate:,.0f} rows/s" for size, rate in results["floor"].items()]
     for d in results.get("documents", []):

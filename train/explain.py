@@ -62,6 +62,20 @@ def group_names(names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(uniques, dtype=object), codes
 
 
+# Feature names are listed once per fitted feature step, not once per chunk: an n-gram
+# vocabulary holds hundreds of thousands. The step itself is kept so that its id cannot be reused.
+_TERMS: dict[int, tuple[object, np.ndarray, np.ndarray]] = {}
+
+
+def _terms_of(features) -> tuple[np.ndarray, np.ndarray]:
+    held = _TERMS.get(id(features))
+    if held is None or held[0] is not features:
+        if len(_TERMS) >= 64:  # a long-lived process that loads model after model
+            _TERMS.clear()
+        held = _TERMS[id(features)] = (features, *group_names(features.get_feature_names_out()))
+    return held[1], held[2]
+
+
 def _pipelines(estimator) -> list[Pipeline]:
     if isinstance(estimator, PerTargetClassifier):
         return [estimator.joint_, *estimator.estimators_.values()]
@@ -88,18 +102,27 @@ def _explain_rows(pipeline: Pipeline, frame: pd.DataFrame, labels: np.ndarray, t
     weights = np.asarray(clf.coef_.toarray() if sp.issparse(clf.coef_) else clf.coef_, dtype=np.float64)
     if weights.shape[0] == 1:  # two classes: one row of weights, positive for classes_[1]
         weights = np.vstack([-weights[0], weights[0]])
+    # A label this target's model never saw cannot have won; its row gets a row of zero weights.
+    weights = np.vstack([weights, np.zeros(weights.shape[1])])
     label_row = {label: row for row, label in enumerate(clf.classes_)}
-    term_names, term_of_column = group_names(features.get_feature_names_out())
+    label_of_row = np.array([label_row.get(label, len(label_row)) for label in labels], dtype=np.int64)
+    term_names, term_of_column = _terms_of(features)
     values = sp.csr_matrix(features.transform(frame))
-    explained = []
-    for row, label in enumerate(labels):
-        if label not in label_row:  # a label this target's model never saw cannot have won
-            explained.append("")
-            continue
-        start, end = values.indptr[row], values.indptr[row + 1]
-        columns = values.indices[start:end]
-        terms, inverse = np.unique(term_of_column[columns], return_inverse=True)
-        sums = np.bincount(inverse, weights=values.data[start:end] * weights[label_row[label], columns], minlength=len(terms))
-        order = [i for i in np.argsort(-sums, kind="stable")[:top] if sums[i] > 0]
-        explained.append("; ".join(f"{term_names[terms[i]]} {sums[i]:+.2f}" for i in order))
-    return explained
+    # Every term of every row at once: value times the weight of the row's label, summed per term.
+    row_of_entry = np.repeat(np.arange(values.shape[0]), np.diff(values.indptr))
+    terms = sp.csr_matrix(
+        (values.data * weights[label_of_row[row_of_entry], values.indices], (row_of_entry, term_of_column[values.indices])),
+        shape=(values.shape[0], len(term_names)),
+    )
+    terms.sum_duplicates()
+    rows = np.repeat(np.arange(terms.shape[0]), np.diff(terms.indptr))
+    positive = terms.data > 0
+    rows, columns, sums = rows[positive], terms.indices[positive], terms.data[positive]
+    order = np.lexsort((columns, -sums, rows))  # per row, largest first; ties by column, so output is stable
+    rows, columns, sums = rows[order], columns[order], sums[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    kept = rank < top
+    explained = [[] for _ in range(values.shape[0])]
+    for row, column, value in zip(rows[kept].tolist(), columns[kept].tolist(), sums[kept].tolist()):
+        explained[row].append(f"{term_names[column]} {value:+.2f}")
+    return ["; ".join(parts) for parts in explained]
