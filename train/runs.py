@@ -114,7 +114,10 @@ def describe_run(run_id: str) -> str:
     run = tracking.run_info(run_id)
     tags, full_id = run["tags"], run["run_id"]
     started = pd.Timestamp(run["start_time"], unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
-    commit, dirty = tags.get("git_commit", "unknown"), tags.get("git_dirty") == "true"
+    code_tags = tags
+    if "git_commit" not in tags and tags.get("mlflow.parentRunId"):  # a trial logs only what it searched
+        code_tags = tracking.run_info(tags["mlflow.parentRunId"])["tags"]
+    commit, dirty = code_tags.get("git_commit", "unknown"), code_tags.get("git_dirty") == "true"
     lines = [
         f"run:        {full_id}",
         f"experiment: {tags.get('stance.experiment', '-')}",

@@ -116,6 +116,17 @@ def test_show_lists_every_metric_of_a_run_without_a_card(store):
     assert float(shown["oof_macro_f1"]) == pytest.approx(logged["oof_macro_f1"], abs=5e-5)
 
 
+def test_show_gives_a_search_trial_its_parents_commit(store):
+    code, _, err = run_main("search", SAMPLE, "--trials", "1", "--data-dir", store["data"], "--set", "features.char=false")
+    assert code == 0, err
+    code, out, _ = run_main("runs", "sample", "--trials", "--limit", "1")
+    trial, parent = out.splitlines()[1].split()[:2]
+    code, out, _ = run_main("show", trial)
+    assert code == 0 and f"kind:       search trial of {parent}" in out
+    commit = MlflowClient().get_run(store["first"]).data.tags["git_commit"]
+    assert f"code:       git {commit[:12]}" in out
+
+
 def test_show_names_a_run_it_cannot_find(store):
     code, _, err = run_main("show", "ffffffff")
     assert code == 2 and "No run 'ffffffff'" in err and "stance runs" in err
