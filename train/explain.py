@@ -20,9 +20,8 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.pipeline import Pipeline
 
-from features.base import TARGET, text_column
 from train.errors import ModelError
-from train.models import PerTargetClassifier, StanceModel
+from train.models import PerTargetClassifier, StanceModel, pipelines
 
 # "embeddings__text_17", "Atheism|embeddings__text_cls_3", "embeddings__product_0"
 _EMBEDDING_COLUMN = re.compile(r"^(.*embeddings__[a-z_]*?)_\d+$")
@@ -30,7 +29,7 @@ _EMBEDDING_COLUMN = re.compile(r"^(.*embeddings__[a-z_]*?)_\d+$")
 
 def check_explainable(model: StanceModel) -> None:
     """Refuse, before any row is read, a model whose classifier has no weights per feature."""
-    for pipeline in _pipelines(model.estimator):
+    for _, pipeline in pipelines(model.estimator):
         clf = pipeline.named_steps["clf"]
         if not hasattr(clf, "coef_"):
             classifier = model.config.get("model", {}).get("classifier", type(clf).__name__)
@@ -48,8 +47,8 @@ def explain(model: StanceModel, frame: pd.DataFrame, labels: np.ndarray, top: in
     check_explainable(model)
     labels = np.asarray(labels, dtype=object)
     out = np.full(len(frame), "", dtype=object)
-    targets = text_column(frame, TARGET, "explain")
-    for pipeline, rows in _routes(model.estimator, targets):
+    routes = model.estimator.routes(frame) if isinstance(model.estimator, PerTargetClassifier) else [(model.estimator, np.arange(len(frame)))]
+    for pipeline, rows in routes:
         out[rows] = _explain_rows(pipeline, frame.iloc[rows], labels[rows], top)
     return out
 
@@ -74,27 +73,6 @@ def _terms_of(features) -> tuple[np.ndarray, np.ndarray]:
             _TERMS.clear()
         held = _TERMS[id(features)] = (features, *group_names(features.get_feature_names_out()))
     return held[1], held[2]
-
-
-def _pipelines(estimator) -> list[Pipeline]:
-    if isinstance(estimator, PerTargetClassifier):
-        return [estimator.joint_, *estimator.estimators_.values()]
-    return [estimator]
-
-
-def _routes(estimator, targets: np.ndarray) -> list[tuple[Pipeline, np.ndarray]]:
-    """The model that scores each row, as PerTargetClassifier routes them."""
-    if not isinstance(estimator, PerTargetClassifier):
-        return [(estimator, np.arange(len(targets)))]
-    routes, routed = [], np.zeros(len(targets), dtype=bool)
-    for target, pipeline in estimator.estimators_.items():
-        mask = targets == target
-        if mask.any():
-            routes.append((pipeline, np.flatnonzero(mask)))
-            routed |= mask
-    if (~routed).any():
-        routes.append((estimator.joint_, np.flatnonzero(~routed)))
-    return routes
 
 
 def _explain_rows(pipeline: Pipeline, frame: pd.DataFrame, labels: np.ndarray, top: int) -> list[str]:

@@ -282,25 +282,38 @@ class PerTargetClassifier(ClassifierMixin, BaseEstimator):
             self.estimators_[target] = clone(self.estimator).fit(X[mask], y[mask], **params)
         return self
 
-    def predict_proba(self, X):
+    def routes(self, X) -> list[tuple[BaseEstimator, np.ndarray]]:
+        """Which fitted model scores which rows (their positions): each target's own, and the
+        joint model for the rest. ``predict_proba`` and explanations follow the same routes."""
         check_is_fitted(self, "joint_")
         targets = text_column(X, TARGET, "PerTargetClassifier")
-        proba = np.zeros((len(targets), len(self.classes_)))
-        routed = np.zeros(len(targets), dtype=bool)
+        routes, routed = [], np.zeros(len(targets), dtype=bool)
         for target, model in self.estimators_.items():
             mask = targets == target
             if mask.any():
-                columns = np.searchsorted(self.classes_, model.classes_)
-                proba[np.ix_(mask, columns)] = model.predict_proba(X[mask])
+                routes.append((model, np.flatnonzero(mask)))
                 routed |= mask
         if (~routed).any():
-            columns = np.searchsorted(self.classes_, self.joint_.classes_)
-            proba[np.ix_(~routed, columns)] = self.joint_.predict_proba(X[~routed])
+            routes.append((self.joint_, np.flatnonzero(~routed)))
+        return routes
+
+    def predict_proba(self, X):
+        proba = np.zeros((len(X), len(self.classes_)))
+        for model, rows in self.routes(X):
+            columns = np.searchsorted(self.classes_, model.classes_)
+            proba[np.ix_(rows, columns)] = model.predict_proba(X.iloc[rows])
         return proba
 
     def predict(self, X):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def pipelines(estimator) -> list[tuple[str, Pipeline]]:
+    """Every fitted ``features`` + ``clf`` pipeline of a model, named ``joint`` or by its target."""
+    if isinstance(estimator, PerTargetClassifier):
+        return [("joint", estimator.joint_), *sorted(estimator.estimators_.items())]
+    return [("joint", estimator)]
 
 
 def build_classifier(name: str, params: dict, seed: int):

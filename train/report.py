@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from train.config import PER_TARGET_STRATEGIES, UNSEEN_TARGETS_GET
 from train.evaluate import FNC_LABELS, safe_name
+from train.models import pipelines
 
 BOOTSTRAP_SAMPLES = 1000
 MISCLASSIFIED_ROWS = 500
@@ -82,17 +82,10 @@ def reliability_figure(table: pd.DataFrame, ece: float, title: str):
     return figure
 
 
-def _linear_pipelines(estimator) -> list[tuple[str, Pipeline]]:
-    if isinstance(estimator, Pipeline):
-        return [("joint", estimator)]
-    pipelines = [("joint", estimator.joint_)]
-    return pipelines + sorted(estimator.estimators_.items())
-
-
 def top_features(estimator, count: int = 15) -> pd.DataFrame:
     """The ``count`` highest-weighted features per class of each linear model (empty for naive Bayes)."""
     rows = []
-    for model_name, pipeline in _linear_pipelines(estimator):
+    for model_name, pipeline in pipelines(estimator):
         clf = pipeline.named_steps["clf"]
         if not hasattr(clf, "coef_"):
             continue

@@ -74,12 +74,8 @@ def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
     """``test_<headline>`` for a run (``oof_`` for cv, ``eval_`` for an evaluation); for a trial, the metric its search optimised."""
     if row.get("tags.mlflow.parentRunId") is None or pd.isna(row.get("tags.mlflow.parentRunId")):
         name = row.get("params.headline_metric")
-        prefix = "test_"
-        if isinstance(row.get("tags.stance.cv"), str):  # a cv run never sees test
-            prefix = "oof_"
-        elif isinstance(row.get("tags.stance.evaluated_model"), str):
-            prefix = "eval_"
-        return f"{prefix}{name}" if isinstance(name, str) else None
+        tags = {key.removeprefix("tags."): value for key, value in row.items() if key.startswith("tags.") and isinstance(value, str)}
+        return f"{PREDICTED_ROWS[_kind(tags)]}_{name}" if isinstance(name, str) else None
     metric = row.get("tags.stance.search_metric")
     if isinstance(metric, str):
         return metric
@@ -91,17 +87,34 @@ def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
 
 
 MODEL_CARD = "report/model_card.md"
+# The rows whose predictions a run of each kind logs and scores its headline on
+# (evaluation/predictions_<rows>.csv, <rows>_<metric>); searches and trials log none.
+PREDICTED_ROWS = {"training": "test", "cv": "oof", "evaluation": "eval", "search": "test", "trial": "test"}
+
+
+def _kind(tags: dict) -> str:
+    """Which command made a run, from the tags each sets: trial, search, cv, evaluation or training."""
+    if tags.get("mlflow.parentRunId"):
+        return "trial"
+    if tags.get("stance.search"):
+        return "search"
+    if tags.get("stance.cv"):
+        return "cv"
+    if tags.get("stance.evaluated_model"):
+        return "evaluation"
+    return "training"
 
 
 def run_kind(tags: dict) -> str:
-    """What made a run, from the tags each command sets."""
-    if tags.get("mlflow.parentRunId"):
+    """What made a run, in words."""
+    kind = _kind(tags)
+    if kind == "trial":
         return f"search trial of {tags['mlflow.parentRunId'][:8]}"
-    if tags.get("stance.search"):
+    if kind == "search":
         return f"search {tags['stance.search']!r}"
-    if tags.get("stance.cv"):
+    if kind == "cv":
         return f"cross-validation, {tags['stance.cv']}"
-    if tags.get("stance.evaluated_model"):
+    if kind == "evaluation":
         return f"evaluation of {tags['stance.evaluated_model']} on {tags.get('stance.evaluation_data', 'unknown data')}"
     if tags.get("stance.reproduces"):
         return f"training, reproducing {tags['stance.reproduces'][:8]}"
@@ -188,11 +201,8 @@ def compare_runs(run_ids: list[str]) -> Comparison:
 def _paired_test(runs: list[dict]) -> dict | None:
     """A paired bootstrap on the rows both runs predicted: the test split, or for two
     `stance cv` runs, their out-of-fold predictions of the training split."""
-    split = "test"
-    if all(r["tags"].get("stance.cv") for r in runs):
-        split = "oof"
-    elif all(r["tags"].get("stance.evaluated_model") for r in runs):
-        split = "eval"
+    kinds = {_kind(r["tags"]) for r in runs}
+    split = PREDICTED_ROWS[kinds.pop()] if len(kinds) == 1 else "test"
     rows = {"oof": "out-of-fold training rows", "eval": "evaluated rows", "test": "test rows"}[split]
     artifact = f"evaluation/predictions_{split}.csv"
     for run in runs:

@@ -8,7 +8,7 @@ import pytest
 
 from train.config import Config
 from train.errors import ModelError
-from train.explain import _routes, explain, group_names
+from train.explain import explain, group_names
 from train.models import StanceModel, build_model, fit_model, needs_target
 from train.predict import PredictOptions, predict_file
 
@@ -52,13 +52,17 @@ def test_terms_are_value_times_the_labels_weight_largest_first(sentences):
 
 def test_a_row_is_explained_by_the_model_that_scored_it(sentences):
     model = fitted(sentences, "model.strategy=per_target", "model.min_target_rows=5")
-    targets = np.array(["carbon tax", "a target never seen", "Iran's missile strikes"], dtype=object)
-    routes = {id(pipeline): rows.tolist() for pipeline, rows in _routes(model.estimator, targets)}
+    targets = ["carbon tax", "a target never seen", "Iran's missile strikes"]
+    rows = pd.DataFrame({"text": ["The carbon tax is a cruel burden."] * 3, "target": targets})
+    routes = {id(pipeline): positions.tolist() for pipeline, positions in model.estimator.routes(rows)}
     assert routes[id(model.estimator.estimators_["carbon tax"])] == [0]
     assert routes[id(model.estimator.estimators_["Iran's missile strikes"])] == [2]
     assert routes[id(model.estimator.joint_)] == [1]
-    rows = pd.DataFrame({"text": ["The carbon tax is a cruel burden."] * 3, "target": targets})
-    assert all(explain(model, rows, model.predict(rows)["label"].to_numpy(), 2))
+    explained = explain(model, rows, model.predict(rows)["label"].to_numpy(), 2)
+    assert all(explained)
+    # The unseen target's row is explained as the joint model alone would explain it.
+    joint = StanceModel(model.estimator.joint_, LABELS, model.config, True)
+    assert explained[1] == explain(joint, rows.iloc[[1]], model.predict(rows)["label"].to_numpy()[[1]], 2)[0]
 
 
 def test_shared_and_per_target_copies_appear_only_for_the_rows_own_target(sentences):
