@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -297,6 +298,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if not isinstance(error, _mlflow_errors()):
+            raise
+        # A server that cannot be reached, or a store that refuses a write: the
+        # user's setup, not a bug here, so it is reported like any other StanceError.
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        print(f"error: the MLflow store at {uri} failed: {error.message} Check that it is reachable and writable, or set MLFLOW_TRACKING_URI to another.", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _mlflow_errors() -> tuple[type[Exception], ...]:
+    """MLflow's exception class, if MLflow was imported at all (``stance --help`` never imports it)."""
+    module = sys.modules.get("mlflow.exceptions")
+    return (module.MlflowException,) if module else ()
 
 
 if __name__ == "__main__":

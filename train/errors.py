@@ -15,3 +15,7 @@ class DataError(StanceError):
 
 class ModelError(StanceError):
     """A model could not be loaded, or is not a stance model."""
+
+
+class TrackingError(StanceError):
+    """The MLflow tracking store cannot be opened, or refused a request."""

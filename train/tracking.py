@@ -24,6 +24,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from train.data import LoadedData
+from train.errors import TrackingError
 from train.models import ARTIFACT_KEY, EMBEDDING_PACKAGES, StanceModel
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -36,13 +37,33 @@ MODEL_NAME = "model"
 
 def configure() -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps logs readable
+    from mlflow.exceptions import MlflowException
+
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
     # A client opens the store (MLflow caches it per URI), creating it on first use;
     # opened here, its setup INFOs stay out of every command's output, whichever comes first.
-    with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
-        mlflow.MlflowClient(uri)
+    try:
+        with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
+            mlflow.MlflowClient(uri)
+    except MlflowException as error:
+        raise TrackingError(_store_problem(uri, error.message)) from None
     return uri
+
+
+def _store_problem(uri: str, message: str) -> str:
+    found = f"MLFLOW_TRACKING_URI is {uri!r}" if os.environ.get("MLFLOW_TRACKING_URI") else f"the default store is {uri!r}"
+    if "filesystem tracking backend" in message:  # a plain folder such as ./mlruns
+        return (
+            f"Cannot open the MLflow store: {found}, a folder store, which MLflow {mlflow.__version__} no longer writes to. "
+            f"Set MLFLOW_TRACKING_URI to a database such as sqlite:///mlflow.db (`mlflow migrate-filestore` moves old runs into one), "
+            f"or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder."
+        )
+    first_line = message.strip().splitlines()[0] if message.strip() else "no reason given"
+    return (
+        f"Cannot open the MLflow store: {found}; MLflow says: {first_line} "
+        f"Expected a database URI (sqlite:///mlflow.db) or a server (http://host:5000); set MLFLOW_TRACKING_URI to one, or unset it for ./mlflow.db."
+    )
 
 
 def git_state() -> dict[str, str]:

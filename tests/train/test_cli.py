@@ -236,3 +236,35 @@ def test_report_artifacts_and_model_card_match_logged_metrics(sample_run, tmp_pa
     errors = pd.DataFrame(**json.loads((folder / "misclassified.json").read_text()))
     assert (errors["label"] != errors["predicted"]).all()
     assert len(errors) == round(metrics["test_rows"] * (1 - metrics["test_accuracy"]))
+
+
+def test_a_folder_tracking_store_is_refused_with_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "mlruns"))
+    assert main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert "folder store" in err and "MLFLOW_ALLOW_FILE_STORE=true" in err and "sqlite:///" in err
+    assert "Traceback" not in err
+
+
+def test_a_tracking_uri_with_an_unknown_scheme_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://host/store")
+    assert main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot open the MLflow store: MLFLOW_TRACKING_URI is 'nosuchscheme://host/store'")
+    assert "unset it for ./mlflow.db" in err
+
+
+def test_an_unreachable_tracking_server_is_reported_without_a_traceback(monkeypatch, capsys):
+    import socket
+
+    # A bound socket that never listens: connecting to it is refused at once.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        assert main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the MLflow store at {uri} failed:")
+    assert "Connection refused" in err and "Traceback" not in err
