@@ -1,4 +1,4 @@
-"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments.
+"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments, soft votes.
 
 None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
@@ -76,6 +76,15 @@ once for all targets and once per target, and scores the fold it left out::
 
     uv run --extra embeddings python benchmarks/semeval_probes.py label-weights
 
+``ensemble`` asks whether a soft vote of the experiment with other models does better than
+the experiment alone. It collects each member's out-of-fold probabilities once (the members
+are the experiment with logistic regression, with per-target models, NB-SVM on the n-grams
+alone, and logistic regression on the MiniLM block alone), then for each fold chooses, on the
+other four folds' rows, the experiment alone or its average with one member or with all of
+them (the others' share 0.25 or 0.5), and scores the fold it left out::
+
+    uv run --extra embeddings python benchmarks/semeval_probes.py ensemble
+
 ``cv`` runs the same 5-fold cross-validation as ``stance cv`` on the training split
 (``--group-by hashtag`` by default), once as the experiment is and once with the
 change, and prints both pooled out-of-fold F_avg and a paired bootstrap of the
@@ -86,6 +95,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import re
@@ -546,23 +556,31 @@ def add_argq(topics: str, weight: float) -> list[str]:
     return ["data.use_weights=true"]
 
 
-def label_weights(experiment: Path, grouping: str) -> None:
-    """Nested choice of decision weights, one pair for all targets against one pair per target."""
+def oof_probabilities(experiment: Path, overrides: list[str], frame, grouping: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every training row's out-of-fold probabilities under the experiment with ``overrides``
+    and its decision weights switched off, and the fold each row was held out in."""
     from train.config import Config
     from train.crossval import folds
+    from train.training import fit_stance_model
+
+    config = Config.from_toml(experiment, [*overrides, "model.label_weights={}"])
+    proba, fold_of = np.zeros((len(frame), len(config.labels))), np.zeros(len(frame), dtype=int)
+    for number, (train_rows, held_out_rows) in enumerate(folds(frame, 5, grouping, config.seed)):
+        predicted = fit_stance_model(config, frame.iloc[train_rows]).predict(frame.iloc[held_out_rows])
+        proba[held_out_rows] = predicted[[f"proba_{label}" for label in config.labels]].to_numpy()
+        fold_of[held_out_rows] = number
+    return proba, fold_of
+
+
+def label_weights(experiment: Path, grouping: str) -> None:
+    """Nested choice of decision weights, one pair for all targets against one pair per target."""
     from train.evaluate import compute_metrics
     from train.runs import paired_bootstrap
-    from train.training import fit_stance_model
 
     config, splits = training_rows(experiment)
     frame = splits["train"].reset_index(drop=True)
-    unweighted = Config.from_toml(experiment, ["model.label_weights={}"])
     labels = np.asarray(config.labels, dtype=object)
-    proba, fold_of = np.zeros((len(frame), len(labels))), np.zeros(len(frame), dtype=int)
-    for number, (train_rows, held_out_rows) in enumerate(folds(frame, 5, grouping, config.seed)):
-        predicted = fit_stance_model(unweighted, frame.iloc[train_rows]).predict(frame.iloc[held_out_rows])
-        proba[held_out_rows] = predicted[[f"proba_{label}" for label in labels]].to_numpy()
-        fold_of[held_out_rows] = number
+    proba, fold_of = oof_probabilities(experiment, [], frame, grouping)
     truth, targets = frame["label"].to_numpy(dtype=object), frame["target"].to_numpy(dtype=object)
     grid = [{"NONE": none / 10, "FAVOR": favor / 10} for none in range(6, 11) for favor in range(9, 16)]
 
@@ -589,6 +607,99 @@ def label_weights(experiment: Path, grouping: str) -> None:
     per_target_score = compute_metrics(truth, per_target, config.labels)[config.headline_metric]
     print(f"chosen on the other folds: one pair {100 * one_pair_score:.2f}, a pair per target {100 * per_target_score:.2f}")
     print(json.dumps(paired_bootstrap(frame["label"], one_pair, per_target, config.labels, config.headline_metric)))
+
+
+# Members of the soft vote, as overrides of the experiment: models that see the tweets
+# differently (another loss, no sharing between targets, n-grams alone, the encoder alone).
+ENSEMBLE_MEMBERS = {
+    "experiment": [],
+    "logreg": ["model.classifier=logreg", "model.clf={}"],
+    "per_target": ["model.strategy=per_target"],
+    "nbsvm_ngrams": ["model.classifier=nbsvm", "model.clf={}", *(f"features.{step}=false" for step in ("relatedness", "sentiment", "style", "embeddings"))],
+    "embeddings_logreg": ["model.classifier=logreg", "model.clf={}", *(f"features.{step}=false" for step in ("word", "char", "relatedness", "sentiment", "style"))],
+}
+MIXES = (0.25, 0.5)  # the other members' share of the vote
+
+
+def ensemble(experiment: Path, grouping: str, cache: Path) -> None:
+    """Soft votes of the experiment with other models, the vote chosen fold by fold.
+
+    Each member's out-of-fold probabilities (decision weights off) are computed once and
+    kept in ``cache``. A vote averages the experiment's probabilities with another
+    member's (or all others'), and the experiment's decision weights then pick the label.
+    For each fold, the vote (or the experiment alone) that scores best on the other four
+    folds decides the held-out fold, so the choice never sees the rows it is scored on.
+    """
+    from train.config import Config
+    from train.evaluate import compute_metrics
+    from train.runs import paired_bootstrap
+
+    config, splits = training_rows(experiment)
+    frame = splits["train"].reset_index(drop=True)
+    labels = np.asarray(config.labels, dtype=object)
+    truth = frame["label"].to_numpy(dtype=object)
+    decision = np.array([config.model.label_weights.get(label, 1.0) for label in labels])
+    cache.mkdir(parents=True, exist_ok=True)
+    proba, fold_of = {}, None
+    for name, overrides in ENSEMBLE_MEMBERS.items():
+        # Named by the member's resolved config, so a changed experiment is never read from an old file.
+        resolved = Config.from_toml(experiment, overrides).to_toml()
+        path = cache / f"{grouping}-{name}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}.npz"
+        if not path.exists():
+            started = time.perf_counter()
+            np.savez(path, *oof_probabilities(experiment, overrides, frame, grouping))
+            print(f"{name}: {time.perf_counter() - started:.0f}s", flush=True)
+        with np.load(path) as stored:
+            proba[name], fold_of = stored["arr_0"], stored["arr_1"]
+
+    def decided(p):
+        return labels[np.argmax(p * decision, axis=1)]
+
+    def score(p, rows):
+        return compute_metrics(truth[rows], decided(p[rows]), config.labels)[config.headline_metric]
+
+    everywhere = np.ones(len(frame), dtype=bool)
+    others = [name for name in proba if name != "experiment"]
+    votes = {"experiment alone": proba["experiment"]}
+    for mix in MIXES:
+        for name in others:
+            votes[f"experiment + {name} ({mix:g})"] = (1 - mix) * proba["experiment"] + mix * proba[name]
+        votes[f"experiment + all others ({mix:g})"] = (1 - mix) * proba["experiment"] + mix * np.mean([proba[n] for n in others], axis=0)
+    for name in others:
+        print(f"{name} alone: {100 * score(proba[name], everywhere):.2f}")
+    for name, p in votes.items():
+        print(f"{name}: {100 * score(p, everywhere):.2f}")
+    chosen = np.empty(len(frame), dtype=object)
+    for number in sorted(set(fold_of)):
+        held_out = fold_of == number
+        best = max(votes, key=lambda name: score(votes[name], ~held_out))
+        chosen[held_out] = decided(votes[best][held_out])
+        print(f"fold {number + 1}: {best}")
+    print(f"chosen on the other folds: {100 * compute_metrics(truth, chosen, config.labels)[config.headline_metric]:.2f}")
+    print(json.dumps(paired_bootstrap(frame["label"], decided(proba["experiment"]), chosen, config.labels, config.headline_metric)))
+
+    # A vote is calibrated differently from the experiment alone, so the experiment's decision
+    # weights may not suit it: choose the weights with the vote, against the experiment alone
+    # with its weights chosen the same way (the grid of `label-weights`).
+    grid = [np.array([{"NONE": none / 10, "FAVOR": favor / 10}.get(label, 1.0) for label in labels]) for none in range(6, 11) for favor in range(9, 16)]
+
+    def nested(candidates):
+        out = np.empty(len(frame), dtype=object)
+        for number in sorted(set(fold_of)):
+            held_out = fold_of == number
+            name, weights = max(
+                ((name, weights) for name in candidates for weights in grid),
+                key=lambda pair: compute_metrics(truth[~held_out], labels[np.argmax(votes[pair[0]][~held_out] * pair[1], axis=1)], config.labels)[config.headline_metric],
+            )
+            out[held_out] = labels[np.argmax(votes[name][held_out] * weights, axis=1)]
+            print(f"fold {number + 1}: {name}, weights {dict(zip(labels, weights.tolist()))}")
+        return out
+
+    alone = nested(["experiment alone"])
+    with_votes = nested(list(votes))
+    for name, predicted in (("experiment alone, weights chosen on the other folds", alone), ("vote and weights chosen on the other folds", with_votes)):
+        print(f"{name}: {100 * compute_metrics(truth, predicted, config.labels)[config.headline_metric]:.2f}")
+    print(json.dumps(paired_bootstrap(frame["label"], alone, with_votes, config.labels, config.headline_metric)))
 
 
 def _all_of(changes) -> list[str]:
@@ -638,9 +749,11 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--argq", choices=sorted(ARGQ_TOPICS), help="add ArgQ arguments on these topics to every fold's training rows")
     cv.add_argument("--argq-weight", type=float, default=1.0)
     weights = commands.add_parser("label-weights", help="decision weights per target against one pair for all, chosen fold by fold")
-    for command in (cv, weights):
+    vote = commands.add_parser("ensemble", help="soft votes of the experiment with other models, chosen fold by fold")
+    vote.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "out" / "ensemble", help="where members' out-of-fold probabilities are kept")
+    for command in (cv, weights, vote):
         command.add_argument("--group-by", default="hashtag", choices=["none", "hashtag"])
-    for command in (texts, cv, weights):
+    for command in (texts, cv, weights, vote):
         command.add_argument("--experiment", type=Path, default=EXPERIMENT)
     args = parser.parse_args(argv)
     if args.command == "texts":
@@ -649,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
         encode(args.texts, args.model_dir, args.out)
     elif args.command == "label-weights":
         label_weights(args.experiment, args.group_by)
+    elif args.command == "ensemble":
+        ensemble(args.experiment, args.group_by, args.cache)
     else:
         changes = {"segment_hashtags": segment_hashtags, "subjectivity": add_subjectivity, "add_use": add_use, "nli": add_nli, "two_stage": two_stage}
         chosen = [change for flag, change in changes.items() if getattr(args, flag)]
