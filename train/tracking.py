@@ -97,6 +97,38 @@ def start_run(experiment: str, tags: dict[str, str]):
         yield run.info.run_id
 
 
+# Where a fitted model goes when MLflow fails before it could be logged (relative to the working directory).
+UNLOGGED_MODELS = Path("stance-unlogged")
+
+
+@contextmanager
+def keep_fitted_model(fitted: dict):
+    """Keep a fitted model when the tracking store fails after the fit.
+
+    Training can take minutes; a store that goes away meanwhile (a server restarted,
+    a full disk) should cost the log, not the model. The caller puts the model and its
+    run id in ``fitted`` as soon as it has them. This sits outside ``start_run``, whose
+    own closing call to the failed store would otherwise replace the error raised here.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, OSError) as error:
+        if "model" not in fitted:  # nothing fitted yet: the store's error says it all
+            raise
+        reason = (getattr(error, "message", None) or str(error)).rstrip(". ")
+        path = UNLOGGED_MODELS / fitted.get("run_id", "run") / "model.pkl"
+        try:
+            fitted["model"].save(path)
+        except OSError as save_error:
+            raise TrackingError(f"Logging run {fitted.get('run_id')} failed: {reason}. Saving the fitted model to {path} failed too: {save_error}.") from None
+        raise TrackingError(
+            f"Logging run {fitted.get('run_id')} failed after the model was fitted: {reason}. The model was kept at {path}: "
+            f"`stance predict {path} INPUT -o OUTPUT` uses it. Fix the store (MLFLOW_TRACKING_URI) and train again to log the run."
+        ) from None
+
+
 # A search run's config.toml is the experiment it searched; this is the configuration it chose.
 BEST_CONFIG = "best_config.toml"
 

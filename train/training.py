@@ -109,7 +109,9 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
 
     versions = runtime_versions()
     tags = {"stance.experiment": config.name, **tracking.git_state(), **(extra_tags or {})}
-    with tracking.start_run(config.name, tags) as run_id:
+    fitted = {}  # what keep_fitted_model saves if the store fails after the fit
+    with tracking.keep_fitted_model(fitted), tracking.start_run(config.name, tags) as run_id:
+        fitted["run_id"] = run_id
         tracking.log_config(config)
         tracking.log_environment(versions, config.seed)
         tracking.log_data(data, splits, root)
@@ -117,7 +119,7 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
         # 2. Model: the pipeline the config describes, fitted on train only.
         labels = config.labels
         started = time.perf_counter()
-        stance_model = fit_stance_model(config, splits["train"], versions)
+        stance_model = fitted["model"] = fit_stance_model(config, splits["train"], versions)
         train_seconds = time.perf_counter() - started
         log(f"fit: {train_seconds:.1f}s on {len(splits['train'])} rows")
 
@@ -126,7 +128,7 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
         for split in ("valid", "test"):
             if split == "test" and config.model.refit_on_valid:
                 started = time.perf_counter()
-                stance_model = fit_stance_model(config, pd.concat([splits["train"], splits["valid"]], ignore_index=True), versions)
+                stance_model = fitted["model"] = fit_stance_model(config, pd.concat([splits["train"], splits["valid"]], ignore_index=True), versions)
                 metrics["refit_seconds"] = time.perf_counter() - started
                 log(f"refit on train + valid: {metrics['refit_seconds']:.1f}s")
             frame = splits[split]

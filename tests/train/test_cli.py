@@ -268,3 +268,39 @@ def test_an_unreachable_tracking_server_is_reported_without_a_traceback(monkeypa
     err = capsys.readouterr().err
     assert err.startswith(f"error: the MLflow store at {uri} failed:")
     assert "Connection refused" in err and "Traceback" not in err
+
+
+def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, tmp_path, capsys, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from train import tracking as tracking_module
+    from train.models import StanceModel
+
+    def store_gone(*args, **kwargs):
+        raise MlflowException("the tracking server went away.")
+
+    monkeypatch.setattr(tracking_module, "log_model", store_gone)
+    code, out, err = train(capsys, SAMPLE, "--data-dir", DATA)
+    assert code == 2 and "Traceback" not in err and "run_id" not in out
+    kept = list((tmp_path / "stance-unlogged").glob("*/model.pkl"))
+    assert len(kept) == 1
+    assert f"failed after the model was fitted: the tracking server went away. The model was kept at {kept[0].relative_to(tmp_path)}" in err
+    model = StanceModel.load(kept[0])
+    assert model.metrics["test_macro_f1"] > 0  # the evaluation finished before the store failed
+    assert list(model.predict(pd.DataFrame({"text": ["Carbon taxes work."], "target": ["carbon tax"]}))["label"])[0] in model.labels
+    run = mlflow.get_run(kept[0].parent.name)
+    assert run.info.status == "FAILED"
+
+
+def test_a_store_failing_before_the_fit_keeps_nothing(tracking, tmp_path, capsys, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from train import tracking as tracking_module
+
+    def store_gone(*args, **kwargs):
+        raise MlflowException("the tracking server went away.")
+
+    monkeypatch.setattr(tracking_module, "log_data", store_gone)
+    code, _, err = train(capsys, SAMPLE, "--data-dir", DATA)
+    assert code == 2 and "the tracking server went away." in err and "Traceback" not in err
+    assert not (tmp_path / "stance-unlogged").exists()
