@@ -39,17 +39,34 @@ def check_explainable(model: StanceModel) -> None:
             )
 
 
-def explain(model: StanceModel, frame: pd.DataFrame, labels: np.ndarray, top: int) -> np.ndarray:
-    """For each row, its ``top`` largest positive terms toward ``labels[row]``, as
-    ``"word__ban +0.41; char__ cru +0.22"`` (an empty string where no term is positive)."""
+def predict_explained(model: StanceModel, frame: pd.DataFrame, top: int) -> pd.DataFrame:
+    """``model.predict(frame)`` with an ``explanation`` column: each row's ``top`` largest
+    positive terms toward its label, as ``"word__ban +0.41; char__ cru +0.22"`` (an empty
+    string where no term is positive).
+
+    Each route's features are computed once, for its probabilities and its explanations
+    both; the labels and probabilities are those of ``model.predict``, bit for bit.
+    """
     if top < 1:
         raise ModelError(f"--explain takes how many features to name, 1 or more; found {top}.")
     check_explainable(model)
-    labels = np.asarray(labels, dtype=object)
-    out = np.full(len(frame), "", dtype=object)
-    routes = model.estimator.routes(frame) if isinstance(model.estimator, PerTargetClassifier) else [(model.estimator, np.arange(len(frame)))]
+    X = model.model_input(frame)
+    per_target = isinstance(model.estimator, PerTargetClassifier)
+    routes = model.estimator.routes(X) if per_target else [(model.estimator, np.arange(len(X)))]
+    scored, matrices = [], []
     for pipeline, rows in routes:
-        out[rows] = _explain_rows(pipeline, frame.iloc[rows], labels[rows], top)
+        # As the pipeline's own predict_proba would: the classifier gets the features as they come.
+        values = pipeline.named_steps["features"].transform(X.iloc[rows])
+        clf = pipeline.named_steps["clf"]
+        scored.append((rows, clf.classes_, clf.predict_proba(values)))
+        matrices.append((pipeline, rows, sp.csr_matrix(values)))
+    proba = model.estimator.combine(scored, len(X)) if per_target else scored[0][2]
+    out = model.decide(proba, frame.index)
+    labels = out["label"].to_numpy(dtype=object)
+    explanations = np.full(len(X), "", dtype=object)
+    for pipeline, rows, values in matrices:
+        explanations[rows] = _explain_rows(pipeline, values, labels[rows], top)
+    out["explanation"] = explanations
     return out
 
 
@@ -75,7 +92,7 @@ def _terms_of(features) -> tuple[np.ndarray, np.ndarray]:
     return held[1], held[2]
 
 
-def _explain_rows(pipeline: Pipeline, frame: pd.DataFrame, labels: np.ndarray, top: int) -> list[str]:
+def _explain_rows(pipeline: Pipeline, values: sp.csr_matrix, labels: np.ndarray, top: int) -> list[str]:
     features, clf = pipeline.named_steps["features"], pipeline.named_steps["clf"]
     weights = np.asarray(clf.coef_.toarray() if sp.issparse(clf.coef_) else clf.coef_, dtype=np.float64)
     if weights.shape[0] == 1:  # two classes: one row of weights, positive for classes_[1]
@@ -85,7 +102,6 @@ def _explain_rows(pipeline: Pipeline, frame: pd.DataFrame, labels: np.ndarray, t
     label_row = {label: row for row, label in enumerate(clf.classes_)}
     label_of_row = np.array([label_row.get(label, len(label_row)) for label in labels], dtype=np.int64)
     term_names, term_of_column = _terms_of(features)
-    values = sp.csr_matrix(features.transform(frame))
     # Every term of every row at once: value times the weight of the row's label, summed per term.
     row_of_entry = np.repeat(np.arange(values.shape[0]), np.diff(values.indptr))
     terms = sp.csr_matrix(

@@ -298,10 +298,14 @@ class PerTargetClassifier(ClassifierMixin, BaseEstimator):
         return routes
 
     def predict_proba(self, X):
-        proba = np.zeros((len(X), len(self.classes_)))
-        for model, rows in self.routes(X):
-            columns = np.searchsorted(self.classes_, model.classes_)
-            proba[np.ix_(rows, columns)] = model.predict_proba(X.iloc[rows])
+        return self.combine([(rows, model.classes_, model.predict_proba(X.iloc[rows])) for model, rows in self.routes(X)], len(X))
+
+    def combine(self, scored, n_rows: int) -> np.ndarray:
+        """One probability matrix, columns in ``classes_`` order, from each route's
+        ``(rows, classes, probabilities)``; a class a route's model never saw gets 0."""
+        proba = np.zeros((n_rows, len(self.classes_)))
+        for rows, classes, route_proba in scored:
+            proba[np.ix_(rows, np.searchsorted(self.classes_, classes))] = route_proba
         return proba
 
     def predict(self, X):
@@ -373,6 +377,10 @@ class StanceModel:
         ``label_weights`` (default 1): a decision threshold tuned on validation
         data, e.g. to predict NONE less readily when F_avg is the goal.
         """
+        return self.decide(self.estimator.predict_proba(self.model_input(frame)), frame.index)
+
+    def model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The text and target columns the estimator reads; a model that ignores targets gets empty ones."""
         frame = frame.copy()
         if TEXT not in frame.columns:
             raise ModelError(f"Input needs a {TEXT!r} column; found {list(frame.columns)}.")
@@ -380,10 +388,13 @@ class StanceModel:
             if self.needs_target:
                 raise ModelError(f"This model needs a {TARGET!r} column (its features read the target); found {list(frame.columns)}.")
             frame[TARGET] = ""
-        proba = self.estimator.predict_proba(frame[[TEXT, TARGET]])
+        return frame[[TEXT, TARGET]]
+
+    def decide(self, proba: np.ndarray, index) -> pd.DataFrame:
+        """Labels and ``proba_<LABEL>`` columns from the estimator's probabilities (in its ``classes_`` order)."""
         order = [list(self.estimator.classes_).index(label) for label in self.labels]
         proba = proba[:, order]
-        out = pd.DataFrame(proba, columns=[f"proba_{label}" for label in self.labels], index=frame.index)
+        out = pd.DataFrame(proba, columns=[f"proba_{label}" for label in self.labels], index=index)
         weights = np.array([self.label_weights.get(label, 1.0) for label in self.labels])
         out.insert(0, "label", np.asarray(self.labels, dtype=object)[np.argmax(proba * weights, axis=1)])
         return out

@@ -247,9 +247,14 @@ def _init_worker(model_path: str | None) -> None:
 
 
 def _predict_sentences(frame: pd.DataFrame, keep_text: bool, explain: int = 0) -> pd.DataFrame:
-    out = _MODEL.predict(frame[["text", "target"]]) if len(frame) else _empty_prediction()
-    if explain:
-        out["explanation"] = explanations.explain(_MODEL, frame[["text", "target"]], out["label"].to_numpy(), explain) if len(frame) else pd.Series(dtype=object)
+    if not len(frame):
+        out = _empty_prediction()
+        if explain:
+            out["explanation"] = pd.Series(dtype=object)
+    elif explain:
+        out = explanations.predict_explained(_MODEL, frame[["text", "target"]], explain)
+    else:
+        out = _MODEL.predict(frame[["text", "target"]])
     columns = {"id": frame["id"].to_numpy()}
     if keep_text:
         columns |= {"target": frame["target"].to_numpy(), "text": frame["text"].to_numpy()}
@@ -287,9 +292,9 @@ def _predict_documents(frame: pd.DataFrame, rule: str, explain: int = 0) -> tupl
     if not sentence_rows:
         return pd.DataFrame(columns=columns), pd.DataFrame(rejects, columns=REJECT_COLUMNS), 0
     sentences = pd.concat(sentence_rows, ignore_index=True)
-    sentences = pd.concat([sentences, _MODEL.predict(sentences[["text", "target"]])], axis=1)
-    if explain:  # sentence rows only: a document's label is an aggregate, not a sum of feature weights
-        sentences["explanation"] = explanations.explain(_MODEL, sentences[["text", "target"]], sentences["label"].to_numpy(), explain)
+    # Sentence rows only are explained: a document's label is an aggregate, not a sum of feature weights.
+    predicted = explanations.predict_explained(_MODEL, sentences[["text", "target"]], explain) if explain else _MODEL.predict(sentences[["text", "target"]])
+    sentences = pd.concat([sentences, predicted], axis=1)
     rows = []
     for _, group in sentences.groupby("document", sort=False):
         rows.append(group)

@@ -8,7 +8,7 @@ import pytest
 
 from train.config import Config
 from train.errors import ModelError
-from train.explain import explain, group_names
+from train.explain import group_names, predict_explained
 from train.models import StanceModel, build_model, fit_model, needs_target
 from train.predict import PredictOptions, predict_file
 
@@ -35,7 +35,7 @@ def test_embedding_columns_are_summed_per_block_and_other_columns_kept():
 def test_terms_are_value_times_the_labels_weight_largest_first(sentences):
     model = fitted(sentences, "model.classifier=logreg")
     labels = model.predict(sentences)["label"].to_numpy()
-    explanations = explain(model, sentences[["text", "target"]], labels, 3)
+    explanations = predict_explained(model, sentences[["text", "target"]], 3)["explanation"]
     pipeline = model.estimator
     values = pipeline.named_steps["features"].transform(sentences[["text", "target"]]).tocsr()
     names = pipeline.named_steps["features"].get_feature_names_out().tolist()
@@ -50,6 +50,18 @@ def test_terms_are_value_times_the_labels_weight_largest_first(sentences):
         assert value == pytest.approx(values[row, names.index(name)] * weight, abs=0.005)
 
 
+@pytest.mark.parametrize("strategy", ["joint", "per_target", "shared_per_target"])
+def test_explained_predictions_are_the_models_own_bit_for_bit(sentences, strategy):
+    model = fitted(sentences, f"model.strategy={strategy}", "model.min_target_rows=5")
+    model.label_weights = {"NONE": 0.8, "FAVOR": 1.2}  # the labels follow the decision weights too
+    rows = pd.concat([sentences, pd.DataFrame({"text": ["A target it never saw."], "target": ["a target never seen"]})], ignore_index=True)
+    rows.index = rows.index + 100  # the output keeps the input's index, as predict does
+    explained = predict_explained(model, rows[["text", "target"]], 3)
+    plain = model.predict(rows[["text", "target"]])
+    pd.testing.assert_frame_equal(explained.drop(columns="explanation"), plain, check_exact=True)
+    assert explained.columns.tolist() == [*plain.columns, "explanation"]
+
+
 def test_a_row_is_explained_by_the_model_that_scored_it(sentences):
     model = fitted(sentences, "model.strategy=per_target", "model.min_target_rows=5")
     targets = ["carbon tax", "a target never seen", "Iran's missile strikes"]
@@ -58,17 +70,17 @@ def test_a_row_is_explained_by_the_model_that_scored_it(sentences):
     assert routes[id(model.estimator.estimators_["carbon tax"])] == [0]
     assert routes[id(model.estimator.estimators_["Iran's missile strikes"])] == [2]
     assert routes[id(model.estimator.joint_)] == [1]
-    explained = explain(model, rows, model.predict(rows)["label"].to_numpy(), 2)
+    explained = predict_explained(model, rows, 2)["explanation"].tolist()
     assert all(explained)
     # The unseen target's row is explained as the joint model alone would explain it.
     joint = StanceModel(model.estimator.joint_, LABELS, model.config, True)
-    assert explained[1] == explain(joint, rows.iloc[[1]], model.predict(rows)["label"].to_numpy()[[1]], 2)[0]
+    assert explained[1] == predict_explained(joint, rows.iloc[[1]], 2)["explanation"].iloc[0]
 
 
 def test_shared_and_per_target_copies_appear_only_for_the_rows_own_target(sentences):
     model = fitted(sentences, "model.strategy=shared_per_target", "model.classifier=logreg")
     rows = sentences[sentences["target"] == "carbon tax"]
-    explanations = explain(model, rows[["text", "target"]], model.predict(rows)["label"].to_numpy(), 20)
+    explanations = predict_explained(model, rows[["text", "target"]], 20)["explanation"]
     named = [name for explanation in explanations for name, _ in terms(explanation)]
     assert any(name.startswith("carbon tax|") for name in named)
     assert not any(name.startswith("Iran's missile strikes|") for name in named)
@@ -77,7 +89,7 @@ def test_shared_and_per_target_copies_appear_only_for_the_rows_own_target(senten
 def test_a_classifier_without_feature_weights_is_refused_by_name(sentences, tmp_path):
     model = fitted(sentences, "model.classifier=complement_nb")
     with pytest.raises(ModelError, match="'complement_nb', whose scores are not a sum of feature weights"):
-        explain(model, sentences[["text", "target"]], model.predict(sentences)["label"].to_numpy(), 3)
+        predict_explained(model, sentences[["text", "target"]], 3)
     path = model.save(tmp_path / "nb.pkl")
     source = tmp_path / "in.csv"
     sentences[["text", "target"]].to_csv(source, index=False)
