@@ -123,9 +123,10 @@ def keep_fitted_model(fitted: dict):
             fitted["model"].save(path)
         except OSError as save_error:
             raise TrackingError(f"Logging run {fitted.get('run_id')} failed: {reason}. Saving the fitted model to {path} failed too: {save_error}.") from None
+        fix = "Fix the store (MLFLOW_TRACKING_URI)" if isinstance(error, MlflowException) else "Fix the cause (disk space, permissions)"
         raise TrackingError(
             f"Logging run {fitted.get('run_id')} failed after the model was fitted: {reason}. The model was kept at {path}: "
-            f"`stance predict {path} INPUT -o OUTPUT` uses it. Fix the store (MLFLOW_TRACKING_URI) and train again to log the run."
+            f"`stance predict {path} INPUT -o OUTPUT` uses it. {fix} and train again to log the run."
         ) from None
 
 
