@@ -49,6 +49,10 @@ def list_runs(experiment: str | None = None, sort: str | None = None, limit: int
             "data": _column(found, "params.data.digest"),
         }
     )
+    status = _column(found, "status")
+    if (status.fillna("FINISHED") != "FINISHED").any():
+        # A run that failed (its store went away after the fit) or is still going has no model yet.
+        table.insert(1, "status", status.fillna("?").to_numpy())
     if trials:
         # A trial logs only the parameters it searched; the rest are its parent's.
         parents = table.set_index("run_id")
@@ -139,9 +143,15 @@ def describe_run(run_id: str) -> str:
         f"code:       git {commit[:12]}{' with uncommitted changes' if dirty else ''}",
         f"artifacts:  {', '.join(tracking.artifact_paths(full_id)) or 'none'}",
     ]
+    finished = run["status"] == "FINISHED"
+    if not finished:
+        lines.insert(3, f"status:     {run['status']}")
     if tracking.has_artifact(full_id, MODEL_CARD):
         # `stance train` logs the card, then the model, which MLflow keeps outside the run's artifacts.
-        lines.append(f"model:      runs:/{full_id}/model")
+        if finished:
+            lines.append(f"model:      runs:/{full_id}/model")
+        else:  # the store failed between the card and the model: training kept the model on disk
+            lines.append(f"model:      not logged; `stance train` kept it as {tracking.UNLOGGED_MODELS}/{full_id}/model.pkl where it ran")
         return "\n".join([*lines, "", tracking.read_artifact(full_id, MODEL_CARD).rstrip()])
     metrics = run["metrics"]
     width = max((len(name) for name in metrics), default=0)

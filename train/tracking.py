@@ -325,7 +325,8 @@ def run_info(run_id: str) -> dict:
     configure()
     run = _find_run(run_id)
     return {"run_id": run.info.run_id, "params": dict(run.data.params), "metrics": dict(run.data.metrics),
-            "tags": dict(run.data.tags), "start_time": run.info.start_time, "experiment_id": run.info.experiment_id}
+            "tags": dict(run.data.tags), "start_time": run.info.start_time, "experiment_id": run.info.experiment_id,
+            "status": run.info.status}
 
 
 def _find_run(run_id: str):

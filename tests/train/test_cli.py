@@ -288,8 +288,16 @@ def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, 
     model = StanceModel.load(kept[0])
     assert model.metrics["test_macro_f1"] > 0  # the evaluation finished before the store failed
     assert list(model.predict(pd.DataFrame({"text": ["Carbon taxes work."], "target": ["carbon tax"]}))["label"])[0] in model.labels
-    run = mlflow.get_run(kept[0].parent.name)
-    assert run.info.status == "FAILED"
+    run_id = kept[0].parent.name
+    assert mlflow.get_run(run_id).info.status == "FAILED"
+    # Listed and shown as failed, so that nobody looks for a logged model that is not there.
+    assert main(["runs"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert header.split()[:2] == ["run_id", "status"] and row.split()[:2] == [run_id, "FAILED"]
+    assert main(["show", run_id]) == 0
+    shown = capsys.readouterr().out
+    assert "status:     FAILED" in shown and f"model:      not logged; `stance train` kept it as stance-unlogged/{run_id}/model.pkl" in shown
+    assert "runs:/" not in shown
 
 
 def test_a_store_failing_before_the_fit_keeps_nothing(tracking, tmp_path, capsys, monkeypatch):

@@ -50,6 +50,7 @@ def test_runs_lists_and_sorts_by_a_metric(store):
     assert code == 0
     lines = out.splitlines()
     assert "run_id" in lines[0] and "test_macro_f1" in lines[0] and "data" in lines[0]
+    assert "status" not in lines[0].split()  # shown only when some run did not finish
     listed = [line.split()[0] for line in lines[1:]]
     assert set(listed) >= {store["first"], store["second"]}
     metrics = {r: MlflowClient().get_run(r).data.metrics["test_macro_f1"] for r in listed}
