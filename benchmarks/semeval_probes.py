@@ -558,6 +558,10 @@ def add_argq(topics: str, weight: float) -> list[str]:
     return ["data.use_weights=true"]
 
 
+# The decision weights the probes choose among (the experiment's NONE 0.8, FAVOR 1.2 is one of them).
+DECISION_WEIGHTS = [{"NONE": none / 10, "FAVOR": favor / 10} for none in range(6, 11) for favor in range(9, 16)]
+
+
 def oof_probabilities(experiment: Path, overrides: list[str], frame, grouping: str) -> tuple[np.ndarray, np.ndarray]:
     """Every training row's out-of-fold probabilities under the experiment with ``overrides``
     and its decision weights switched off, and the fold each row was held out in."""
@@ -584,7 +588,6 @@ def label_weights(experiment: Path, grouping: str) -> None:
     labels = np.asarray(config.labels, dtype=object)
     proba, fold_of = oof_probabilities(experiment, [], frame, grouping)
     truth, targets = frame["label"].to_numpy(dtype=object), frame["target"].to_numpy(dtype=object)
-    grid = [{"NONE": none / 10, "FAVOR": favor / 10} for none in range(6, 11) for favor in range(9, 16)]
 
     def decided(rows, weights_of_target):
         weights = np.array([[weights_of_target(t).get(label, 1.0) for label in labels] for t in targets[rows]])
@@ -598,12 +601,12 @@ def label_weights(experiment: Path, grouping: str) -> None:
     one_pair, per_target = np.empty(len(frame), dtype=object), np.empty(len(frame), dtype=object)
     for number in range(5):
         chosen_on, held_out = fold_of != number, fold_of == number
-        shared = max(grid, key=lambda w: score(chosen_on, lambda t: w))
+        shared = max(DECISION_WEIGHTS, key=lambda w: score(chosen_on, lambda t: w))
         one_pair[held_out] = decided(held_out, lambda t: shared)
         own = {t: shared for t in set(targets)}
         for _ in range(2):  # coordinate ascent: each target's pair given the others'
             for target in sorted(own):
-                own[target] = max(grid, key=lambda w: score(chosen_on, lambda t: w if t == target else own[t]))
+                own[target] = max(DECISION_WEIGHTS, key=lambda w: score(chosen_on, lambda t: w if t == target else own[t]))
         per_target[held_out] = decided(held_out, lambda t: own[t])
     one_pair_score = compute_metrics(truth, one_pair, config.labels)[config.headline_metric]
     per_target_score = compute_metrics(truth, per_target, config.labels)[config.headline_metric]
@@ -683,7 +686,7 @@ def ensemble(experiment: Path, grouping: str, cache: Path) -> None:
     # A vote is calibrated differently from the experiment alone, so the experiment's decision
     # weights may not suit it: choose the weights with the vote, against the experiment alone
     # with its weights chosen the same way (the grid of `label-weights`).
-    grid = [np.array([{"NONE": none / 10, "FAVOR": favor / 10}.get(label, 1.0) for label in labels]) for none in range(6, 11) for favor in range(9, 16)]
+    grid = [np.array([weights.get(label, 1.0) for label in labels]) for weights in DECISION_WEIGHTS]
 
     def nested(candidates):
         out = np.empty(len(frame), dtype=object)

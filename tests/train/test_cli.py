@@ -270,16 +270,17 @@ def test_an_unreachable_tracking_server_is_reported_without_a_traceback(monkeypa
     assert "Connection refused" in err and "Traceback" not in err
 
 
-def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, tmp_path, capsys, monkeypatch):
+def _store_gone(*args, **kwargs):
     from mlflow.exceptions import MlflowException
 
+    raise MlflowException("the tracking server went away.")
+
+
+def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, tmp_path, capsys, monkeypatch):
     from train import tracking as tracking_module
     from train.models import StanceModel
 
-    def store_gone(*args, **kwargs):
-        raise MlflowException("the tracking server went away.")
-
-    monkeypatch.setattr(tracking_module, "log_model", store_gone)
+    monkeypatch.setattr(tracking_module, "log_model", _store_gone)
     code, out, err = train(capsys, SAMPLE, "--data-dir", DATA)
     assert code == 2 and "Traceback" not in err and "run_id" not in out
     kept = list((tmp_path / "stance-unlogged").glob("*/model.pkl"))
@@ -301,14 +302,9 @@ def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, 
 
 
 def test_a_store_failing_before_the_fit_keeps_nothing(tracking, tmp_path, capsys, monkeypatch):
-    from mlflow.exceptions import MlflowException
-
     from train import tracking as tracking_module
 
-    def store_gone(*args, **kwargs):
-        raise MlflowException("the tracking server went away.")
-
-    monkeypatch.setattr(tracking_module, "log_data", store_gone)
+    monkeypatch.setattr(tracking_module, "log_data", _store_gone)
     code, _, err = train(capsys, SAMPLE, "--data-dir", DATA)
     assert code == 2 and "the tracking server went away." in err and "Traceback" not in err
     assert not (tmp_path / "stance-unlogged").exists()
