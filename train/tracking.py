@@ -40,6 +40,7 @@ def configure() -> str:
     from mlflow.exceptions import MlflowException
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    _check_server_answers(uri)
     mlflow.set_tracking_uri(uri)
     # A client opens the store (MLflow caches it per URI), creating it on first use;
     # opened here, its setup INFOs stay out of every command's output, whichever comes first.
@@ -51,8 +52,52 @@ def configure() -> str:
     return uri
 
 
+SERVER_CONNECT_TIMEOUT_S = 10
+_SERVERS_ANSWERED: set[str] = set()  # every command configures the store several times
+
+
+def _check_server_answers(uri: str) -> None:
+    """Fail at once when a tracking server cannot be connected to.
+
+    MLflow retries every request to a server with backoff (about four minutes by
+    default), which is right for a blip in a long run but wastes those minutes when
+    the server is down before any work has started. Only a failed connection counts:
+    any HTTP answer, a slow one, or a TLS complaint means something is listening,
+    and MLflow's own calls then report what is wrong.
+    """
+    if not uri.lower().startswith(("http://", "https://")) or uri in _SERVERS_ANSWERED:
+        return
+    import requests
+
+    try:
+        # Through the same proxies MLflow's requests would take.
+        requests.head(uri, timeout=(SERVER_CONNECT_TIMEOUT_S, SERVER_CONNECT_TIMEOUT_S), allow_redirects=False).close()
+        _SERVERS_ANSWERED.add(uri)
+    except (requests.exceptions.SSLError, requests.exceptions.ReadTimeout):
+        return
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+        raise TrackingError(
+            f"Cannot reach the MLflow tracking server: {_which_store(uri)}, and connecting to it failed ({_connection_reason(error)}). "
+            f"Start the server (mlflow server --host HOST --port PORT) or fix the address, "
+            f"or unset MLFLOW_TRACKING_URI to log to ./mlflow.db."
+        ) from None
+    except requests.exceptions.RequestException:
+        return  # a malformed URL and the like: MLflow's own error is the clearer one
+
+
+def _connection_reason(error: Exception) -> str:
+    """The socket's own words ("[Errno 111] Connection refused"), not urllib3's wrapping of them."""
+    text = str(error)
+    found = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    return found.group(0).strip() if found else text
+
+
+def _which_store(uri: str) -> str:
+    return f"MLFLOW_TRACKING_URI is {uri!r}" if os.environ.get("MLFLOW_TRACKING_URI") else f"the default store is {uri!r}"
+
+
 def _store_problem(uri: str, message: str) -> str:
-    found = f"MLFLOW_TRACKING_URI is {uri!r}" if os.environ.get("MLFLOW_TRACKING_URI") else f"the default store is {uri!r}"
+    found = _which_store(uri)
     if "filesystem tracking backend" in message:  # a plain folder such as ./mlruns
         return (
             f"Cannot open the MLflow store: {found}, a folder store, which MLflow {mlflow.__version__} no longer writes to. "

@@ -255,7 +255,7 @@ def test_a_tracking_uri_with_an_unknown_scheme_is_a_clear_error(monkeypatch, cap
     assert "unset it for ./mlflow.db" in err
 
 
-def test_an_unreachable_tracking_server_is_reported_without_a_traceback(monkeypatch, capsys):
+def test_an_unreachable_tracking_server_is_reported_at_once_without_a_traceback(monkeypatch, capsys):
     import socket
 
     # A bound socket that never listens: connecting to it is refused at once.
@@ -263,11 +263,40 @@ def test_an_unreachable_tracking_server_is_reported_without_a_traceback(monkeypa
         closed.bind(("127.0.0.1", 0))
         uri = f"http://127.0.0.1:{closed.getsockname()[1]}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        # Were the check before MLflow's retries gone, this keeps the test from waiting minutes on them.
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         assert main(["runs"]) == 2
     err = capsys.readouterr().err
+    assert err.startswith(f"error: Cannot reach the MLflow tracking server: MLFLOW_TRACKING_URI is '{uri}', and connecting to it failed ([Errno")
+    assert "Connection refused" in err and "mlflow server --host" in err and "Traceback" not in err
+
+
+def test_a_server_that_answers_but_is_no_tracking_server_is_reported_without_a_traceback(monkeypatch, capsys):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_error(404)
+
+        do_GET = do_POST = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        assert main(["runs"]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
     assert err.startswith(f"error: the MLflow store at {uri} failed:")
-    assert "Connection refused" in err and "Traceback" not in err
+    assert "404" in err and "Traceback" not in err
 
 
 def _store_gone(*args, **kwargs):
