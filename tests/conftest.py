@@ -66,6 +66,22 @@ def tracking(tmp_path, monkeypatch) -> str:
 
 
 @pytest.fixture
+def store_fails_at(monkeypatch):
+    """Make one of train.tracking's logging calls fail as a tracking server that went away would."""
+    from mlflow.exceptions import MlflowException
+
+    from train import tracking
+
+    def gone(*args, **kwargs):
+        raise MlflowException("the tracking server went away.")
+
+    def fail(call: str) -> None:
+        monkeypatch.setattr(tracking, call, gone)
+
+    return fail
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """The public datasets in ../shared/data (or $STANCE_DATA_DIR).
 

@@ -184,15 +184,19 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
     log(f"data: {len(frame)} training rows, {k} folds ({scheme.get(grouping, grouping)}); the validation and test rows are left out")
     tags = {"stance.experiment": config.name, "stance.cv": f"{k}-fold, {grouping}", **tracking.git_state()}
     started = time.perf_counter()
-    with tracking.start_run(config.name, tags) as run_id:
+    results = {}  # what keep_unlogged saves if the store fails after the folds
+    with tracking.keep_unlogged(results), tracking.start_run(config.name, tags) as run_id:
+        results["run_id"] = run_id
         tracking.log_config(config)
         tracking.log_data(data, {"train": frame}, root)
         per_fold, out_of_fold = cross_validate(config, frame, k, grouping, log, jobs)
+        predictions = results["predictions"] = pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": out_of_fold})
         pooled = evaluate.compute_metrics(frame["label"], out_of_fold, config.labels, frame["target"])
         metrics = {f"cv_{name}": value for name, value in summarise(per_fold).items()}
         metrics |= {f"oof_{name}": value for name, value in pooled.items()}
         metrics["cv_seconds"] = time.perf_counter() - started
+        results["metrics"] = metrics | {f"fold_{number}_{name}": value for number, fold in enumerate(per_fold, start=1) for name, value in fold.items()}
         tracking.log_metrics(metrics)
         tracking.log_fold_metrics(per_fold)
-        tracking.log_predictions("oof", pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": out_of_fold}))
+        tracking.log_predictions("oof", predictions)
     return CVResult(run_id, config.headline_metric, k, grouping, per_fold, metrics)

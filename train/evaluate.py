@@ -249,7 +249,10 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
         "stance.experiment": name, "stance.evaluated_model": model, "stance.model_sha256": sha256_of(model_path),
         "stance.evaluation_data": source, **tracking.git_state(),
     }
-    with tracking.start_run(name, tags) as run_id:
+    scored = pd.concat([rows[["id", "target", "label"]].reset_index(drop=True), predictions.rename(columns={"label": "predicted"}).reset_index(drop=True)], axis=1)
+    results = {"metrics": metrics, "predictions": scored}  # what keep_unlogged saves if the store fails
+    with tracking.keep_unlogged(results), tracking.start_run(name, tags) as run_id:
+        results["run_id"] = run_id
         tracking.log_evaluation_params(
             {
                 "headline_metric": headline, "labels": json.dumps(list(labels)),
@@ -262,7 +265,6 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
         figure = confusion_figure(rows["label"], predicted, labels, f"{name}: {Path(source).name}")
         tracking.log_evaluation("eval", text, figure, per_target_table(rows["label"], predicted, rows["target"]))
         plt.close(figure)
-        scored = pd.concat([rows[["id", "target", "label"]].reset_index(drop=True), predictions.rename(columns={"label": "predicted"}).reset_index(drop=True)], axis=1)
         tracking.log_predictions("eval", scored)
     return EvaluationResult(run_id, metrics, f"eval_{headline}", text, data.rows_read, len(data.rejects))
 

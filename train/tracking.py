@@ -142,37 +142,53 @@ def start_run(experiment: str, tags: dict[str, str]):
         yield run.info.run_id
 
 
-# Where a fitted model goes when MLflow fails before it could be logged (relative to the working directory).
-UNLOGGED_MODELS = Path("stance-unlogged")
+# Where a run's results go when MLflow fails before they could be logged (relative to the working directory).
+UNLOGGED_FOLDER = Path("stance-unlogged")
+# What a command can hand to keep_unlogged, and the file each is kept as.
+UNLOGGED_FILES = {"model": "model.pkl", "metrics": "metrics.json", "predictions": "predictions.csv"}
 
 
 @contextmanager
-def keep_fitted_model(fitted: dict):
-    """Keep a fitted model when the tracking store fails after the fit.
+def keep_unlogged(results: dict):
+    """Keep what a run computed when the tracking store fails before it was logged.
 
-    Training can take minutes; a store that goes away meanwhile (a server restarted,
-    a full disk) should cost the log, not the model. The caller puts the model and its
-    run id in ``fitted`` as soon as it has them. This sits outside ``start_run``, whose
-    own closing call to the failed store would otherwise replace the error raised here.
+    Training or cross-validation can take minutes; a store that goes away meanwhile
+    (a server restarted, a full disk) should cost the log, not the work. The caller
+    puts the run id in ``results`` and, as soon as it has them, the fitted ``model``,
+    the ``metrics`` and the ``predictions`` (a DataFrame). This sits outside
+    ``start_run``, whose own closing call to the failed store would otherwise replace
+    the error raised here.
     """
     from mlflow.exceptions import MlflowException
 
     try:
         yield
     except (MlflowException, OSError) as error:
-        if "model" not in fitted:  # nothing fitted yet: the store's error says it all
+        kept = [name for name in UNLOGGED_FILES if name in results]
+        if not kept:  # nothing computed yet: the store's error says it all
             raise
+        run_id = results.get("run_id") or time.strftime("no-run-%Y%m%d-%H%M%S")  # the store failed before the run opened
         reason = (getattr(error, "message", None) or str(error)).rstrip(". ")
-        path = UNLOGGED_MODELS / fitted.get("run_id", "run") / "model.pkl"
+        folder = UNLOGGED_FOLDER / run_id
         try:
-            fitted["model"].save(path)
+            paths = [_write_unlogged(name, results[name], folder / UNLOGGED_FILES[name]) for name in kept]
         except OSError as save_error:
-            raise TrackingError(f"Logging run {fitted.get('run_id')} failed: {reason}. Saving the fitted model to {path} failed too: {save_error}.") from None
+            raise TrackingError(f"Logging run {run_id} failed: {reason}. Keeping its results in {folder} failed too: {save_error}.") from None
         fix = "Fix the store (MLFLOW_TRACKING_URI)" if isinstance(error, MlflowException) else "Fix the cause (disk space, permissions)"
-        raise TrackingError(
-            f"Logging run {fitted.get('run_id')} failed after the model was fitted: {reason}. The model was kept at {path}: "
-            f"`stance predict {path} INPUT -o OUTPUT` uses it. {fix} and train again to log the run."
-        ) from None
+        named = [f"{path} (`stance predict {path} INPUT -o OUTPUT` uses it)" if name == "model" else str(path) for name, path in zip(kept, paths)]
+        done = "the model was fitted" if "model" in results else "its results were computed"
+        raise TrackingError(f"Logging run {run_id} failed after {done}: {reason}. Kept: {', '.join(named)}. {fix} and run the command again to log the run.") from None
+
+
+def _write_unlogged(name: str, value, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if name == "model":
+        value.save(path)
+    elif name == "metrics":
+        path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    else:
+        value.to_csv(path, index=False)
+    return path
 
 
 # A search run's config.toml is the experiment it searched; this is the configuration it chose.

@@ -109,8 +109,8 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
 
     versions = runtime_versions()
     tags = {"stance.experiment": config.name, **tracking.git_state(), **(extra_tags or {})}
-    fitted = {}  # what keep_fitted_model saves if the store fails after the fit
-    with tracking.keep_fitted_model(fitted), tracking.start_run(config.name, tags) as run_id:
+    fitted = {}  # what keep_unlogged saves if the store fails after the fit
+    with tracking.keep_unlogged(fitted), tracking.start_run(config.name, tags) as run_id:
         fitted["run_id"] = run_id
         tracking.log_config(config)
         tracking.log_environment(versions, config.seed)

@@ -299,22 +299,15 @@ def test_a_server_that_answers_but_is_no_tracking_server_is_reported_without_a_t
     assert "404" in err and "Traceback" not in err
 
 
-def _store_gone(*args, **kwargs):
-    from mlflow.exceptions import MlflowException
-
-    raise MlflowException("the tracking server went away.")
-
-
-def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, tmp_path, capsys, monkeypatch):
-    from train import tracking as tracking_module
+def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, tmp_path, capsys, store_fails_at):
     from train.models import StanceModel
 
-    monkeypatch.setattr(tracking_module, "log_model", _store_gone)
+    store_fails_at("log_model")
     code, out, err = train(capsys, SAMPLE, "--data-dir", DATA)
     assert code == 2 and "Traceback" not in err and "run_id" not in out
     kept = list((tmp_path / "stance-unlogged").glob("*/model.pkl"))
     assert len(kept) == 1
-    assert f"failed after the model was fitted: the tracking server went away. The model was kept at {kept[0].relative_to(tmp_path)}" in err
+    assert f"failed after the model was fitted: the tracking server went away. Kept: {kept[0].relative_to(tmp_path)} (`stance predict" in err
     model = StanceModel.load(kept[0])
     assert model.metrics["test_macro_f1"] > 0  # the evaluation finished before the store failed
     assert list(model.predict(pd.DataFrame({"text": ["Carbon taxes work."], "target": ["carbon tax"]}))["label"])[0] in model.labels
@@ -330,10 +323,8 @@ def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, 
     assert "runs:/" not in shown
 
 
-def test_a_store_failing_before_the_fit_keeps_nothing(tracking, tmp_path, capsys, monkeypatch):
-    from train import tracking as tracking_module
-
-    monkeypatch.setattr(tracking_module, "log_data", _store_gone)
+def test_a_store_failing_before_the_fit_keeps_nothing(tracking, tmp_path, capsys, store_fails_at):
+    store_fails_at("log_data")
     code, _, err = train(capsys, SAMPLE, "--data-dir", DATA)
     assert code == 2 and "the tracking server went away." in err and "Traceback" not in err
     assert not (tmp_path / "stance-unlogged").exists()

@@ -95,6 +95,28 @@ def test_cv_logs_fold_and_pooled_metrics_and_never_reads_test(tracking, run_cli)
     assert code == 2 and "is a `stance cv` run (3-fold, none)" in err
 
 
+def test_a_store_failing_after_the_folds_keeps_the_metrics_and_predictions(tracking, run_cli, tmp_path, store_fails_at):
+    import json
+
+    store_fails_at("log_fold_metrics")
+    code, out, err = run_cli("cv", SAMPLE, "--folds", "3", *ARGS)
+    assert code == 2 and "Traceback" not in err and "run_id" not in out
+    [folder] = (tmp_path / "stance-unlogged").iterdir()
+    kept = f"stance-unlogged/{folder.name}/metrics.json, stance-unlogged/{folder.name}/predictions.csv"
+    assert f"Logging run {folder.name} failed after its results were computed: the tracking server went away. Kept: {kept}. Fix the store" in err
+    metrics = json.loads((folder / "metrics.json").read_text())
+    predictions = pd.read_csv(folder / "predictions.csv")
+    training_rows = int(re.search(r"data: (\d+) training rows", err).group(1))
+    assert len(predictions) == training_rows and predictions["id"].is_unique
+    assert metrics["oof_macro_f1"] == pytest.approx(compute_metrics(predictions["label"], predictions["predicted"], ("FAVOR", "AGAINST", "NONE"))["macro_f1"])
+    per_fold = [metrics[f"fold_{n}_macro_f1"] for n in (1, 2, 3)]
+    assert metrics["cv_macro_f1"] == pytest.approx(sum(per_fold) / 3)
+    assert mlflow.get_run(folder.name).info.status == "FAILED"
+    code, out, _ = run_cli("show", folder.name)
+    assert code == 0 and "status:     FAILED" in out
+    assert f"kept:       stance-unlogged/{folder.name}/ (metrics.json, predictions.csv), not logged" in out
+
+
 def test_cv_groups_by_target_by_default_when_the_experiment_splits_by_target(tracking, run_cli):
     # Five targets: a held-out target for test and one for validation leave three in train.
     code, _, err = run_cli("cv", SAMPLE, "--folds", "4", *ARGS, "--set", 'split.method="by_target"')

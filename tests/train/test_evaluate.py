@@ -186,6 +186,21 @@ def test_a_labelled_table_is_scored_row_by_row_and_logged(tracking, run_cli, tmp
     assert (folder / "evaluation" / "confusion_matrix_eval.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_store_failing_during_an_evaluation_keeps_its_metrics_and_predictions(tracking, run_cli, tmp_path, model_file, store_fails_at):
+    store_fails_at("log_predictions")
+    table = labelled_table(tmp_path)
+    code, out, err = run_cli("evaluate", model_file, table)
+    assert code == 2 and "Traceback" not in err and "run_id" not in out
+    [folder] = (tmp_path / "stance-unlogged").iterdir()
+    assert f"failed after its results were computed: the tracking server went away. Kept: stance-unlogged/{folder.name}/metrics.json" in err
+    kept = pd.read_csv(folder / "predictions.csv")
+    frame = pd.read_csv(table)
+    assert kept["id"].tolist() == frame["id"].tolist()
+    assert kept["predicted"].tolist() == StanceModel.load(model_file).predict(frame)["label"].tolist()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["eval_accuracy"] == (kept["predicted"] == frame["label"]).mean()
+
+
 def test_a_batch_without_one_of_the_models_labels_is_averaged_over_the_others_and_says_so(tracking, run_cli, tmp_path, model_file):
     frame = pd.read_csv(labelled_table(tmp_path))
     predicted = StanceModel.load(model_file).predict(frame)["label"]
