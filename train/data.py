@@ -123,7 +123,7 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
     for name in required:
         if mapping[name] not in frame.columns:
             raise DataError(
-                f"{path}: missing column {mapping[name]!r} (the {name} column). Found columns {found}. "
+                f"{path}: missing column {mapping[name]!r} (the {name} column). Found columns {found}.{tables.separator_hint(found, config.format)} "
                 f"Fix: rename the column in the file or map it in the experiment, e.g. [data.columns] {name} = \"<your column>\""
                 + ("; or give every row one target with data.target = \"...\"." if name == "target" else ".")
             )

@@ -273,7 +273,7 @@ def _table_config(source: str, columns: LabelledInput, labels: tuple[str, ...], 
     """A data config for a labelled table, after checking its columns so that a missing one is named with its option."""
     from train.config import DataConfig
     from train.errors import DataError
-    from train.tables import Table, format_of
+    from train.tables import Table, format_of, separator_hint
 
     if not Path(source).is_file():
         raise DataError(f"{source} is not a file; expected a labelled table (.csv, .tsv, .jsonl, .parquet) or an experiment file (.toml).")
@@ -292,14 +292,14 @@ def _table_config(source: str, columns: LabelledInput, labels: tuple[str, ...], 
             wanted["target"] = (target_column, "--target-column")
         elif needs_target:
             raise DataError(
-                f"{source}: no column {target_column!r} (the target); found columns {found}. "
+                f"{source}: no column {target_column!r} (the target); found columns {found}.{separator_hint(found, fmt)} "
                 "Name the target column with --target-column, or give every row one target with --target."
             )
         else:  # the model reads text only, so rows need no target; this one names them in the metrics
             target = "(no target)"
     for field_name, (column, option) in wanted.items():
         if column not in found:
-            raise DataError(f"{source}: no column {column!r} (the {field_name}); found columns {found}. Name the {field_name} column with {option}.")
+            raise DataError(f"{source}: no column {column!r} (the {field_name}); found columns {found}.{separator_hint(found, fmt)} Name the {field_name} column with {option}.")
     return DataConfig.from_dict(
         {
             "format": fmt, "path": str(source), "columns": {name: column for name, (column, _) in wanted.items()}, "labels": labels,

@@ -41,7 +41,7 @@ from train import documents as docs
 from train import explain as explanations
 from train.errors import DataError, ModelError, StanceError
 from train.models import StanceModel
-from train.tables import Table, format_of
+from train.tables import Table, format_of, separator_hint
 
 REJECT_COLUMNS = ["line", "id", "reason", "text"]
 
@@ -166,7 +166,7 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
             found = f"no line of the first {lines_searched} has the key {names}; found keys {table.keys_held()}"
         else:
             found = f"no column {names}; found columns {table.columns}"
-        raise DataError(f"{source}: {found}. {' '.join(fixes)}")
+        raise DataError(f"{source}: {found}.{separator_hint(table.columns, fmt)} {' '.join(fixes)}")
 
     def generate():
         index = -1

@@ -43,6 +43,26 @@ def format_of(path: str | Path, given: str | None = None) -> str:
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
+def separator_hint(columns: list[str], fmt: str) -> str:
+    """A sentence for a missing-column error when the header was split on the wrong separator.
+
+    A semicolon-separated file (the CSV of many European spreadsheets) read as CSV gives
+    one column named 'text;target;label'; saying so spares a puzzled look at the list.
+    """
+    expected = {"csv": ",", "tsv": "\t"}.get(fmt)
+    if expected is None or len(columns) != 1:
+        return ""
+    others = {";": "semicolons", "\t": "tabs", "|": "bars", ",": "commas"}
+    found = [name for sign, name in others.items() if sign != expected and sign in columns[0]]
+    if not found:
+        return ""
+    reading = "commas" if fmt == "csv" else "tabs"
+    return (
+        f" The file looks separated by {found[0]}, but was read as {fmt.upper()}, which is separated by {reading}: "
+        f"save it with commas (.csv) or tabs (.tsv), with the format to match."
+    )
+
+
 def has_surrogates(value: str) -> bool:
     """Whether decoding with surrogateescape met bytes that are not UTF-8."""
     return _SURROGATE.search(value) is not None

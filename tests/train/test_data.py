@@ -87,6 +87,13 @@ def test_missing_column_is_an_error_even_in_quarantine(tmp_path):
         load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
 
 
+def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("id;text;target;label\na1;The tax is fair;carbon tax;FAVOR\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"Found columns \['id;text;target;label'\]. The file looks separated by semicolons, but was read as CSV"):
+        load_dataset(data_config(path), tmp_path)
+
+
 def test_column_mapping_and_constant_target(tmp_path):
     path = write(tmp_path, ["s1,We back the tax,FAVOR"], header="key,sentence,stance\n")
     config = data_config(path, columns={"text": "sentence", "label": "stance", "id": "key"}, target="carbon tax")

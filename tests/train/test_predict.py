@@ -208,6 +208,15 @@ def test_missing_columns_exit_2_without_output(model_path, sentences_csv, tmp_pa
     assert list(tmp_path.iterdir()) == [sentences_csv]
 
 
+def test_a_semicolon_separated_input_is_named_as_such(model_path, tmp_path, capsys):
+    source = tmp_path / "in.csv"
+    source.write_text("text;target\nA fair idea;carbon tax\n", encoding="utf-8")
+    assert main(["predict", str(model_path), str(source), "-o", str(tmp_path / "out.csv"), "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "found columns ['text;target']. The file looks separated by semicolons, but was read as CSV" in err
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_named_id_column_is_looked_for_across_jsonl_lines(model_path, tmp_path, capsys):
     records = [{"text": "The strikes were reckless", "target": TARGET}, {"doc": "b", "text": "A lawful reply", "target": TARGET}]
     path = tmp_path / "in.jsonl"

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from train.errors import DataError
-from train.tables import Table, format_of, read_all
+from train.tables import Table, format_of, read_all, separator_hint
 
 
 def read_rows(path, fmt, batch_size=10_000):
@@ -19,6 +19,26 @@ def read_rows(path, fmt, batch_size=10_000):
 @pytest.mark.parametrize("name, given, expected", [("a.CSV", None, "csv"), ("a.tab", None, "tsv"), ("a.ndjson", None, "jsonl"), ("a.pq", None, "parquet"), ("a.txt", "tsv", "tsv"), ("-", None, "csv")])
 def test_format_comes_from_the_option_or_the_extension(name, given, expected):
     assert format_of(name, given) == expected
+
+
+@pytest.mark.parametrize(
+    "header, fmt, expected",
+    [
+        ("text;target;label", "csv", "separated by semicolons, but was read as CSV"),
+        ("text\ttarget", "csv", "separated by tabs, but was read as CSV"),
+        ("text,target", "tsv", "separated by commas, but was read as TSV"),
+        ("text|target", "csv", "separated by bars"),
+        ("text", "csv", None),  # one column with no separator in it: nothing to hint at
+        ("text;target", "jsonl", None),  # JSON keys may hold anything
+    ],
+)
+def test_a_header_split_on_the_wrong_separator_is_pointed_out(tmp_path, header, fmt, expected):
+    path = tmp_path / f"rows.{fmt}"
+    path.write_text(header + "\n", encoding="utf-8") if fmt != "jsonl" else path.write_text('{"text;target": "x"}\n', encoding="utf-8")
+    columns, _ = read_all(path, fmt)
+    hint = separator_hint(columns, fmt)
+    assert (expected in hint) if expected else hint == ""
+    assert separator_hint(["text", "target;x"], "csv") == ""  # a header that did split is not second-guessed
 
 
 def test_an_unknown_format_names_the_choices():
