@@ -1,4 +1,4 @@
-"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments, soft votes, stacking.
+"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments, soft votes, stacking, doubted labels.
 
 None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
@@ -86,6 +86,13 @@ with the decision weights chosen alongside the vote, and stacks the five models:
 logistic regression on their log-probabilities, fitted on the other folds' rows::
 
     uv run --extra embeddings python benchmarks/semeval_probes.py ensemble
+
+``doubt`` asks whether noisy labels hold the model back. SemEval's tweets carry no annotation
+confidence, so the model's own doubt stands in for it: inside each fold's training rows, a
+3-fold cross-validation gives every row the probability of its own label, and rows below 0.1
+or 0.2 are dropped, or given half weight, before the fold's model is fitted::
+
+    uv run --extra embeddings python benchmarks/semeval_probes.py doubt
 
 ``cv`` runs the same 5-fold cross-validation as ``stance cv`` on the training split
 (``--group-by hashtag`` by default), once as the experiment is and once with the
@@ -727,6 +734,52 @@ def ensemble(experiment: Path, grouping: str, cache: Path) -> None:
         print(json.dumps(paired_bootstrap(frame["label"], decided(proba["experiment"]), predicted, config.labels, config.headline_metric)))
 
 
+# What is done with a training row whose own label the model finds unlikely: (how, below).
+DOUBT_SETTINGS = {"drop below 0.1": ("drop", 0.1), "drop below 0.2": ("drop", 0.2), "halve below 0.2": ("halve", 0.2)}
+INNER_FOLDS = 3
+
+
+def doubt(experiment: Path, grouping: str) -> None:
+    """Training rows the model doubts, dropped or given half weight: label noise handled as
+    annotation confidence would be, where the data carries none.
+
+    A row's doubt is the probability of its own label out of fold, measured by
+    cross-validation inside each outer fold's training rows only, so the outer held-out
+    rows neither choose nor lose any row.
+    """
+    from train.config import Config
+    from train.crossval import folds
+    from train.evaluate import compute_metrics
+    from train.runs import paired_bootstrap
+    from train.training import fit_stance_model
+
+    config, splits = training_rows(experiment)
+    frame = splits["train"].reset_index(drop=True).assign(weight=1.0)
+    probabilities = Config.from_toml(experiment, ["model.label_weights={}"])  # the doubt is read before decision weights
+    weighted = Config.from_toml(experiment, ["data.use_weights=true"])
+    predicted = {name: np.empty(len(frame), dtype=object) for name in ["as is", *DOUBT_SETTINGS]}
+    for number, (outer_train, held_out) in enumerate(folds(frame, 5, grouping, config.seed)):
+        started = time.perf_counter()
+        rows = frame.iloc[outer_train].reset_index(drop=True)
+        own_label = np.zeros(len(rows))
+        for inner_train, inner_held_out in folds(rows, INNER_FOLDS, grouping, config.seed):
+            proba = fit_stance_model(probabilities, rows.iloc[inner_train]).predict(rows.iloc[inner_held_out])
+            columns = [f"proba_{label}" for label in rows["label"].iloc[inner_held_out]]
+            own_label[inner_held_out] = proba.to_numpy()[np.arange(len(columns)), [proba.columns.get_loc(c) for c in columns]]
+        held = frame.iloc[held_out]
+        predicted["as is"][held_out] = fit_stance_model(config, rows).predict(held)["label"]
+        for name, (how, below) in DOUBT_SETTINGS.items():
+            doubted = own_label < below
+            kept = rows[~doubted] if how == "drop" else rows.assign(weight=np.where(doubted, 0.5, 1.0))
+            predicted[name][held_out] = fit_stance_model(weighted, kept).predict(held)["label"]
+        shares = ", ".join(f"{100 * np.mean(own_label < b):.1f} % below {b}" for b in sorted({b for _, b in DOUBT_SETTINGS.values()}))
+        print(f"fold {number + 1}: {shares} ({time.perf_counter() - started:.0f}s)", flush=True)
+    for name, labels in predicted.items():
+        print(f"{grouping} folds, {name}: oof {config.headline_metric} {100 * compute_metrics(frame['label'], labels, config.labels)[config.headline_metric]:.2f}")
+        if name != "as is":
+            print(json.dumps(paired_bootstrap(frame["label"], predicted["as is"], labels, config.labels, config.headline_metric)))
+
+
 def _all_of(changes) -> list[str]:
     """Several changes at once, to see whether levers that each gained inside the noise add up."""
     return [override for change in changes for override in (change() or [])]
@@ -775,10 +828,11 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--argq-weight", type=float, default=1.0)
     weights = commands.add_parser("label-weights", help="decision weights per target against one pair for all, chosen fold by fold")
     vote = commands.add_parser("ensemble", help="soft votes of the experiment with other models, chosen fold by fold")
+    doubted = commands.add_parser("doubt", help="drop or down-weight training rows whose label the model doubts, doubt measured inside each fold")
     vote.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "out" / "ensemble", help="where members' out-of-fold probabilities are kept")
-    for command in (cv, weights, vote):
+    for command in (cv, weights, vote, doubted):
         command.add_argument("--group-by", default="hashtag", choices=["none", "hashtag"])
-    for command in (texts, cv, weights, vote):
+    for command in (texts, cv, weights, vote, doubted):
         command.add_argument("--experiment", type=Path, default=EXPERIMENT)
     args = parser.parse_args(argv)
     if args.command == "texts":
@@ -789,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
         label_weights(args.experiment, args.group_by)
     elif args.command == "ensemble":
         ensemble(args.experiment, args.group_by, args.cache)
+    elif args.command == "doubt":
+        doubt(args.experiment, args.group_by)
     else:
         changes = {"segment_hashtags": segment_hashtags, "subjectivity": add_subjectivity, "add_use": add_use, "nli": add_nli, "two_stage": two_stage}
         chosen = [change for flag, change in changes.items() if getattr(args, flag)]
