@@ -200,6 +200,7 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
     from train.predict import resolve_model
 
     _check_options(source, columns, split, data_dir)
+    tracking.configure()  # a store that cannot be opened stops the command before the rows are scored
     is_experiment = source.endswith(".toml")
     split = split or "test"
     model_path = resolve_model(model)

@@ -201,6 +201,15 @@ def test_a_store_failing_during_an_evaluation_keeps_its_metrics_and_predictions(
     assert metrics["eval_accuracy"] == (kept["predicted"] == frame["label"]).mean()
 
 
+def test_a_store_that_cannot_be_opened_stops_an_evaluation_before_any_row_is_scored(tmp_path, run_cli, monkeypatch, model_file):
+    from train.models import StanceModel as Model
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://host/store")
+    monkeypatch.setattr(Model, "predict", None)  # scoring a row would now raise a TypeError
+    code, _, err = run_cli("evaluate", model_file, labelled_table(tmp_path))
+    assert code == 2 and err.startswith("error: Cannot open the MLflow store") and "Traceback" not in err
+
+
 def test_a_batch_without_one_of_the_models_labels_is_averaged_over_the_others_and_says_so(tracking, run_cli, tmp_path, model_file):
     frame = pd.read_csv(labelled_table(tmp_path))
     predicted = StanceModel.load(model_file).predict(frame)["label"]
