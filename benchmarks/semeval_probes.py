@@ -569,7 +569,7 @@ def add_argq(topics: str, weight: float) -> list[str]:
 DECISION_WEIGHTS = [{"NONE": none / 10, "FAVOR": favor / 10} for none in range(6, 11) for favor in range(9, 16)]
 
 
-def oof_probabilities(experiment: Path, overrides: list[str], frame, grouping: str) -> tuple[np.ndarray, np.ndarray]:
+def oof_probabilities(experiment: Path, overrides: list[str], frame, grouping: str, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Every training row's out-of-fold probabilities under the experiment with ``overrides``
     and its decision weights switched off, and the fold each row was held out in."""
     from train.config import Config
@@ -578,7 +578,7 @@ def oof_probabilities(experiment: Path, overrides: list[str], frame, grouping: s
 
     config = Config.from_toml(experiment, [*overrides, "model.label_weights={}"])
     proba, fold_of = np.zeros((len(frame), len(config.labels))), np.zeros(len(frame), dtype=int)
-    for number, (train_rows, held_out_rows) in enumerate(folds(frame, 5, grouping, config.seed)):
+    for number, (train_rows, held_out_rows) in enumerate(folds(frame, k, grouping, config.seed)):
         predicted = fit_stance_model(config, frame.iloc[train_rows]).predict(frame.iloc[held_out_rows])
         proba[held_out_rows] = predicted[[f"proba_{label}" for label in config.labels]].to_numpy()
         fold_of[held_out_rows] = number
@@ -755,17 +755,14 @@ def doubt(experiment: Path, grouping: str) -> None:
 
     config, splits = training_rows(experiment)
     frame = splits["train"].reset_index(drop=True).assign(weight=1.0)
-    probabilities = Config.from_toml(experiment, ["model.label_weights={}"])  # the doubt is read before decision weights
     weighted = Config.from_toml(experiment, ["data.use_weights=true"])
+    label_column = {label: column for column, label in enumerate(config.labels)}
     predicted = {name: np.empty(len(frame), dtype=object) for name in ["as is", *DOUBT_SETTINGS]}
     for number, (outer_train, held_out) in enumerate(folds(frame, 5, grouping, config.seed)):
         started = time.perf_counter()
         rows = frame.iloc[outer_train].reset_index(drop=True)
-        own_label = np.zeros(len(rows))
-        for inner_train, inner_held_out in folds(rows, INNER_FOLDS, grouping, config.seed):
-            proba = fit_stance_model(probabilities, rows.iloc[inner_train]).predict(rows.iloc[inner_held_out])
-            columns = [f"proba_{label}" for label in rows["label"].iloc[inner_held_out]]
-            own_label[inner_held_out] = proba.to_numpy()[np.arange(len(columns)), [proba.columns.get_loc(c) for c in columns]]
+        proba, _ = oof_probabilities(experiment, [], rows, grouping, INNER_FOLDS)  # read before decision weights
+        own_label = proba[np.arange(len(rows)), rows["label"].map(label_column).to_numpy()]
         held = frame.iloc[held_out]
         predicted["as is"][held_out] = fit_stance_model(config, rows).predict(held)["label"]
         for name, (how, below) in DOUBT_SETTINGS.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 
@@ -303,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # A server that cannot be reached, or a store that refuses a write: the
         # user's setup, not a bug here, so it is reported like any other StanceError.
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-        print(f"error: the MLflow store at {uri} failed: {error.message} Check that it is reachable and writable, or set MLFLOW_TRACKING_URI to another.", file=sys.stderr)
+        from train.tracking import store_uri  # MLflow is imported already, or there would be no MLflow error
+
+        print(f"error: the MLflow store at {store_uri()} failed: {error.message} Check that it is reachable and writable, or set MLFLOW_TRACKING_URI to another.", file=sys.stderr)
         return EXIT_USAGE
 
 

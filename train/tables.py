@@ -52,13 +52,12 @@ def separator_hint(columns: list[str], fmt: str) -> str:
     expected = {"csv": ",", "tsv": "\t"}.get(fmt)
     if expected is None or len(columns) != 1:
         return ""
-    others = {";": "semicolons", "\t": "tabs", "|": "bars", ",": "commas"}
-    found = [name for sign, name in others.items() if sign != expected and sign in columns[0]]
+    names = {";": "semicolons", "\t": "tabs", "|": "bars", ",": "commas"}
+    found = [name for sign, name in names.items() if sign != expected and sign in columns[0]]
     if not found:
         return ""
-    reading = "commas" if fmt == "csv" else "tabs"
     return (
-        f" The file looks separated by {found[0]}, but was read as {fmt.upper()}, which is separated by {reading}: "
+        f" The file looks separated by {found[0]}, but was read as {fmt.upper()}, which is separated by {names[expected]}: "
         f"save it with commas (.csv) or tabs (.tsv), with the format to match."
     )
 

@@ -35,11 +35,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "model"
 
 
+def store_uri() -> str:
+    """The tracking store every command logs to: ``MLFLOW_TRACKING_URI``, else ./mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
 def configure() -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps logs readable
     from mlflow.exceptions import MlflowException
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = store_uri()
     _check_server_answers(uri)
     mlflow.set_tracking_uri(uri)
     # A client opens the store (MLflow caches it per URI), creating it on first use;
@@ -72,17 +77,17 @@ def _check_server_answers(uri: str) -> None:
     try:
         # Through the same proxies MLflow's requests would take.
         requests.head(uri, timeout=(SERVER_CONNECT_TIMEOUT_S, SERVER_CONNECT_TIMEOUT_S), allow_redirects=False).close()
-        _SERVERS_ANSWERED.add(uri)
-    except (requests.exceptions.SSLError, requests.exceptions.ReadTimeout):
-        return
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+    except requests.exceptions.SSLError:
+        pass  # a TLS complaint comes from something listening
+    except requests.exceptions.ConnectionError as error:  # refused, unresolved, or no answer to connect within the timeout
         raise TrackingError(
             f"Cannot reach the MLflow tracking server: {_which_store(uri)}, and connecting to it failed ({_connection_reason(error)}). "
             f"Start the server (mlflow server --host HOST --port PORT) or fix the address, "
             f"or unset MLFLOW_TRACKING_URI to log to ./mlflow.db."
         ) from None
     except requests.exceptions.RequestException:
-        return  # a malformed URL and the like: MLflow's own error is the clearer one
+        pass  # a slow reply, a malformed URL and the like: MLflow's own calls say what is wrong
+    _SERVERS_ANSWERED.add(uri)  # something listens: not asked again in this process
 
 
 def _connection_reason(error: Exception) -> str:
