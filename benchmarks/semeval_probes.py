@@ -658,6 +658,23 @@ def _cached_oof(experiment: Path, name: str, overrides: list[str], frame, groupi
         return stored["arr_0"], stored["arr_1"]
 
 
+def _decision_rule(config, truth: np.ndarray):
+    """``decided(proba)``: labels by the experiment's decision weights; ``score(proba, rows)``:
+    the headline metric of those labels on ``rows`` against ``truth``."""
+    from train.evaluate import compute_metrics
+
+    labels = np.asarray(config.labels, dtype=object)
+    decision = np.array([config.model.label_weights.get(label, 1.0) for label in labels])
+
+    def decided(p):
+        return labels[np.argmax(p * decision, axis=1)]
+
+    def score(p, rows):
+        return compute_metrics(truth[rows], decided(p[rows]), config.labels)[config.headline_metric]
+
+    return decided, score
+
+
 def _chosen_fold_by_fold(votes: dict, fold_of: np.ndarray, decided, score) -> np.ndarray:
     """Each fold's labels from the vote that scores best on the other folds' rows."""
     chosen = np.empty(len(fold_of), dtype=object)
@@ -685,16 +702,10 @@ def ensemble(experiment: Path, grouping: str, cache: Path) -> None:
     frame = splits["train"].reset_index(drop=True)
     labels = np.asarray(config.labels, dtype=object)
     truth = frame["label"].to_numpy(dtype=object)
-    decision = np.array([config.model.label_weights.get(label, 1.0) for label in labels])
+    decided, score = _decision_rule(config, truth)
     proba, fold_of = {}, None
     for name, overrides in ENSEMBLE_MEMBERS.items():
         proba[name], fold_of = _cached_oof(experiment, name, overrides, frame, grouping, cache)
-
-    def decided(p):
-        return labels[np.argmax(p * decision, axis=1)]
-
-    def score(p, rows):
-        return compute_metrics(truth[rows], decided(p[rows]), config.labels)[config.headline_metric]
 
     everywhere = np.ones(len(frame), dtype=bool)
     others = [name for name in proba if name != "experiment"]
@@ -776,9 +787,8 @@ def mlp(experiment: Path, grouping: str, cache: Path) -> None:
     CLASSIFIERS["mlp"] = MLPClassifier
     config, splits = training_rows(experiment)
     frame = splits["train"].reset_index(drop=True)
-    labels = np.asarray(config.labels, dtype=object)
     truth = frame["label"].to_numpy(dtype=object)
-    decision = np.array([config.model.label_weights.get(label, 1.0) for label in labels])
+    decided, score = _decision_rule(config, truth)
     experiment_proba, fold_of = _cached_oof(experiment, "experiment", [], frame, grouping, cache)
     members = {}
     for sizes in MLP_SIZES:
@@ -786,12 +796,6 @@ def mlp(experiment: Path, grouping: str, cache: Path) -> None:
             name = f"mlp {sizes[0]}, alpha {alpha:g}"
             clf = f"model.clf={{hidden_layer_sizes=[{sizes[0]}], alpha={alpha}, max_iter=300}}"
             members[name], _ = _cached_oof(experiment, name.replace(" ", "").replace(",", "-"), [*EMBEDDINGS_ALONE, "model.classifier=mlp", clf], frame, grouping, cache)
-
-    def decided(p):
-        return labels[np.argmax(p * decision, axis=1)]
-
-    def score(p, rows):
-        return compute_metrics(truth[rows], decided(p[rows]), config.labels)[config.headline_metric]
 
     everywhere = np.ones(len(frame), dtype=bool)
     votes = {"experiment alone": experiment_proba}

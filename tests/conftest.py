@@ -67,16 +67,17 @@ def tracking(tmp_path, monkeypatch) -> str:
 
 @pytest.fixture
 def store_fails_at(monkeypatch):
-    """Make one of train.tracking's logging calls fail as a tracking server that went away would."""
+    """Make one of train.tracking's logging calls fail, by default as a tracking server
+    that went away would; ``error`` gives another failure (a full disk)."""
     from mlflow.exceptions import MlflowException
 
     from train import tracking
 
-    def gone(*args, **kwargs):
-        raise MlflowException("the tracking server went away.")
+    def fail(call: str, error: Exception | None = None) -> None:
+        def failing(*args, **kwargs):
+            raise error or MlflowException("the tracking server went away.")
 
-    def fail(call: str) -> None:
-        monkeypatch.setattr(tracking, call, gone)
+        monkeypatch.setattr(tracking, call, failing)
 
     return fail
 

@@ -151,7 +151,7 @@ def describe_run(run_id: str) -> str:
         if finished:
             lines.append(f"model:      runs:/{full_id}/model")
         else:  # the store failed between the card and the model: training kept the model on disk
-            lines.append(f"model:      not logged; `stance train` kept it as {tracking.UNLOGGED_FOLDER}/{full_id}/model.pkl where it ran")
+            lines.append(f"model:      not logged; `stance train` kept it as {tracking.UNLOGGED_FOLDER / full_id / tracking.UNLOGGED_FILES['model']} where it ran")
         return "\n".join([*lines, "", tracking.read_artifact(full_id, MODEL_CARD).rstrip()])
     kept = tracking.UNLOGGED_FOLDER / full_id
     if not finished and kept.is_dir():  # `stance cv` or `evaluate` saved what the failed store did not take

@@ -330,13 +330,8 @@ def test_a_store_failing_before_the_fit_keeps_nothing(tracking, tmp_path, capsys
     assert not (tmp_path / "stance-unlogged").exists()
 
 
-def test_a_disk_error_after_the_fit_keeps_the_model_and_names_the_cause(tracking, tmp_path, capsys, monkeypatch):
-    from train import tracking as tracking_module
-
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(tracking_module, "log_report", disk_full)
+def test_a_disk_error_after_the_fit_keeps_the_model_and_names_the_cause(tracking, tmp_path, capsys, store_fails_at):
+    store_fails_at("log_report", OSError(28, "No space left on device"))
     code, _, err = train(capsys, SAMPLE, "--data-dir", DATA)
     assert code == 2 and "No space left on device" in err and "Fix the cause (disk space, permissions)" in err
     assert len(list((tmp_path / "stance-unlogged").glob("*/model.pkl"))) == 1
