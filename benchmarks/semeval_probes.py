@@ -1,4 +1,4 @@
-"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments, soft votes, stacking, an MLP, doubted labels.
+"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments, hashtag-free copies, soft votes, stacking, an MLP, doubted labels.
 
 None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
@@ -68,6 +68,12 @@ together (``cv --layer-block max --neighbours 25``), to see whether levers add u
   leaves the experiment's figures unchanged, bit for bit)::
 
       uv run --extra embeddings python benchmarks/semeval_probes.py cv --argq atheism --argq-weight 0.25
+
+- ``--hashtag-free-copies WEIGHT``: a copy of each training tweet with its hashtags removed,
+  added to every fold's training rows at sample weight ``WEIGHT`` and never scored, so the model
+  learns from the rest of the tweet too, not only from hashtags it has seen::
+
+      uv run --extra embeddings python benchmarks/semeval_probes.py cv --hashtag-free-copies 0.5
 
 ``label-weights`` asks whether the decision weights (``model.label_weights``, one pair for
 every target) would do better chosen per target. It collects out-of-fold probabilities with
@@ -572,6 +578,29 @@ def add_argq(topics: str, weight: float) -> list[str]:
     return ["data.use_weights=true"]
 
 
+HASHTAG = re.compile(r"#\w+")
+
+
+def add_hashtag_free_copies(weight: float) -> list[str]:
+    """Every fold's model also learns from a copy of each training tweet with its hashtags
+    removed, so that it leans less on hashtags it has seen; the copies are never scored."""
+    import pandas as pd
+
+    import train.training as training
+
+    fit = training.fit_stance_model
+
+    def fit_with_copies(config, frame, versions=None):
+        stripped = frame["text"].str.replace(HASHTAG, " ", regex=True).str.split().str.join(" ")
+        keep = (stripped != frame["text"].str.split().str.join(" ")) & (stripped.str.len() > 0)
+        copies = frame[keep].assign(text=stripped[keep], weight=float(weight), id=frame.loc[keep, "id"].astype(str) + "-no-hashtags")
+        print(f"hashtag-free copies: {len(copies)} of {len(frame)} training rows, weight {weight}", flush=True)
+        return fit(config, pd.concat([frame.assign(weight=1.0), copies], ignore_index=True), versions)
+
+    training.fit_stance_model = fit_with_copies
+    return ["data.use_weights=true"]
+
+
 # The decision weights the probes choose among (the experiment's NONE 0.8, FAVOR 1.2 is one of them).
 DECISION_WEIGHTS = [{"NONE": none / 10, "FAVOR": favor / 10} for none in range(6, 11) for favor in range(9, 16)]
 
@@ -899,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--two-stage", action="store_true")
     cv.add_argument("--argq", choices=sorted(ARGQ_TOPICS), help="add ArgQ arguments on these topics to every fold's training rows")
     cv.add_argument("--argq-weight", type=float, default=1.0)
+    cv.add_argument("--hashtag-free-copies", type=float, metavar="WEIGHT", help="add a copy of each training tweet without its hashtags, at this sample weight")
     weights = commands.add_parser("label-weights", help="decision weights per target against one pair for all, chosen fold by fold")
     vote = commands.add_parser("ensemble", help="soft votes of the experiment with other models, chosen fold by fold")
     network = commands.add_parser("mlp", help="an MLP on the MiniLM block, alone and in a soft vote with the experiment, chosen fold by fold")
@@ -937,10 +967,14 @@ def main(argv: list[str] | None = None) -> int:
             if not args.argq_weight > 0:
                 parser.error(f"--argq-weight takes a positive sample weight; found {args.argq_weight}")
             chosen.append(functools.partial(add_argq, args.argq, args.argq_weight))
+        if args.hashtag_free_copies is not None:
+            if not args.hashtag_free_copies > 0:
+                parser.error(f"--hashtag-free-copies takes a positive sample weight; found {args.hashtag_free_copies}")
+            chosen.append(functools.partial(add_hashtag_free_copies, args.hashtag_free_copies))
         if not chosen:
             parser.error(
                 "cv takes one change or more: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use, --nli, "
-                "--layer-block LAYER, --neighbours K, --two-stage, --argq TOPICS"
+                "--layer-block LAYER, --neighbours K, --two-stage, --argq TOPICS, --hashtag-free-copies WEIGHT"
             )
         cross_validate(args.experiment, args.group_by, functools.partial(_all_of, chosen))
     return 0
