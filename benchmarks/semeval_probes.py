@@ -1,4 +1,4 @@
-"""SemEval-2016 levers measured and not adopted: other encoders (MPNet, USE, WordLlama) and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments, hashtag-free copies, soft votes, stacking, an MLP, doubted labels.
+"""SemEval-2016 levers measured and not adopted: other encoders (MPNet, USE, WordLlama) and MiniLM layers, segmented hashtags, lexicons, NLI, neighbours, two stages, decision weights, ArgQ arguments, hashtag-free copies, a hashtag block, soft votes, stacking, an MLP, doubted labels.
 
 None is a library option, because none earned one (benchmarks/RESULTS.md has
 the figures). This script swaps each into the experiment's pipeline for the length of
@@ -74,6 +74,12 @@ together (``cv --layer-block max --neighbours 25``), to see whether levers add u
   leaves the experiment's figures unchanged, bit for bit)::
 
       uv run --extra embeddings python benchmarks/semeval_probes.py cv --argq atheism --argq-weight 0.25
+
+- ``--hashtag-meaning WEIGHT``: a second MiniLM block at ``WEIGHT``, the embedding of the
+  tweet's hashtags alone, spelled out and joined as one phrase (``#SemST`` left out; zeros for a
+  tweet without another hashtag)::
+
+      uv run --extra embeddings python benchmarks/semeval_probes.py cv --hashtag-meaning 0.5
 
 - ``--hashtag-free-copies WEIGHT``: a copy of each training tweet with its hashtags removed,
   added to every fold's training rows at sample weight ``WEIGHT`` and never scored, so the model
@@ -650,6 +656,42 @@ def add_hashtag_free_copies(weight: float) -> list[str]:
     return ["data.use_weights=true"]
 
 
+class HashtagMeaning(RawTextInput, TransformerMixin, BaseEstimator):
+    """MiniLM's mean-pooled embedding of the tweet's hashtags alone (spelled out as words and
+    joined as one phrase, ``#SemST`` left out) times ``weight``; zeros for a tweet without one.
+    In the whole tweet's embedding the hashtags are a few words among many; on their own, a
+    hashtag the model has not seen still lands near those it has that mean the same."""
+
+    def __init__(self, weight=0.5):
+        self.weight = weight
+
+    def fit(self, X, y=None):
+        self.n_features_out_ = DIMENSION
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "n_features_out_")
+        from features.embeddings import embed
+        from features.text import spell_out_hashtags
+
+        phrases = np.asarray([" ".join(spell_out_hashtags(tag) for tag in HASHTAG.findall(t)) for t in text_column(X, TEXT, "HashtagMeaning")], dtype=object)
+        has_tags = phrases != ""
+        values = np.zeros((len(phrases), DIMENSION))
+        if has_tags.any():
+            values[has_tags] = embed(phrases[has_tags], 128, "mean")
+        return sp.csr_matrix(values * float(self.weight))
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray([f"hashtags_{i}" for i in range(DIMENSION)], dtype=object)
+
+
+def add_hashtag_meaning(weight: float) -> list[str]:
+    from features.pipeline import FEATURE_STEPS
+
+    FEATURE_STEPS["hashtag_meaning"] = HashtagMeaning
+    return ["features.hashtag_meaning=true", f"hashtag_meaning__weight={weight}"]
+
+
 # The decision weights the probes choose among (the experiment's NONE 0.8, FAVOR 1.2 is one of them).
 DECISION_WEIGHTS = [{"NONE": none / 10, "FAVOR": favor / 10} for none in range(6, 11) for favor in range(9, 16)]
 
@@ -978,6 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--two-stage", action="store_true")
     cv.add_argument("--argq", choices=sorted(ARGQ_TOPICS), help="add ArgQ arguments on these topics to every fold's training rows")
     cv.add_argument("--argq-weight", type=float, default=1.0)
+    cv.add_argument("--hashtag-meaning", type=float, metavar="WEIGHT", help="add a MiniLM block of the tweet's hashtags alone, at this weight")
     cv.add_argument("--hashtag-free-copies", type=float, metavar="WEIGHT", help="add a copy of each training tweet without its hashtags, at this sample weight")
     weights = commands.add_parser("label-weights", help="decision weights per target against one pair for all, chosen fold by fold")
     vote = commands.add_parser("ensemble", help="soft votes of the experiment with other models, chosen fold by fold")
@@ -1017,6 +1060,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.argq_weight > 0:
                 parser.error(f"--argq-weight takes a positive sample weight; found {args.argq_weight}")
             chosen.append(functools.partial(add_argq, args.argq, args.argq_weight))
+        if args.hashtag_meaning is not None:
+            if not args.hashtag_meaning > 0:
+                parser.error(f"--hashtag-meaning takes a positive block weight; found {args.hashtag_meaning}")
+            chosen.append(functools.partial(add_hashtag_meaning, args.hashtag_meaning))
         if args.hashtag_free_copies is not None:
             if not args.hashtag_free_copies > 0:
                 parser.error(f"--hashtag-free-copies takes a positive sample weight; found {args.hashtag_free_copies}")
@@ -1024,7 +1071,7 @@ def main(argv: list[str] | None = None) -> int:
         if not chosen:
             parser.error(
                 "cv takes one change or more: --vectors TEXTS VECTORS, --segment-hashtags, --subjectivity, --add-use, --add-wordllama, --nli, "
-                "--layer-block LAYER, --neighbours K, --two-stage, --argq TOPICS, --hashtag-free-copies WEIGHT"
+                "--layer-block LAYER, --neighbours K, --two-stage, --argq TOPICS, --hashtag-meaning WEIGHT, --hashtag-free-copies WEIGHT"
             )
         cross_validate(args.experiment, args.group_by, functools.partial(_all_of, chosen))
     return 0
