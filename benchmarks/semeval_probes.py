@@ -284,8 +284,8 @@ def add_subjectivity() -> list[str]:
 
 
 class _EncoderVectors(RawTextInput, TransformerMixin, BaseEstimator):
-    """A second sentence encoder's vector of the tweet (unit length) times ``weight``; each
-    subclass names its encoder, its width and a cache shared by every fold."""
+    """Another encoder's vector of the tweet times ``weight``; each subclass names its encoder,
+    its width and a cache shared by every fold."""
 
     width: int
     prefix: str
@@ -656,33 +656,24 @@ def add_hashtag_free_copies(weight: float) -> list[str]:
     return ["data.use_weights=true"]
 
 
-class HashtagMeaning(RawTextInput, TransformerMixin, BaseEstimator):
+class HashtagMeaning(_EncoderVectors):
     """MiniLM's mean-pooled embedding of the tweet's hashtags alone (spelled out as words and
     joined as one phrase, ``#SemST`` left out) times ``weight``; zeros for a tweet without one.
     In the whole tweet's embedding the hashtags are a few words among many; on their own, a
     hashtag the model has not seen still lands near those it has that mean the same."""
 
-    def __init__(self, weight=0.5):
-        self.weight = weight
+    width, prefix, cache = DIMENSION, "hashtags", {}
 
-    def fit(self, X, y=None):
-        self.n_features_out_ = DIMENSION
-        return self
-
-    def transform(self, X):
-        check_is_fitted(self, "n_features_out_")
+    def _encode(self, texts):
         from features.embeddings import embed
         from features.text import spell_out_hashtags
 
-        phrases = np.asarray([" ".join(spell_out_hashtags(tag) for tag in HASHTAG.findall(t)) for t in text_column(X, TEXT, "HashtagMeaning")], dtype=object)
+        phrases = np.asarray([" ".join(spell_out_hashtags(tag) for tag in HASHTAG.findall(t)) for t in texts], dtype=object)
         has_tags = phrases != ""
         values = np.zeros((len(phrases), DIMENSION))
         if has_tags.any():
             values[has_tags] = embed(phrases[has_tags], 128, "mean")
-        return sp.csr_matrix(values * float(self.weight))
-
-    def get_feature_names_out(self, input_features=None):
-        return np.asarray([f"hashtags_{i}" for i in range(DIMENSION)], dtype=object)
+        return values
 
 
 def add_hashtag_meaning(weight: float) -> list[str]:
