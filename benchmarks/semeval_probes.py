@@ -614,21 +614,30 @@ def argq_arguments(topics: str, weight: float):
     return pd.concat(rows, ignore_index=True)
 
 
-def add_argq(topics: str, weight: float) -> list[str]:
-    """Every fold's model also learns from the arguments; they are never scored."""
+def _fit_also_on(extra_rows) -> list[str]:
+    """Every fold's model also learns from ``extra_rows(its training rows)``, rows that are never
+    scored, each with its own sample weight (the tweets keep 1)."""
     import pandas as pd
 
     import train.training as training
 
-    extra = argq_arguments(topics, weight)
-    print(f"argq: {len(extra)} arguments added to every fold ({extra.groupby(['target', 'label']).size().to_dict()}), weight {weight}", flush=True)
     fit = training.fit_stance_model
 
-    def fit_with_arguments(config, frame, versions=None):
-        return fit(config, pd.concat([frame, extra], ignore_index=True), versions)
+    def fit_with_extra_rows(config, frame, versions=None):
+        return fit(config, pd.concat([frame, extra_rows(frame)], ignore_index=True), versions)
 
-    training.fit_stance_model = fit_with_arguments
+    training.fit_stance_model = fit_with_extra_rows
     return ["data.use_weights=true"]
+
+
+def add_argq(topics: str, weight: float) -> list[str]:
+    extra = argq_arguments(topics, weight)
+    print(f"argq: {len(extra)} arguments added to every fold ({extra.groupby(['target', 'label']).size().to_dict()}), weight {weight}", flush=True)
+
+    def arguments(frame):  # the same arguments, whichever fold
+        return extra
+
+    return _fit_also_on(arguments)
 
 
 # #SemST is the task organisers' tag, found in 97 % of the training tweets and saying nothing
@@ -637,23 +646,16 @@ HASHTAG = re.compile(r"#(?!SemST\b)\w+")
 
 
 def add_hashtag_free_copies(weight: float) -> list[str]:
-    """Every fold's model also learns from a copy of each training tweet that has hashtags, with
-    them removed, so that it leans less on hashtags it has seen; the copies are never scored."""
-    import pandas as pd
+    """A copy of each training tweet that has hashtags, with them removed, so that the model leans
+    less on hashtags it has seen."""
 
-    import train.training as training
-
-    fit = training.fit_stance_model
-
-    def fit_with_copies(config, frame, versions=None):
+    def copies(frame):
         stripped = frame["text"].str.replace(HASHTAG, " ", regex=True).str.split().str.join(" ")
-        keep = (stripped != frame["text"].str.split().str.join(" ")) & (stripped.str.len() > 0)
-        copies = frame[keep].assign(text=stripped[keep], weight=float(weight), id=frame.loc[keep, "id"].astype(str) + "-no-hashtags")
-        print(f"hashtag-free copies: {len(copies)} of {len(frame)} training rows, weight {weight}", flush=True)
-        return fit(config, pd.concat([frame.assign(weight=1.0), copies], ignore_index=True), versions)
+        keep = frame["text"].str.contains(HASHTAG) & (stripped != "")
+        print(f"hashtag-free copies: {int(keep.sum())} of {len(frame)} training rows, weight {weight}", flush=True)
+        return frame[keep].assign(text=stripped[keep], weight=float(weight), id=frame.loc[keep, "id"].astype(str) + "-no-hashtags")
 
-    training.fit_stance_model = fit_with_copies
-    return ["data.use_weights=true"]
+    return _fit_also_on(copies)
 
 
 class HashtagMeaning(_EncoderVectors):
