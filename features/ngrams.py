@@ -90,6 +90,9 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
         low, high = self.ngram_range
         if not 1 <= low <= high:
             raise ValueError(f"ngram_range must satisfy 1 <= low <= high, got {self.ngram_range!r}.")
+        # The wrapped scikit-learn steps check min_df, max_df, max_features and the rest.
+        self._counter()._validate_params()
+        TfidfTransformer(sublinear_tf=self.sublinear_tf, use_idf=self.use_idf)._validate_params()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

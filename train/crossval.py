@@ -27,6 +27,7 @@ from train import evaluate, tracking
 from train.config import GROUPINGS, Config
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError, DataError
+from train.models import check_parameters
 
 HASHTAG = re.compile(r"#\w+")
 
@@ -176,6 +177,7 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
     """Cross-validate an experiment on its training split and log the result as an MLflow run."""
     check_counts(k, jobs)
     config = Config.from_toml(experiment, list(overrides))
+    check_parameters(config)
     grouping = grouping or default_grouping(config)
     root = data_root(data_dir)
     data = load_dataset(config.data, root)

@@ -194,17 +194,16 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
     """
     from train import report, tracking
     from train.config import Config
-    from train.data import data_root, load_dataset, sha256_of, split_dataset
+    from train.data import data_root, load_dataset, split_dataset
     from train.errors import ConfigError
-    from train.models import StanceModel
-    from train.predict import resolve_model
+    from train.predict import load_model
 
     _check_options(source, columns, split, data_dir)
     tracking.configure()  # a store that cannot be opened stops the command before the rows are scored
     is_experiment = source.endswith(".toml")
     split = split or "test"
-    model_path = resolve_model(model)
-    stance_model = StanceModel.load(model_path)
+    loaded = load_model(model)
+    stance_model = loaded.model
     labels = stance_model.labels
     trained = stance_model.config
     if is_experiment:
@@ -247,7 +246,7 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
     name = trained.get("name", "evaluation")
     model_params = trained.get("model", {})
     tags = {
-        "stance.experiment": name, "stance.evaluated_model": model, "stance.model_sha256": sha256_of(model_path),
+        "stance.experiment": name, "stance.evaluated_model": model, "stance.model_sha256": loaded.sha256,
         "stance.evaluation_data": source, **tracking.git_state(),
     }
     scored = pd.concat([rows[["id", "target", "label"]].reset_index(drop=True), predictions.rename(columns={"label": "predicted"}).reset_index(drop=True)], axis=1)

@@ -8,7 +8,6 @@ loads it, so predicting needs no config.
 
 from __future__ import annotations
 
-import pickle
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +31,11 @@ from features.base import TARGET, TEXT, text_column
 from features.pipeline import build_features
 from features.target import TargetSpecificCopies
 from train.config import PER_TARGET_STRATEGIES, UNSEEN_TARGETS_GET
-from train.errors import ModelError
+from train import modelfile
+from train.errors import ConfigError, ModelError
 
 ARTIFACT_FORMAT = "stance-model/1"
-# Name of the pickled StanceModel among a logged MLflow model's artifacts.
+# Name of the StanceModel file among a logged MLflow model's artifacts.
 ARTIFACT_KEY = "stance_model"
 
 
@@ -346,6 +346,33 @@ def build_model(config) -> BaseEstimator:
     return pipeline
 
 
+def check_parameters(config) -> None:
+    """Refuse an experiment whose hyperparameters no fit could accept (``C = -1``,
+    ``ngram_range = [3, 1]``), before any data is read or any run is opened.
+
+    scikit-learn's estimators declare their constraints and check them in ``fit``;
+    this project's steps check theirs in ``_check_params``. Both are asked here,
+    on the unfitted model, so a typo costs a second rather than a failed run.
+    """
+    model = build_model(config)
+    for key, estimator in [("", model), *model.get_params(deep=True).items()]:
+        if not isinstance(estimator, BaseEstimator):
+            continue
+        try:
+            if hasattr(estimator, "_check_params"):
+                estimator._check_params()
+            if getattr(type(estimator), "_parameter_constraints", None) is not None:
+                estimator._validate_params()
+        except (ValueError, TypeError) as error:
+            step = key.rpartition("__")[2]
+            if step == "clf":
+                what, where = f"the classifier ({type(estimator).__name__})", "[model.clf] (and any clf__... overrides)"
+            else:
+                what, where = f"feature step {step!r} ({type(estimator).__name__})", f"[features.{step}] (and any {step}__... overrides)"
+            reason = str(error).rstrip(". ")
+            raise ConfigError(f"{config.name!r} cannot be trained: {what}: {reason}. Check {where} in the experiment file.") from None
+
+
 def fit_model(model, frame: pd.DataFrame, sample_weight: np.ndarray | None = None):
     """Fit on the ``text`` and ``target`` columns, passing sample weights to the classifier."""
     fit_params = {} if sample_weight is None else {"clf__sample_weight": sample_weight}
@@ -430,27 +457,25 @@ class StanceModel:
         )
 
     def save(self, path: str | Path) -> Path:
-        # Plain pickle rather than joblib: joblib.load unpickles in pure Python,
-        # which takes seconds for an n-gram vocabulary; pickle's C loader does not.
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
-            pickle.dump(self, handle, protocol=5)
-        return path
+        modelfile.save(self, path)
+        return Path(path)
 
     @staticmethod
-    def load(path: str | Path) -> StanceModel:
+    def load(path: str | Path, expected_sha256: str | None = None, source: str | None = None) -> StanceModel:
+        """Read a model file through :mod:`train.modelfile`'s allow-list: a file that names any
+        other type is refused before its code runs. See :func:`train.modelfile.read`."""
+        return StanceModel.read(path, expected_sha256, source)[0]
+
+    @staticmethod
+    def read(path: str | Path, expected_sha256: str | None = None, source: str | None = None) -> tuple[StanceModel, str]:
+        """The model and its file's sha256."""
         path = Path(path)
         if not path.exists():
-            raise ModelError(f"No model at {path}; expected a file written by `stance train` (model.pkl).")
-        try:
-            with open(path, "rb") as handle:
-                model = pickle.load(handle)
-        except Exception as error:
-            raise ModelError(f"{path} could not be loaded as a stance model: {error}.") from None
+            raise ModelError(f"No model at {source or path}; expected a file written by `stance train` (model.pkl).")
+        model, sha256 = modelfile.read(path, expected_sha256, source)
         if not isinstance(model, StanceModel):
-            raise ModelError(f"{path} holds a {type(model).__name__}, not a stance model written by `stance train`.")
-        return model
+            raise ModelError(f"{source or path} holds a {type(model).__name__}, not a stance model written by `stance train`.")
+        return model, sha256
 
 
 def needs_target(config) -> bool:

@@ -4,8 +4,8 @@
 
 How a run proceeds:
 
-1. The model is resolved to a local ``model.pkl`` (a path, ``runs:/ID/model``
-   or ``models:/NAME@ALIAS``) and checked to be a stance model.
+1. The model is loaded from a path, ``runs:/ID/model`` or ``models:/NAME@ALIAS``
+   (:func:`load_model`: fetched, its hash checked, read through the allow-list of types).
 2. The input is read in chunks; rows that cannot be predicted (empty text,
    missing target, undecodable bytes, malformed lines) are set aside with
    their line number and reason.
@@ -100,16 +100,34 @@ def _rate(value: float) -> str:
 # --------------------------------------------------------------------------- model
 
 
-def resolve_model(uri: str) -> Path:
-    """A local ``model.pkl`` for a path, an MLflow model folder, ``runs:/`` or ``models:/`` URI."""
+@dataclass(frozen=True)
+class LoadedModel:
+    model: StanceModel
+    sha256: str  # of the model file: what evaluation runs record and --resume compares
+
+
+def load_model(uri: str) -> LoadedModel:
+    """The stance model a path, an MLflow model folder, ``runs:/`` or ``models:/`` URI names.
+
+    A model fetched from the store is checked against the sha256 its run recorded,
+    and its temporary copy is removed once loaded; every file is read through
+    :mod:`train.modelfile`'s allow-list of types.
+    """
     if uri.startswith(("runs:/", "models:/")):
         from train import tracking
 
-        folder = tracking.download_model(uri)
-    else:
-        folder = Path(uri)
-        if not folder.exists():
-            raise ModelError(f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
+        with tracking.fetched_model(uri) as fetched:
+            model, sha256 = StanceModel.read(_model_file(fetched.folder, uri), fetched.expected_sha256, uri)
+        return LoadedModel(model, sha256)
+    path = Path(uri)
+    if not path.exists():
+        raise ModelError(f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
+    model, sha256 = StanceModel.read(_model_file(path, uri))
+    return LoadedModel(model, sha256)
+
+
+def _model_file(folder: Path, uri: str) -> Path:
+    """``model.pkl`` itself, or where a model folder (a logged MLflow model) keeps it."""
     if folder.is_file():
         return folder
     for candidate in (folder / "model.pkl", folder / "artifacts" / "model.pkl"):
@@ -231,19 +249,15 @@ def _document_chunks(documents: list[tuple[str, Path | None]], options: PredictO
 _MODEL: StanceModel | None = None
 
 
-def _load_worker_model(path: str) -> None:
-    global _MODEL
-    _MODEL = StanceModel.load(path)
-
-
-def _init_worker(model_path: str | None) -> None:
+def _init_worker(model: StanceModel | None) -> None:
     """One BLAS thread per worker: ``jobs`` processes each running a multi-threaded
     BLAS (the embeddings step is matrix products) oversubscribe the cores."""
+    global _MODEL
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)  # holds for the worker's life: nothing restores it
-    if model_path is not None:
-        _load_worker_model(model_path)
+    if model is not None:
+        _MODEL = model
 
 
 def _predict_sentences(frame: pd.DataFrame, keep_text: bool, explain: int = 0) -> pd.DataFrame:
@@ -332,7 +346,7 @@ def _run_chunk(task) -> dict:
     return counts
 
 
-def _ordered(tasks: Iterator, jobs: int, model: StanceModel, model_path: Path) -> Iterator[dict]:
+def _ordered(tasks: Iterator, jobs: int, model: StanceModel) -> Iterator[dict]:
     """Run tasks on ``jobs`` processes, at most 2 per process in flight, yielding results in task order."""
     global _MODEL
     _MODEL = model
@@ -340,12 +354,12 @@ def _ordered(tasks: Iterator, jobs: int, model: StanceModel, model_path: Path) -
         for task in tasks:
             yield _run_chunk(task)
         return
-    # With fork the workers inherit the loaded model; elsewhere each loads it once.
+    # With fork the workers inherit the loaded model; elsewhere each is sent it once.
     # The worker functions live in this importable module, which pickling requires.
     if "fork" in multiprocessing.get_all_start_methods():
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(None,))
     else:  # pragma: no cover - Windows and macOS defaults
-        pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(str(model_path),))
+        pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(model,))
     with pool:
         pending = deque()
         for task in tasks:
@@ -394,16 +408,15 @@ def _join_parts(files: list[Path], destination, fmt: str, header: bool = True) -
             shutil.copyfileobj(handle, destination)
 
 
-def _fingerprint(source: str, files: list[Path], model_path: Path, options: PredictOptions, fmt: str) -> dict:
+def _fingerprint(source: str, files: list[Path], model_sha256: str, options: PredictOptions, fmt: str) -> dict:
     """What must not change between an interrupted run and its resumption: the input
     files (every document of a folder), the model and the settings."""
-    model_stat = model_path.stat()
     settings = {k: v for k, v in asdict(options).items() if k not in ("jobs", "resume", "progress", "rejects")}
     stats = [(str(file), file.stat()) for file in files]
     return {
         "input": str(Path(source).resolve()),
         "input_files": hashlib.sha256("\n".join(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats).encode()).hexdigest(),
-        "model": hashlib.sha256(f"{model_path.resolve()}:{model_stat.st_size}:{model_stat.st_mtime_ns}".encode()).hexdigest(),
+        "model": model_sha256,
         "output_format": fmt,
         "settings": settings,
     }
@@ -443,8 +456,8 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
     if options.explain < 0:
         raise StanceError(f"explain names that many features per row, 0 (none) or more; got {options.explain}.")
     _check_columns(options)
-    model_path = resolve_model(model)
-    stance_model = StanceModel.load(model_path)
+    loaded = load_model(model)
+    stance_model = loaded.model
     if options.explain:
         explanations.check_explainable(stance_model)
     to_stdout = output == "-"
@@ -463,7 +476,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
 
     # Parts of a stdout run cannot be resumed, so they live in a private temporary folder.
     work = Path(output + ".parts") if not to_stdout else Path(tempfile.mkdtemp(prefix="stance-predict-")) / "parts"
-    fingerprint = _fingerprint(source, input_files, model_path, options, fmt) if not (to_stdout or source == "-") else None
+    fingerprint = _fingerprint(source, input_files, loaded.sha256, options, fmt) if not (to_stdout or source == "-") else None
     done = _prepare_parts(work, fingerprint, options.resume)
     jobs = options.jobs or os.cpu_count() or 1
     summary = PredictSummary()
@@ -478,7 +491,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
                     continue
                 yield chunk, work, fmt, options
 
-        results = _ordered(tasks(), jobs, stance_model, model_path)
+        results = _ordered(tasks(), jobs, stance_model)
         # Results arrive in chunk order except for chunks finished by an earlier run.
         for counts in _merge_done(results, work, done):
             summary.rows_read += counts["rows_read"]

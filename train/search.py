@@ -19,7 +19,7 @@ from train import crossval, evaluate, tracking
 from train.config import Config
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError
-from train.models import runtime_versions
+from train.models import check_parameters, runtime_versions
 from train.training import fit_stance_model
 
 
@@ -100,6 +100,7 @@ def run_search(
 ) -> SearchResult:
     crossval.check_counts(cv, jobs)
     base = Config.from_toml(experiment, list(overrides))
+    check_parameters(base)
     space = base.search["space"]
     if not space:
         raise ConfigError(f"{experiment} declares no search space; add e.g. [search.space] clf__C = {{ low = 0.01, high = 100, log = true }}.")

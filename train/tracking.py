@@ -7,15 +7,18 @@ server. Open them with ``mlflow ui --backend-store-uri sqlite:///mlflow.db``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -23,6 +26,7 @@ import mlflow.data
 import pandas as pd
 from mlflow.models import infer_signature
 
+from train import modelfile
 from train.data import LoadedData
 from train.errors import TrackingError
 from train.models import ARTIFACT_KEY, EMBEDDING_PACKAGES, StanceModel
@@ -47,14 +51,121 @@ def configure() -> str:
     uri = store_uri()
     _check_server_answers(uri)
     mlflow.set_tracking_uri(uri)
+    bounded_http_retries()
     # A client opens the store (MLflow caches it per URI), creating it on first use;
     # opened here, its setup INFOs stay out of every command's output, whichever comes first.
+    database = sqlite_file(uri)
+    if database is not None and uri not in _STORES_OPENED:
+        _check_writable(database, uri)
     try:
-        with _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
+        with _store_setup_lock(database, uri), _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
             mlflow.MlflowClient(uri)
     except MlflowException as error:
         raise TrackingError(_store_problem(uri, error.message)) from None
+    _STORES_OPENED.add(uri)
     return uri
+
+
+_STORES_OPENED: set[str] = set()  # checked and set up once per process; every command configures several times
+# How long a command waits for another process that is creating or migrating the same SQLite store.
+STORE_SETUP_WAIT_S = 300
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory), else None."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").partition("?")[0])
+
+
+def _check_writable(database: Path, uri: str) -> None:
+    """SQLite needs to write the database and, for its journal, the folder that holds it.
+
+    Without this check a store in a folder that cannot be written is found out only
+    after MLflow's engine retries (about two minutes), and then as a traceback.
+    """
+    folder = database.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{database.name}-probe-"):
+            pass
+        if database.exists():
+            with open(database, "r+b"):
+                pass
+    except OSError as error:
+        where = "the working directory" if str(folder) in ("", ".") else str(folder)
+        what = f"{folder.resolve()} ({where})" if where == "the working directory" else where
+        raise TrackingError(
+            f"Cannot write the MLflow store: {_which_store(uri)}, but {what} cannot be written "
+            f"({error.strerror or error}). Run from a folder you can write to, or set MLFLOW_TRACKING_URI to a "
+            f"database there, e.g. MLFLOW_TRACKING_URI=sqlite:///$HOME/mlflow.db."
+        ) from None
+
+
+@contextmanager
+def _store_setup_lock(database: Path | None, uri: str):
+    """Hold a lock beside a SQLite store while MLflow opens it for the first time in this process.
+
+    Opening creates the tables on first use and migrates an old schema, neither of
+    which MLflow makes safe to race: several commands started at once on a new file
+    would each try, and the losers fail half way, sometimes leaving the store
+    unusable. Under the lock one of them sets the store up and the others find it done.
+    """
+    if database is None or uri in _STORES_OPENED:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(f"{database}.lock", timeout=STORE_SETUP_WAIT_S)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise TrackingError(
+            f"Waited {STORE_SETUP_WAIT_S} s for another process setting up the MLflow store {uri!r} ({database}.lock). "
+            "Let it finish, or remove the lock file if no stance or mlflow process is running."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# MLflow retries a failing request to a server 7 times with doubling waits of up to
+# 2 minutes, each try allowed 120 s: a server that dies mid-run was noticed after
+# about 8 minutes, in silence. These bound one request to under a minute in all:
+# 4 tries of at most 12 s each, and waits of about 1, 2 and 4 s between them.
+# Variables the user sets are kept.
+HTTP_RETRY_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "12",
+}
+
+
+def bounded_http_retries() -> None:
+    for name, value in HTTP_RETRY_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    connection_pool = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _RetryNotice) for f in connection_pool.filters):
+        connection_pool.addFilter(_RetryNotice())
+
+
+class _RetryNotice(logging.Filter):
+    """urllib3's own retry warning names its Retry object; this says the same in a user's words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Retrying"):
+            return True
+        left = re.search(r"total=(\d+)", message)
+        request = message.rpartition(": ")[2]
+        print(
+            f"note: the MLflow tracking server at {store_uri()} did not answer ({request}); retrying"
+            + (f", {left.group(1)} more tries" if left else "") + f" (each request gives up within a minute).",
+            file=sys.stderr,
+        )
+        return False
 
 
 SERVER_CONNECT_TIMEOUT_S = 10
@@ -200,12 +311,44 @@ def _write_unlogged(name: str, value, path: Path) -> Path:
 BEST_CONFIG = "best_config.toml"
 
 
+# Waits before each retry of a call that found the SQLite store locked by another writer.
+LOCKED_RETRY_WAITS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def retry_when_locked(call):
+    """Retry ``call`` while a SQLite store says "database is locked", with bounded backoff.
+
+    MLflow gives SQLite 20 s to wait for a lock, but a transaction that must upgrade
+    its read lock to a write lock while another process writes fails at once. MLflow
+    rolls such a transaction back whole, so the call had no effect and can run again.
+    Meant for calls that log params, metrics, tags and artifacts, which land the same
+    when repeated; after the last wait the error goes to the caller.
+    """
+
+    @functools.wraps(call)
+    def retried(*args, **kwargs):
+        from mlflow.exceptions import MlflowException
+
+        for wait in (*LOCKED_RETRY_WAITS_S, None):
+            try:
+                return call(*args, **kwargs)
+            except MlflowException as error:
+                if wait is None or "database is locked" not in str(error):
+                    raise
+                print(f"note: the MLflow store {store_uri()} is locked by another writer; trying {call.__name__} again in {wait:g} s.", file=sys.stderr)
+                time.sleep(wait)
+
+    return retried
+
+
+@retry_when_locked
 def log_config(config) -> None:
     params = {key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in config.flat_params().items()}
     mlflow.log_params(params)
     mlflow.log_text(config.to_toml(), "config.toml")
 
 
+@retry_when_locked
 def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) -> None:
     """Hashes and row counts of every file, split sizes, rejected rows, and MLflow datasets."""
     manifest = {
@@ -260,15 +403,18 @@ def _log_input(dataset, context: str, attempts: int = 3) -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
+@retry_when_locked
 def log_environment(versions: dict[str, str], seed: int) -> None:
     mlflow.set_tags({f"version.{name}": version for name, version in versions.items()})
     mlflow.log_param("seed_used", seed)
 
 
+@retry_when_locked
 def log_metrics(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
 
 
+@retry_when_locked
 def log_fold_metrics(per_fold: list[dict[str, float]]) -> None:
     """Each fold's held-out metrics as ``fold_<name>``, one step per fold (1, 2, ...):
     MLflow plots them, and two cv runs on the same folds can be compared fold by fold."""
@@ -276,11 +422,13 @@ def log_fold_metrics(per_fold: list[dict[str, float]]) -> None:
         mlflow.log_metrics({f"fold_{name}": value for name, value in metrics.items()}, step=step)
 
 
+@retry_when_locked
 def log_evaluation_params(params: dict) -> None:
     """What an evaluation run scored: the model's strategy, classifier and headline metric, and the split."""
     mlflow.log_params({key: value for key, value in params.items() if value is not None})
 
 
+@retry_when_locked
 def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) -> None:
     mlflow.log_text(report, f"evaluation/classification_report_{split}.txt")
     mlflow.log_figure(figure, f"evaluation/confusion_matrix_{split}.png")
@@ -303,17 +451,20 @@ def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict, ta
     return child.info.run_id
 
 
+@retry_when_locked
 def log_search_result(best_params: dict, best_value: float, default_value: float, test_metrics: dict, trials: int, best_config: str) -> None:
     mlflow.log_params({f"best.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in best_params.items()})
     mlflow.log_metrics({"best_value": best_value, "default_value": default_value, "trials": trials, **test_metrics})
     mlflow.log_text(best_config, BEST_CONFIG)
 
 
+@retry_when_locked
 def log_predictions(split: str, frame: pd.DataFrame) -> None:
     """Per-row predictions, so that two runs on the same rows can be compared pairwise."""
     mlflow.log_text(frame.to_csv(index=False), f"evaluation/predictions_{split}.csv")
 
 
+@retry_when_locked
 def log_report(reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: pd.DataFrame, card: str) -> None:
     mlflow.log_figure(reliability, "report/reliability_test.png")
     mlflow.log_text(bins.to_csv(index=False), "report/reliability_test.csv")
@@ -322,18 +473,53 @@ def log_report(reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: p
     mlflow.log_text(card, "report/model_card.md")
 
 
-def download_model(uri: str) -> Path:
-    """Fetch a ``runs:/`` or ``models:/`` model to a local folder."""
+# The sha256 of a run's model file, recorded when the model is logged and checked whenever it is fetched.
+MODEL_SHA256_TAG = "stance.model_file_sha256"
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    folder: Path  # removed when the ``fetched_model`` block ends
+    run_id: str | None  # the run that logged it
+    expected_sha256: str | None  # None: the run predates recorded hashes
+
+
+@contextmanager
+def fetched_model(uri: str):
+    """Download a ``runs:/`` or ``models:/`` model to a temporary folder, removed afterwards,
+    with the sha256 its run recorded for the model file."""
     from mlflow.exceptions import MlflowException
 
     from train.errors import ModelError
 
     configure()
     uri = _full_run_uri(uri)
-    try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except MlflowException as error:
-        raise ModelError(f"Cannot fetch {uri} from {mlflow.get_tracking_uri()}: {error.message}") from None
+    with tempfile.TemporaryDirectory(prefix="stance-model-") as folder:
+        try:
+            run_id = _source_run_id(uri)
+            expected = mlflow.MlflowClient().get_run(run_id).data.tags.get(MODEL_SHA256_TAG) if run_id else None
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder))
+        except MlflowException as error:
+            raise ModelError(f"Cannot fetch {uri} from {mlflow.get_tracking_uri()}: {error.message}") from None
+        yield FetchedModel(local, run_id, expected)
+
+
+def _source_run_id(uri: str) -> str | None:
+    """The run that logged the model a URI names: ``runs:/ID/...``, ``models:/NAME/VERSION``,
+    ``models:/NAME@ALIAS`` or MLflow 3's ``models:/m-ID`` (a logged model)."""
+    if uri.startswith("runs:/"):
+        return uri.removeprefix("runs:/").partition("/")[0]
+    reference = uri.removeprefix("models:/").rstrip("/")
+    client = mlflow.MlflowClient()
+    if "@" in reference:
+        name, _, alias = reference.rpartition("@")
+        return client.get_model_version_by_alias(name, alias).run_id
+    name, _, version = reference.rpartition("/")
+    if name and version.isdigit():
+        return client.get_model_version(name, version).run_id
+    if reference.startswith("m-"):
+        return mlflow.get_logged_model(reference).source_run_id
+    return None
 
 
 def _full_run_uri(uri: str) -> str:
@@ -366,6 +552,7 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
             f"Run {run_id} logged no model (search trials log none: register their parent run); "
             "`stance runs` lists the runs and their experiments."
         )
+    _check_logged_model_file(logged[0].model_id, run)
     try:
         version = mlflow.register_model(f"models:/{logged[0].model_id}", name)
     except MlflowException as error:  # an empty name, or one with '/' or ':'
@@ -382,6 +569,13 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
                 "so nothing is registered; choose another alias."
             ) from None
     return str(version.version)
+
+
+def _check_logged_model_file(model_id: str, run) -> None:
+    """A registered model is trusted by whoever loads it from the registry, so its file must be
+    the one its run logged (the recorded sha256) and hold only allowed types."""
+    with fetched_model(f"models:/{model_id}") as fetched:
+        StanceModel.read(fetched.folder / "artifacts" / "model.pkl", run.data.tags.get(MODEL_SHA256_TAG), f"the model of run {run.info.run_id}")
 
 
 def run_info(run_id: str) -> dict:
@@ -499,7 +693,8 @@ def _quiet_mlflow_logging(quieter: dict[str, int]):
 def log_model(model: StanceModel, example: pd.DataFrame) -> str:
     """Log the model as an MLflow pyfunc that ships this project's code; returns its URI."""
     with tempfile.TemporaryDirectory() as folder:
-        artifact = model.save(Path(folder) / "model.pkl")
+        artifact = Path(folder) / "model.pkl"
+        mlflow.set_tag(MODEL_SHA256_TAG, modelfile.save(model, artifact))
         output = model.predict(example)
         with _quiet_mlflow_logging(MODEL_LOGGING_LOGGERS):
             info = mlflow.pyfunc.log_model(

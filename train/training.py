@@ -23,6 +23,7 @@ from train.errors import ConfigError, DataError
 from train.models import (
     StanceModel,
     build_model,
+    check_parameters,
     fit_model,
     needs_target,
     runtime_versions,
@@ -90,6 +91,7 @@ class TrainResult:
 
 def train(config: Config, data_dir: str | Path | None = None, log=print, extra_tags: dict | None = None) -> TrainResult:
     """Train, evaluate and log one experiment. Returns the run id and every metric."""
+    check_parameters(config)  # a hyperparameter no fit accepts stops here, before data or a run
     root = data_root(data_dir)
     random.seed(config.seed)
     np.random.seed(config.seed)

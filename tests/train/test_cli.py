@@ -164,10 +164,23 @@ def test_bad_override_is_a_clear_error(tracking, capsys):
 
 
 def test_bad_feature_value_is_a_clear_error_not_a_traceback(tracking, capsys):
-    # Feature steps validate their values in fit (scikit-learn's contract), after the config has loaded.
+    # Feature steps validate their values in fit (scikit-learn's contract); training asks them first.
     code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", 'char__analyzer="bytes"')
     assert code == 2 and "analyzer must be 'char_wb' or 'char', got 'bytes'" in err
     assert "feature step 'char'" in err and "[features.char]" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["train", "cv", "search"])
+@pytest.mark.parametrize("override, named", [("clf__C=-1", "[model.clf]"), ("word__ngram_range=[3,1]", "[features.word]"), ("word__min_df=-5", "[features.word]")])
+def test_impossible_hyperparameters_stop_before_data_or_a_run(tmp_path, monkeypatch, run_cli, command, override, named):
+    # Before, these failed in fit, after the data was read, leaving a FAILED run in the store.
+    store = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    monkeypatch.chdir(tmp_path)
+    extra = ["--trials", "1"] if command == "search" else []
+    code, _, err = run_cli(command, SAMPLE, "--data-dir", tmp_path / "no-data-here", "--set", override, *extra)
+    assert code == 2 and named in err and "cannot be trained" in err and len(err.strip().splitlines()) == 1
+    assert not store.exists()
 
 
 def test_a_fit_error_names_the_feature_step_or_the_classifier(tracking, capsys):

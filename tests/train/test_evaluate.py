@@ -121,10 +121,9 @@ def model_file(tmp_path_factory) -> Path:
     """The sample model trained once, in a store of its own, and copied out as model.pkl."""
     import contextlib
     import io
-    import shutil
 
     from train.cli import main
-    from train.predict import resolve_model
+    from train.predict import load_model
 
     folder = tmp_path_factory.mktemp("model")
     with pytest.MonkeyPatch.context() as patch:
@@ -133,7 +132,7 @@ def model_file(tmp_path_factory) -> Path:
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             assert main(["train", str(SAMPLE), "--data-dir", str(DATA), *FAST]) == 0
-        return Path(shutil.copy(resolve_model(f"runs:/{evaluation_run(out.getvalue())}/model"), folder / "model.pkl"))
+        return load_model(f"runs:/{evaluation_run(out.getvalue())}/model").model.save(folder / "model.pkl")
 
 
 def evaluation_run(out: str) -> str:
