@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
-from train import evaluate, tracking
+from train import evaluate, tracking, workers
 from train.config import GROUPINGS, Config
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError, DataError
@@ -112,7 +112,7 @@ def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = 
         _FORKED_WORK = (config, frame, splits)
         try:
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(jobs, k - 1), mp_context=context, initializer=_one_blas_thread) as pool:
+            with ProcessPoolExecutor(min(jobs, k - 1), mp_context=context, initializer=workers.start_worker) as pool:
                 futures = [pool.submit(_fit_forked_fold, index) for index in range(1, k)]
                 for index, future in enumerate(futures, start=1):
                     record(index + 1, *splits[index], *future.result())
@@ -141,11 +141,6 @@ def _fit_fold(config: Config, frame: pd.DataFrame, train_rows: np.ndarray, held_
     return predicted, time.perf_counter() - started
 
 
-def _one_blas_thread() -> None:
-    """Workers that each run a multi-threaded BLAS would oversubscribe the cores."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1)
 
 
 def summarise(per_fold: list[dict]) -> dict[str, float]:
@@ -178,6 +173,7 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
     check_counts(k, jobs)
     config = Config.from_toml(experiment, list(overrides))
     check_parameters(config)
+    tracking.configure()  # a store that cannot be opened stops the command before the data is read
     grouping = grouping or default_grouping(config)
     root = data_root(data_dir)
     data = load_dataset(config.data, root)

@@ -39,6 +39,7 @@ import pandas as pd
 
 from train import documents as docs
 from train import explain as explanations
+from train import workers
 from train.errors import DataError, ModelError, StanceError
 from train.models import StanceModel
 from train.tables import Table, format_of, separator_hint
@@ -250,12 +251,8 @@ _MODEL: StanceModel | None = None
 
 
 def _init_worker(model: StanceModel | None) -> None:
-    """One BLAS thread per worker: ``jobs`` processes each running a multi-threaded
-    BLAS (the embeddings step is matrix products) oversubscribe the cores."""
     global _MODEL
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1)  # holds for the worker's life: nothing restores it
+    workers.start_worker()
     if model is not None:
         _MODEL = model
 
@@ -456,6 +453,9 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
     if options.explain < 0:
         raise StanceError(f"explain names that many features per row, 0 (none) or more; got {options.explain}.")
     _check_columns(options)
+    rejects_path = options.rejects or _default_rejects(output)
+    _refuse_to_overwrite(source, output, rejects_path)
+    _check_destinations(output, rejects_path)
     loaded = load_model(model)
     stance_model = loaded.model
     if options.explain:
@@ -466,7 +466,6 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
         raise StanceError("Parquet cannot be streamed to stdout; write it to a file (-o out.parquet).")
     if options.resume and (source == "-" or to_stdout):
         raise StanceError("--resume needs a named input file and output file; stdin and stdout cannot be resumed.")
-    _refuse_to_overwrite(source, output, options.rejects or _default_rejects(output))
 
     if options.documents:
         input_files, chunks = document_chunks(source, options, stance_model.needs_target)
@@ -508,9 +507,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
         if summary.predicted + summary.rejected != summary.rows_read:  # pragma: no cover - an invariant
             raise AssertionError(f"predicted {summary.predicted} + rejected {summary.rejected} != read {summary.rows_read}")
         indexes = sorted(int(p.name.split(".")[0]) for p in work.glob("*.json") if p.name != "state.json")
-        if not to_stdout:
-            _finish(work, indexes, Path(output), fmt)
-        summary.rejects_path = _write_rejects(work, indexes, options.rejects or _default_rejects(output), summary.rejected)
+        summary.rejects_path = _publish(work, indexes, None if to_stdout else Path(output), fmt, rejects_path, summary.rejected)
         shutil.rmtree(work)
     except BaseException:
         progress.close()
@@ -541,15 +538,49 @@ def _merge_done(results: Iterator[dict], work: Path, done: set[int]) -> Iterator
         index += 1
 
 
-def _finish(work: Path, indexes: list[int], output: Path, fmt: str) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+def _publish(work: Path, indexes: list[int], output: Path | None, fmt: str, rejects: str, rejected: int) -> str | None:
+    """Join the parts into the output and, when a row was rejected, the rejects file; returns
+    the rejects file's path. Both are written under temporary names first and renamed only
+    when both are complete, so a run that fails here (a full disk) leaves neither file rather
+    than an output whose rows do not add up without its rejects."""
+    staged: list[tuple[Path, Path]] = []
     try:
-        with open(temporary, "wb") as handle:
-            _join_parts([work / f"{i:08d}.out" for i in indexes], handle, fmt)
-        os.replace(temporary, output)
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            staged.append((output.with_name(f".{output.name}.{os.getpid()}.tmp"), output))
+            with open(staged[-1][0], "wb") as handle:
+                _join_parts([work / f"{i:08d}.out" for i in indexes], handle, fmt)
+        if rejected:
+            target = Path(rejects)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged.append((target.with_name(f".{target.name}.{os.getpid()}.tmp"), target))
+            with open(staged[-1][0], "wb") as handle:
+                _join_parts([work / f"{i:08d}.rejects" for i in indexes], handle, "csv")
+        for temporary, final in staged:
+            os.replace(temporary, final)
     finally:
-        temporary.unlink(missing_ok=True)
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+    return rejects if rejected else None
+
+
+def _check_destinations(output: str, rejects: str) -> None:
+    """Every file the run will write must be writable before the first row is read: a run
+    that fails at the end costs its whole time, and one that wrote its output but not its
+    rejects would lose rows. A file is tried by creating a scratch file beside it."""
+    places = [("output", output), ("rejects file", rejects)] if output != "-" else [("rejects file", rejects)]
+    for kind, path in places:
+        folder = Path(path).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".stance-probe-"):
+                pass
+        except OSError as error:
+            option = "-o" if kind == "output" else "--rejects"
+            raise StanceError(
+                f"Cannot write the {kind} {path}: its folder {folder} is not writable ({error.strerror or error}). "
+                f"Name a {kind} in a folder you can write to with {option}; nothing was read or written."
+            ) from None
 
 
 def _check_columns(options: PredictOptions) -> None:
@@ -590,18 +621,6 @@ def _default_rejects(output: str) -> str:
         return "stance-rejects.csv"
     path = Path(output)
     return str(path.with_name(path.name.split(".")[0] + ".rejects.csv"))
-
-
-def _write_rejects(work: Path, indexes: list[int], path: str, count: int) -> str | None:
-    """Join the rejects of every chunk into one CSV, written only when a row was rejected."""
-    if not count:
-        return None
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        _join_parts([work / f"{i:08d}.rejects" for i in indexes], handle, "csv")
-    os.replace(temporary, target)
-    return str(target)
 
 
 class _Quiet:

@@ -101,6 +101,7 @@ def run_search(
     crossval.check_counts(cv, jobs)
     base = Config.from_toml(experiment, list(overrides))
     check_parameters(base)
+    tracking.configure()  # a store that cannot be opened stops the command before the data is read
     space = base.search["space"]
     if not space:
         raise ConfigError(f"{experiment} declares no search space; add e.g. [search.space] clf__C = {{ low = 0.01, high = 100, log = true }}.")

@@ -55,14 +55,17 @@ def configure() -> str:
     # A client opens the store (MLflow caches it per URI), creating it on first use;
     # opened here, its setup INFOs stay out of every command's output, whichever comes first.
     database = sqlite_file(uri)
-    if database is not None and uri not in _STORES_OPENED:
+    # A relative SQLite URI names another file in each working directory.
+    opened_key = str(database.resolve()) if database is not None else uri
+    first_use = opened_key not in _STORES_OPENED
+    if database is not None and first_use:
         _check_writable(database, uri)
     try:
-        with _store_setup_lock(database, uri), _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
+        with _store_setup_lock(database if first_use else None, uri), _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
             mlflow.MlflowClient(uri)
     except MlflowException as error:
         raise TrackingError(_store_problem(uri, error.message)) from None
-    _STORES_OPENED.add(uri)
+    _STORES_OPENED.add(opened_key)
     return uri
 
 
@@ -111,7 +114,7 @@ def _store_setup_lock(database: Path | None, uri: str):
     would each try, and the losers fail half way, sometimes leaving the store
     unusable. Under the lock one of them sets the store up and the others find it done.
     """
-    if database is None or uri in _STORES_OPENED:
+    if database is None:
         yield
         return
     from filelock import FileLock, Timeout

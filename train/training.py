@@ -92,6 +92,7 @@ class TrainResult:
 def train(config: Config, data_dir: str | Path | None = None, log=print, extra_tags: dict | None = None) -> TrainResult:
     """Train, evaluate and log one experiment. Returns the run id and every metric."""
     check_parameters(config)  # a hyperparameter no fit accepts stops here, before data or a run
+    tracking.configure()  # and so does a store that cannot be opened
     root = data_root(data_dir)
     random.seed(config.seed)
     np.random.seed(config.seed)
