@@ -25,7 +25,7 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, Stratified
 
 from train import evaluate, tracking, workers
 from train.config import GROUPINGS, Config
-from train.data import data_root, load_dataset, split_dataset
+from train.data import data_root, load_dataset, split_dataset, text_copies
 from train.errors import ConfigError, DataError
 from train.models import check_parameters
 
@@ -53,10 +53,12 @@ def hashtag_groups(texts: pd.Series) -> np.ndarray:
     tags = [sorted({t.lower() for t in HASHTAG.findall(text)}) for text in texts]
     counts = Counter(t for row in tags for t in row)
     common = {t for t, n in counts.items() if n > len(tags) / 2}
+    # A text without a hashtag of its own is a group with every copy of it, named by its first row.
+    first, codes = text_copies(texts)
     groups = []
     for position, row in enumerate(tags):
         kept = [t for t in row if t not in common]
-        groups.append(max(kept, key=lambda t: (counts[t], t)) if kept else f"\x00row{position}")
+        groups.append(max(kept, key=lambda t: (counts[t], t)) if kept else f"\x00row{first[codes[position]]}")
     return np.asarray(groups, dtype=object)
 
 
@@ -71,10 +73,14 @@ def folds(frame: pd.DataFrame, k: int, grouping: str, seed: int) -> Iterator[tup
         raise ConfigError(f"Unknown grouping {grouping!r}; expected one of {list(GROUPINGS)}.")
     check_counts(k, jobs=1)
     if grouping == "none":
-        smallest = int(frame["label"].value_counts().min())
+        # Folds are drawn over distinct texts; every copy of a text follows it (see data.text_copies).
+        first, codes = text_copies(frame["text"])
+        labels = frame["label"].iloc[first]
+        smallest = int(labels.value_counts().min())
         if smallest < k:
-            raise ConfigError(f"{k} folds stratified by label need at least {k} rows of each label; the rarest has {smallest}. Use fewer folds.")
-        return StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(frame, frame["label"])
+            raise ConfigError(f"{k} folds stratified by label need at least {k} rows of each label; the rarest has {smallest} (copies of one text counted once). Use fewer folds.")
+        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(first, labels)
+        return ((np.flatnonzero(~held), np.flatnonzero(held)) for held in (np.isin(codes, texts) for _, texts in splits))
     groups = hashtag_groups(frame["text"]) if grouping == "hashtag" else frame[grouping].to_numpy(dtype=object)
     distinct = len(set(groups))
     if distinct < k:

@@ -252,8 +252,12 @@ def _row_problem(row, labels: set[str]) -> str | None:
         return row.problem
     if _blank(row.text):
         return "empty text"
+    if marker := tables.missing_marker(row.text):
+        return f"missing text: the cell reads {marker!r}, which is taken as a missing value"
     if _blank(row.target):
         return "missing target"
+    if marker := tables.missing_marker(row.target):
+        return f"missing target: the cell reads {marker!r}, which is taken as a missing value"
     if _blank(row.label):
         return "missing label"
     if row.label not in labels:
@@ -382,11 +386,40 @@ def near_duplicate_targets(targets: pd.Series) -> list[str]:
 # --------------------------------------------------------------------------- splits
 
 
+def text_keys(texts) -> list[str]:
+    """A text as repeats of it are recognised: case and runs of white space ignored."""
+    return [" ".join(str(text).casefold().split()) for text in texts]
+
+
+def text_copies(texts) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct text's first position, and for every row the number of its text in that
+    list (0, 1, ... in order of first appearance). Splits and folds are drawn over the
+    distinct texts and every copy follows its text: a sentence annotated twice must not be
+    trained on and tested on at once, which scores memory as skill."""
+    codes, _ = pd.factorize(pd.Series(text_keys(texts), dtype=object))
+    first = np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())
+    return first, codes
+
+
+def repeated_texts(splits: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """How many rows repeat a text that an earlier row has, and how many test rows have a
+    text that is also in train (a dataset's own splits may share texts; carved ones never do)."""
+    every = pd.concat(list(splits.values()), ignore_index=True)
+    counts = {"repeated_text_rows": int(pd.Series(text_keys(every["text"]), dtype=object).duplicated().sum())}
+    if "train" in splits and "test" in splits:  # cross-validation reads train alone
+        in_train = set(text_keys(splits["train"]["text"]))
+        counts["test_rows_with_a_train_text"] = sum(key in in_train for key in text_keys(splits["test"]["text"]))
+    return counts
+
+
 def _holdout(frame: pd.DataFrame, size: float, method: str, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if method == "stratified":
-        counts = frame["label"].value_counts()
-        stratify = frame["label"] if counts.min() >= 2 else None
-        keep, hold = train_test_split(frame.index, test_size=size, random_state=seed, stratify=stratify)
+        first, codes = text_copies(frame["text"])
+        labels = frame["label"].iloc[first]
+        stratify = labels if labels.value_counts().min() >= 2 else None
+        _, held_texts = train_test_split(np.arange(len(first)), test_size=size, random_state=seed, stratify=stratify)
+        held = np.isin(codes, held_texts)
+        return frame[~held], frame[held]
     else:
         groups = frame["target" if method == "by_target" else "group"].astype(str)
         if groups.nunique() < 2:

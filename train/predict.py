@@ -42,7 +42,7 @@ from train import explain as explanations
 from train import workers
 from train.errors import DataError, ModelError, StanceError
 from train.models import StanceModel
-from train.tables import Table, format_of, separator_hint
+from train.tables import Table, format_of, missing_marker, separator_hint
 
 REJECT_COLUMNS = ["line", "id", "reason", "text"]
 
@@ -199,8 +199,12 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
                     reason = batch.problems.get(i)
                     if reason is None and _blank(texts[i]):
                         reason = "empty text"
+                    if reason is None and (marker := missing_marker(texts[i])):
+                        reason = f"missing text: the cell reads {marker!r}, which is taken as a missing value"
                     if reason is None and needs_target and _blank(targets[i]):
                         reason = "missing target"
+                    if reason is None and needs_target and (marker := missing_marker(targets[i])):
+                        reason = f"missing target: the cell reads {marker!r}, which is taken as a missing value"
                     if reason is None:
                         keep.append(i)
                     else:

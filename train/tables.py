@@ -62,6 +62,18 @@ def separator_hint(columns: list[str], fmt: str) -> str:
     )
 
 
+# Cells that spreadsheets and pandas write for a missing value. A text or target that
+# reads exactly one of these (case and surrounding spaces aside) is taken as missing, not
+# as the word: "NaN" is not a sentence anyone annotated. Labels are left alone, where
+# "None" can be a user's label.
+MISSING_MARKERS = frozenset({"nan", "na", "n/a", "#n/a", "null", "none", "<na>"})
+
+
+def missing_marker(value) -> str | None:
+    """The value, where it is a missing-value marker such as 'NaN' or 'NULL'; else None."""
+    return value.strip() if isinstance(value, str) and value.strip().casefold() in MISSING_MARKERS else None
+
+
 def has_surrogates(value: str) -> bool:
     """Whether decoding with surrogateescape met bytes that are not UTF-8."""
     return _SURROGATE.search(value) is not None

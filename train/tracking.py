@@ -27,7 +27,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from train import modelfile
-from train.data import LoadedData
+from train.data import LoadedData, repeated_texts
 from train.errors import TrackingError
 from train.models import ARTIFACT_KEY, EMBEDDING_PACKAGES, StanceModel
 
@@ -365,6 +365,7 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
         "rows_kept": len(data.rows),
         "rows_rejected": len(data.rejects),
         "splits": {name: len(frame) for name, frame in splits.items()},
+        **repeated_texts(splits),
     }
     mlflow.log_dict(manifest, "data/manifest.json")
     mlflow.log_param("data.digest", data.digest)
@@ -373,6 +374,7 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
     mlflow.log_metrics(
         {"rows_read": data.rows_read, "rows_kept": len(data.rows), "rows_rejected": len(data.rejects)}
         | {f"{name}_rows": len(frame) for name, frame in splits.items()}
+        | repeated_texts(splits)
     )
     if len(data.rejects):
         with tempfile.TemporaryDirectory() as folder:

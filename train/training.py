@@ -18,7 +18,7 @@ from features.base import TARGET, TEXT
 from features.pipeline import build_features
 from train import evaluate, report, tracking
 from train.config import PER_TARGET_STRATEGIES, Config
-from train.data import data_root, load_dataset, near_duplicate_targets, split_dataset
+from train.data import data_root, load_dataset, near_duplicate_targets, repeated_texts, split_dataset
 from train.errors import ConfigError, DataError
 from train.models import (
     StanceModel,
@@ -104,6 +104,13 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
         f"data: {data.rows_read} rows read, {len(data.rows)} kept, {len(data.rejects)} rejected; "
         + ", ".join(f"{name} {len(frame)}" for name, frame in splits.items())
     )
+    repeats = repeated_texts(splits)
+    if repeats["repeated_text_rows"]:
+        log(
+            f"data: {repeats['repeated_text_rows']} rows repeat the text of an earlier row (same words, case and spacing aside); "
+            + (f"{repeats['test_rows_with_a_train_text']} test rows have a text that train has too (the dataset's own splits)"
+               if repeats.get("test_rows_with_a_train_text") else "every copy of a text is in one split")
+        )
     # Where each target gets its own weights or its own split, one target spelt two ways
     # silently becomes two; elsewhere (FNC-1's headlines) spellings are only text.
     if config.model.strategy in PER_TARGET_STRATEGIES or config.split.method == "by_target":

@@ -1,5 +1,6 @@
 import json
 import tomllib
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -8,6 +9,7 @@ from train.config import Config
 from train.data import load_dataset, near_duplicate_targets, split_dataset
 from train.errors import DataError
 
+REPO = Path(__file__).resolve().parents[2]
 HEADER = "id,text,target,label\n"
 GOOD = [
     "a1,The tax is fair,carbon tax,FAVOR",
@@ -253,3 +255,88 @@ def test_target_names_rename_semeval_targets_by_folder_or_by_name(tmp_path):
     rows = load_dataset(Config.from_layers(layers).data, tmp_path).rows
     assert sorted(set(rows["target"])) == ["Abortion", "Religion"]
     assert (rows["group"] == rows["target"]).all()
+
+
+def _sample_with_repeats(tmp_path, repeats: int = 50):
+    """The sample plus ``repeats`` copies of its sentences, without ids, one with its case and spacing changed."""
+    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv")
+    copies = frame.sample(repeats, random_state=1).assign(id="")
+    copies.iloc[0, copies.columns.get_loc("sentence")] = "  " + copies.iloc[0]["sentence"].upper().replace(" ", "   ")
+    path = tmp_path / "repeated.csv"
+    pd.concat([frame, copies], ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def _data_layers(path):
+    sample = tomllib.loads((REPO / "experiments" / "sample.toml").read_text())
+    return {**sample, "data": {**sample["data"], "path": path.name}}
+
+
+def test_every_copy_of_a_text_lands_in_one_split_and_the_repeats_are_counted(tmp_path):
+    from train.data import repeated_texts, text_keys
+
+    config = Config.from_layers(_data_layers(_sample_with_repeats(tmp_path)))
+    data = load_dataset(config.data, tmp_path)
+    splits = split_dataset(data.rows, config.split, config.seed)
+    homes = {}
+    for name, frame in splits.items():
+        for key in text_keys(frame["text"]):
+            homes.setdefault(key, set()).add(name)
+    assert all(len(names) == 1 for names in homes.values())
+    assert sum(len(frame) for frame in splits.values()) == 468
+    assert repeated_texts(splits) == {"repeated_text_rows": 50, "test_rows_with_a_train_text": 0}
+
+
+def test_without_repeats_the_split_is_the_one_drawn_row_by_row(sentences):
+    # Drawing over distinct texts must not move a single row of data that has no repeats,
+    # so earlier runs' splits, and their metrics, stay as they were.
+    from sklearn.model_selection import train_test_split
+
+    from train.data import _holdout
+
+    frame = sentences.assign(split=None)
+    keep, hold = train_test_split(frame.index, test_size=0.25, random_state=3, stratify=frame["label"])
+    kept, held = _holdout(frame, 0.25, "stratified", 3, "test")
+    assert list(kept.index) == sorted(keep) and list(held.index) == sorted(hold)
+
+
+@pytest.mark.parametrize("grouping", ["none", "hashtag"])
+def test_cv_folds_keep_every_copy_of_a_text_in_one_fold(tmp_path, grouping):
+    from train.crossval import folds
+    from train.data import text_keys
+
+    config = Config.from_layers(_data_layers(_sample_with_repeats(tmp_path)))
+    rows = load_dataset(config.data, tmp_path).rows
+    keys = pd.Series(text_keys(rows["text"]))
+    for train_rows, held_rows in folds(rows, 5, grouping, config.seed):
+        assert not set(keys.iloc[train_rows]) & set(keys.iloc[held_rows])
+
+
+def test_a_training_run_reports_its_repeated_texts(tmp_path, tracking, run_cli):
+    import mlflow
+
+    path = _sample_with_repeats(tmp_path)
+    code, out, err = run_cli("train", REPO / "experiments" / "sample.toml", "--data-dir", tmp_path, "--set", f'data.path="{path.name}"', "--set", "features.char=false")
+    assert code == 0, err
+    assert "50 rows repeat the text of an earlier row" in err and "every copy of a text is in one split" in err
+    run_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert run.data.metrics["repeated_text_rows"] == 50 and run.data.metrics["test_rows_with_a_train_text"] == 0
+    manifest = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/data/manifest.json"))
+    assert manifest["repeated_text_rows"] == 50
+
+
+@pytest.mark.parametrize("marker", ["NaN", "nan", " NULL ", "N/A", "None", "<NA>"])
+@pytest.mark.parametrize("column", ["text", "target"])
+def test_a_missing_value_marker_is_a_missing_text_or_target_not_a_word(tmp_path, marker, column):
+    line = f"a9,{marker},carbon tax,FAVOR" if column == "text" else f"a9,Fine idea,{marker},FAVOR"
+    path = write(tmp_path, GOOD + [line])
+    data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+    assert len(data.rows) == 3 and len(data.rejects) == 1
+    assert data.rejects["reason"].iloc[0] == f"missing {column}: the cell reads {marker.strip()!r}, which is taken as a missing value"
+
+
+def test_a_label_that_reads_none_is_still_a_label(tmp_path):
+    path = write(tmp_path, ["a1,The tax is fair,carbon tax,Favor", "a2,The tax is cruel,carbon tax,Against", "a3,The tax starts in May,carbon tax,None"])
+    data = load_dataset(data_config(path, labels=["Favor", "Against", "None"]), tmp_path)
+    assert list(data.rows["label"]) == ["Favor", "Against", "None"]

@@ -492,3 +492,15 @@ def test_majority_aggregation(model_path, tmp_path):
     for name in ("mean", "majority"):
         document = pd.read_csv(tmp_path / f"{name}.csv").query("level == 'document'")
         assert len(document) == 1 and document["label"].iloc[0] in {"FAVOR", "AGAINST", "NONE"}
+
+
+def test_a_missing_value_marker_is_rejected_not_predicted(model_path, tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text(f"id,text,target\n1,The strikes were lawful.,{TARGET}\n2,NaN,{TARGET}\n3,Who fired first?,NULL\n")
+    summary = run(model_path, path, tmp_path / "out.csv")
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (3, 1, 2)
+    rejects = pd.read_csv(tmp_path / "out.rejects.csv")
+    assert list(rejects["reason"]) == [
+        "missing text: the cell reads 'NaN', which is taken as a missing value",
+        "missing target: the cell reads 'NULL', which is taken as a missing value",
+    ]
