@@ -350,15 +350,14 @@ def load_dataset(config: DataConfig, root: Path, bad_rows_fix: str = TRAINING_BA
     data = LoadedData(kept, rejects, files)
     if len(kept) + len(rejects) != data.rows_read:  # pragma: no cover - an invariant, not an input error
         raise AssertionError(f"rows kept {len(kept)} + rejected {len(rejects)} != rows read {data.rows_read}")
+    # One line, as every error: the first rows and their reasons, then how many more.
     shown = rejects.head(5)
-    lines = "\n".join(f"  {r.source}, line {r.line}: {r.reason}" for r in shown.itertuples())
-    more = f"\n  ... and {len(rejects) - len(shown)} more" if len(rejects) > len(shown) else ""
+    lines = "; ".join(f"{r.source}, line {r.line}: {r.reason}" for r in shown.itertuples())
+    more = f"; and {len(rejects) - len(shown)} more" if len(rejects) > len(shown) else ""
     if len(rejects) and config.on_bad_rows == "error":
-        raise DataError(
-            f"{len(rejects)} of {data.rows_read} rows failed validation:\n{lines}{more}\n{bad_rows_fix}"
-        )
+        raise DataError(f"{len(rejects)} of {data.rows_read} rows failed validation: {lines}{more}. {bad_rows_fix}")
     if kept.empty:
-        why = f": all {len(rejects)} rows failed validation:\n{lines}{more}" if len(rejects) else " (the files hold no rows)"
+        why = f": all {len(rejects)} rows failed validation: {lines}{more}." if len(rejects) else " (the files hold no rows)."
         raise DataError(f"No valid rows in {', '.join(f.path for f in files)}{why}")
     return data
 

@@ -167,7 +167,7 @@ def test_a_text_column_without_a_single_value_is_reported_not_a_crash(tmp_path):
     lines = [json.dumps({"text": None, "target": "carbon tax", "label": "FAVOR"})] * 2
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"all 2 rows failed validation:\n.*line 1: empty text"):
+    with pytest.raises(DataError, match=r"all 2 rows failed validation: .*line 1: empty text"):
         load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
 
 
