@@ -246,7 +246,7 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
     name = trained.get("name", "evaluation")
     model_params = trained.get("model", {})
     tags = {
-        "stance.experiment": name, "stance.evaluated_model": model, "stance.model_sha256": loaded.sha256,
+        "stance.experiment": name, "stance.evaluated_model": model, "stance.model_sha256": loaded.file_sha256(),
         "stance.evaluation_data": source, **tracking.git_state(),
     }
     scored = pd.concat([rows[["id", "target", "label"]].reset_index(drop=True), predictions.rename(columns={"label": "predicted"}).reset_index(drop=True)], axis=1)

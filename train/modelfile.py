@@ -117,6 +117,14 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path: str | Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def save(model, path: str | Path) -> str:
     """Write ``model`` to ``path``; returns the file's sha256."""
     # Plain pickle rather than joblib: joblib.load unpickles in pure Python,
@@ -129,35 +137,32 @@ def save(model, path: str | Path) -> str:
 
 
 def load(path: str | Path, expected_sha256: str | None = None, source: str | None = None):
-    """The object in the model file at ``path``, read through the allow-list. See :func:`read`."""
-    return read(path, expected_sha256, source)[0]
-
-
-def read(path: str | Path, expected_sha256: str | None = None, source: str | None = None) -> tuple[object, str]:
-    """The object in the model file at ``path``, read through the allow-list, and the file's sha256.
+    """The object in the model file at ``path``, read through the allow-list.
 
     With ``expected_sha256``, a file whose hash differs is refused before it is
     unpickled. ``source`` names the model in errors (a ``runs:/`` URI rather
-    than the temporary folder it was downloaded to).
+    than the temporary folder it was downloaded to). The file is unpickled straight
+    from disk, as ``pickle.load`` would: reading it into memory first cost as much
+    again on a 14 MB model.
     """
     path = Path(path)
     named = source or str(path)
     try:
-        data = path.read_bytes()
+        if expected_sha256 is not None and (found := file_sha256(path)) != expected_sha256:
+            raise ModelError(
+                f"{named}: the model file's sha256 is {found}, but its run recorded {expected_sha256} when it was logged. "
+                "The file was changed after training; do not use it. Retrain, or load a model whose file matches its run."
+            )
+        with open(path, "rb") as handle:
+            return _AllowListUnpickler(handle).load()
     except OSError as error:
         raise ModelError(f"Cannot read the model file {named}: {error.strerror or error}.") from None
-    found = digest(data)
-    if expected_sha256 is not None and found != expected_sha256:
-        raise ModelError(
-            f"{named}: the model file's sha256 is {found}, but its run recorded {expected_sha256} when it was logged. "
-            "The file was changed after training; do not use it. Retrain, or load a model whose file matches its run."
-        )
-    try:
-        return _AllowListUnpickler(io.BytesIO(data)).load(), found
     except UntrustedModelError as error:
         raise UntrustedModelError(
             f"{named} names {error}, which is not on the list of types a stance model may hold, so it was not loaded "
             "(loading it could run code from the file). Use models written by `stance train` from a source you trust."
         ) from None
+    except ModelError:
+        raise
     except Exception as error:  # a truncated or corrupt file: pickle raises many kinds
         raise ModelError(f"{named} could not be loaded as a stance model: {type(error).__name__}: {error}.") from None

@@ -463,19 +463,14 @@ class StanceModel:
     @staticmethod
     def load(path: str | Path, expected_sha256: str | None = None, source: str | None = None) -> StanceModel:
         """Read a model file through :mod:`train.modelfile`'s allow-list: a file that names any
-        other type is refused before its code runs. See :func:`train.modelfile.read`."""
-        return StanceModel.read(path, expected_sha256, source)[0]
-
-    @staticmethod
-    def read(path: str | Path, expected_sha256: str | None = None, source: str | None = None) -> tuple[StanceModel, str]:
-        """The model and its file's sha256."""
+        other type is refused before its code runs. See :func:`train.modelfile.load`."""
         path = Path(path)
         if not path.exists():
             raise ModelError(f"No model at {source or path}; expected a file written by `stance train` (model.pkl).")
-        model, sha256 = modelfile.read(path, expected_sha256, source)
+        model = modelfile.load(path, expected_sha256, source)
         if not isinstance(model, StanceModel):
             raise ModelError(f"{source or path} holds a {type(model).__name__}, not a stance model written by `stance train`.")
-        return model, sha256
+        return model
 
 
 def needs_target(config) -> bool:

@@ -39,7 +39,7 @@ import pandas as pd
 
 from train import documents as docs
 from train import explain as explanations
-from train import workers
+from train import modelfile, workers
 from train.errors import DataError, ModelError, StanceError
 from train.models import StanceModel
 from train.tables import Table, format_of, missing_marker, separator_hint
@@ -104,7 +104,18 @@ def _rate(value: float) -> str:
 @dataclass(frozen=True)
 class LoadedModel:
     model: StanceModel
-    sha256: str  # of the model file: what evaluation runs record and --resume compares
+    path: Path | None  # the local file; None for a model fetched from the store, whose copy is gone
+    sha256: str | None  # of a fetched model's file, as checked; local files are not hashed to load
+
+    def file_sha256(self) -> str:
+        return self.sha256 or modelfile.file_sha256(self.path)
+
+    def identity(self) -> str:
+        """What --resume compares: a fetched file's hash, or a local file's path, size and time."""
+        if self.path is None:
+            return self.file_sha256()
+        stat = self.path.stat()
+        return hashlib.sha256(f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
 
 
 def load_model(uri: str) -> LoadedModel:
@@ -118,13 +129,14 @@ def load_model(uri: str) -> LoadedModel:
         from train import tracking
 
         with tracking.fetched_model(uri) as fetched:
-            model, sha256 = StanceModel.read(_model_file(fetched.folder, uri), fetched.expected_sha256, uri)
-        return LoadedModel(model, sha256)
+            path = _model_file(fetched.folder, uri)
+            sha256 = fetched.expected_sha256 or modelfile.file_sha256(path)
+            return LoadedModel(StanceModel.load(path, fetched.expected_sha256, uri), None, sha256)
     path = Path(uri)
     if not path.exists():
         raise ModelError(f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
-    model, sha256 = StanceModel.read(_model_file(path, uri))
-    return LoadedModel(model, sha256)
+    path = _model_file(path, uri)
+    return LoadedModel(StanceModel.load(path), path, None)
 
 
 def _model_file(folder: Path, uri: str) -> Path:
@@ -409,7 +421,7 @@ def _join_parts(files: list[Path], destination, fmt: str, header: bool = True) -
             shutil.copyfileobj(handle, destination)
 
 
-def _fingerprint(source: str, files: list[Path], model_sha256: str, options: PredictOptions, fmt: str) -> dict:
+def _fingerprint(source: str, files: list[Path], model_identity: str, options: PredictOptions, fmt: str) -> dict:
     """What must not change between an interrupted run and its resumption: the input
     files (every document of a folder), the model and the settings."""
     settings = {k: v for k, v in asdict(options).items() if k not in ("jobs", "resume", "progress", "rejects")}
@@ -417,7 +429,7 @@ def _fingerprint(source: str, files: list[Path], model_sha256: str, options: Pre
     return {
         "input": str(Path(source).resolve()),
         "input_files": hashlib.sha256("\n".join(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats).encode()).hexdigest(),
-        "model": model_sha256,
+        "model": model_identity,
         "output_format": fmt,
         "settings": settings,
     }
@@ -479,7 +491,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
 
     # Parts of a stdout run cannot be resumed, so they live in a private temporary folder.
     work = Path(output + ".parts") if not to_stdout else Path(tempfile.mkdtemp(prefix="stance-predict-")) / "parts"
-    fingerprint = _fingerprint(source, input_files, loaded.sha256, options, fmt) if not (to_stdout or source == "-") else None
+    fingerprint = _fingerprint(source, input_files, loaded.identity(), options, fmt) if not (to_stdout or source == "-") else None
     done = _prepare_parts(work, fingerprint, options.resume)
     jobs = options.jobs or os.cpu_count() or 1
     summary = PredictSummary()

@@ -580,7 +580,7 @@ def _check_logged_model_file(model_id: str, run) -> None:
     """A registered model is trusted by whoever loads it from the registry, so its file must be
     the one its run logged (the recorded sha256) and hold only allowed types."""
     with fetched_model(f"models:/{model_id}") as fetched:
-        StanceModel.read(fetched.folder / "artifacts" / "model.pkl", run.data.tags.get(MODEL_SHA256_TAG), f"the model of run {run.info.run_id}")
+        StanceModel.load(fetched.folder / "artifacts" / "model.pkl", run.data.tags.get(MODEL_SHA256_TAG), f"the model of run {run.info.run_id}")
 
 
 def run_info(run_id: str) -> dict:

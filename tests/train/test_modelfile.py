@@ -77,8 +77,8 @@ def test_a_real_model_round_trips_through_the_allow_list(tmp_path, sentences):
         config = Config.from_layers({"name": "t", "data": {"path": "x.csv", "labels": ["FAVOR", "AGAINST", "NONE"]}, "model": {"classifier": classifier, "strategy": "per_target", "min_target_rows": 4}})
         model = fit_stance_model(config, sentences)
         sha256 = modelfile.save(model, tmp_path / f"{classifier}.pkl")
-        loaded, found = StanceModel.read(tmp_path / f"{classifier}.pkl")
-        assert found == sha256
+        assert modelfile.file_sha256(tmp_path / f"{classifier}.pkl") == sha256
+        loaded = StanceModel.load(tmp_path / f"{classifier}.pkl", expected_sha256=sha256)
         assert loaded.predict(sentences).equals(model.predict(sentences))
 
 
