@@ -113,6 +113,16 @@ class _AllowListUnpickler(pickle.Unpickler):
         return found
 
 
+def find(path: Path, uri: str) -> Path:
+    """``model.pkl`` itself, or where a model folder (a logged MLflow model) keeps it."""
+    if path.is_file():
+        return path
+    for candidate in (path / "model.pkl", path / "artifacts" / "model.pkl"):
+        if candidate.is_file():
+            return candidate
+    raise ModelError(f"{uri} is not a stance model: no model.pkl in {path}. Models logged by `stance train` have one.")
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -129,24 +129,14 @@ def load_model(uri: str) -> LoadedModel:
         from train import tracking
 
         with tracking.fetched_model(uri) as fetched:
-            path = _model_file(fetched.folder, uri)
+            path = modelfile.find(fetched.path, uri)
             sha256 = fetched.expected_sha256 or modelfile.file_sha256(path)
             return LoadedModel(StanceModel.load(path, fetched.expected_sha256, uri), None, sha256)
     path = Path(uri)
     if not path.exists():
         raise ModelError(f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
-    path = _model_file(path, uri)
+    path = modelfile.find(path, uri)
     return LoadedModel(StanceModel.load(path), path, None)
-
-
-def _model_file(folder: Path, uri: str) -> Path:
-    """``model.pkl`` itself, or where a model folder (a logged MLflow model) keeps it."""
-    if folder.is_file():
-        return folder
-    for candidate in (folder / "model.pkl", folder / "artifacts" / "model.pkl"):
-        if candidate.is_file():
-            return candidate
-    raise ModelError(f"{uri} is not a stance model: no model.pkl in {folder}. Models logged by `stance train` have one.")
 
 
 # --------------------------------------------------------------------------- input

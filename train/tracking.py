@@ -482,17 +482,25 @@ def log_report(reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: p
 MODEL_SHA256_TAG = "stance.model_file_sha256"
 
 
+# Where a stance model keeps its file inside a logged MLflow model (ARTIFACT_KEY's artifact).
+MODEL_FILE_IN_LOGGED_MODEL = "artifacts/model.pkl"
+
+
 @dataclass(frozen=True)
 class FetchedModel:
-    folder: Path  # removed when the ``fetched_model`` block ends
+    path: Path  # the model file, or for a URI that names something else, what it names; removed afterwards
     run_id: str | None  # the run that logged it
     expected_sha256: str | None  # None: the run predates recorded hashes
 
 
 @contextmanager
 def fetched_model(uri: str):
-    """Download a ``runs:/`` or ``models:/`` model to a temporary folder, removed afterwards,
-    with the sha256 its run recorded for the model file."""
+    """Download a ``runs:/`` or ``models:/`` model's file to a temporary folder, removed
+    afterwards, with the sha256 its run recorded for that file.
+
+    Only the model file is fetched, not the logged model's copy of the code, lock file
+    and environment files, which prediction does not read: 1.8 MB less to copy per load.
+    """
     from mlflow.exceptions import MlflowException
 
     from train.errors import ModelError
@@ -503,10 +511,13 @@ def fetched_model(uri: str):
         try:
             run_id = _source_run_id(uri)
             expected = mlflow.MlflowClient().get_run(run_id).data.tags.get(MODEL_SHA256_TAG) if run_id else None
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder))
+            try:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/{MODEL_FILE_IN_LOGGED_MODEL}", dst_path=folder)
+            except MlflowException:  # a URI that names the file itself, or a folder laid out otherwise
+                local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
         except MlflowException as error:
             raise ModelError(f"Cannot fetch {uri} from {mlflow.get_tracking_uri()}: {error.message}") from None
-        yield FetchedModel(local, run_id, expected)
+        yield FetchedModel(Path(local), run_id, expected)
 
 
 def _source_run_id(uri: str) -> str | None:
@@ -580,7 +591,8 @@ def _check_logged_model_file(model_id: str, run) -> None:
     """A registered model is trusted by whoever loads it from the registry, so its file must be
     the one its run logged (the recorded sha256) and hold only allowed types."""
     with fetched_model(f"models:/{model_id}") as fetched:
-        StanceModel.load(fetched.folder / "artifacts" / "model.pkl", run.data.tags.get(MODEL_SHA256_TAG), f"the model of run {run.info.run_id}")
+        named = f"the model of run {run.info.run_id}"
+        StanceModel.load(modelfile.find(fetched.path, named), run.data.tags.get(MODEL_SHA256_TAG), named)
 
 
 def run_info(run_id: str) -> dict:
