@@ -893,7 +893,7 @@ def mlp(experiment: Path, grouping: str, cache: Path) -> None:
     from sklearn.neural_network import MLPClassifier
 
     from train.evaluate import compute_metrics
-    from train.models import CLASSIFIERS
+    from train.classifiers import CLASSIFIERS
     from train.runs import paired_bootstrap
 
     # Registered for this process only: the library offers no MLP, since none earned its place.

@@ -3,7 +3,7 @@
 from features.embeddings import SentenceEmbeddings
 from features.lexicon import SentimentLexicon
 from features.ngrams import CharNgrams, TargetNgrams, WordNgrams
-from features.pipeline import FEATURE_STEPS, build_features
+from features.pipeline import FEATURE_STEPS, build_features, register_step
 from features.style import StyleFeatures
 from features.target import TargetRelatedness, TargetSpecificCopies
 from features.text import Tokenizer
@@ -20,4 +20,5 @@ __all__ = [
     "Tokenizer",
     "WordNgrams",
     "build_features",
+    "register_step",
 ]

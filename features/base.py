@@ -40,6 +40,13 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(uniques, dtype=object), codes
 
 
+def reads_target(step) -> bool:
+    """Whether a feature step reads the ``target`` column, so that a model using it needs a target
+    for every row it predicts. A step says so with a ``reads_target()`` method; without one, it does not."""
+    method = getattr(step, "reads_target", None)
+    return bool(method()) if callable(method) else False
+
+
 class RawTextInput:
     """Mixin declaring that an estimator reads a DataFrame of raw text, not a numeric array."""
 

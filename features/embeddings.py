@@ -263,6 +263,9 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         self.pooling = pooling
         self.split_hashtags = split_hashtags
 
+    def reads_target(self) -> bool:
+        return bool(self.target_product or self.target_cosine)
+
     def fit(self, X, y=None):
         if not (self.text or self.target_product or self.target_cosine):
             raise ValueError("SentenceEmbeddings has every part switched off; set text, target_product or target_cosine to true.")

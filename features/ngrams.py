@@ -86,6 +86,9 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
         # Plain n-grams; a FeatureUnion prefixes them with the step name ("word__no war").
         return np.asarray(self.counter_.get_feature_names_out(), dtype=object)
 
+    def reads_target(self) -> bool:
+        return self.column == TARGET
+
     def _check_params(self):
         low, high = self.ngram_range
         if not 1 <= low <= high:
@@ -172,6 +175,10 @@ class WordNgrams(_TfidfNgrams):
         tokenizer = Tokenizer(kind=self.tokenizer, negation=self.negation, stemmer=self.stemmer, split_hashtags=self.split_hashtags)
         cues = frozenset(self.target_cues_) if self.cross_target_words else None
         return NgramAnalyzer(tokenizer, tuple(self.ngram_range), prefix_target=self.by_target, target_cues=cues)
+
+    def reads_target(self) -> bool:
+        # Crossed with the target (target_conditioned) or with its cue words (target_cues).
+        return bool(self.by_target or self.cross_target_words) or super().reads_target()
 
     def fit(self, X, y=None):
         if self.cross_target_words:

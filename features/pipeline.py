@@ -31,6 +31,29 @@ STEP_DEFAULTS = {
 }
 
 
+def register_step(name: str, cls: type, defaults: dict | None = None) -> None:
+    """Make ``cls`` available as the feature step ``[features.NAME]`` (and ``NAME__param`` overrides).
+
+    ``cls`` is a scikit-learn transformer over a DataFrame of ``text`` and ``target``;
+    ``defaults`` are parameters that this step name gives it unless the experiment
+    says otherwise. A step that reads the ``target`` column says so with a
+    ``reads_target()`` method returning True, so that its models ask for a target.
+
+    Examples
+    --------
+    >>> from features.style import StyleFeatures
+    >>> register_step("style_example", StyleFeatures)
+    >>> [name for name, _ in build_features({"style_example": {}}).transformer_list]
+    ['style_example']
+    >>> del FEATURE_STEPS["style_example"]
+    """
+    if not (isinstance(cls, type) and hasattr(cls, "fit") and hasattr(cls, "transform")):
+        raise TypeError(f"register_step expects a transformer class with fit and transform; found {cls!r}.")
+    FEATURE_STEPS[name] = cls
+    if defaults:
+        STEP_DEFAULTS[name] = dict(defaults)
+
+
 def build_features(steps: dict[str, dict], n_jobs: int | None = None) -> FeatureUnion:
     """Build a ``FeatureUnion`` from ``{step_name: {param: value}}``.
 

@@ -47,6 +47,9 @@ class TargetRelatedness(DenseFeatures):
         self.stemmer = stemmer
         self.bins = bins
 
+    def reads_target(self) -> bool:
+        return True
+
     def _prepare(self, X):
         self.tokenizer_ = Tokenizer(kind="regex", stemmer=self.stemmer)
         texts = np.unique(text_column(X, TEXT, "TargetRelatedness"))

@@ -42,6 +42,13 @@ UNSEEN_TARGETS_GET = {
 }
 RECORD_FIELDS = ("text", "target", "label", "id", "weight", "split")
 
+# The labels of the public datasets' loaders, in output order.
+PUBLIC_LABELS = {
+    "semeval2016": ("FAVOR", "AGAINST", "NONE"),
+    "fnc1": ("agree", "disagree", "discuss", "unrelated"),
+    "argq": ("PRO", "CON"),
+}
+
 # The embedded defaults. Every experiment file is merged onto these.
 DEFAULTS: dict[str, Any] = {
     "name": "experiment",
@@ -193,7 +200,9 @@ class ModelConfig(_Section):
     clf: Mapping = _f(Mapping)
 
     def __post_init__(self):
-        from train.models import CLASSIFIERS
+        # Imported here, not at the top: they import scikit-learn (2 s), which `stance --help`
+        # and the CLI's argument errors, importing this module for GROUPINGS, should not pay.
+        from train.classifiers import CLASSIFIERS
 
         _choice("model.strategy", self.strategy, STRATEGIES)
         _choice("model.classifier", self.classifier, sorted(CLASSIFIERS))
@@ -246,7 +255,8 @@ class Config(_Section):
         return config
 
     def __post_init__(self):
-        from features.pipeline import FEATURE_STEPS, STEP_DEFAULTS
+        from features.pipeline import FEATURE_STEPS, STEP_DEFAULTS  # lazily, as in ModelConfig
+        from train.metrics import metric_names
 
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1 (numpy's range), found {self.seed}.")
@@ -262,8 +272,6 @@ class Config(_Section):
 
             if problem := missing_extra():
                 raise ConfigError(f"features.embeddings: {problem}")
-        from train.evaluate import metric_names
-
         _check_search(self.search)
         unknown = [label for label in self.model.label_weights if label not in self.labels]
         if unknown:
@@ -274,8 +282,6 @@ class Config(_Section):
 
     @property
     def labels(self) -> tuple[str, ...]:
-        from train.data import labels_for
-
         return labels_for(self.data)
 
     @classmethod
@@ -399,3 +405,8 @@ def _apply_override(merged: dict, override: str):
             raise ConfigError(f"Override {key!r}: {part!r} is not a section.")
         node = child
     node[path[-1]] = value
+
+
+def labels_for(config: DataConfig) -> tuple[str, ...]:
+    """The experiment's labels: ``data.labels``, else those of its public dataset."""
+    return tuple(config.labels) or PUBLIC_LABELS[config.format]

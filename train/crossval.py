@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
-from train import evaluate, tracking, workers
+from train import tracking, workers
 from train.config import GROUPINGS, Config
 from train.data import data_root, load_dataset, split_dataset, text_copies
 from train.errors import ConfigError, DataError
+from train.metrics import compute_metrics
 from train.models import check_parameters
 
 HASHTAG = re.compile(r"#\w+")
@@ -104,7 +105,7 @@ def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = 
 
     def record(number, train_rows, held_out_rows, predicted, seconds):
         out_of_fold[held_out_rows] = predicted
-        per_fold.append(evaluate.compute_metrics(frame["label"].iloc[held_out_rows], predicted, config.labels))
+        per_fold.append(compute_metrics(frame["label"].iloc[held_out_rows], predicted, config.labels))
         if log:  # folds of a large dataset take minutes each
             name = config.headline_metric
             log(f"fold {number}/{k}: {name} {per_fold[-1][name]:.4f}, {len(train_rows)} rows fitted, {seconds:.1f}s")
@@ -195,7 +196,7 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
         tracking.log_data(data, {"train": frame}, root)
         per_fold, out_of_fold = cross_validate(config, frame, k, grouping, log, jobs)
         predictions = results["predictions"] = pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": out_of_fold})
-        pooled = evaluate.compute_metrics(frame["label"], out_of_fold, config.labels, frame["target"])
+        pooled = compute_metrics(frame["label"], out_of_fold, config.labels, frame["target"])
         metrics = {f"cv_{name}": value for name, value in summarise(per_fold).items()}
         metrics |= {f"oof_{name}": value for name, value in pooled.items()}
         metrics["cv_seconds"] = time.perf_counter() - started

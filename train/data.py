@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from train import tables
-from train.config import DataConfig, SplitConfig
+from train.config import DataConfig, SplitConfig, labels_for
 from train.errors import DataError
 
 SPLITS = ("train", "valid", "test")
@@ -41,20 +41,11 @@ SEMEVAL_TARGETS = {
     "feminist": "Feminist Movement",
     "hillary": "Hillary Clinton",
 }
-PUBLIC_LABELS = {
-    "semeval2016": ("FAVOR", "AGAINST", "NONE"),
-    "fnc1": ("agree", "disagree", "discuss", "unrelated"),
-    "argq": ("PRO", "CON"),
-}
 
 
 def data_root(cli_value: str | None = None) -> Path:
     """The folder experiment paths are relative to: ``--data-dir``, else ``$STANCE_DATA_DIR``, else ``./data``."""
     return Path(cli_value or os.environ.get("STANCE_DATA_DIR") or "data")
-
-
-def labels_for(config: DataConfig) -> tuple[str, ...]:
-    return tuple(config.labels) or PUBLIC_LABELS[config.format]
 
 
 @dataclass

@@ -1,137 +1,22 @@
-"""Metrics for stance (accuracy, macro-F1, per-class and per-target scores, SemEval F_avg, FNC-1 score),
-and `stance evaluate`: a saved model scored on labelled rows."""
+"""`stance evaluate`: a saved model scored on labelled rows it has not been trained on."""
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    ConfusionMatrixDisplay,
-    accuracy_score,
-    classification_report,
-    f1_score,
-    precision_recall_fscore_support,
-)
 
-FNC_LABELS = {"agree", "disagree", "discuss", "unrelated"}
-# Per-target metrics are logged one by one only for a handful of targets; with
-# many (FNC-1 has 1,600 headlines) they go to a per-target table instead.
-MAX_TARGET_METRICS = 30
-
-
-def metric_names(labels) -> list[str]:
-    """Headline metrics that make sense for a label set."""
-    names = ["accuracy", "macro_f1"]
-    upper = {label.upper() for label in labels}
-    if {"FAVOR", "AGAINST"} <= upper:
-        names.append("f_avg")
-    if set(labels) == FNC_LABELS:
-        names.append("fnc_score")
-    return names
-
-
-def safe_name(text: str) -> str:
-    """A metric-name-safe version of a label or target."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_")
-
-
-def f_avg(y_true, y_pred, labels) -> float:
-    """SemEval-2016 Task 6: mean F1 of FAVOR and AGAINST over pooled predictions."""
-    by_upper = {label.upper(): label for label in labels}
-    favor_against = [by_upper["FAVOR"], by_upper["AGAINST"]]
-    return float(np.mean(f1_score(y_true, y_pred, labels=favor_against, average=None, zero_division=0)))
-
-
-def fnc_score(y_true, y_pred) -> float:
-    """FNC-1 relative score: 0.25 per pair judged related/unrelated correctly, a further 0.75
-    per related pair given its exact label, divided by the score of a perfect submission."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    true_related, pred_related = y_true != "unrelated", y_pred != "unrelated"
-    score = 0.25 * np.sum(true_related == pred_related) + 0.75 * np.sum(true_related & (y_true == y_pred))
-    best = 0.25 * len(y_true) + 0.75 * np.sum(true_related)
-    return float(score / best) if best else 0.0
-
-
-def labels_present(labels, y_true, y_pred) -> list[str]:
-    """The declared labels that some row carries or some prediction gives, in declared order.
-
-    A label with neither has no F1 to speak of: counting it as 0 would cut the macro-F1 of a
-    batch annotated FAVOR and AGAINST only by a third. scikit-learn's own default averages
-    over the same labels."""
-    seen = set(y_true) | set(y_pred)
-    return [label for label in labels if label in seen]
-
-
-def compute_metrics(y_true, y_pred, labels, targets=None) -> dict[str, float]:
-    """Every metric for one split, unprefixed: ``accuracy``, ``macro_f1``, ``f1_FAVOR``, ``macro_f1_target_X``…
-
-    ``macro_f1`` averages over :func:`labels_present`; per-label figures are given for
-    every declared label (0 for one that is absent)."""
-    labels = list(labels)
-    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
-    metrics = {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels_present(labels, y_true, y_pred) or labels, average="macro", zero_division=0)),
-    }
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    for i, label in enumerate(labels):
-        name = safe_name(label)
-        metrics[f"precision_{name}"] = float(precision[i])
-        metrics[f"recall_{name}"] = float(recall[i])
-        metrics[f"f1_{name}"] = float(f1[i])
-    if "f_avg" in metric_names(labels):
-        metrics["f_avg"] = f_avg(y_true, y_pred, labels)
-    if "fnc_score" in metric_names(labels):
-        metrics["fnc_score"] = fnc_score(y_true, y_pred)
-    if targets is not None and len(set(targets)) <= MAX_TARGET_METRICS:
-        table = per_target_table(y_true, y_pred, targets)
-        for target, score in zip(table["target"], table["macro_f1"]):
-            metrics[f"macro_f1_target_{safe_name(target)[:200]}"] = score
-    return metrics
-
-
-def per_target_table(y_true, y_pred, targets) -> pd.DataFrame:
-    """Rows, accuracy and macro-F1 (over the labels present) for each target."""
-    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
-    targets = np.asarray(targets, dtype=object)
-    rows = []
-    for target in sorted(set(targets)):
-        mask = targets == target
-        present = sorted(set(y_true[mask]) | set(y_pred[mask]))
-        rows.append(
-            {
-                "target": target,
-                "rows": int(mask.sum()),
-                "accuracy": float(np.mean(y_true[mask] == y_pred[mask])),
-                "macro_f1": float(f1_score(y_true[mask], y_pred[mask], labels=present, average="macro", zero_division=0)),
-            }
-        )
-    return pd.DataFrame(rows, columns=["target", "rows", "accuracy", "macro_f1"])
-
-
-def report_text(y_true, y_pred, labels) -> str:
-    """scikit-learn's classification report over :func:`labels_present`, so that its macro
-    average is the logged ``macro_f1``."""
-    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
-    return classification_report(y_true, y_pred, labels=labels_present(labels, y_true, y_pred) or list(labels), digits=4, zero_division=0)
-
-
-def confusion_figure(y_true, y_pred, labels, title: str):
-    figure, axis = plt.subplots(figsize=(1.2 * len(labels) + 3, 1.2 * len(labels) + 2.5))
-    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(labels), ax=axis, colorbar=False, cmap="Blues")
-    axis.set_title(title)
-    figure.tight_layout()
-    return figure
-
+from train import tracking
+from train.config import Config, DataConfig
+from train.data import data_root, load_dataset, split_dataset
+from train.errors import ConfigError, DataError
+from train.metrics import bootstrap_interval, compute_metrics, labels_present, metric_names, per_target_table, report_text
+from train.predict import load_model
+from train.report import confusion_figure
+from train.tables import Table, format_of, separator_hint
 
 # --------------------------------------------------------------------------- `stance evaluate`
 
@@ -165,8 +50,6 @@ class LabelledInput:
 
 def _check_options(source: str, columns: LabelledInput, split: str | None, data_dir: str | None) -> None:
     """Refuse options where they would be ignored, rather than ignore them."""
-    from train.errors import ConfigError
-
     if source.endswith(".toml"):
         flags = {"--text-column": "text_column", "--target-column": "target_column", "--label-column": "label_column", "--id-column": "id_column",
                  "--target": "target", "--input-format": "input_format", "--on-bad-rows": "on_bad_rows"}
@@ -192,12 +75,6 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
     does and whose ``split`` (default ``test``) is scored. Every row is validated as training rows are: a bad row
     stops the evaluation, or with ``on_bad_rows = "quarantine"`` goes to the run's rejects file.
     """
-    from train import report, tracking
-    from train.config import Config
-    from train.data import data_root, load_dataset, split_dataset
-    from train.errors import ConfigError
-    from train.predict import load_model
-
     _check_options(source, columns, split, data_dir)
     tracking.configure()  # a store that cannot be opened stops the command before the rows are scored
     is_experiment = source.endswith(".toml")
@@ -239,7 +116,7 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
     headline = trained.get("headline_metric", "macro_f1")
     if headline not in metric_names(labels):
         headline = "macro_f1"
-    low, high = report.bootstrap_interval(rows["label"], predicted, labels, headline, int(trained.get("seed", 0)))
+    low, high = bootstrap_interval(rows["label"], predicted, labels, headline, int(trained.get("seed", 0)))
     metrics |= {f"eval_{headline}_ci_low": low, f"eval_{headline}_ci_high": high}
     text = report_text(rows["label"], predicted, labels)
 
@@ -271,10 +148,6 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
 
 def _table_config(source: str, columns: LabelledInput, labels: tuple[str, ...], needs_target: bool):
     """A data config for a labelled table, after checking its columns so that a missing one is named with its option."""
-    from train.config import DataConfig
-    from train.errors import DataError
-    from train.tables import Table, format_of, separator_hint
-
     if not Path(source).is_file():
         raise DataError(f"{source} is not a file; expected a labelled table (.csv, .tsv, .jsonl, .parquet) or an experiment file (.toml).")
     fmt = format_of(source, columns.input_format)

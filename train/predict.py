@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.embeddings import missing_extra
 from train import documents as docs
 from train import explain as explanations
 from train import modelfile, workers
@@ -131,12 +132,17 @@ def load_model(uri: str) -> LoadedModel:
         with tracking.fetched_model(uri) as fetched:
             path = modelfile.find(fetched.path, uri)
             sha256 = fetched.expected_sha256 or modelfile.file_sha256(path)
-            return LoadedModel(StanceModel.load(path, fetched.expected_sha256, uri), None, sha256)
-    path = Path(uri)
-    if not path.exists():
-        raise ModelError(f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
-    path = modelfile.find(path, uri)
-    return LoadedModel(StanceModel.load(path), path, None)
+            loaded = LoadedModel(StanceModel.load(path, fetched.expected_sha256, uri), None, sha256)
+    else:
+        path = Path(uri)
+        if not path.exists():
+            raise ModelError(f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
+        path = modelfile.find(path, uri)
+        loaded = LoadedModel(StanceModel.load(path), path, None)
+    # A step whose optional packages are missing would fail in every worker, with a traceback each.
+    if "embeddings" in loaded.model.config.get("features", {}) and (problem := missing_extra()):
+        raise ModelError(f"{uri} uses the embeddings feature step: {problem}")
+    return loaded
 
 
 # --------------------------------------------------------------------------- input

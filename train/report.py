@@ -4,50 +4,19 @@ facts gathered during training."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import matplotlib
 
-from train.config import PER_TARGET_STRATEGIES, UNSEEN_TARGETS_GET
-from train.evaluate import FNC_LABELS, safe_name
-from train.models import pipelines
+matplotlib.use("Agg")  # no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-BOOTSTRAP_SAMPLES = 1000
+from train.config import PER_TARGET_STRATEGIES, UNSEEN_TARGETS_GET  # noqa: E402
+from train.metrics import BOOTSTRAP_SAMPLES, FNC_LABELS, safe_name  # noqa: E402
+from train.models import pipelines  # noqa: E402
+
 MISCLASSIFIED_ROWS = 500
-
-
-def headline_value(codes_true: np.ndarray, codes_pred: np.ndarray, labels: tuple[str, ...], metric: str) -> float:
-    """One metric from integer-coded labels, fast enough to repeat a thousand times."""
-    k = len(labels)
-    confusion = np.bincount(codes_true * k + codes_pred, minlength=k * k).reshape(k, k)
-    if metric == "accuracy":
-        return float(np.trace(confusion) / confusion.sum())
-    if metric == "fnc_score":
-        unrelated = labels.index("unrelated")
-        true_related, pred_related = codes_true != unrelated, codes_pred != unrelated
-        score = 0.25 * np.sum(true_related == pred_related) + 0.75 * np.sum(true_related & (codes_true == codes_pred))
-        return float(score / (0.25 * len(codes_true) + 0.75 * np.sum(true_related)))
-    tp = np.diag(confusion).astype(float)
-    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)
-    f1 = np.divide(2 * tp, denominator, out=np.zeros(k), where=denominator > 0)
-    if metric == "f_avg":
-        upper = [label.upper() for label in labels]
-        return float((f1[upper.index("FAVOR")] + f1[upper.index("AGAINST")]) / 2)
-    present = denominator > 0  # as evaluate.labels_present: a label no row carries and none is predicted has no F1
-    return float(f1[present].mean()) if present.any() else 0.0  # macro_f1
-
-
-def bootstrap_interval(y_true, y_pred, labels, metric: str, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
-    """95 % percentile interval of ``metric`` over rows resampled with replacement."""
-    index = {label: i for i, label in enumerate(labels)}
-    codes_true = np.array([index[v] for v in y_true])
-    codes_pred = np.array([index[v] for v in y_pred])
-    rng = np.random.default_rng(seed)
-    values = [
-        headline_value(codes_true[rows], codes_pred[rows], tuple(labels), metric)
-        for rows in (rng.integers(0, len(codes_true), len(codes_true)) for _ in range(samples))
-    ]
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def calibration(y_true, proba: np.ndarray, labels, bins: int = 10) -> tuple[float, pd.DataFrame]:
@@ -67,9 +36,15 @@ def calibration(y_true, proba: np.ndarray, labels, bins: int = 10) -> tuple[floa
     return ece, table
 
 
-def reliability_figure(table: pd.DataFrame, ece: float, title: str):
-    import matplotlib.pyplot as plt
+def confusion_figure(y_true, y_pred, labels, title: str):
+    figure, axis = plt.subplots(figsize=(1.2 * len(labels) + 3, 1.2 * len(labels) + 2.5))
+    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(labels), ax=axis, colorbar=False, cmap="Blues")
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure
 
+
+def reliability_figure(table: pd.DataFrame, ece: float, title: str):
     figure, axis = plt.subplots(figsize=(4.5, 4.5))
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     axis.plot(table["confidence"], table["accuracy"], marker="o")

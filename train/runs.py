@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from train import tracking
 from train.config import Config
 from train.data import data_root, load_dataset
 from train.errors import DataError, StanceError
-from train.report import BOOTSTRAP_SAMPLES, headline_value
+from train.metrics import paired_bootstrap
 
 KEY_PARAMS = ("model.strategy", "model.classifier")
 
@@ -171,25 +170,6 @@ class Comparison:
     params: pd.DataFrame  # param x run, only those that differ
     metrics: pd.DataFrame  # metric x run, only those that differ
     test: dict | None  # the paired bootstrap, for two runs on the same test rows
-
-
-def paired_bootstrap(truth, first, second, labels, metric: str, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> dict:
-    """Resample test rows with replacement, score both runs on the same rows, and read the
-    difference (second - first): its 95 % interval and a two-sided p-value for "no difference"."""
-    index = {label: i for i, label in enumerate(labels)}
-    t = np.array([index[v] for v in truth])
-    a = np.array([index[v] for v in first])
-    b = np.array([index[v] for v in second])
-    observed = headline_value(t, b, labels, metric) - headline_value(t, a, labels, metric)
-    rng = np.random.default_rng(seed)
-    differences = np.empty(samples)
-    for i in range(samples):
-        rows = rng.integers(0, len(t), len(t))
-        differences[i] = headline_value(t[rows], b[rows], labels, metric) - headline_value(t[rows], a[rows], labels, metric)
-    low, high = np.percentile(differences, [2.5, 97.5])
-    # Share of resamples on the other side of zero, doubled: how often chance alone flips the sign.
-    p_value = min(1.0, 2 * min(np.mean(differences <= 0), np.mean(differences >= 0)))
-    return {"metric": metric, "difference": float(observed), "low": float(low), "high": float(high), "p_value": float(p_value), "samples": samples}
 
 
 def compare_runs(run_ids: list[str]) -> Comparison:

@@ -15,10 +15,11 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from train import crossval, evaluate, tracking
+from train import crossval, tracking
 from train.config import Config
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError
+from train.metrics import compute_metrics, metric_names
 from train.models import check_parameters, runtime_versions
 from train.training import fit_stance_model
 
@@ -64,7 +65,7 @@ def _score(config: Config, splits: dict, cv: int | None, group_by: str | None = 
     if not cv:
         model = fit_stance_model(config, splits["train"])
         frame = splits["valid"]
-        return evaluate.compute_metrics(frame["label"], model.predict(frame)["label"], config.labels)
+        return compute_metrics(frame["label"], model.predict(frame)["label"], config.labels)
     grouping = group_by or crossval.default_grouping(config)
     per_fold, _ = crossval.cross_validate(config, splits["train"], cv, grouping, jobs=jobs)
     return crossval.summarise(per_fold)
@@ -106,8 +107,8 @@ def run_search(
     if not space:
         raise ConfigError(f"{experiment} declares no search space; add e.g. [search.space] clf__C = {{ low = 0.01, high = 100, log = true }}.")
     metric = base.search["metric"] or base.headline_metric
-    if metric not in evaluate.metric_names(base.labels):
-        raise ConfigError(f"search.metric {metric!r} does not apply to labels {list(base.labels)}; choose one of {evaluate.metric_names(base.labels)}.")
+    if metric not in metric_names(base.labels):
+        raise ConfigError(f"search.metric {metric!r} does not apply to labels {list(base.labels)}; choose one of {metric_names(base.labels)}.")
 
     def configured(params: dict) -> Config:
         return Config.from_toml(experiment, list(overrides) + [f"{k}={toml_literal(v)}" for k, v in params.items()])
@@ -161,7 +162,7 @@ def run_search(
         started = time.perf_counter()
         model = fit_stance_model(final, pd.concat([splits["train"], splits["valid"]], ignore_index=True), runtime_versions())
         test = splits["test"]
-        test_metrics = evaluate.compute_metrics(test["label"], model.predict(test)["label"], final.labels, test["target"])
+        test_metrics = compute_metrics(test["label"], model.predict(test)["label"], final.labels, test["target"])
         tracking.log_search_result(
             best_params,
             best.value,

@@ -29,7 +29,7 @@ from mlflow.models import infer_signature
 from train import modelfile
 from train.data import LoadedData, repeated_texts
 from train.errors import TrackingError
-from train.models import ARTIFACT_KEY, EMBEDDING_PACKAGES, StanceModel
+from train.models import ARTIFACT_KEY, MODEL_PACKAGES, StanceModel, extra_packages
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # A run may be named by the start of its id, as git names commits: hex, four characters at least.
@@ -165,7 +165,7 @@ class _RetryNotice(logging.Filter):
         request = message.rpartition(": ")[2]
         print(
             f"note: the MLflow tracking server at {store_uri()} did not answer ({request}); retrying"
-            + (f", {left.group(1)} more tries" if left else "") + f" (each request gives up within a minute).",
+            + (f", {left.group(1)} more tries" if left else "") + " (each request gives up within a minute).",
             file=sys.stderr,
         )
         return False
@@ -678,9 +678,7 @@ def find_runs(experiment: str | None) -> pd.DataFrame:
 
 def pip_requirements(versions: dict[str, str], uses_embeddings: bool = False) -> list[str]:
     """Exact pins of what the model needs to load, no more: inferring them would drag in the whole environment."""
-    needed = ["scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment"]
-    if uses_embeddings:
-        needed += list(EMBEDDING_PACKAGES)
+    needed = [*MODEL_PACKAGES, *(extra_packages("embeddings") if uses_embeddings else ())]
     return [f"{name}=={versions[name]}" for name in needed if name in versions] + [f"mlflow=={versions['mlflow']}"]
 
 

@@ -16,10 +16,11 @@ import pandas as pd
 
 from features.base import TARGET, TEXT
 from features.pipeline import build_features
-from train import evaluate, report, tracking
+from train import report, tracking
 from train.config import PER_TARGET_STRATEGIES, Config
 from train.data import data_root, load_dataset, near_duplicate_targets, repeated_texts, split_dataset
 from train.errors import ConfigError, DataError
+from train.metrics import bootstrap_interval, compute_metrics, per_target_table, report_text
 from train.models import (
     StanceModel,
     build_model,
@@ -144,18 +145,18 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
             frame = splits[split]
             predictions = stance_model.predict(frame)
             predicted = predictions["label"].to_numpy()
-            split_metrics = evaluate.compute_metrics(frame["label"], predicted, labels, frame["target"])
+            split_metrics = compute_metrics(frame["label"], predicted, labels, frame["target"])
             metrics |= {f"{split}_{name}": value for name, value in split_metrics.items()}
-            figure = evaluate.confusion_figure(frame["label"], predicted, labels, f"{config.name}: {split}")
-            per_target = evaluate.per_target_table(frame["label"], predicted, frame["target"])
-            tracking.log_evaluation(split, evaluate.report_text(frame["label"], predicted, labels), figure, per_target)
+            figure = report.confusion_figure(frame["label"], predicted, labels, f"{config.name}: {split}")
+            per_target = per_target_table(frame["label"], predicted, frame["target"])
+            tracking.log_evaluation(split, report_text(frame["label"], predicted, labels), figure, per_target)
             tracking.log_predictions(split, pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": predicted}))
             plt.close(figure)
 
         # 4. The report: calibration, an interval for the headline, weights, errors, model card.
         test = splits["test"]
         ece, bins = report.calibration(test["label"], predictions.filter(like="proba_").to_numpy(), labels)
-        interval = report.bootstrap_interval(test["label"], predicted, labels, config.headline_metric, config.seed)
+        interval = bootstrap_interval(test["label"], predicted, labels, config.headline_metric, config.seed)
         metrics |= {"test_ece": ece, f"test_{config.headline_metric}_ci_low": interval[0], f"test_{config.headline_metric}_ci_high": interval[1]}
         tracking.log_metrics(metrics)
         facts = {

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from train.crossval import folds, hashtag_groups
 from train.errors import ConfigError
-from train.evaluate import compute_metrics
+from train.metrics import compute_metrics
 
 SAMPLE = Path(__file__).resolve().parents[2] / "experiments" / "sample.toml"
 # The sample data, without its two slowest feature steps.

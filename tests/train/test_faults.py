@@ -221,3 +221,17 @@ def test_workers_exit_when_their_parent_dies(model_path, tmp_path, how):
     process.send_signal(how)
     process.wait(timeout=30)
     assert _wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 10)
+
+
+def test_a_model_whose_extra_is_missing_is_refused_in_one_line(model_path, table, tmp_path, monkeypatch, run_cli):
+    # Before: every worker raised ImportError and the command ended in a traceback.
+    from train import predict
+    from train.models import StanceModel
+
+    model = StanceModel.load(model_path)
+    model.config = {**model.config, "features": {**model.config["features"], "embeddings": {}}}
+    model.save(tmp_path / "embedded.pkl")
+    monkeypatch.setattr(predict, "missing_extra", lambda: "the 'embeddings' feature step needs tokenizers, which is not installed. Install the extra with: uv sync --extra embeddings")
+    code, _, err = run_cli("predict", tmp_path / "embedded.pkl", table, "-o", tmp_path / "out.csv")
+    assert code == 2 and "uses the embeddings feature step" in err and "uv sync --extra embeddings" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.csv").exists()

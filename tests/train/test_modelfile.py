@@ -178,3 +178,51 @@ def test_fetching_a_logged_model_leaves_no_temporary_copy(logged_sample, run_cli
         code, _, err = run_cli("predict", f"runs:/{run_id}/model", tmp_path / "in.csv", "-o", tmp_path / "out.csv")
         assert code == 0, err
     assert list(scratch.iterdir()) == []
+
+
+class ShoutCount:
+    """A feature step defined outside the packages, as a user's own would be: exclamation marks per row."""
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def get_params(self, deep=True):
+        return {"scale": self.scale}
+
+    def set_params(self, **params):
+        self.__dict__.update(params)
+        return self
+
+    def fit(self, X, y=None):
+        self.fitted_ = True
+        return self
+
+    def transform(self, X):
+        import numpy as np
+
+        return np.array([[text.count("!") * self.scale] for text in X["text"]])
+
+    def get_feature_names_out(self, input_features=None):
+        import numpy as np
+
+        return np.array(["shouts"], dtype=object)
+
+
+def test_a_registered_step_loads_and_an_unregistered_one_is_refused(tmp_path, sentences, monkeypatch):
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    from features.pipeline import FEATURE_STEPS, register_step
+    from train.config import Config
+    from train.training import fit_stance_model
+
+    shouts = type("Shouts", (ShoutCount, TransformerMixin, BaseEstimator), {"__module__": __name__})
+    globals()["Shouts"] = shouts  # where pickle looks it up, as for a class defined in a user's module
+    monkeypatch.setitem(FEATURE_STEPS, "shouts", shouts)
+    model = fit_stance_model(Config.from_layers({"name": "t", "data": {"path": "x.csv", "labels": ["FAVOR", "AGAINST", "NONE"]}, "features": {"shouts": {}}}, []), sentences)
+    model.save(tmp_path / "model.pkl")
+    assert StanceModel.load(tmp_path / "model.pkl").predict(sentences).equals(model.predict(sentences))
+    del FEATURE_STEPS["shouts"]
+    with pytest.raises(modelfile.UntrustedModelError, match="Shouts"):
+        StanceModel.load(tmp_path / "model.pkl")
+    register_step("shouts", shouts)
+    assert isinstance(StanceModel.load(tmp_path / "model.pkl"), StanceModel)

@@ -6,7 +6,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from train.config import Config
 from train.errors import ModelError
-from train.models import NBSVM, CalibratedLinearSVC, StanceModel, build_model, fit_model
+from train.classifiers import NBSVM, CalibratedLinearSVC
+from train.models import StanceModel, build_model, fit_model
 
 LABELS = ("FAVOR", "AGAINST", "NONE")
 

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from train.cli import main
-from train.runs import paired_bootstrap
+from train.metrics import paired_bootstrap
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = str(REPO / "experiments" / "sample.toml")
