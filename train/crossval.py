@@ -187,11 +187,10 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
     frame = split_dataset(data.rows, config.split, config.seed)["train"]
     scheme = {"none": "stratified by label", "target": "grouped by target", "group": "grouped by the data's group column", "hashtag": "grouped by hashtag"}
     log(f"data: {len(frame)} training rows, {k} folds ({scheme.get(grouping, grouping)}); the validation and test rows are left out")
-    tags = {"stance.experiment": config.name, "stance.cv": f"{k}-fold, {grouping}", **tracking.git_state()}
+
     started = time.perf_counter()
-    results = {}  # what keep_unlogged saves if the store fails after the folds
-    with tracking.keep_unlogged(results), tracking.start_run(config.name, tags) as run_id:
-        results["run_id"] = run_id
+    results = {}  # what is kept on disk if the store fails after the folds
+    with tracking.command_run(config.name, results, {"stance.cv": f"{k}-fold, {grouping}"}) as run_id:
         tracking.log_config(config)
         tracking.log_data(data, {"train": frame}, root)
         per_fold, out_of_fold = cross_validate(config, frame, k, grouping, log, jobs)

@@ -122,14 +122,10 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
 
     name = trained.get("name", "evaluation")
     model_params = trained.get("model", {})
-    tags = {
-        "stance.experiment": name, "stance.evaluated_model": model, "stance.model_sha256": loaded.file_sha256(),
-        "stance.evaluation_data": source, **tracking.git_state(),
-    }
+    tags = {"stance.evaluated_model": model, "stance.model_sha256": loaded.file_sha256(), "stance.evaluation_data": source}
     scored = pd.concat([rows[["id", "target", "label"]].reset_index(drop=True), predictions.rename(columns={"label": "predicted"}).reset_index(drop=True)], axis=1)
-    results = {"metrics": metrics, "predictions": scored}  # what keep_unlogged saves if the store fails
-    with tracking.keep_unlogged(results), tracking.start_run(name, tags) as run_id:
-        results["run_id"] = run_id
+    results = {"metrics": metrics, "predictions": scored}  # what is kept on disk if the store fails
+    with tracking.command_run(name, results, tags) as run_id:
         tracking.log_evaluation_params(
             {
                 "headline_metric": headline, "labels": json.dumps(list(labels)),

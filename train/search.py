@@ -126,8 +126,8 @@ def run_search(
     name = study_name or f"{base.name}-search"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _open_study(storage, name, base.seed)
-    tags = {"stance.experiment": base.name, "stance.search": name, **tracking.git_state()}
-    with tracking.start_run(base.name, tags) as parent_id:
+    results = {}  # the refitted best model, kept on disk if the store fails before it is logged
+    with tracking.command_run(base.name, results, {"stance.search": name}) as parent_id:
         tracking.log_config(base)
         tracking.log_data(data, splits, root)
         default = _score(base, splits, cv, group_by, fold_jobs)[metric]
@@ -160,9 +160,10 @@ def run_search(
             best_overrides.append("model.refit_on_valid=true")
         final = Config.from_toml(experiment, best_overrides)
         started = time.perf_counter()
-        model = fit_stance_model(final, pd.concat([splits["train"], splits["valid"]], ignore_index=True), runtime_versions())
+        model = results["model"] = fit_stance_model(final, pd.concat([splits["train"], splits["valid"]], ignore_index=True), runtime_versions())
         test = splits["test"]
         test_metrics = compute_metrics(test["label"], model.predict(test)["label"], final.labels, test["target"])
+        results["metrics"] = {f"test_{k}": v for k, v in test_metrics.items()}
         tracking.log_search_result(
             best_params,
             best.value,

@@ -261,6 +261,19 @@ def start_run(experiment: str, tags: dict[str, str]):
         yield run.info.run_id
 
 
+@contextmanager
+def command_run(experiment: str, results: dict, tags: dict[str, str] | None = None):
+    """The run a command logs into, set up the one way every command needs it: tagged with its
+    experiment and the code's commit, and with the results the command puts in ``results``
+    (``model``, ``metrics``, ``predictions``) kept on disk if the store fails before they are
+    logged (:func:`keep_unlogged`). Yields the run id, also stored as ``results["run_id"]``,
+    with the tags in ``results["tags"]``."""
+    results["tags"] = tags = {"stance.experiment": experiment, **git_state(), **(tags or {})}
+    with keep_unlogged(results), start_run(experiment, tags) as run_id:
+        results["run_id"] = run_id
+        yield run_id
+
+
 # Where a run's results go when MLflow fails before they could be logged (relative to the working directory).
 UNLOGGED_FOLDER = Path("stance-unlogged")
 # What a command can hand to keep_unlogged, and the file each is kept as.

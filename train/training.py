@@ -119,10 +119,8 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
             log(f"warning: {warning}")
 
     versions = runtime_versions()
-    tags = {"stance.experiment": config.name, **tracking.git_state(), **(extra_tags or {})}
-    fitted = {}  # what keep_unlogged saves if the store fails after the fit
-    with tracking.keep_unlogged(fitted), tracking.start_run(config.name, tags) as run_id:
-        fitted["run_id"] = run_id
+    fitted = {}  # what is kept on disk if the store fails after the fit
+    with tracking.command_run(config.name, fitted, extra_tags) as run_id:
         tracking.log_config(config)
         tracking.log_environment(versions, config.seed)
         tracking.log_data(data, splits, root)
@@ -162,7 +160,7 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
         facts = {
             "config": config.to_dict(), "labels": labels, "metrics": metrics, "interval": interval, "versions": versions,
             "rows_read": data.rows_read, "rows_kept": len(data.rows), "rows_rejected": len(data.rejects),
-            "splits": {name: len(frame) for name, frame in splits.items()}, "git": tags,
+            "splits": {name: len(frame) for name, frame in splits.items()}, "git": fitted["tags"],
             "test_target_rows": test["target"].value_counts().to_dict(),
             "files": [{"path": f.path, "sha256": f.sha256, "rows_read": f.rows_read} for f in data.files],
         }

@@ -168,3 +168,16 @@ def test_bad_search_space_is_a_clear_error(tracking):
     assert code == 2 and "low < high" in err
     code, _, err = run_main("search", SAMPLE, "--trials", "1", "--set", "search.space.clf__Cee={low=1,high=5}", "--data-dir", DATA)
     assert code == 2 and "Unknown parameter 'Cee'" in err
+
+
+def test_a_store_failing_after_the_refit_keeps_the_chosen_model(tracking, tmp_path, store_fails_at):
+    # Before, search alone of the commands set its run up without keep_unlogged, and lost the refitted model.
+    from train.models import StanceModel
+
+    store_fails_at("log_model")
+    code, out, err = run_main("search", SAMPLE, "--trials", "2", "--data-dir", DATA, *FAST)
+    assert code == 2 and "Traceback" not in err and "parent_run_id" not in out
+    kept = list((tmp_path / "stance-unlogged").glob("*/model.pkl"))
+    assert len(kept) == 1 and (kept[0].parent / "metrics.json").exists()
+    assert "failed after the model was fitted" in err and str(kept[0].relative_to(tmp_path)) in err
+    assert StanceModel.load(kept[0]).config["model"]["refit_on_valid"] is True
