@@ -10,12 +10,10 @@ hashtag, stances on one article body) do not sit on both sides of a split.
 
 from __future__ import annotations
 
-import multiprocessing
 import re
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,29 +108,21 @@ def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = 
             name = config.headline_metric
             log(f"fold {number}/{k}: {name} {per_fold[-1][name]:.4f}, {len(train_rows)} rows fitted, {seconds:.1f}s")
 
-    parallel = jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
+    # The config does not pickle, so folds run in parallel only where workers are forked.
+    parallel = jobs > 1 and workers.can_fork()
     for number, (train_rows, held_out_rows) in enumerate(splits[:1] if parallel else splits, start=1):
         record(number, train_rows, held_out_rows, *_fit_fold(config, frame, train_rows, held_out_rows, number))
     if parallel:
-        global _FORKED_WORK
-        # Forked workers inherit this (the config does not pickle); each is sent a fold number.
-        _FORKED_WORK = (config, frame, splits)
-        try:
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(jobs, k - 1), mp_context=context, initializer=workers.start_worker) as pool:
-                futures = [pool.submit(_fit_forked_fold, index) for index in range(1, k)]
-                for index, future in enumerate(futures, start=1):
-                    record(index + 1, *splits[index], *future.result())
-        finally:
-            _FORKED_WORK = None
+        # Each worker is sent a fold number; it inherits the config, the rows and the folds.
+        with workers.pool(min(jobs, k - 1), (config, frame, splits)) as pool:
+            futures = [pool.submit(_fit_shared_fold, index) for index in range(1, k)]
+            for index, future in enumerate(futures, start=1):
+                record(index + 1, *splits[index], *future.result())
     return per_fold, out_of_fold
 
 
-_FORKED_WORK = None
-
-
-def _fit_forked_fold(index: int) -> tuple[np.ndarray, float]:
-    config, frame, splits = _FORKED_WORK
+def _fit_shared_fold(index: int) -> tuple[np.ndarray, float]:
+    config, frame, splits = workers.shared()
     return _fit_fold(config, frame, *splits[index], index + 1)
 
 

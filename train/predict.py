@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -30,7 +29,6 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -259,14 +257,9 @@ def _document_chunks(documents: list[tuple[str, Path | None]], options: PredictO
 
 # --------------------------------------------------------------------------- workers
 
-_MODEL: StanceModel | None = None
-
-
-def _init_worker(model: StanceModel | None) -> None:
-    global _MODEL
-    workers.start_worker()
-    if model is not None:
-        _MODEL = model
+def _model() -> StanceModel:
+    """The model of this prediction, shared by the process that runs it with its workers."""
+    return workers.shared()
 
 
 def _predict_sentences(frame: pd.DataFrame, keep_text: bool, explain: int = 0) -> pd.DataFrame:
@@ -275,9 +268,9 @@ def _predict_sentences(frame: pd.DataFrame, keep_text: bool, explain: int = 0) -
         if explain:
             out["explanation"] = pd.Series(dtype=object)
     elif explain:
-        out = explanations.predict_explained(_MODEL, frame[["text", "target"]], explain)
+        out = explanations.predict_explained(_model(), frame[["text", "target"]], explain)
     else:
-        out = _MODEL.predict(frame[["text", "target"]])
+        out = _model().predict(frame[["text", "target"]])
     columns = {"id": frame["id"].to_numpy()}
     if keep_text:
         columns |= {"target": frame["target"].to_numpy(), "text": frame["text"].to_numpy()}
@@ -285,11 +278,11 @@ def _predict_sentences(frame: pd.DataFrame, keep_text: bool, explain: int = 0) -
 
 
 def _empty_prediction() -> pd.DataFrame:
-    return pd.DataFrame({"label": pd.Series(dtype=object)} | {f"proba_{label}": pd.Series(dtype=float) for label in _MODEL.labels})
+    return pd.DataFrame({"label": pd.Series(dtype=object)} | {f"proba_{label}": pd.Series(dtype=float) for label in _model().labels})
 
 
 def _predict_documents(frame: pd.DataFrame, rule: str, explain: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    labels = _MODEL.labels
+    labels = _model().labels
     sentence_rows, rejects = [], []
     for line, doc_id, text, target in frame[["line", "id", "text", "target"]].itertuples(index=False):
         spans = docs.split_sentences(text)
@@ -316,7 +309,7 @@ def _predict_documents(frame: pd.DataFrame, rule: str, explain: int = 0) -> tupl
         return pd.DataFrame(columns=columns), pd.DataFrame(rejects, columns=REJECT_COLUMNS), 0
     sentences = pd.concat(sentence_rows, ignore_index=True)
     # Sentence rows only are explained: a document's label is an aggregate, not a sum of feature weights.
-    predicted = explanations.predict_explained(_MODEL, sentences[["text", "target"]], explain) if explain else _MODEL.predict(sentences[["text", "target"]])
+    predicted = explanations.predict_explained(_model(), sentences[["text", "target"]], explain) if explain else _model().predict(sentences[["text", "target"]])
     sentences = pd.concat([sentences, predicted], axis=1)
     rows = []
     for _, group in sentences.groupby("document", sort=False):
@@ -343,7 +336,7 @@ def _run_chunk(task) -> dict:
     else:
         rejects = chunk.rejects
     counts = {"rows_read": chunk.rows_read, "predicted": predicted, "rejected": len(rejects), "sentences": sentences}
-    counts["unseen_targets"] = _MODEL.unseen_targets(out.loc[out["level"] == "document", "target"] if options.documents else chunk.frame["target"])
+    counts["unseen_targets"] = _model().unseen_targets(out.loc[out["level"] == "document", "target"] if options.documents else chunk.frame["target"])
     if counts["predicted"] + counts["rejected"] != counts["rows_read"]:  # pragma: no cover - an invariant
         raise AssertionError(f"chunk {chunk.index}: predicted + rejected != read: {counts}")
     stem = parts / f"{chunk.index:08d}"
@@ -357,19 +350,12 @@ def _run_chunk(task) -> dict:
 
 def _ordered(tasks: Iterator, jobs: int, model: StanceModel) -> Iterator[dict]:
     """Run tasks on ``jobs`` processes, at most 2 per process in flight, yielding results in task order."""
-    global _MODEL
-    _MODEL = model
     if jobs == 1:
-        for task in tasks:
-            yield _run_chunk(task)
+        with workers.sharing(model):
+            for task in tasks:
+                yield _run_chunk(task)
         return
-    # With fork the workers inherit the loaded model; elsewhere each is sent it once.
-    # The worker functions live in this importable module, which pickling requires.
-    if "fork" in multiprocessing.get_all_start_methods():
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(None,))
-    else:  # pragma: no cover - Windows and macOS defaults
-        pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(model,))
-    with pool:
+    with workers.pool(jobs, model) as pool:
         pending = deque()
         for task in tasks:
             pending.append(pool.submit(_run_chunk, task))

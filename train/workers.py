@@ -1,6 +1,10 @@
-"""What every worker process of this project sets up first: one BLAS thread, and to end with its parent.
+"""The one pool of worker processes: forked, sharing what the parent loaded, one BLAS thread each, ending with their parent.
 
-``stance predict --jobs`` and ``stance cv --jobs`` fork worker processes. A worker
+``stance predict --jobs`` and ``stance cv --jobs`` (and ``search --cv --jobs``) run their
+work in :func:`pool`. The workers are forked, so they inherit what the parent holds
+(:func:`shared`: a loaded model, or a config with its data and folds) without
+pickling it once per task; where fork is unavailable the shared object is pickled
+once per worker instead, when it can be. A worker
 that outlives its parent (the parent killed with SIGKILL, or stopped by SIGTERM
 before it could shut its pool down) would otherwise sit on its memory, about
 235 MB per worker with a sentence encoder loaded, until the pool's queue times out.
@@ -9,10 +13,13 @@ before it could shut its pool down) would otherwise sit on its memory, about
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
 import threading
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 # prctl(2) option: the signal the kernel sends this process when its parent thread exits.
 _PR_SET_PDEATHSIG = 1
@@ -20,8 +27,54 @@ _PR_SET_PDEATHSIG = 1
 PARENT_CHECK_S = 1.0
 
 
+_SHARED = None  # what the parent set before forking; see shared()
+
+
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+@contextmanager
+def sharing(value):
+    """Make ``value`` what :func:`shared` returns, here and in workers forked meanwhile."""
+    global _SHARED
+    before, _SHARED = _SHARED, value
+    try:
+        yield
+    finally:
+        _SHARED = before
+
+
+def shared():
+    """What the process that started this work shares with it (see :func:`pool`)."""
+    return _SHARED
+
+
+@contextmanager
+def pool(jobs: int, value):
+    """A ``ProcessPoolExecutor`` of ``jobs`` workers that share ``value`` (read it with :func:`shared`).
+
+    Forked where the platform can (Linux), so the workers inherit ``value`` as it is in
+    memory; elsewhere it is pickled once per worker. Task functions must live in an
+    importable module, which pickling the tasks requires.
+    """
+    with sharing(value):
+        if can_fork():
+            executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=start_worker)
+        else:  # pragma: no cover - Windows and macOS defaults
+            executor = ProcessPoolExecutor(jobs, initializer=_start_spawned_worker, initargs=(value,))
+        with executor:
+            yield executor
+
+
+def _start_spawned_worker(value) -> None:  # pragma: no cover - platforms without fork
+    global _SHARED
+    _SHARED = value
+    start_worker()
+
+
 def start_worker() -> None:
-    """The initializer of every worker pool: call first thing in the worker."""
+    """What every worker sets up first."""
     from threadpoolctl import threadpool_limits
 
     # Workers that each ran a multi-threaded BLAS (the embeddings step is matrix
