@@ -708,7 +708,7 @@ def oof_probabilities(experiment: Path, overrides: list[str], frame, grouping: s
 def label_weights(experiment: Path, grouping: str) -> None:
     """Nested choice of decision weights, one pair for all targets against one pair per target."""
     from train.evaluate import compute_metrics
-    from train.runs import paired_bootstrap
+    from train.metrics import paired_bootstrap
 
     config, splits = training_rows(experiment)
     frame = splits["train"].reset_index(drop=True)
@@ -809,7 +809,7 @@ def ensemble(experiment: Path, grouping: str, cache: Path) -> None:
     folds decides the held-out fold, so the choice never sees the rows it is scored on.
     """
     from train.evaluate import compute_metrics
-    from train.runs import paired_bootstrap
+    from train.metrics import paired_bootstrap
 
     config, splits = training_rows(experiment)
     frame = splits["train"].reset_index(drop=True)
@@ -894,7 +894,7 @@ def mlp(experiment: Path, grouping: str, cache: Path) -> None:
 
     from train.evaluate import compute_metrics
     from train.classifiers import CLASSIFIERS
-    from train.runs import paired_bootstrap
+    from train.metrics import paired_bootstrap
 
     # Registered for this process only: the library offers no MLP, since none earned its place.
     CLASSIFIERS["mlp"] = MLPClassifier
@@ -939,7 +939,7 @@ def doubt(experiment: Path, grouping: str) -> None:
     from train.config import Config
     from train.crossval import folds
     from train.evaluate import compute_metrics
-    from train.runs import paired_bootstrap
+    from train.metrics import paired_bootstrap
     from train.training import fit_stance_model
 
     config, splits = training_rows(experiment)
@@ -975,7 +975,7 @@ def cross_validate(experiment: Path, grouping: str, change) -> None:
     from train.config import Config
     from train.crossval import cross_validate as run_folds
     from train.evaluate import compute_metrics
-    from train.runs import paired_bootstrap
+    from train.metrics import paired_bootstrap
 
     config, splits = training_rows(experiment)
     frame = splits["train"].reset_index(drop=True)

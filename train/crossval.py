@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
-from train import tracking, workers
+from train import schema, tracking, workers
 from train.config import GROUPINGS, Config
 from train.data import data_root, load_dataset, split_dataset, text_copies
 from train.errors import ConfigError, DataError
@@ -180,7 +180,7 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
 
     started = time.perf_counter()
     results = {}  # what is kept on disk if the store fails after the folds
-    with tracking.command_run(config.name, results, {"stance.cv": f"{k}-fold, {grouping}"}) as run_id:
+    with tracking.command_run(config.name, results, {schema.CV: f"{k}-fold, {grouping}"}) as run_id:
         tracking.log_config(config)
         tracking.log_data(data, {"train": frame}, root)
         per_fold, out_of_fold = cross_validate(config, frame, k, grouping, log, jobs)

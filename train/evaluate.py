@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from train import tracking
+from train import schema, tracking
 from train.config import Config, DataConfig
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError, DataError
@@ -122,7 +122,7 @@ def evaluate_model(model: str, source: str, columns: LabelledInput = LabelledInp
 
     name = trained.get("name", "evaluation")
     model_params = trained.get("model", {})
-    tags = {"stance.evaluated_model": model, "stance.model_sha256": loaded.file_sha256(), "stance.evaluation_data": source}
+    tags = {schema.EVALUATED_MODEL: model, schema.EVALUATED_MODEL_SHA256: loaded.file_sha256(), schema.EVALUATION_DATA: source}
     scored = pd.concat([rows[["id", "target", "label"]].reset_index(drop=True), predictions.rename(columns={"label": "predicted"}).reset_index(drop=True)], axis=1)
     results = {"metrics": metrics, "predictions": scored}  # what is kept on disk if the store fails
     with tracking.command_run(name, results, tags) as run_id:

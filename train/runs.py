@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from train import tracking
+from train import schema, tracking
 from train.config import Config
 from train.data import data_root, load_dataset
 from train.errors import DataError, StanceError
@@ -28,7 +28,7 @@ def list_runs(experiment: str | None = None, sort: str | None = None, limit: int
     found = tracking.find_runs(experiment)
     if found.empty:
         return pd.DataFrame(columns=columns)
-    parent = _column(found, "tags.mlflow.parentRunId")
+    parent = _column(found, f"tags.{schema.PARENT}")
     if not trials:
         found = found[parent.isna()].reset_index(drop=True)
         parent = parent[parent.isna()].reset_index(drop=True)
@@ -40,7 +40,7 @@ def list_runs(experiment: str | None = None, sort: str | None = None, limit: int
         {
             "run_id": found["run_id"],
             "start": pd.to_datetime(found["start_time"]).dt.strftime("%Y-%m-%d %H:%M"),
-            "experiment": _column(found, "tags.stance.experiment").fillna(_column(found, "experiment")),
+            "experiment": _column(found, f"tags.{schema.EXPERIMENT}").fillna(_column(found, "experiment")),
             "strategy": _column(found, f"params.{KEY_PARAMS[0]}"),
             "classifier": _column(found, f"params.{KEY_PARAMS[1]}"),
             "headline": [h or "?" for h in headlines],
@@ -75,11 +75,11 @@ def _column(found: pd.DataFrame, name: str) -> pd.Series:
 
 def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
     """``test_<headline>`` for a run (``oof_`` for cv, ``eval_`` for an evaluation); for a trial, the metric its search optimised."""
-    if row.get("tags.mlflow.parentRunId") is None or pd.isna(row.get("tags.mlflow.parentRunId")):
+    if row.get(f"tags.{schema.PARENT}") is None or pd.isna(row.get(f"tags.{schema.PARENT}")):
         name = row.get("params.headline_metric")
         tags = {key.removeprefix("tags."): value for key, value in row.items() if key.startswith("tags.") and isinstance(value, str)}
-        return f"{PREDICTED_ROWS[_kind(tags)]}_{name}" if isinstance(name, str) else None
-    metric = row.get("tags.stance.search_metric")
+        return f"{schema.PREDICTED_ROWS[schema.kind(tags)]}_{name}" if isinstance(name, str) else None
+    metric = row.get(f"tags.{schema.SEARCH_METRIC}")
     if isinstance(metric, str):
         return metric
     # Trials logged before the tag existed: whichever of the parent's metrics the trial has.
@@ -89,38 +89,19 @@ def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
     return None
 
 
-MODEL_CARD = "report/model_card.md"
-# The rows whose predictions a run of each kind logs and scores its headline on
-# (evaluation/predictions_<rows>.csv, <rows>_<metric>); searches and trials log none.
-PREDICTED_ROWS = {"training": "test", "cv": "oof", "evaluation": "eval", "search": "test", "trial": "test"}
-
-
-def _kind(tags: dict) -> str:
-    """Which command made a run, from the tags each sets: trial, search, cv, evaluation or training."""
-    if tags.get("mlflow.parentRunId"):
-        return "trial"
-    if tags.get("stance.search"):
-        return "search"
-    if tags.get("stance.cv"):
-        return "cv"
-    if tags.get("stance.evaluated_model"):
-        return "evaluation"
-    return "training"
-
-
 def run_kind(tags: dict) -> str:
     """What made a run, in words."""
-    kind = _kind(tags)
+    kind = schema.kind(tags)
     if kind == "trial":
-        return f"search trial of {tags['mlflow.parentRunId'][:8]}"
+        return f"search trial of {tags[schema.PARENT][:8]}"
     if kind == "search":
-        return f"search {tags['stance.search']!r}"
+        return f"search {tags[schema.SEARCH]!r}"
     if kind == "cv":
-        return f"cross-validation, {tags['stance.cv']}"
+        return f"cross-validation, {tags[schema.CV]}"
     if kind == "evaluation":
-        return f"evaluation of {tags['stance.evaluated_model']} on {tags.get('stance.evaluation_data', 'unknown data')}"
-    if tags.get("stance.reproduces"):
-        return f"training, reproducing {tags['stance.reproduces'][:8]}"
+        return f"evaluation of {tags[schema.EVALUATED_MODEL]} on {tags.get(schema.EVALUATION_DATA, 'unknown data')}"
+    if tags.get(schema.REPRODUCES):
+        return f"training, reproducing {tags[schema.REPRODUCES][:8]}"
     return "training"
 
 
@@ -131,12 +112,12 @@ def describe_run(run_id: str) -> str:
     tags, full_id = run["tags"], run["run_id"]
     started = pd.Timestamp(run["start_time"], unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
     code_tags = tags
-    if "git_commit" not in tags and tags.get("mlflow.parentRunId"):  # a trial logs only what it searched
-        code_tags = tracking.run_info(tags["mlflow.parentRunId"])["tags"]
+    if "git_commit" not in tags and tags.get(schema.PARENT):  # a trial logs only what it searched
+        code_tags = tracking.run_info(tags[schema.PARENT])["tags"]
     commit, dirty = code_tags.get("git_commit", "unknown"), code_tags.get("git_dirty") == "true"
     lines = [
         f"run:        {full_id}",
-        f"experiment: {tags.get('stance.experiment', '-')}",
+        f"experiment: {tags.get(schema.EXPERIMENT, '-')}",
         f"kind:       {run_kind(tags)}",
         f"started:    {started}",
         f"code:       git {commit[:12]}{' with uncommitted changes' if dirty else ''}",
@@ -145,13 +126,13 @@ def describe_run(run_id: str) -> str:
     finished = run["status"] == "FINISHED"
     if not finished:
         lines.insert(3, f"status:     {run['status']}")
-    if tracking.has_artifact(full_id, MODEL_CARD):
+    if tracking.has_artifact(full_id, schema.MODEL_CARD):
         # `stance train` logs the card, then the model, which MLflow keeps outside the run's artifacts.
         if finished:
             lines.append(f"model:      runs:/{full_id}/model")
         else:  # the store failed between the card and the model: training kept the model on disk
             lines.append(f"model:      not logged; `stance train` kept it as {tracking.UNLOGGED_FOLDER / full_id / tracking.UNLOGGED_FILES['model']} where it ran")
-        return "\n".join([*lines, "", tracking.read_artifact(full_id, MODEL_CARD).rstrip()])
+        return "\n".join([*lines, "", tracking.read_artifact(full_id, schema.MODEL_CARD).rstrip()])
     kept = tracking.UNLOGGED_FOLDER / full_id
     if not finished and kept.is_dir():  # `stance cv` or `evaluate` saved what the failed store did not take
         lines.append(f"kept:       {kept}/ ({', '.join(sorted(path.name for path in kept.iterdir()))}), not logged")
@@ -194,10 +175,10 @@ def compare_runs(run_ids: list[str]) -> Comparison:
 def _paired_test(runs: list[dict]) -> dict | None:
     """A paired bootstrap on the rows both runs predicted: the test split, or for two
     `stance cv` runs, their out-of-fold predictions of the training split."""
-    kinds = {_kind(r["tags"]) for r in runs}
-    split = PREDICTED_ROWS[kinds.pop()] if len(kinds) == 1 else "test"
+    kinds = {schema.kind(r["tags"]) for r in runs}
+    split = schema.PREDICTED_ROWS[kinds.pop()] if len(kinds) == 1 else "test"
     rows = {"oof": "out-of-fold training rows", "eval": "evaluated rows", "test": "test rows"}[split]
-    artifact = f"evaluation/predictions_{split}.csv"
+    artifact = schema.predictions(split)
     for run in runs:
         if not tracking.has_artifact(run["run_id"], artifact):
             return {"skipped": f"run {run['run_id'][:8]} logged no predictions of the {rows} (search runs and trials log none; "
@@ -223,7 +204,7 @@ def logged_config(run_id: str) -> Config:
     """The resolved config a run logged, loaded back with its types."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "config.toml"
-        path.write_text(tracking.read_artifact(run_id, "config.toml"), encoding="utf-8")
+        path.write_text(tracking.read_artifact(run_id, schema.CONFIG), encoding="utf-8")
         return Config.from_toml(path)
 
 
@@ -237,7 +218,7 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     run_id = original["run_id"]
     _refuse_runs_not_from_train(original)
     config = logged_config(run_id)
-    manifest = json.loads(tracking.read_artifact(run_id, "data/manifest.json"))
+    manifest = json.loads(tracking.read_artifact(run_id, schema.MANIFEST))
     root = data_root(data_dir)
     current = {str(Path(f.path).relative_to(root)) if Path(f.path).is_relative_to(root) else f.path: f.sha256 for f in load_dataset(config.data, root).files}
     for logged in manifest["files"]:
@@ -253,7 +234,7 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     dirty = original["tags"].get("git_dirty") == "true"
     if dirty:
         log(f"warning: run {run_id} was made from a work tree with uncommitted changes; its code may differ from commit {original['tags'].get('git_commit')}.")
-    result = train(config, root, log=log, extra_tags={"stance.reproduces": run_id})
+    result = train(config, root, log=log, extra_tags={schema.REPRODUCES: run_id})
     reproduced = tracking.run_info(result.run_id)["metrics"]  # as logged, like the original's
     return original["metrics"], reproduced, {"dirty": dirty, "new_run_id": result.run_id, "commit": original["tags"].get("git_commit")}
 
@@ -261,24 +242,24 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
 def _refuse_runs_not_from_train(run: dict) -> None:
     """Search runs, trials and cv runs do not hold what `stance train` logs, so a retrain
     could not match them."""
-    parent = run["tags"].get("mlflow.parentRunId")
+    parent = run["tags"].get(schema.PARENT)
     if parent:
         raise StanceError(
             f"Run {run['run_id']} is a trial of search run {parent}: it logged only the parameters it tried and its "
             f"validation scores, not a config to retrain. Reproduce the search's choice with `stance train best_config.toml` "
             f"(an artifact of run {parent}), then reproduce that run."
         )
-    if run["tags"].get("stance.cv"):
+    if run["tags"].get(schema.CV):
         raise StanceError(
-            f"Run {run['run_id']} is a `stance cv` run ({run['tags']['stance.cv']}), not a trained model: run "
+            f"Run {run['run_id']} is a `stance cv` run ({run['tags'][schema.CV]}), not a trained model: run "
             f"`stance cv` again on its config.toml (an artifact of the run) with the same --folds and --group-by."
         )
-    if run["tags"].get("stance.evaluated_model"):
+    if run["tags"].get(schema.EVALUATED_MODEL):
         raise StanceError(
-            f"Run {run['run_id']} is a `stance evaluate` run: it scored model {run['tags']['stance.evaluated_model']} on "
-            f"{run['tags'].get('stance.evaluation_data')}, and trained nothing. Run that `stance evaluate` again, or reproduce the run that trained the model."
+            f"Run {run['run_id']} is a `stance evaluate` run: it scored model {run['tags'][schema.EVALUATED_MODEL]} on "
+            f"{run['tags'].get(schema.EVALUATION_DATA)}, and trained nothing. Run that `stance evaluate` again, or reproduce the run that trained the model."
         )
-    if run["tags"].get("stance.search"):
+    if run["tags"].get(schema.SEARCH):
         raise StanceError(
             f"Run {run['run_id']} is a `stance search` run: its config.toml is the experiment it searched, and its test "
             f"metrics come from the best trial refitted on train + valid. Train the chosen configuration with "

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from train import crossval, tracking
+from train import crossval, schema, tracking
 from train.config import Config
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError
@@ -127,7 +127,7 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _open_study(storage, name, base.seed)
     results = {}  # the refitted best model, kept on disk if the store fails before it is logged
-    with tracking.command_run(base.name, results, {"stance.search": name}) as parent_id:
+    with tracking.command_run(base.name, results, {schema.SEARCH: name}) as parent_id:
         tracking.log_config(base)
         tracking.log_data(data, splits, root)
         default = _score(base, splits, cv, group_by, fold_jobs)[metric]
@@ -143,7 +143,7 @@ def run_search(
                 f"trial-{trial.number}",
                 params,
                 {f"{prefix}{k}": v for k, v in metrics.items()} | {"seconds": time.perf_counter() - started},
-                tags={"stance.experiment": base.name, "stance.search_metric": f"{prefix}{metric}"},
+                tags={schema.EXPERIMENT: base.name, schema.SEARCH_METRIC: f"{prefix}{metric}"},
             )
             log(f"trial {trial.number}: {metric} {metrics[metric]:.4f} {params}")
             return metrics[metric]

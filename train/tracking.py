@@ -26,7 +26,7 @@ import mlflow.data
 import pandas as pd
 from mlflow.models import infer_signature
 
-from train import modelfile
+from train import modelfile, schema
 from train.data import LoadedData, repeated_texts
 from train.errors import TrackingError
 from train.models import ARTIFACT_KEY, MODEL_PACKAGES, StanceModel, extra_packages
@@ -36,7 +36,6 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,31}")
 AMBIGUOUS_SHOWN = 5
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-MODEL_NAME = "model"
 
 
 def store_uri() -> str:
@@ -268,7 +267,7 @@ def command_run(experiment: str, results: dict, tags: dict[str, str] | None = No
     (``model``, ``metrics``, ``predictions``) kept on disk if the store fails before they are
     logged (:func:`keep_unlogged`). Yields the run id, also stored as ``results["run_id"]``,
     with the tags in ``results["tags"]``."""
-    results["tags"] = tags = {"stance.experiment": experiment, **git_state(), **(tags or {})}
+    results["tags"] = tags = {schema.EXPERIMENT: experiment, **git_state(), **(tags or {})}
     with keep_unlogged(results), start_run(experiment, tags) as run_id:
         results["run_id"] = run_id
         yield run_id
@@ -323,10 +322,6 @@ def _write_unlogged(name: str, value, path: Path) -> Path:
     return path
 
 
-# A search run's config.toml is the experiment it searched; this is the configuration it chose.
-BEST_CONFIG = "best_config.toml"
-
-
 # Waits before each retry of a call that found the SQLite store locked by another writer.
 LOCKED_RETRY_WAITS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -361,7 +356,7 @@ def retry_when_locked(call):
 def log_config(config) -> None:
     params = {key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in config.flat_params().items()}
     mlflow.log_params(params)
-    mlflow.log_text(config.to_toml(), "config.toml")
+    mlflow.log_text(config.to_toml(), schema.CONFIG)
 
 
 @retry_when_locked
@@ -380,7 +375,7 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
         "splits": {name: len(frame) for name, frame in splits.items()},
         **repeated_texts(splits),
     }
-    mlflow.log_dict(manifest, "data/manifest.json")
+    mlflow.log_dict(manifest, schema.MANIFEST)
     mlflow.log_param("data.digest", data.digest)
     for f in data.files:
         mlflow.set_tag(f"data.sha256.{Path(f.path).name}", f.sha256)
@@ -448,9 +443,9 @@ def log_evaluation_params(params: dict) -> None:
 
 @retry_when_locked
 def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) -> None:
-    mlflow.log_text(report, f"evaluation/classification_report_{split}.txt")
-    mlflow.log_figure(figure, f"evaluation/confusion_matrix_{split}.png")
-    mlflow.log_text(per_target.to_csv(index=False), f"evaluation/per_target_{split}.csv")
+    mlflow.log_text(report, schema.evaluation_file("classification_report", split))
+    mlflow.log_figure(figure, schema.evaluation_file("confusion_matrix", split))
+    mlflow.log_text(per_target.to_csv(index=False), schema.evaluation_file("per_target", split))
 
 
 def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict, tags: dict[str, str] | None = None) -> str:
@@ -458,7 +453,7 @@ def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict, ta
     several threads do not share MLflow's active-run state."""
     client = mlflow.MlflowClient()
     parent = client.get_run(parent_run_id)
-    tags = {"mlflow.parentRunId": parent_run_id, "mlflow.runName": name, **(tags or {})}
+    tags = {schema.PARENT: parent_run_id, schema.RUN_NAME: name, **(tags or {})}
     child = client.create_run(parent.info.experiment_id, tags=tags, run_name=name)
     client.log_batch(
         child.info.run_id,
@@ -473,13 +468,13 @@ def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict, ta
 def log_search_result(best_params: dict, best_value: float, default_value: float, test_metrics: dict, trials: int, best_config: str) -> None:
     mlflow.log_params({f"best.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in best_params.items()})
     mlflow.log_metrics({"best_value": best_value, "default_value": default_value, "trials": trials, **test_metrics})
-    mlflow.log_text(best_config, BEST_CONFIG)
+    mlflow.log_text(best_config, schema.BEST_CONFIG)  # its config.toml is the experiment it searched
 
 
 @retry_when_locked
 def log_predictions(split: str, frame: pd.DataFrame) -> None:
     """Per-row predictions, so that two runs on the same rows can be compared pairwise."""
-    mlflow.log_text(frame.to_csv(index=False), f"evaluation/predictions_{split}.csv")
+    mlflow.log_text(frame.to_csv(index=False), schema.predictions(split))
 
 
 @retry_when_locked
@@ -488,11 +483,11 @@ def log_report(reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: p
     mlflow.log_text(bins.to_csv(index=False), "report/reliability_test.csv")
     mlflow.log_text(weights.to_csv(index=False), "report/top_features.csv")
     mlflow.log_table(errors, "report/misclassified.json")
-    mlflow.log_text(card, "report/model_card.md")
+    mlflow.log_text(card, schema.MODEL_CARD)
 
 
 # The sha256 of a run's model file, recorded when the model is logged and checked whenever it is fetched.
-MODEL_SHA256_TAG = "stance.model_file_sha256"
+MODEL_SHA256_TAG = schema.MODEL_FILE_SHA256
 
 
 # Where a stance model keeps its file inside a logged MLflow model (ARTIFACT_KEY's artifact).
@@ -573,7 +568,7 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
     # and warn before falling back.
     logged = mlflow.search_logged_models(
         experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'",
+        filter_string=f"source_run_id = '{run_id}' AND name = '{schema.MODEL}'",
         output_format="list",
     )
     if not logged:
@@ -726,7 +721,7 @@ def log_model(model: StanceModel, example: pd.DataFrame) -> str:
         output = model.predict(example)
         with _quiet_mlflow_logging(MODEL_LOGGING_LOGGERS):
             info = mlflow.pyfunc.log_model(
-                name=MODEL_NAME,
+                name=schema.MODEL,
                 python_model=str(PROJECT_ROOT / "train" / "serving.py"),
                 artifacts={ARTIFACT_KEY: str(artifact)},
                 code_paths=[str(PROJECT_ROOT / "features"), str(PROJECT_ROOT / "train")],

@@ -1,0 +1,75 @@
+"""The run contract: the tags, artifacts and kinds of the MLflow runs this project logs.
+
+Commands write runs through :mod:`train.tracking`; ``stance runs``, ``show``, ``compare``
+and ``reproduce`` read them back (:mod:`train.runs`). Both take every name from here, so
+a reader never guesses what a writer meant. A leaf module: it imports nothing.
+
+A run is one of five kinds, told by its tags:
+
+========== =============================== ==========================================
+kind       made by                         tag that marks it
+========== =============================== ==========================================
+training   ``stance train``, ``reproduce``  none of the others
+cv         ``stance cv``                    ``stance.cv`` (folds and grouping)
+evaluation ``stance evaluate``              ``stance.evaluated_model`` (the model URI)
+search     ``stance search`` (the parent)   ``stance.search`` (the study's name)
+trial      one trial of a search            ``mlflow.parentRunId`` (its search)
+========== =============================== ==========================================
+"""
+
+from __future__ import annotations
+
+# --------------------------------------------------------------------------- tags
+
+EXPERIMENT = "stance.experiment"  # every run: the experiment's name
+CV = "stance.cv"
+SEARCH = "stance.search"
+SEARCH_METRIC = "stance.search_metric"  # on trials: the metric the search optimised
+EVALUATED_MODEL = "stance.evaluated_model"
+EVALUATED_MODEL_SHA256 = "stance.model_sha256"  # on evaluations: the sha256 of the model file scored
+EVALUATION_DATA = "stance.evaluation_data"
+MODEL_FILE_SHA256 = "stance.model_file_sha256"  # on runs that log a model: its file's sha256, checked on load
+REPRODUCES = "stance.reproduces"  # on a training run made by `stance reproduce`: the run it repeats
+PARENT = "mlflow.parentRunId"  # MLflow's own: a trial's search
+RUN_NAME = "mlflow.runName"
+
+# --------------------------------------------------------------------------- artifacts
+
+CONFIG = "config.toml"  # the resolved experiment; `stance train config.toml` trains it again
+BEST_CONFIG = "best_config.toml"  # a search's chosen configuration
+MANIFEST = "data/manifest.json"  # files, hashes, row counts, split sizes, repeated texts
+REJECTS = "data/rejects.csv"
+MODEL_CARD = "report/model_card.md"
+MODEL = "model"  # the logged MLflow model's name: runs:/RUN_ID/model
+
+
+def predictions(rows: str) -> str:
+    """Every row's label and prediction, for paired comparison of two runs on the same rows."""
+    return f"evaluation/predictions_{rows}.csv"
+
+
+def evaluation_file(kind: str, split: str) -> str:
+    """``classification_report`` (.txt), ``confusion_matrix`` (.png) or ``per_target`` (.csv) of a split."""
+    suffix = {"classification_report": "txt", "confusion_matrix": "png", "per_target": "csv"}[kind]
+    return f"evaluation/{kind}_{split}.{suffix}"
+
+
+# --------------------------------------------------------------------------- kinds
+
+KINDS = ("training", "cv", "evaluation", "search", "trial")
+# The rows whose predictions a run of each kind logs and scores its headline on
+# (predictions(rows), <rows>_<metric>); searches and trials log none.
+PREDICTED_ROWS = {"training": "test", "cv": "oof", "evaluation": "eval", "search": "test", "trial": "test"}
+
+
+def kind(tags: dict) -> str:
+    """Which command made a run, from its tags (see the table above)."""
+    if tags.get(PARENT):
+        return "trial"
+    if tags.get(SEARCH):
+        return "search"
+    if tags.get(CV):
+        return "cv"
+    if tags.get(EVALUATED_MODEL):
+        return "evaluation"
+    return "training"
