@@ -29,15 +29,12 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
     def _documents(self, X):
         return text_column(X, self.column, type(self).__name__)
 
+    def _count_settings(self) -> dict:
+        """The CountVectorizer's parameters, but for the analyzer (which may need fitted state)."""
+        return {"min_df": self.min_df, "max_df": self.max_df, "max_features": self.max_features, "binary": self.binary, "dtype": np.float64}
+
     def _counter(self):
-        return CountVectorizer(
-            analyzer=self._analyzer(),
-            min_df=self.min_df,
-            max_df=self.max_df,
-            max_features=self.max_features,
-            binary=self.binary,
-            dtype=np.float64,
-        )
+        return CountVectorizer(analyzer=self._analyzer(), **self._count_settings())
 
     def _unique_counts(self, X, fit: bool):
         uniques, inverse = unique_inverse(self._documents(X))
@@ -94,7 +91,7 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
         if not 1 <= low <= high:
             raise ValueError(f"ngram_range must satisfy 1 <= low <= high, got {self.ngram_range!r}.")
         # The wrapped scikit-learn steps check min_df, max_df, max_features and the rest.
-        self._counter()._validate_params()
+        CountVectorizer(**self._count_settings())._validate_params()
         TfidfTransformer(sublinear_tf=self.sublinear_tf, use_idf=self.use_idf)._validate_params()
 
     def __sklearn_tags__(self):
@@ -298,16 +295,13 @@ class CharNgrams(_TfidfNgrams):
         self.use_idf = use_idf
         self.column = column
 
-    def _counter(self):
+    def _count_settings(self) -> dict:
+        return {**super()._count_settings(), "analyzer": self.analyzer, "ngram_range": tuple(self.ngram_range), "lowercase": self.lowercase}
+
+    def _check_params(self):
         if self.analyzer not in ("char_wb", "char"):
             raise ValueError(f"analyzer must be 'char_wb' or 'char', got {self.analyzer!r}.")
-        return CountVectorizer(
-            analyzer=self.analyzer,
-            ngram_range=tuple(self.ngram_range),
-            lowercase=self.lowercase,
-            min_df=self.min_df,
-            max_df=self.max_df,
-            max_features=self.max_features,
-            binary=self.binary,
-            dtype=np.float64,
-        )
+        super()._check_params()
+
+    def _counter(self):
+        return CountVectorizer(**self._count_settings())

