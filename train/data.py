@@ -392,10 +392,13 @@ def text_copies(texts) -> tuple[np.ndarray, np.ndarray]:
 
 
 def repeated_texts(splits: dict[str, pd.DataFrame]) -> dict[str, int]:
-    """How many rows repeat a text that an earlier row has, and how many test rows have a
-    text that is also in train (a dataset's own splits may share texts; carved ones never do)."""
+    """How many rows repeat the text and target of an earlier row, and how many test rows have
+    a text that train has too (a dataset's own splits may share texts; carved ones never do).
+    A text under several targets is no repeat (FNC-1 pairs each article body with many
+    headlines), but across splits it still lets a model see test text in training."""
     every = pd.concat(list(splits.values()), ignore_index=True)
-    counts = {"repeated_text_rows": int(pd.Series(text_keys(every["text"]), dtype=object).duplicated().sum())}
+    pairs = pd.Series([f"{key}\x1f{target}" for key, target in zip(text_keys(every["text"]), every["target"])], dtype=object)
+    counts = {"repeated_text_rows": int(pairs.duplicated().sum())}
     if "train" in splits and "test" in splits:  # cross-validation reads train alone
         in_train = set(text_keys(splits["train"]["text"]))
         counts["test_rows_with_a_train_text"] = sum(key in in_train for key in text_keys(splits["test"]["text"]))

@@ -108,7 +108,7 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
     repeats = repeated_texts(splits)
     if repeats["repeated_text_rows"]:
         log(
-            f"data: {repeats['repeated_text_rows']} rows repeat the text of an earlier row (same words, case and spacing aside); "
+            f"data: {repeats['repeated_text_rows']} rows repeat the text and target of an earlier row (case and spacing aside); "
             + (f"{repeats['test_rows_with_a_train_text']} test rows have a text that train has too (the dataset's own splits)"
                if repeats.get("test_rows_with_a_train_text") else "every copy of a text is in one split")
         )

@@ -318,7 +318,7 @@ def test_a_training_run_reports_its_repeated_texts(tmp_path, tracking, run_cli):
     path = _sample_with_repeats(tmp_path)
     code, out, err = run_cli("train", REPO / "experiments" / "sample.toml", "--data-dir", tmp_path, "--set", f'data.path="{path.name}"', "--set", "features.char=false")
     assert code == 0, err
-    assert "50 rows repeat the text of an earlier row" in err and "every copy of a text is in one split" in err
+    assert "50 rows repeat the text and target of an earlier row" in err and "every copy of a text is in one split" in err
     run_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
     run = mlflow.MlflowClient().get_run(run_id)
     assert run.data.metrics["repeated_text_rows"] == 50 and run.data.metrics["test_rows_with_a_train_text"] == 0
