@@ -568,10 +568,14 @@ def _check_destinations(output: str, rejects: str) -> None:
     rejects would lose rows. A file is tried by creating a scratch file beside it."""
     places = [("output", output), ("rejects file", rejects)] if output != "-" else [("rejects file", rejects)]
     for kind, path in places:
-        folder = Path(path).parent
+        folder = Path(path).absolute().parent
+        # A folder that does not exist yet is made at the end; what must be writable now is
+        # the nearest one that exists, where it will be made. Nothing is created here.
+        existing = next((f for f in (folder, *folder.parents) if f.exists()), folder)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".stance-probe-"):
+            if not existing.is_dir():
+                raise NotADirectoryError(20, "Not a directory")
+            with tempfile.NamedTemporaryFile(dir=existing, prefix=".stance-probe-"):
                 pass
         except OSError as error:
             option = "-o" if kind == "output" else "--rejects"

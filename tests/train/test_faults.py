@@ -235,3 +235,11 @@ def test_a_model_whose_extra_is_missing_is_refused_in_one_line(model_path, table
     code, _, err = run_cli("predict", tmp_path / "embedded.pkl", table, "-o", tmp_path / "out.csv")
     assert code == 2 and "uses the embeddings feature step" in err and "uv sync --extra embeddings" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.csv").exists()
+
+
+def test_a_run_that_fails_before_the_first_row_leaves_no_folder_behind(table, tmp_path, run_cli):
+    # The destinations are checked without creating them: a model that cannot be loaded
+    # must not leave the output's new folder behind.
+    code, _, err = run_cli("predict", tmp_path / "no-such-model.pkl", table, "-o", tmp_path / "new" / "deeper" / "out.csv")
+    assert code == 2 and "No model" in err
+    assert not (tmp_path / "new").exists()
