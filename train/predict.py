@@ -125,6 +125,7 @@ def load_model(uri: str) -> LoadedModel:
     :mod:`train.modelfile`'s allow-list of types.
     """
     if uri.startswith(("runs:/", "models:/")):
+        # Imported only here: it imports MLflow (seconds), which predicting a model file never needs.
         from train import tracking
 
         with tracking.fetched_model(uri) as fetched:

@@ -24,6 +24,7 @@ from pathlib import Path
 import mlflow
 import mlflow.data
 import pandas as pd
+from filelock import FileLock, Timeout
 from mlflow.models import infer_signature
 
 from train import modelfile, schema
@@ -116,8 +117,6 @@ def _store_setup_lock(database: Path | None, uri: str):
     if database is None:
         yield
         return
-    from filelock import FileLock, Timeout
-
     lock = FileLock(f"{database}.lock", timeout=STORE_SETUP_WAIT_S)
     try:
         lock.acquire()
