@@ -109,7 +109,10 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
     """CSV, TSV, JSONL or Parquet with the columns named in ``data.columns``."""
     path = root / config.path
     frame, problems, found = read_table(path, config.format)
-    mapping = {name: config.columns.get(name, name) for name in ("text", "target", "label", "id", "weight", "split")}
+    # weight and split are experiment-file fields only, so they are not command-line ColumnNames.
+    named = tables.ColumnNames.from_mapping(config.columns)
+    mapping = {name: named.column(name) for name in tables.COLUMN_OPTIONS}
+    mapping.update({name: config.columns.get(name, name) for name in ("weight", "split")})
     required = ["text", "label"] + ([] if config.target else ["target"])
     for name in required:
         if mapping[name] not in frame.columns:

@@ -16,7 +16,7 @@ from train.errors import ConfigError, DataError
 from train.metrics import bootstrap_interval, compute_metrics, labels_present, metric_names, per_target_table, report_text
 from train.predict import load_model
 from train.report import confusion_figure
-from train.tables import Table, format_of, separator_hint
+from train.tables import COLUMN_OPTIONS, ColumnNames, Table, format_of, separator_hint
 
 # --------------------------------------------------------------------------- `stance evaluate`
 
@@ -35,14 +35,12 @@ class EvaluationResult:
 
 @dataclass(frozen=True)
 class LabelledInput:
-    """How to read gold labels from a table: the column names (None: ``text``, ``target``,
-    ``label``; an ``id`` column where there is one), or one target for every row, and the
-    bad-row policy (None: ``error``). An experiment file names all of these itself."""
+    """How to read gold labels from a table: the column names (a field without one reads the
+    column of its own name; an ``id`` column is used where there is one), or one target for
+    every row, and the bad-row policy (None: ``error``). An experiment file names all of these
+    itself."""
 
-    text_column: str | None = None
-    target_column: str | None = None
-    label_column: str | None = None
-    id_column: str | None = None
+    columns: ColumnNames = ColumnNames()
     target: str | None = None
     input_format: str | None = None
     on_bad_rows: str | None = None
@@ -51,18 +49,17 @@ class LabelledInput:
 def _check_options(source: str, columns: LabelledInput, split: str | None, data_dir: str | None) -> None:
     """Refuse options where they would be ignored, rather than ignore them."""
     if source.endswith(".toml"):
-        flags = {"--text-column": "text_column", "--target-column": "target_column", "--label-column": "label_column", "--id-column": "id_column",
-                 "--target": "target", "--input-format": "input_format", "--on-bad-rows": "on_bad_rows"}
-        given = [flag for flag, name in flags.items() if getattr(columns, name) is not None]
+        flags = {"--target": "target", "--input-format": "input_format", "--on-bad-rows": "on_bad_rows"}
+        given = columns.columns.options_given() + [flag for flag, name in flags.items() if getattr(columns, name) is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} describe a table; an experiment file names its own columns and bad-row policy in [data]. Leave {given[0]} out, or pass the data file itself.")
         if split is not None and split not in EVALUATION_SPLITS:
             raise ConfigError(f"split must be one of {list(EVALUATION_SPLITS)}, found {split!r}.")
     elif split is not None or data_dir is not None:
         raise ConfigError("--split and --data-dir choose the rows of an experiment file; a table is scored whole. Leave them out, or pass an experiment file.")
-    elif columns.target is not None and columns.target_column is not None:
+    elif columns.target is not None and columns.columns.target is not None:
         raise ConfigError(
-            f"--target gives every row the target {columns.target!r}, so the column --target-column {columns.target_column!r} would not be read. "
+            f"--target gives every row the target {columns.target!r}, so the column --target-column {columns.columns.target!r} would not be read. "
             "Pass --target-column to read each row's target, or --target for one target, not both."
         )
 
@@ -147,18 +144,19 @@ def _table_config(source: str, columns: LabelledInput, labels: tuple[str, ...], 
     if not Path(source).is_file():
         raise DataError(f"{source} is not a file; expected a labelled table (.csv, .tsv, .jsonl, .parquet) or an experiment file (.toml).")
     fmt = format_of(source, columns.input_format)
-    text_column, target_column, label_column = columns.text_column or "text", columns.target_column or "target", columns.label_column or "label"
+    names = columns.columns
+    text_column, target_column, label_column = (names.column(name) for name in ("text", "target", "label"))
     with Table(source, fmt) as table:
         # A JSON line names only its own keys: look past a first record that lacks one, as training reads every line's.
-        table.look_ahead_for([text_column, target_column, label_column] + ([columns.id_column] if columns.id_column else []))
+        table.look_ahead_for([text_column, target_column, label_column] + ([names.id] if names.id else []))
         found = table.columns
-    wanted = {"text": (text_column, "--text-column"), "label": (label_column, "--label-column")}
-    if columns.id_column:
-        wanted["id"] = (columns.id_column, "--id-column")
+    wanted = {"text": (text_column, COLUMN_OPTIONS["text"]), "label": (label_column, COLUMN_OPTIONS["label"])}
+    if names.id:
+        wanted["id"] = (names.id, COLUMN_OPTIONS["id"])
     target = columns.target
     if not target:
         if target_column in found:
-            wanted["target"] = (target_column, "--target-column")
+            wanted["target"] = (target_column, COLUMN_OPTIONS["target"])
         elif needs_target:
             raise DataError(
                 f"{source}: no column {target_column!r} (the target); found columns {found}.{separator_hint(found, fmt)} "

@@ -41,7 +41,7 @@ from train import explain as explanations
 from train import modelfile, workers
 from train.errors import DataError, ModelError, StanceError
 from train.models import StanceModel
-from train.tables import Table, format_of, missing_marker, separator_hint
+from train.tables import ColumnNames, Table, format_of, missing_marker, separator_hint
 
 REJECT_COLUMNS = ["line", "id", "reason", "text"]
 
@@ -50,10 +50,9 @@ REJECT_COLUMNS = ["line", "id", "reason", "text"]
 class PredictOptions:
     """How to read the input and write the output. See ``stance predict --help``."""
 
-    # The column names default to None, so that a name the caller gave can be told from none.
-    text_column: str | None = None  # None: "text"
-    target_column: str | None = None  # None: "target"
-    id_column: str | None = None  # None: "id" where the file has one, else line numbers
+    # A field without a column name reads the column of its own name; rows without an id
+    # (no "id" column, or none named) are numbered by their line.
+    columns: ColumnNames = ColumnNames()
     target: str | None = None
     documents: bool = False
     aggregate: str = "mean"
@@ -163,13 +162,14 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
     """Open the input (checking its columns now) and return a generator of chunks."""
     fmt = format_of(source, options.input_format)
     table = Table(source, fmt, options.chunk_size)
-    text_column, target_column, id_column = options.text_column or "text", options.target_column or "target", options.id_column or "id"
+    columns = options.columns
+    text_column, target_column, id_column = (columns.column(name) for name in ("text", "target", "id"))
     wanted = [text_column]
     use_target = options.target is None and needs_target
     if use_target:
         wanted.append(target_column)
     # An id column the user named must exist; the default "id" is used only where present.
-    required = wanted + [id_column] if options.id_column else wanted
+    required = wanted + [id_column] if columns.id else wanted
     # A JSON line names only its own keys: a first record without a target is read past.
     lines_searched = table.look_ahead_for(required)
     missing = [c for c in required if c not in table.columns]
@@ -185,7 +185,7 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
             fixes.append("Name the text column with --text-column.")
         if use_target and target_column in missing:
             fixes.append("The model reads the target: name its column with --target-column, or give every row one target with --target \"...\".")
-        if options.id_column in missing:
+        if columns.id in missing:
             fixes.append("Name the id column with --id-column, or leave the option out to number rows by their line.")
         names = " or ".join(repr(c) for c in missing)
         if fmt == "jsonl":
@@ -588,16 +588,15 @@ def _check_destinations(output: str, rejects: str) -> None:
 
 def _check_columns(options: PredictOptions) -> None:
     """Refuse the column options where they would be ignored, rather than ignore them."""
-    table_options = {"--text-column": options.text_column, "--target-column": options.target_column, "--id-column": options.id_column, "--input-format": options.input_format}
-    given = [name for name, value in table_options.items() if value is not None]
+    given = options.columns.options_given() + (["--input-format"] if options.input_format is not None else [])
     if options.documents and given:
         raise StanceError(
             f"{', '.join(given)}: {'an option' if len(given) == 1 else 'options'} for a file of sentences, but --documents reads plain-text documents: each one is "
             "named by its path, and --target gives the target. Leave out --documents to predict a table, or the table options to predict documents."
         )
-    if options.target is not None and options.target_column is not None:
+    if options.target is not None and options.columns.target is not None:
         raise StanceError(
-            f"--target gives every row the target {options.target!r}, so the column --target-column {options.target_column!r} would not be read. "
+            f"--target gives every row the target {options.target!r}, so the column --target-column {options.columns.target!r} would not be read. "
             "Pass --target-column to read each row's target, or --target for one target, not both."
         )
 

@@ -26,6 +26,53 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndj
 UNDECODABLE = "undecodable bytes: the line is not valid UTF-8"
 
 
+@dataclass(frozen=True)
+class ColumnNames:
+    """Which column of a user's table holds each record field.
+
+    The one place where a user's column names meet the fields the library reads (``text``,
+    ``target``, ``label``, ``id``). A field left as None is read from the column of its own
+    name. ``stance predict`` and ``stance evaluate`` fill this from ``--text-column`` and its
+    kin; an experiment file fills it from ``[data.columns]``.
+
+    Examples
+    --------
+    >>> names = ColumnNames(text="sentence")
+    >>> names.column("text"), names.column("target"), names.given()
+    ('sentence', 'target', {'text': 'sentence'})
+    """
+
+    text: str | None = None
+    target: str | None = None
+    label: str | None = None
+    id: str | None = None
+
+    @classmethod
+    def from_mapping(cls, mapping) -> ColumnNames:
+        return cls(**{field_name: mapping.get(field_name) for field_name in COLUMN_OPTIONS})
+
+    def column(self, field_name: str) -> str:
+        """The column that holds ``field_name``: the name given, else the field's own."""
+        return getattr(self, field_name) or field_name
+
+    def given(self) -> dict[str, str]:
+        """The fields whose column was named, with that name."""
+        return {name: getattr(self, name) for name in COLUMN_OPTIONS if getattr(self, name)}
+
+    def options_given(self) -> list[str]:
+        """The command-line options that named a column, as a user typed them."""
+        return [COLUMN_OPTIONS[name] for name in self.given()]
+
+
+# The command-line option that names each field's column.
+COLUMN_OPTIONS = {
+    "text": "--text-column",
+    "target": "--target-column",
+    "label": "--label-column",
+    "id": "--id-column",
+}
+
+
 def format_of(path: str | Path, given: str | None = None) -> str:
     """The table format: ``given`` if set, else from the file extension."""
     if given:

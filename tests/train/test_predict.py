@@ -26,6 +26,7 @@ from train.models import (
     runtime_versions,
 )
 from train.predict import PredictOptions, predict_file
+from train.tables import ColumnNames
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = "Iran's missile strikes"
@@ -221,7 +222,7 @@ def test_a_named_id_column_is_looked_for_across_jsonl_lines(model_path, tmp_path
     records = [{"text": "The strikes were reckless", "target": TARGET}, {"doc": "b", "text": "A lawful reply", "target": TARGET}]
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    run(model_path, path, tmp_path / "out.csv", id_column="doc")
+    run(model_path, path, tmp_path / "out.csv", columns=ColumnNames(id="doc"))
     assert pd.read_csv(tmp_path / "out.csv", dtype=str)["id"].tolist() == ["1", "b"]
     assert main(["predict", str(model_path), str(path), "-o", str(tmp_path / "x.csv"), "--jobs", "1", "--id-column", "doc_id"]) == 2
     assert "no line of the first 2 has the key 'doc_id'" in capsys.readouterr().err
@@ -453,7 +454,7 @@ def test_table_options_with_documents_are_refused_not_ignored(model_path, tmp_pa
     assert not list(tmp_path.glob("out.csv*"))
     # The Python call refuses them too: the check is predict_file's, not the command line's.
     with pytest.raises(StanceError, match="an option for a file of sentences"):
-        run(model_path, tmp_path / "a.txt", tmp_path / "out.csv", documents=True, target=TARGET, id_column="doc_id")
+        run(model_path, tmp_path / "a.txt", tmp_path / "out.csv", documents=True, target=TARGET, columns=ColumnNames(id="doc_id"))
 
 
 def test_resume_refuses_documents_changed_since_the_interrupted_run(model_path, tmp_path, monkeypatch):

@@ -1,0 +1,89 @@
+"""``stance predict MODEL INPUT -o OUTPUT``: label a file of sentences or a folder of documents."""
+
+from __future__ import annotations
+
+from train.app.arguments import FORMATS, MODEL_HELP, at_least_one
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "predict",
+        help="predict a file of sentences or a folder of documents",
+        description="Predict every row of INPUT (CSV, TSV, JSONL, Parquet; - for stdin) or, with "
+        "--documents, every sentence of plain-text documents plus one row per document.",
+    )
+    parser.add_argument("model", help=MODEL_HELP)
+    parser.add_argument(
+        "input", help="input file, a folder of .txt files with --documents, or - for stdin"
+    )
+    parser.add_argument(
+        "-o", "--output", required=True,
+        help="output file (.csv .tsv .jsonl .parquet) or - for stdout",
+    )
+    parser.add_argument(
+        "--format", dest="output_format", choices=FORMATS,
+        help="output format (default: from the extension; csv for stdout)",
+    )
+    parser.add_argument(
+        "--input-format", choices=FORMATS,
+        help="input format (default: from the extension; csv for stdin)",
+    )
+    parser.add_argument("--text-column", help="default: text")
+    parser.add_argument("--target-column", help="default: target")
+    parser.add_argument(
+        "--id-column",
+        help="kept in the output (default: the column 'id' where there is one); "
+        "rows without an id get their line number",
+    )
+    parser.add_argument("--target", help="one target for every row (and for --documents)")
+    parser.add_argument(
+        "--documents", action="store_true",
+        help="INPUT holds plain-text documents: split them into sentences",
+    )
+    parser.add_argument(
+        "--explain", type=at_least_one, default=0, metavar="K",
+        help="add an explanation column: the K features that added most to each row's label "
+        "(linear classifiers; sentence rows of documents)",
+    )
+    parser.add_argument(
+        "--aggregate", choices=["mean", "majority"], default="mean",
+        help="document label: highest mean probability (mean) or most frequent sentence label "
+        "(majority)",
+    )
+    parser.add_argument(
+        "--keep-text", action="store_true", help="copy text and target into the output"
+    )
+    parser.add_argument(
+        "--jobs", type=at_least_one, default=None, help="worker processes (default: all cores)"
+    )
+    parser.add_argument(
+        "--chunk-size", type=at_least_one, default=10_000, help="rows per chunk (default 10000)"
+    )
+    parser.add_argument(
+        "--rejects", help="rejects file (default: OUTPUT.rejects.csv beside the output)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted run, skipping finished chunks",
+    )
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress", dest="progress", action="store_true", default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def run(args) -> int:
+    from train.predict import PredictOptions, predict_file
+    from train.tables import ColumnNames
+
+    options = PredictOptions(
+        columns=ColumnNames(text=args.text_column, target=args.target_column, id=args.id_column),
+        target=args.target, documents=args.documents, aggregate=args.aggregate,
+        input_format=args.input_format, output_format=args.output_format,
+        chunk_size=args.chunk_size, jobs=args.jobs, resume=args.resume, rejects=args.rejects,
+        keep_text=args.keep_text, explain=args.explain, progress=args.progress,
+    )
+    predict_file(args.model, args.input, args.output, options)
+    return 0
