@@ -137,23 +137,20 @@ class MiniLMEncoder:
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         n, width = ids.shape
-        for hidden in self._layer_states(ids, mask):  # only the last layer's states are pooled
-            pass
-        hidden = hidden.reshape(n, width, DIMENSION)
+        hidden = self._last_layer(ids, mask).reshape(n, width, DIMENSION)
         pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
         both = np.hstack([pooled, hidden[:, 0]])
         both = both.reshape(n, 2, DIMENSION)
         both /= np.maximum(np.linalg.norm(both, axis=2, keepdims=True), 1e-12)
         return both.reshape(n, 2 * DIMENSION)
 
-    def _layer_states(self, ids: np.ndarray, mask: np.ndarray):
-        """Token states, as ``(n * width, DIMENSION)`` rows, after the embeddings and after each layer."""
+    def _last_layer(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Token states after the last layer, as ``(n * width, DIMENSION)`` rows."""
         n, width = ids.shape
         e = self.embeddings
         # Tokens as rows of one 2-D matrix: BLAS runs one large product per
         # layer instead of numpy's loop over a stack of small ones (2x faster).
         hidden = _layer_norm((e["word"][ids] + e["position"][:width] + e["type"]).reshape(n * width, DIMENSION), *e["norm"])
-        yield hidden
         # Padding keys get a large negative score, so softmax gives them ~0 weight.
         key_bias = ((mask - 1.0) * 1e4)[:, None, None, :]
         head = DIMENSION // HEADS
@@ -171,7 +168,7 @@ class MiniLMEncoder:
             hidden = _layer_norm(hidden + context @ layer["attn_out"][0] + layer["attn_out"][1], *layer["attn_norm"])
             up = hidden @ layer["up"][0] + layer["up"][1]
             hidden = _layer_norm(hidden + _gelu(up) @ layer["down"][0] + layer["down"][1], *layer["out_norm"])
-            yield hidden
+        return hidden
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
