@@ -2,7 +2,8 @@
 
 Run on demand, not in the test suite (each dataset takes 5-20 minutes):
 
-    STANCE_DATA_DIR=../shared/data uv run --extra embeddings python benchmarks/ablation.py semeval2016 fnc1 argq
+    STANCE_DATA_DIR=../shared/data uv run --extra embeddings python benchmarks/ablation.py
+    semeval2016 fnc1 argq
 
 For each experiment it runs, through the same `train()` that `stance train`
 uses, with an MLflow store of its own (benchmarks/out/mlflow.db):
@@ -35,21 +36,34 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 OUT = REPO / "benchmarks" / "out"
 
-BASELINE = ["model.strategy=joint", "model.classifier=logreg", "model.refit_on_valid=false", "model.label_weights={}", "model.clf={}"]
+BASELINE = [
+    "model.strategy=joint",
+    "model.classifier=logreg",
+    "model.refit_on_valid=false",
+    "model.label_weights={}",
+    "model.clf={}",
+]
 
 
 def _only_word_ngrams(config) -> list[str]:
-    return [f"features.{step}=false" for step in config.features if step != "word"] + ["features.word={ngram_range=[1,2]}"]
+    return [f"features.{step}=false" for step in config.features if step != "word"] + [
+        "features.word={ngram_range=[1,2]}"
+    ]
 
 
 def _run(experiment: Path, overrides: list[str], data_dir: str, tag: str) -> dict:
     from features import embeddings
     from train.config import Config
-    from train.data import load_dataset, data_root, split_dataset
+    from train.data import data_root, load_dataset, split_dataset
     from train.training import train
 
     config = Config.from_toml(experiment, overrides)
-    result = train(config, data_dir, log=lambda message: None, extra_tags={"benchmark": "ablation", "ablation": tag})
+    result = train(
+        config,
+        data_dir,
+        log=lambda message: None,
+        extra_tags={"benchmark": "ablation", "ablation": tag},
+    )
     metrics = result.metrics
     headline = config.headline_metric
     row = {
@@ -64,7 +78,9 @@ def _run(experiment: Path, overrides: list[str], data_dir: str, tag: str) -> dic
         "model_bytes": len(pickle.dumps(result.model, protocol=pickle.HIGHEST_PROTOCOL)),
     }
     if tag == "experiment":
-        test = split_dataset(load_dataset(config.data, data_root(data_dir)).rows, config.split, config.seed)["test"]
+        test = split_dataset(
+            load_dataset(config.data, data_root(data_dir)).rows, config.split, config.seed
+        )["test"]
         seconds = []
         for _ in range(3):
             embeddings._MEMO.clear()  # time the encoder too, as a new process would
@@ -95,18 +111,32 @@ def main(argv: list[str] | None = None) -> int:
         for tag, overrides in plan:
             started = time.perf_counter()
             rows.append(_run(experiment, overrides, args.data_dir, tag))
-            print(f"{name}: {tag}: {rows[-1]['test'] * 100:.2f} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"{name}: {tag}: {rows[-1]['test'] * 100:.2f} "
+                f"({time.perf_counter() - started:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         (OUT / f"ablation_{name}.json").write_text(json.dumps(rows, indent=2))
         full = rows[0]
         print(f"\n### {name} ({config.headline_metric}, test)\n")
-        print(f"experiment: {full['test'] * 100:.2f} (95 % bootstrap {full['ci_low'] * 100:.2f}-{full['ci_high'] * 100:.2f}), "
-              f"macro-F1 {full['test_macro_f1'] * 100:.2f}, fit {full['fit_seconds']:.1f} s, model {full['model_bytes'] / 1e6:.1f} MB, "
-              f"predict {full['predict_rows_per_second']:,.0f} rows/s on {full['predict_rows']:,} test rows (median of 3)\n")
+        print(
+            f"experiment: {full['test'] * 100:.2f} (95 % bootstrap "
+            f"{full['ci_low'] * 100:.2f}-{full['ci_high'] * 100:.2f}), "
+            f"macro-F1 {full['test_macro_f1'] * 100:.2f}, fit {full['fit_seconds']:.1f} s, model "
+            f"{full['model_bytes'] / 1e6:.1f} MB, "
+            f"predict {full['predict_rows_per_second']:,.0f} rows/s on {full['predict_rows']:,} "
+            "test rows (median of 3)\n"
+        )
         print("| configuration | headline | change | macro-F1 | fit s | run |")
         print("| --- | ---: | ---: | ---: | ---: | --- |")
         for row in rows:
             change = "" if row is full else f"{(row['test'] - full['test']) * 100:+.2f}"
-            print(f"| {row['row']} | {row['test'] * 100:.2f} | {change} | {row['test_macro_f1'] * 100:.2f} | {row['fit_seconds']:.1f} | {row['run_id'][:8]} |")
+            print(
+                f"| {row['row']} | {row['test'] * 100:.2f} | {change} | "
+                f"{row['test_macro_f1'] * 100:.2f} | {row['fit_seconds']:.1f} | "
+                f"{row['run_id'][:8]} |"
+            )
     return 0
 
 

@@ -1,8 +1,10 @@
-"""What reading models through the allow-list and checking their hash costs: load time and prediction speed, before and after.
+"""What reading models through the allow-list and checking their hash costs: load time and
+prediction speed, before and after.
 
 Run on demand, not in the test suite:
 
-    STANCE_DATA_DIR=../shared/data uv run --extra embeddings python benchmarks/model_load.py --base 235df35
+    STANCE_DATA_DIR=../shared/data uv run --extra embeddings python benchmarks/model_load.py --base
+    235df35
 
 "Before" is the code at ``--base`` (plain ``pickle.load``, no hash), checked out with
 ``git worktree`` into benchmarks/out/; "after" is this tree. Both load the same model
@@ -63,7 +65,8 @@ for _ in range(7):  # the first pays for opening the store; the median of the re
 result = {"first_load_s": times[0], "load_s": sorted(times[1:])[3]}
 if rows != "-":
     out = Path(sys.argv[5])
-    summary = predict.predict_file(path, rows, str(out), predict.PredictOptions(jobs=2), log=lambda m: None)
+    summary = predict.predict_file(path, rows, str(out), predict.PredictOptions(jobs=2), log=lambda
+    m: None)
     result["rows_per_s"] = summary.rows_read / summary.seconds
     out.unlink()
 print(json.dumps(result))
@@ -103,8 +106,13 @@ def distinct_rows(root: Path, n: int) -> Path:
     rows = []
     for i in range(n):
         # The second index also moves with each pass over the arguments, so no pair repeats.
-        first, second = arguments[i % len(arguments)], arguments[(i * 7919 + (i // len(arguments)) * 104729 + 13) % len(arguments)]
-        rows.append((f"{first} {' '.join(second.split()[:8])}", frame["topic"].iloc[i % len(arguments)]))
+        first, second = (
+            arguments[i % len(arguments)],
+            arguments[(i * 7919 + (i // len(arguments)) * 104729 + 13) % len(arguments)],
+        )
+        rows.append(
+            (f"{first} {' '.join(second.split()[:8])}", frame["topic"].iloc[i % len(arguments)])
+        )
     table = pd.DataFrame(rows, columns=["text", "target"]).drop_duplicates("text")
     table.to_csv(path, index=False)
     return path
@@ -113,13 +121,27 @@ def distinct_rows(root: Path, n: int) -> Path:
 def checkout(base: str) -> Path:
     tree = OUT / f"base-{base}"
     if not tree.exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), base], cwd=REPO, check=True, capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), base],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
     return tree
 
 
 def measure(tree: Path, kind: str, model: str, rows: Path | None) -> dict:
     out = OUT / f"predicted_{os.getpid()}.csv"
-    command = [sys.executable, "-c", DRIVER, str(tree), kind, model, str(rows) if rows else "-", str(out)]
+    command = [
+        sys.executable,
+        "-c",
+        DRIVER,
+        str(tree),
+        kind,
+        model,
+        str(rows) if rows else "-",
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -130,8 +152,15 @@ def measure(tree: Path, kind: str, model: str, rows: Path | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the commit before the change, e.g. 235df35")
-    parser.add_argument("--rows", type=int, default=200_000, help="rows predicted by the word model")
-    parser.add_argument("--encoder-rows", type=int, default=3_000, help="rows predicted by the SemEval model, which runs a sentence encoder")
+    parser.add_argument(
+        "--rows", type=int, default=200_000, help="rows predicted by the word model"
+    )
+    parser.add_argument(
+        "--encoder-rows",
+        type=int,
+        default=3_000,
+        help="rows predicted by the SemEval model, which runs a sentence encoder",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -140,9 +169,15 @@ def main() -> None:
     root = data_root()
     paths = fit_models(root)
     uris = log_models(paths)
-    inputs = {"word12_svm": distinct_rows(root, args.rows), "semeval2016": distinct_rows(root, args.encoder_rows)}
+    inputs = {
+        "word12_svm": distinct_rows(root, args.rows),
+        "semeval2016": distinct_rows(root, args.encoder_rows),
+    }
     trees = {"before": checkout(args.base), "after": REPO}
-    results = {name: {tree: {"file_load_s": [], "runs_load_s": [], "rows_per_s": []} for tree in trees} for name in paths}
+    results = {
+        name: {tree: {"file_load_s": [], "runs_load_s": [], "rows_per_s": []} for tree in trees}
+        for name in paths
+    }
     for repeat in range(args.repeats):
         for name in paths:
             for label, tree in trees.items():
@@ -152,19 +187,34 @@ def main() -> None:
                 entry["file_load_s"].append(file_run["load_s"])
                 entry["rows_per_s"].append(file_run["rows_per_s"])
                 entry["runs_load_s"].append(runs_run["load_s"])
-                print(f"repeat {repeat + 1} {name} {label}: {file_run} runs:/ {runs_run['load_s']:.3f}s", file=sys.stderr)
+                print(
+                    f"repeat {repeat + 1} {name} {label}: {file_run} runs:/ "
+                    f"{runs_run['load_s']:.3f}s",
+                    file=sys.stderr,
+                )
     counts = {name: len(pd.read_csv(path)) for name, path in inputs.items()}
-    (OUT / "model_load.json").write_text(json.dumps({"base": args.base, "rows": counts, "results": results}, indent=2))
-    print("| model | file size | rows | load (file) before / after | load (runs:/) before / after | rows/s before / after | speed ratio |")
+    (OUT / "model_load.json").write_text(
+        json.dumps({"base": args.base, "rows": counts, "results": results}, indent=2)
+    )
+    print(
+        "| model | file size | rows | load (file) before / after | load (runs:/) before / after | "
+        "rows/s before / after | speed ratio |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, by_tree in results.items():
-        median = {tree: {k: statistics.median(v) for k, v in values.items()} for tree, values in by_tree.items()}
+        median = {
+            tree: {k: statistics.median(v) for k, v in values.items()}
+            for tree, values in by_tree.items()
+        }
         before, after = median["before"], median["after"]
         size = paths[name].stat().st_size / 2**20
         print(
-            f"| {name} | {size:.1f} MB | {counts[name]:,} | {before['file_load_s']:.3f} s / {after['file_load_s']:.3f} s ({before['file_load_s'] / after['file_load_s']:.2f}x) "
-            f"| {before['runs_load_s']:.3f} s / {after['runs_load_s']:.3f} s ({before['runs_load_s'] / after['runs_load_s']:.2f}x) "
-            f"| {before['rows_per_s']:,.0f} / {after['rows_per_s']:,.0f} | {after['rows_per_s'] / before['rows_per_s']:.2f}x |"
+            f"| {name} | {size:.1f} MB | {counts[name]:,} | {before['file_load_s']:.3f} s / "
+            f"{after['file_load_s']:.3f} s ({before['file_load_s'] / after['file_load_s']:.2f}x) "
+            f"| {before['runs_load_s']:.3f} s / {after['runs_load_s']:.3f} s "
+            f"({before['runs_load_s'] / after['runs_load_s']:.2f}x) "
+            f"| {before['rows_per_s']:,.0f} / {after['rows_per_s']:,.0f} | "
+            f"{after['rows_per_s'] / before['rows_per_s']:.2f}x |"
         )
 
 

@@ -58,9 +58,20 @@ MODELS = {
     # Every other step of the ArgQ experiment switched off, by name: the experiment gained
     # target_cues and embeddings after this model was first measured, and left on they
     # made it a different, 20 times slower model (caught by FEATURES_OF below).
-    "word12_svm": ("argq", ["features.char=false", "features.relatedness=false", "features.sentiment=false", "features.style=false",
-                            "features.target_cues=false", "features.embeddings=false", "word__negation=false",
-                            "model.classifier=linear_svm", "model.clf={}"]),
+    "word12_svm": (
+        "argq",
+        [
+            "features.char=false",
+            "features.relatedness=false",
+            "features.sentiment=false",
+            "features.style=false",
+            "features.target_cues=false",
+            "features.embeddings=false",
+            "word__negation=false",
+            "model.classifier=linear_svm",
+            "model.clf={}",
+        ],
+    ),
     "semeval2016": ("semeval2016", []),
     "fnc1": ("fnc1", []),
     "argq": ("argq", []),
@@ -75,23 +86,36 @@ def fit_and_save(name: str, experiment: str, overrides: list[str], root: Path) -
         return path
     config = Config.from_toml(REPO / "experiments" / f"{experiment}.toml", overrides)
     if name in FEATURES_OF and set(config.features) != FEATURES_OF[name]:
-        raise SystemExit(f"{name} should have the feature steps {sorted(FEATURES_OF[name])}, but experiments/{experiment}.toml with its "
-                         f"overrides gives {sorted(config.features)}; switch the others off in MODELS.")
+        raise SystemExit(
+            f"{name} should have the feature steps {sorted(FEATURES_OF[name])}, but "
+            f"experiments/{experiment}.toml with its "
+            f"overrides gives {sorted(config.features)}; switch the others off in MODELS."
+        )
     data = load_dataset(config.data, root)
     train = split_dataset(data.rows, config.split, config.seed)["train"]
     weights = train["weight"].to_numpy() if config.data.use_weights else None
-    model = StanceModel(fit_model(build_model(config), train, weights), config.labels, config.to_dict(), needs_target(config), versions=runtime_versions())
+    model = StanceModel(
+        fit_model(build_model(config), train, weights),
+        config.labels,
+        config.to_dict(),
+        needs_target(config),
+        versions=runtime_versions(),
+    )
     return model.save(path)
 
 
 def build_inputs(root: Path, sizes: list[int]) -> dict[int, Path]:
-    arguments = pd.read_csv(root / "ibm-argq-30k" / "arg_quality_rank_30k.csv", usecols=["argument", "topic"])
+    arguments = pd.read_csv(
+        root / "ibm-argq-30k" / "arg_quality_rank_30k.csv", usecols=["argument", "topic"]
+    )
     arguments = arguments.rename(columns={"argument": "text", "topic": "target"})
     paths = {}
     for size in sizes:
         path = OUT / f"sentences_{size}.csv"
         if not path.exists():
-            repeated = pd.concat([arguments] * (size // len(arguments) + 1), ignore_index=True).head(size)
+            repeated = pd.concat(
+                [arguments] * (size // len(arguments) + 1), ignore_index=True
+            ).head(size)
             repeated.insert(0, "id", range(size))
             repeated.to_csv(path, index=False)
         paths[size] = path
@@ -143,19 +167,39 @@ def stance(*args: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="rows for the word 1-2-gram model")
-    parser.add_argument("--best-sizes", type=int, nargs="+", default=[50_000],
-                        help="rows for the experiments' configurations (their character n-grams and lexicon run at a few thousand rows/s)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[100_000, 1_000_000],
+        help="rows for the word 1-2-gram model",
+    )
+    parser.add_argument(
+        "--best-sizes",
+        type=int,
+        nargs="+",
+        default=[50_000],
+        help="rows for the experiments' configurations (their character n-grams and lexicon run "
+        "at a few thousand rows/s)",
+    )
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--document-repeats", type=int, default=1)
-    parser.add_argument("--explain", type=int, default=0, metavar="K", help="also time each run with --explain K (alternating with the plain runs)")
+    parser.add_argument(
+        "--explain",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also time each run with --explain K (alternating with the plain runs)",
+    )
     args = parser.parse_args()
     root = data_root()
     OUT.mkdir(parents=True, exist_ok=True)
-    for parts in OUT.glob("*.parts"):  # left by an interrupted benchmark; `stance predict` would refuse to start over them
+    for parts in OUT.glob(
+        "*.parts"
+    ):  # left by an interrupted benchmark; `stance predict` would refuse to start over them
         shutil.rmtree(parts)
 
     models = {name: fit_and_save(name, *MODELS[name], root) for name in args.models}
@@ -171,17 +215,40 @@ def main() -> None:
         sizes = args.sizes if name == "word12_svm" else args.best_sizes
         for size, source in ((s, inputs[s]) for s in sizes):
             for jobs in args.jobs:
-                command = stance("predict", str(model), str(source), "-o", str(OUT / "predictions.csv"), "--jobs", str(jobs), "--no-progress")
-                variants = {0: command} | ({args.explain: [*command, "--explain", str(args.explain)]} if args.explain else {})
+                command = stance(
+                    "predict",
+                    str(model),
+                    str(source),
+                    "-o",
+                    str(OUT / "predictions.csv"),
+                    "--jobs",
+                    str(jobs),
+                    "--no-progress",
+                )
+                variants = {0: command} | (
+                    {args.explain: [*command, "--explain", str(args.explain)]}
+                    if args.explain
+                    else {}
+                )
                 samples = {explain: [] for explain in variants}
-                for _ in range(args.repeats):  # alternating, so that drift in the machine's speed hits both alike
+                for _ in range(
+                    args.repeats
+                ):  # alternating, so that drift in the machine's speed hits both alike
                     for explain, argv in variants.items():
                         samples[explain].append(timed(argv))
                 floor = results["floor"].get(size)
                 for explain, runs in samples.items():
                     seconds = statistics.median(s for s, _ in runs)
-                    row = {"model": name, "rows": size, "jobs": jobs, "explain": explain, "seconds": seconds, "rows_per_s": size / seconds,
-                           "peak_rss_mib": statistics.median(r for _, r in runs), "vs_floor": size / seconds / floor if floor else None}
+                    row = {
+                        "model": name,
+                        "rows": size,
+                        "jobs": jobs,
+                        "explain": explain,
+                        "seconds": seconds,
+                        "rows_per_s": size / seconds,
+                        "peak_rss_mib": statistics.median(r for _, r in runs),
+                        "vs_floor": size / seconds / floor if floor else None,
+                    }
                     results["runs"].append(row)
                     print(json.dumps(row), file=sys.stderr)
     if args.documents:
@@ -190,32 +257,70 @@ def main() -> None:
         for jobs in args.jobs:
             samples = []
             for _ in range(args.document_repeats):
-                seconds, rss = timed(stance("predict", str(sample), str(folder), "--documents", "--target", "Iran's missile strikes",
-                                            "-o", str(OUT / "documents.csv"), "--jobs", str(jobs), "--no-progress"))
+                seconds, rss = timed(
+                    stance(
+                        "predict",
+                        str(sample),
+                        str(folder),
+                        "--documents",
+                        "--target",
+                        "Iran's missile strikes",
+                        "-o",
+                        str(OUT / "documents.csv"),
+                        "--jobs",
+                        str(jobs),
+                        "--no-progress",
+                    )
+                )
                 samples.append((seconds, rss))
-            sentences = int((pd.read_csv(OUT / "documents.csv", usecols=["level"])["level"] == "sentence").sum())
+            sentences = int(
+                (pd.read_csv(OUT / "documents.csv", usecols=["level"])["level"] == "sentence").sum()
+            )
             seconds = statistics.median(s for s, _ in samples)
-            results.setdefault("documents", []).append({"jobs": jobs, "documents": args.documents, "sentences": sentences, "seconds": seconds,
-                                                        "documents_per_s": args.documents / seconds, "sentences_per_s": sentences / seconds,
-                                                        "peak_rss_mib": statistics.median(r for _, r in samples)})
+            results.setdefault("documents", []).append(
+                {
+                    "jobs": jobs,
+                    "documents": args.documents,
+                    "sentences": sentences,
+                    "seconds": seconds,
+                    "documents_per_s": args.documents / seconds,
+                    "sentences_per_s": sentences / seconds,
+                    "peak_rss_mib": statistics.median(r for _, r in samples),
+                }
+            )
     (OUT / "predict_speed.json").write_text(json.dumps(results, indent=2))
     print(report(results))
 
 
 def report(results: dict) -> str:
-    lines = ["| model | rows | jobs | explain | rows/s | x floor | x without explain | peak RSS MiB | seconds |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| model | rows | jobs | explain | rows/s | x floor | x without explain | peak RSS MiB | "
+        "seconds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     plain = {(r["model"], r["rows"], r["jobs"]): r for r in results["runs"] if not r.get("explain")}
     for r in results["runs"]:
         ratio = f"{r['vs_floor']:.2f}" if r["vs_floor"] else "-"
         base = plain.get((r["model"], r["rows"], r["jobs"]))
         cost = f"{r['rows_per_s'] / base['rows_per_s']:.2f}" if r.get("explain") and base else "-"
-        lines.append(f"| {r['model']} | {r['rows']:,} | {r['jobs']} | {r.get('explain') or '-'} | {r['rows_per_s']:,.0f} | {ratio} | {cost} | {r['peak_rss_mib']:,.0f} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['model']} | {r['rows']:,} | {r['jobs']} | {r.get('explain') or '-'} | "
+            f"{r['rows_per_s']:,.0f} | {ratio} | {cost} | {r['peak_rss_mib']:,.0f} | "
+            f"{r['seconds']:.1f} |"
+        )
     lines.append("")
-    lines += [f"One-core vectorize-only floor (word 1-2-gram feature step, in memory), {size:,} rows: {rate:,.0f} rows/s" for size, rate in results["floor"].items()]
+    lines += [
+        f"One-core vectorize-only floor (word 1-2-gram feature step, in memory), {size:,} rows: "
+        f"{rate:,.0f} rows/s"
+        for size, rate in results["floor"].items()
+    ]
     for d in results.get("documents", []):
-        lines.append(f"Documents, jobs {d['jobs']}: {d['documents']:,} documents, {d['sentences']:,} sentences in {d['seconds']:.1f}s: "
-                     f"{d['documents_per_s']:,.0f} documents/s, {d['sentences_per_s']:,.0f} sentences/s, peak RSS {d['peak_rss_mib']:,.0f} MiB")
+        lines.append(
+            f"Documents, jobs {d['jobs']}: {d['documents']:,} documents, {d['sentences']:,} "
+            f"sentences in {d['seconds']:.1f}s: "
+            f"{d['documents_per_s']:,.0f} documents/s, {d['sentences_per_s']:,.0f} sentences/s, "
+            f"peak RSS {d['peak_rss_mib']:,.0f} MiB"
+        )
     return "\n".join(lines)
 
 

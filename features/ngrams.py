@@ -31,7 +31,13 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
 
     def _count_settings(self) -> dict:
         """The CountVectorizer's parameters, but for the analyzer (which may need fitted state)."""
-        return {"min_df": self.min_df, "max_df": self.max_df, "max_features": self.max_features, "binary": self.binary, "dtype": np.float64}
+        return {
+            "min_df": self.min_df,
+            "max_df": self.max_df,
+            "max_features": self.max_features,
+            "binary": self.binary,
+            "dtype": np.float64,
+        }
 
     def _counter(self):
         return CountVectorizer(analyzer=self._analyzer(), **self._count_settings())
@@ -56,10 +62,13 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
             grams.extend(document_grams)
             lengths[row] = len(document_grams)
         rows = np.repeat(np.arange(len(documents)), lengths)
-        columns = np.fromiter(map(vocabulary.get, grams, repeat(-1, len(grams))), dtype=np.int64, count=len(grams))
+        columns = np.fromiter(
+            map(vocabulary.get, grams, repeat(-1, len(grams))), dtype=np.int64, count=len(grams)
+        )
         known = columns >= 0
         counts = sp.csr_matrix(
-            (np.ones(int(known.sum())), (rows[known], columns[known])), shape=(len(documents), len(vocabulary))
+            (np.ones(int(known.sum())), (rows[known], columns[known])),
+            shape=(len(documents), len(vocabulary)),
         )
         counts.sum_duplicates()
         if self.binary:
@@ -69,7 +78,9 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         self._check_params()
         counts, _ = self._unique_counts(X, fit=True)
-        self.tfidf_ = TfidfTransformer(sublinear_tf=self.sublinear_tf, use_idf=self.use_idf).fit(counts)
+        self.tfidf_ = TfidfTransformer(sublinear_tf=self.sublinear_tf, use_idf=self.use_idf).fit(
+            counts
+        )
         self.vocabulary_size_ = counts.shape[1]
         return self
 
@@ -89,7 +100,9 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
     def _check_params(self):
         low, high = self.ngram_range
         if not 1 <= low <= high:
-            raise ValueError(f"ngram_range must satisfy 1 <= low <= high, got {self.ngram_range!r}.")
+            raise ValueError(
+                f"ngram_range must satisfy 1 <= low <= high, got {self.ngram_range!r}."
+            )
         # The wrapped scikit-learn steps check min_df, max_df, max_features and the rest.
         CountVectorizer(**self._count_settings())._validate_params()
         TfidfTransformer(sublinear_tf=self.sublinear_tf, use_idf=self.use_idf)._validate_params()
@@ -135,7 +148,6 @@ class WordNgrams(_TfidfNgrams):
     ['ban', 'do', 'it', 'not', 'now']
     """
 
-
     def __init__(
         self,
         ngram_range=(1, 2),
@@ -169,9 +181,16 @@ class WordNgrams(_TfidfNgrams):
         self.column = column
 
     def _analyzer(self):
-        tokenizer = Tokenizer(kind=self.tokenizer, negation=self.negation, stemmer=self.stemmer, split_hashtags=self.split_hashtags)
+        tokenizer = Tokenizer(
+            kind=self.tokenizer,
+            negation=self.negation,
+            stemmer=self.stemmer,
+            split_hashtags=self.split_hashtags,
+        )
         cues = frozenset(self.target_cues_) if self.cross_target_words else None
-        return NgramAnalyzer(tokenizer, tuple(self.ngram_range), prefix_target=self.by_target, target_cues=cues)
+        return NgramAnalyzer(
+            tokenizer, tuple(self.ngram_range), prefix_target=self.by_target, target_cues=cues
+        )
 
     def reads_target(self) -> bool:
         # Crossed with the target (target_conditioned) or with its cue words (target_cues).
@@ -180,12 +199,16 @@ class WordNgrams(_TfidfNgrams):
     def fit(self, X, y=None):
         if self.cross_target_words:
             if self.by_target:
-                raise ValueError("by_target and cross_target_words are alternatives; set one of them.")
+                raise ValueError(
+                    "by_target and cross_target_words are alternatives; set one of them."
+                )
             # Cue words: target words shared by several targets ("ban", "legalize"),
             # learned before the vocabulary because the analyzer emits their crosses.
             targets = np.unique(text_column(X, TARGET, type(self).__name__))
             spread = Counter(word for target in targets for word in set(cue_words(target)))
-            self.target_cues_ = tuple(sorted(w for w, n in spread.items() if n >= self.cross_target_words))
+            self.target_cues_ = tuple(
+                sorted(w for w, n in spread.items() if n >= self.cross_target_words)
+            )
         return super().fit(X, y)
 
     def _documents(self, X):
@@ -211,7 +234,6 @@ class TargetNgrams(WordNgrams):
     >>> TargetNgrams(ngram_range=(1, 1)).fit(X).get_feature_names_out().tolist()
     ['ban', 'guns', 'should', 'we']
     """
-
 
     def __init__(
         self,
@@ -270,7 +292,6 @@ class CharNgrams(_TfidfNgrams):
     [' n', ' o', 'n ', 'no', 'o ', 'on']
     """
 
-
     def __init__(
         self,
         ngram_range=(2, 5),
@@ -296,7 +317,12 @@ class CharNgrams(_TfidfNgrams):
         self.column = column
 
     def _count_settings(self) -> dict:
-        return {**super()._count_settings(), "analyzer": self.analyzer, "ngram_range": tuple(self.ngram_range), "lowercase": self.lowercase}
+        return {
+            **super()._count_settings(),
+            "analyzer": self.analyzer,
+            "ngram_range": tuple(self.ngram_range),
+            "lowercase": self.lowercase,
+        }
 
     def _check_params(self):
         if self.analyzer not in ("char_wb", "char"):

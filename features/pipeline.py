@@ -32,7 +32,8 @@ STEP_DEFAULTS = {
 
 
 def register_step(name: str, cls: type, defaults: dict | None = None) -> None:
-    """Make ``cls`` available as the feature step ``[features.NAME]`` (and ``NAME__param`` overrides).
+    """Make ``cls`` available as the feature step ``[features.NAME]`` (and ``NAME__param``
+    overrides).
 
     ``cls`` is a scikit-learn transformer over a DataFrame of ``text`` and ``target``;
     ``defaults`` are parameters that this step name gives it unless the experiment
@@ -48,7 +49,9 @@ def register_step(name: str, cls: type, defaults: dict | None = None) -> None:
     >>> del FEATURE_STEPS["style_example"]
     """
     if not (isinstance(cls, type) and hasattr(cls, "fit") and hasattr(cls, "transform")):
-        raise TypeError(f"register_step expects a transformer class with fit and transform; found {cls!r}.")
+        raise TypeError(
+            f"register_step expects a transformer class with fit and transform; found {cls!r}."
+        )
     FEATURE_STEPS[name] = cls
     if defaults:
         STEP_DEFAULTS[name] = dict(defaults)
@@ -64,11 +67,15 @@ def build_features(steps: dict[str, dict], n_jobs: int | None = None) -> Feature
     ['word', 'style']
     """
     if not steps:
-        raise ValueError(f"At least one feature step is needed; choose from {sorted(FEATURE_STEPS)}.")
+        raise ValueError(
+            f"At least one feature step is needed; choose from {sorted(FEATURE_STEPS)}."
+        )
     transformers = []
     for name, params in steps.items():
         if name not in FEATURE_STEPS:
-            raise ValueError(f"Unknown feature step {name!r}; expected one of {sorted(FEATURE_STEPS)}.")
+            raise ValueError(
+                f"Unknown feature step {name!r}; expected one of {sorted(FEATURE_STEPS)}."
+            )
         kwargs = {**STEP_DEFAULTS.get(name, {}), **params}
         if "ngram_range" in kwargs:
             kwargs["ngram_range"] = tuple(kwargs["ngram_range"])

@@ -35,7 +35,8 @@ class StyleFeatures(DenseFeatures):
     Examples
     --------
     >>> import pandas as pd
-    >>> X = pd.DataFrame({"text": ["STOP this now!!! #NoWar", "A calm note."], "target": ["t", "t"]})
+    >>> texts = ["STOP this now!!! #NoWar", "A calm note."]
+    >>> X = pd.DataFrame({"text": texts, "target": ["t", "t"]})
     >>> names = StyleFeatures().fit(X).get_feature_names_out().tolist()
     >>> names[:3]
     ['exclamations', 'questions', 'hashtags']

@@ -59,7 +59,9 @@ class TargetRelatedness(DenseFeatures):
         ).fit(np.concatenate([texts, targets]))
 
     def _content(self, text: str) -> frozenset:
-        return frozenset(t for t in self.tokenizer_(text) if t.isalnum() and t not in ENGLISH_STOP_WORDS)
+        return frozenset(
+            t for t in self.tokenizer_(text) if t.isalnum() and t not in ENGLISH_STOP_WORDS
+        )
 
     def _compute(self, X):
         texts, text_index = unique_inverse(text_column(X, TEXT, "TargetRelatedness"))
@@ -76,7 +78,11 @@ class TargetRelatedness(DenseFeatures):
             wanted, found = target_words[j], text_words[i]
             shared = len(wanted & found)
             union = len(wanted | found)
-            values[row, :3] = (float(shared > 0), shared / len(wanted) if wanted else 0.0, shared / union if union else 0.0)
+            values[row, :3] = (
+                float(shared > 0),
+                shared / len(wanted) if wanted else 0.0,
+                shared / union if union else 0.0,
+            )
         values[:, 3] = np.clip(cosine, 0.0, 1.0)
         if self.bins:
             bin_index = np.searchsorted(SIMILARITY_BINS, values[:, 3], side="right")
@@ -131,14 +137,22 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         if self.features is None:
-            raise ValueError("TargetSpecificCopies needs features: the transformer (e.g. a FeatureUnion) whose columns it copies.")
+            raise ValueError(
+                "TargetSpecificCopies needs features: the transformer (e.g. a FeatureUnion) whose "
+                "columns it copies."
+            )
         if isinstance(self.shared_weight, bool) or not float(self.shared_weight) > 0:
-            raise ValueError(f"TargetSpecificCopies shared_weight must be a positive number, found {self.shared_weight!r}.")
+            raise ValueError(
+                "TargetSpecificCopies shared_weight must be a positive number, found "
+                f"{self.shared_weight!r}."
+            )
         targets = sorted(set(text_column(X, TARGET, "TargetSpecificCopies")))
         if len(targets) > self.max_targets:
             raise ValueError(
-                f"TargetSpecificCopies copies every feature once per target and found {len(targets)} targets "
-                f"(max_targets={self.max_targets}). Use model.strategy = \"joint\" or \"per_target\" for data with many targets."
+                "TargetSpecificCopies copies every feature once per target and found "
+                f"{len(targets)} targets "
+                f'(max_targets={self.max_targets}). Use model.strategy = "joint" or "per_target" '
+                "for data with many targets."
             )
         self.targets_ = np.asarray(targets, dtype=object)
         self.features_ = clone(self.features).fit(X, y)
@@ -163,4 +177,6 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "features_")
         names = np.asarray(self.features_.get_feature_names_out(), dtype=object)
-        return np.concatenate([names, *[np.asarray([f"{t}|{n}" for n in names], dtype=object) for t in self.targets_]])
+        return np.concatenate(
+            [names, *[np.asarray([f"{t}|{n}" for n in names], dtype=object) for t in self.targets_]]
+        )

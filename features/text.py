@@ -109,7 +109,15 @@ class Tokenizer:
     ['i', "don't", 'support_NEG', 'the_NEG', 'strikes_NEG', '!']
     """
 
-    def __init__(self, kind="regex", lowercase=True, negation=False, stemmer=None, normalize_urls=True, split_hashtags=False):
+    def __init__(
+        self,
+        kind="regex",
+        lowercase=True,
+        negation=False,
+        stemmer=None,
+        normalize_urls=True,
+        split_hashtags=False,
+    ):
         if kind not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {kind!r}")
         if stemmer not in STEMMERS:
@@ -133,7 +141,11 @@ class Tokenizer:
         else:
             split = str.split
         self._split = split
-        self._stem = {"porter": PorterStemmer(), "snowball": SnowballStemmer("english"), None: None}[self.stemmer]
+        self._stem = {
+            "porter": PorterStemmer(),
+            "snowball": SnowballStemmer("english"),
+            None: None,
+        }[self.stemmer]
         self._cache = {}
 
     # The stemmer cache and bound methods are rebuilt on load rather than pickled.
@@ -147,7 +159,8 @@ class Tokenizer:
     def __repr__(self):
         return (
             f"Tokenizer(kind={self.kind!r}, lowercase={self.lowercase}, negation={self.negation}, "
-            f"stemmer={self.stemmer!r}, normalize_urls={self.normalize_urls}, split_hashtags={self.split_hashtags})"
+            f"stemmer={self.stemmer!r}, normalize_urls={self.normalize_urls}, "
+            f"split_hashtags={self.split_hashtags})"
         )
 
     def __eq__(self, other):
@@ -164,7 +177,10 @@ class Tokenizer:
         tokens = self._split(text)
         # The substring checks skip the per-token passes for most sentences.
         if self.normalize_urls and ("@" in text or "http" in text or "www." in text):
-            tokens = ["<url>" if _URL.match(t) else ("@user" if t.startswith("@") and len(t) > 1 else t) for t in tokens]
+            tokens = [
+                "<url>" if _URL.match(t) else ("@user" if t.startswith("@") and len(t) > 1 else t)
+                for t in tokens
+            ]
         if self.negation and _MAY_NEGATE.search(text):
             tokens = mark_negation(tokens)
         if self._stem is not None:
@@ -188,7 +204,13 @@ class NgramAnalyzer:
     weigh differently for different targets.
     """
 
-    def __init__(self, tokenizer: Tokenizer, ngram_range=(1, 1), prefix_target=False, target_cues: frozenset | None = None):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        ngram_range=(1, 1),
+        prefix_target=False,
+        target_cues: frozenset | None = None,
+    ):
         self.tokenizer = tokenizer
         self.ngram_range = tuple(ngram_range)
         self.prefix_target = prefix_target
@@ -226,5 +248,5 @@ def cue_words(target: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=1)
-def _cue_tokenizer() -> "Tokenizer":
+def _cue_tokenizer() -> Tokenizer:
     return Tokenizer(kind="regex", stemmer="porter")

@@ -98,7 +98,6 @@ def shared_data() -> Path:
     return root
 
 
-
 @pytest.fixture
 def embeddings_extra() -> None:
     """The optional sentence-embedding extra; CI installs it, so there a missing extra fails."""

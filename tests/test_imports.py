@@ -1,4 +1,6 @@
-"""The installed packages' import graph has no cycles: every module can be read after the ones it imports."""
+"""The installed packages' import graph has no cycles: every module can be read after the ones it
+imports.
+"""
 
 from __future__ import annotations
 
@@ -93,4 +95,10 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_features_never_import_train():
     graph = import_graph()
-    assert not {target for name, targets in graph.items() if name.startswith("features") for target in targets if target.startswith("train")}
+    assert not {
+        target
+        for name, targets in graph.items()
+        if name.startswith("features")
+        for target in targets
+        if target.startswith("train")
+    }

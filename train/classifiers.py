@@ -24,7 +24,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 
 class _SparseProbabilisticClassifier(ClassifierMixin, BaseEstimator):
-    """What the two SVM classifiers share: sparse input, and the most probable class as the prediction."""
+    """What the two SVM classifiers share: sparse input, and the most probable class as the
+    prediction.
+    """
 
     def predict(self, X):
         proba = self.predict_proba(X)
@@ -63,7 +65,16 @@ class CalibratedLinearSVC(_SparseProbabilisticClassifier):
     [1]
     """
 
-    def __init__(self, C=1.0, class_weight=None, calibration="sigmoid", cv=3, ensemble=False, max_iter=5000, random_state=0):
+    def __init__(
+        self,
+        C=1.0,
+        class_weight=None,
+        calibration="sigmoid",
+        cv=3,
+        ensemble=False,
+        max_iter=5000,
+        random_state=0,
+    ):
         self.C = C
         self.class_weight = class_weight
         self.calibration = calibration
@@ -84,15 +95,25 @@ class CalibratedLinearSVC(_SparseProbabilisticClassifier):
             self.model_ = svm.fit(X, y, sample_weight=weights)
             fold_svms = [self.model_]
         else:
-            folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state) if isinstance(self.cv, int) else self.cv
-            self.model_ = CalibratedClassifierCV(svm, method=self.calibration, cv=folds, ensemble=self.ensemble)
+            folds = (
+                StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
+                if isinstance(self.cv, int)
+                else self.cv
+            )
+            self.model_ = CalibratedClassifierCV(
+                svm, method=self.calibration, cv=folds, ensemble=self.ensemble
+            )
             self.model_.fit(X, y, sample_weight=weights)
             fold_svms = [c.estimator for c in self.model_.calibrated_classifiers_]
         self.classes_ = self.model_.classes_
         # The weights a report shows per feature: averaged over the fold SVMs of an
         # ensemble, else the one SVM's own array, so the pickle stores it once
         # (a copy doubled the SemEval model, 557k columns x 3 classes).
-        self.coef_ = fold_svms[0].coef_ if len(fold_svms) == 1 else np.mean([svm.coef_ for svm in fold_svms], axis=0)
+        self.coef_ = (
+            fold_svms[0].coef_
+            if len(fold_svms) == 1
+            else np.mean([svm.coef_ for svm in fold_svms], axis=0)
+        )
         self.n_iter_ = max(int(svm.n_iter_) for svm in fold_svms)
         return self
 
@@ -145,7 +166,17 @@ class NBSVM(_SparseProbabilisticClassifier):
     ['yes']
     """
 
-    def __init__(self, C=1.0, alpha=1.0, binarize=True, class_weight=None, calibration="sigmoid", cv=3, max_iter=5000, random_state=0):
+    def __init__(
+        self,
+        C=1.0,
+        alpha=1.0,
+        binarize=True,
+        class_weight=None,
+        calibration="sigmoid",
+        cv=3,
+        max_iter=5000,
+        random_state=0,
+    ):
         self.C = C
         self.alpha = alpha
         self.binarize = binarize
@@ -159,16 +190,24 @@ class NBSVM(_SparseProbabilisticClassifier):
         X, y = validate_data(self, X, y, accept_sparse="csr")
         check_classification_targets(y)
         if not self.alpha > 0:
-            raise ValueError(f"NBSVM needs alpha > 0 so that every ratio is finite; found alpha={self.alpha!r}.")
+            raise ValueError(
+                f"NBSVM needs alpha > 0 so that every ratio is finite; found alpha={self.alpha!r}."
+            )
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError(f"NBSVM needs at least two classes in y; found one class: {self.classes_[0]!r}.")
+            raise ValueError(
+                f"NBSVM needs at least two classes in y; found one class: {self.classes_[0]!r}."
+            )
         weights = compute_sample_weight(self.class_weight, y)
         if sample_weight is not None:
             weights = weights * np.asarray(sample_weight, dtype=float)
-        signed = np.asarray(X.min(axis=0).todense() if sp.issparse(X) else X.min(axis=0)).ravel() < 0
+        signed = (
+            np.asarray(X.min(axis=0).todense() if sp.issparse(X) else X.min(axis=0)).ravel() < 0
+        )
         # Signed columns count as zero, so they weigh on no ratio's normalisation either.
-        counts = _scale_columns((X != 0).astype(float) if self.binarize else X, (~signed).astype(float))
+        counts = _scale_columns(
+            (X != 0).astype(float) if self.binarize else X, (~signed).astype(float)
+        )
         # With two classes one SVM suffices: the other's ratios are these negated.
         positives = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
         ratios, self.svms_ = [], []
@@ -178,8 +217,16 @@ class NBSVM(_SparseProbabilisticClassifier):
             q = np.asarray(counts[~in_class].T @ weights[~in_class]).ravel()[~signed] + self.alpha
             ratio = np.ones(X.shape[1])
             ratio[~signed] = np.log(p / p.sum()) - np.log(q / q.sum())
-            svm = CalibratedLinearSVC(C=self.C, calibration=self.calibration, cv=self.cv, max_iter=self.max_iter, random_state=self.random_state)
-            self.svms_.append(svm.fit(_scale_columns(X, ratio), in_class.astype(int), sample_weight=weights))
+            svm = CalibratedLinearSVC(
+                C=self.C,
+                calibration=self.calibration,
+                cv=self.cv,
+                max_iter=self.max_iter,
+                random_state=self.random_state,
+            )
+            self.svms_.append(
+                svm.fit(_scale_columns(X, ratio), in_class.astype(int), sample_weight=weights)
+            )
             ratios.append(ratio)
         self.ratios_ = np.vstack(ratios)
         self.n_iter_ = max(svm.n_iter_ for svm in self.svms_)
@@ -197,12 +244,19 @@ class NBSVM(_SparseProbabilisticClassifier):
     def predict_proba(self, X):
         check_is_fitted(self, "svms_")
         X = validate_data(self, X, accept_sparse="csr", reset=False)
-        positive = np.column_stack([svm.predict_proba(_scale_columns(X, ratio))[:, 1] for svm, ratio in zip(self.svms_, self.ratios_)])
+        positive = np.column_stack(
+            [
+                svm.predict_proba(_scale_columns(X, ratio))[:, 1]
+                for svm, ratio in zip(self.svms_, self.ratios_)
+            ]
+        )
         if len(self.classes_) == 2:
             return np.column_stack([1.0 - positive[:, 0], positive[:, 0]])
         total = positive.sum(axis=1, keepdims=True)
         # Sigmoid calibration never returns exactly 0, but isotonic can, for every class at once.
-        return np.divide(positive, total, out=np.full_like(positive, 1.0 / len(self.classes_)), where=total > 0)
+        return np.divide(
+            positive, total, out=np.full_like(positive, 1.0 / len(self.classes_)), where=total > 0
+        )
 
 
 def _scale_columns(X, factors: np.ndarray):
@@ -224,7 +278,9 @@ CLASSIFIER_DEFAULTS = {
 SEEDED = {"logreg": "random_state", "linear_svm": "random_state", "nbsvm": "random_state"}
 
 
-def register_classifier(name: str, cls: type, defaults: dict | None = None, seed_parameter: str | None = None) -> None:
+def register_classifier(
+    name: str, cls: type, defaults: dict | None = None, seed_parameter: str | None = None
+) -> None:
     """Make ``cls`` available as ``model.classifier = name``.
 
     ``defaults`` are parameters that differ from the class's own (an experiment's
@@ -240,7 +296,9 @@ def register_classifier(name: str, cls: type, defaults: dict | None = None, seed
     >>> del CLASSIFIERS["ridge_example"]
     """
     if not (isinstance(cls, type) and issubclass(cls, BaseEstimator) and hasattr(cls, "fit")):
-        raise TypeError(f"register_classifier expects a scikit-learn estimator class; found {cls!r}.")
+        raise TypeError(
+            f"register_classifier expects a scikit-learn estimator class; found {cls!r}."
+        )
     CLASSIFIERS[name] = cls
     if defaults:
         CLASSIFIER_DEFAULTS[name] = dict(defaults)

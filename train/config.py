@@ -168,11 +168,17 @@ class DataConfig(_Section):
         _choice("data.format", self.format, FORMATS)
         _choice("data.on_bad_rows", self.on_bad_rows, BAD_ROW_POLICIES)
         if not self.path:
-            raise ConfigError("data.path is empty; set it to a file or folder under the data root, e.g. path = \"sample/sentences.csv\".")
+            raise ConfigError(
+                "data.path is empty; set it to a file or folder under the data root, e.g. path = "
+                '"sample/sentences.csv".'
+            )
         for name in self.columns:
             _choice("a key of data.columns", name, RECORD_FIELDS)
         if self.format in ("csv", "tsv", "jsonl", "parquet") and not self.labels:
-            raise ConfigError(f"data.labels is empty; a {self.format} dataset must list its labels, e.g. labels = [\"FAVOR\", \"AGAINST\", \"NONE\"].")
+            raise ConfigError(
+                f"data.labels is empty; a {self.format} dataset must list its labels, e.g. labels "
+                '= ["FAVOR", "AGAINST", "NONE"].'
+            )
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,9 @@ class SplitConfig(_Section):
         for name in ("valid_size", "test_size"):
             size = getattr(self, name)
             if not 0 < size < 0.5:
-                raise ConfigError(f"split.{name} must be a fraction between 0 and 0.5, found {size}.")
+                raise ConfigError(
+                    f"split.{name} must be a fraction between 0 and 0.5, found {size}."
+                )
 
 
 @dataclass(frozen=True)
@@ -208,10 +216,14 @@ class ModelConfig(_Section):
         _choice("model.classifier", self.classifier, sorted(CLASSIFIERS))
         _check_kwargs(f"model.clf (for {self.classifier})", CLASSIFIERS[self.classifier], self.clf)
         if not self.shared_weight > 0:
-            raise ConfigError(f"model.shared_weight must be a positive number, found {self.shared_weight}.")
+            raise ConfigError(
+                f"model.shared_weight must be a positive number, found {self.shared_weight}."
+            )
         for label, weight in self.label_weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-                raise ConfigError(f"model.label_weights.{label} must be a positive number, found {weight!r}.")
+                raise ConfigError(
+                    f"model.label_weights.{label} must be a positive number, found {weight!r}."
+                )
 
 
 def _check_kwargs(where: str, cls, params: Mapping):
@@ -259,14 +271,24 @@ class Config(_Section):
         from train.metrics import metric_names
 
         if not 0 <= self.seed < 2**32:
-            raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1 (numpy's range), found {self.seed}.")
+            raise ConfigError(
+                "seed must be a whole number from 0 to 2**32 - 1 (numpy's range), found "
+                f"{self.seed}."
+            )
         if not self.features:
-            raise ConfigError(f"[features] enables no step; enable at least one of {sorted(FEATURE_STEPS)}.")
+            raise ConfigError(
+                f"[features] enables no step; enable at least one of {sorted(FEATURE_STEPS)}."
+            )
         for step, params in self.features.items():
             _choice("a [features] step", step, sorted(FEATURE_STEPS))
             if not isinstance(params, Mapping):
-                raise ConfigError(f"features.{step} must be a table of its parameters, or true / false to switch it on / off; found {params!r}.")
-            _check_kwargs(f"features.{step}", FEATURE_STEPS[step], {**STEP_DEFAULTS.get(step, {}), **params})
+                raise ConfigError(
+                    f"features.{step} must be a table of its parameters, or true / false to switch "
+                    f"it on / off; found {params!r}."
+                )
+            _check_kwargs(
+                f"features.{step}", FEATURE_STEPS[step], {**STEP_DEFAULTS.get(step, {}), **params}
+            )
         if "embeddings" in self.features:
             from features.embeddings import missing_extra
 
@@ -275,10 +297,16 @@ class Config(_Section):
         _check_search(self.search)
         unknown = [label for label in self.model.label_weights if label not in self.labels]
         if unknown:
-            raise ConfigError(f"model.label_weights names {unknown[0]!r}, which is not a label; labels are {list(self.labels)}.")
+            raise ConfigError(
+                f"model.label_weights names {unknown[0]!r}, which is not a label; labels are "
+                f"{list(self.labels)}."
+            )
         known = metric_names(self.labels)
         if self.headline_metric not in known:
-            raise ConfigError(f"headline_metric {self.headline_metric!r} does not apply to labels {list(self.labels)}; choose one of {known}.")
+            raise ConfigError(
+                f"headline_metric {self.headline_metric!r} does not apply to labels "
+                f"{list(self.labels)}; choose one of {known}."
+            )
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -290,7 +318,10 @@ class Config(_Section):
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"Experiment file {path} does not exist; the experiments/ folder lists the ones that do.") from None
+            raise ConfigError(
+                f"Experiment file {path} does not exist; the experiments/ folder lists the ones "
+                "that do."
+            ) from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path} is not valid TOML: {error}.") from None
         raw.setdefault("name", path.stem)
@@ -301,7 +332,11 @@ class Config(_Section):
         merged = _merge(copy.deepcopy(DEFAULTS), experiment)
         for override in overrides:
             _apply_override(merged, override)
-        merged["features"] = {k: _step_defaults(k) if v is True else v for k, v in merged["features"].items() if v is not False}
+        merged["features"] = {
+            k: _step_defaults(k) if v is True else v
+            for k, v in merged["features"].items()
+            if v is not False
+        }
         return cls.from_dict(merged)
 
     def to_dict(self) -> dict:
@@ -345,17 +380,33 @@ def _check_search(search: Mapping) -> None:
     for key, spec in search["space"].items():
         where = f"search.space.{key}"
         if not isinstance(spec, Mapping):
-            raise ConfigError(f"{where} must be a table such as {{ low = 0.01, high = 100, log = true }} or {{ choices = [...] }}.")
+            raise ConfigError(
+                f"{where} must be a table such as {{ low = 0.01, high = 100, log = true }} or "
+                f"{{ choices = [...] }}."
+            )
         if "choices" in spec:
             if set(spec) != {"choices"} or not spec["choices"]:
-                raise ConfigError(f"{where}: a choice takes only a non-empty list, e.g. {{ choices = [[1, 1], [1, 2]] }}.")
-        elif not {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"} or not spec["low"] < spec["high"]:
-            raise ConfigError(f"{where}: a range needs low < high (and optionally log = true or step), found {dict(spec)}.")
+                raise ConfigError(
+                    f"{where}: a choice takes only a non-empty list, e.g. "
+                    f"{{ choices = [[1, 1], [1, 2]] }}."
+                )
+        elif (
+            not {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}
+            or not spec["low"] < spec["high"]
+        ):
+            raise ConfigError(
+                f"{where}: a range needs low < high (and optionally log = true or step), found "
+                f"{dict(spec)}."
+            )
 
 
 def _merge(base: dict, layer: Mapping) -> dict:
     for key, value in layer.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key not in ("columns", "label_map", "target_names", "clf", "label_weights", "space"):
+        if (
+            isinstance(value, Mapping)
+            and isinstance(base.get(key), dict)
+            and key not in ("columns", "label_map", "target_names", "clf", "label_weights", "space")
+        ):
             _merge(base[key], value)
         elif key == "clf" and isinstance(value, Mapping) and isinstance(base.get(key), dict):
             base[key].update(value)
@@ -373,7 +424,9 @@ def parse_value(text: str):
 
 
 def _step_defaults(step: str) -> dict:
-    """The parameters DEFAULTS gives a feature step, for ``features.STEP = true``; none for a step it leaves out."""
+    """The parameters DEFAULTS gives a feature step, for ``features.STEP = true``; none for a step
+    it leaves out.
+    """
     defaults = DEFAULTS["features"].get(step)
     return copy.deepcopy(defaults) if isinstance(defaults, dict) else {}
 
@@ -383,7 +436,10 @@ def _apply_override(merged: dict, override: str):
 
     key, sep, text = override.partition("=")
     if not sep or not key:
-        raise ConfigError(f"Override {override!r} must look like key=value, e.g. clf__C=0.5 or data.on_bad_rows=quarantine.")
+        raise ConfigError(
+            f"Override {override!r} must look like key=value, e.g. clf__C=0.5 or "
+            "data.on_bad_rows=quarantine."
+        )
     value = parse_value(text)
     if "__" in key and "." not in key:
         step, _, param = key.partition("__")
@@ -392,7 +448,10 @@ def _apply_override(merged: dict, override: str):
         elif step in FEATURE_STEPS:
             path = ["features", step, param]
         else:
-            raise ConfigError(f"Override {key!r}: {step!r} is not a pipeline step; steps are 'clf' and {sorted(FEATURE_STEPS)}.")
+            raise ConfigError(
+                f"Override {key!r}: {step!r} is not a pipeline step; steps are 'clf' and "
+                f"{sorted(FEATURE_STEPS)}."
+            )
     else:
         path = key.split(".")
     node = merged
@@ -400,7 +459,9 @@ def _apply_override(merged: dict, override: str):
         child = node.get(part)
         if child is False or child is None or child is True:
             # A parameter of a step that is off (or merely "true") switches it on from its defaults.
-            child = node[part] = _step_defaults(part) if depth == 1 and path[0] == "features" else {}
+            child = node[part] = (
+                _step_defaults(part) if depth == 1 and path[0] == "features" else {}
+            )
         if not isinstance(child, dict):
             raise ConfigError(f"Override {key!r}: {part!r} is not a section.")
         node = child

@@ -57,11 +57,15 @@ def hashtag_groups(texts: pd.Series) -> np.ndarray:
     groups = []
     for position, row in enumerate(tags):
         kept = [t for t in row if t not in common]
-        groups.append(max(kept, key=lambda t: (counts[t], t)) if kept else f"\x00row{first[codes[position]]}")
+        groups.append(
+            max(kept, key=lambda t: (counts[t], t)) if kept else f"\x00row{first[codes[position]]}"
+        )
     return np.asarray(groups, dtype=object)
 
 
-def folds(frame: pd.DataFrame, k: int, grouping: str, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def folds(
+    frame: pd.DataFrame, k: int, grouping: str, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Train/held-out row positions for each of ``k`` folds.
 
     ``none``: stratified by label. ``target``: whole targets held out (cross-target).
@@ -72,24 +76,42 @@ def folds(frame: pd.DataFrame, k: int, grouping: str, seed: int) -> Iterator[tup
         raise ConfigError(f"Unknown grouping {grouping!r}; expected one of {list(GROUPINGS)}.")
     check_counts(k, jobs=1)
     if grouping == "none":
-        # Folds are drawn over distinct texts; every copy of a text follows it (see data.text_copies).
+        # Folds are drawn over distinct texts; every copy of a text follows it (see
+        # data.text_copies).
         first, codes = text_copies(frame["text"])
         labels = frame["label"].iloc[first]
         smallest = int(labels.value_counts().min())
         if smallest < k:
-            raise ConfigError(f"{k} folds stratified by label need at least {k} rows of each label; the rarest has {smallest} (copies of one text counted once). Use fewer folds.")
+            raise ConfigError(
+                f"{k} folds stratified by label need at least {k} rows of each label; the rarest "
+                f"has {smallest} (copies of one text counted once). Use fewer folds."
+            )
         splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(first, labels)
-        return ((np.flatnonzero(~held), np.flatnonzero(held)) for held in (np.isin(codes, texts) for _, texts in splits))
-    groups = hashtag_groups(frame["text"]) if grouping == "hashtag" else frame[grouping].to_numpy(dtype=object)
+        return (
+            (np.flatnonzero(~held), np.flatnonzero(held))
+            for held in (np.isin(codes, texts) for _, texts in splits)
+        )
+    groups = (
+        hashtag_groups(frame["text"])
+        if grouping == "hashtag"
+        else frame[grouping].to_numpy(dtype=object)
+    )
     distinct = len(set(groups))
     if distinct < k:
-        raise ConfigError(f"{k} folds grouped by {grouping} need at least {k} groups; the training split has {distinct}. Use fewer folds.")
+        raise ConfigError(
+            f"{k} folds grouped by {grouping} need at least {k} groups; the training split has "
+            f"{distinct}. Use fewer folds."
+        )
     if grouping == "target":
         return GroupKFold(n_splits=k).split(frame, groups=groups)
-    return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(frame, frame["label"], groups)
+    return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
+        frame, frame["label"], groups
+    )
 
 
-def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = "none", log=None, jobs: int = 1) -> tuple[list[dict], np.ndarray]:
+def cross_validate(
+    config: Config, frame: pd.DataFrame, k: int, grouping: str = "none", log=None, jobs: int = 1
+) -> tuple[list[dict], np.ndarray]:
     """Metrics of each fold's held-out rows, and every row's out-of-fold label.
 
     With ``jobs > 1`` the first fold runs here and the others in forked worker
@@ -103,15 +125,27 @@ def cross_validate(config: Config, frame: pd.DataFrame, k: int, grouping: str = 
 
     def record(number, train_rows, held_out_rows, predicted, seconds):
         out_of_fold[held_out_rows] = predicted
-        per_fold.append(compute_metrics(frame["label"].iloc[held_out_rows], predicted, config.labels))
+        per_fold.append(
+            compute_metrics(frame["label"].iloc[held_out_rows], predicted, config.labels)
+        )
         if log:  # folds of a large dataset take minutes each
             name = config.headline_metric
-            log(f"fold {number}/{k}: {name} {per_fold[-1][name]:.4f}, {len(train_rows)} rows fitted, {seconds:.1f}s")
+            log(
+                f"fold {number}/{k}: {name} {per_fold[-1][name]:.4f}, {len(train_rows)} rows "
+                f"fitted, {seconds:.1f}s"
+            )
 
     # The config does not pickle, so folds run in parallel only where workers are forked.
     parallel = jobs > 1 and workers.can_fork()
-    for number, (train_rows, held_out_rows) in enumerate(splits[:1] if parallel else splits, start=1):
-        record(number, train_rows, held_out_rows, *_fit_fold(config, frame, train_rows, held_out_rows, number))
+    for number, (train_rows, held_out_rows) in enumerate(
+        splits[:1] if parallel else splits, start=1
+    ):
+        record(
+            number,
+            train_rows,
+            held_out_rows,
+            *_fit_fold(config, frame, train_rows, held_out_rows, number),
+        )
     if parallel:
         # Each worker is sent a fold number; it inherits the config, the rows and the folds.
         with workers.pool(min(jobs, k - 1), (config, frame, splits)) as pool:
@@ -126,7 +160,13 @@ def _fit_shared_fold(index: int) -> tuple[np.ndarray, float]:
     return _fit_fold(config, frame, *splits[index], index + 1)
 
 
-def _fit_fold(config: Config, frame: pd.DataFrame, train_rows: np.ndarray, held_out_rows: np.ndarray, number: int) -> tuple[np.ndarray, float]:
+def _fit_fold(
+    config: Config,
+    frame: pd.DataFrame,
+    train_rows: np.ndarray,
+    held_out_rows: np.ndarray,
+    number: int,
+) -> tuple[np.ndarray, float]:
     from train.training import fit_stance_model
 
     started = time.perf_counter()
@@ -136,8 +176,6 @@ def _fit_fold(config: Config, frame: pd.DataFrame, train_rows: np.ndarray, held_
         raise DataError(f"Cross-validation fold {number}: {error}") from None
     predicted = model.predict(frame.iloc[held_out_rows])["label"].to_numpy()
     return predicted, time.perf_counter() - started
-
-
 
 
 def summarise(per_fold: list[dict]) -> dict[str, float]:
@@ -165,7 +203,15 @@ def check_counts(k: int | None, jobs: int) -> None:
         raise ConfigError(f"jobs must be at least 1, got {jobs}.")
 
 
-def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, overrides: list[str] = (), data_dir: str | None = None, log=print, jobs: int = 1) -> CVResult:
+def run_cv(
+    experiment: str | Path,
+    k: int = 5,
+    grouping: str | None = None,
+    overrides: list[str] = (),
+    data_dir: str | None = None,
+    log=print,
+    jobs: int = 1,
+) -> CVResult:
     """Cross-validate an experiment on its training split and log the result as an MLflow run."""
     check_counts(k, jobs)
     config = Config.from_toml(experiment, list(overrides))
@@ -175,8 +221,16 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
     root = data_root(data_dir)
     data = load_dataset(config.data, root)
     frame = split_dataset(data.rows, config.split, config.seed)["train"]
-    scheme = {"none": "stratified by label", "target": "grouped by target", "group": "grouped by the data's group column", "hashtag": "grouped by hashtag"}
-    log(f"data: {len(frame)} training rows, {k} folds ({scheme.get(grouping, grouping)}); the validation and test rows are left out")
+    scheme = {
+        "none": "stratified by label",
+        "target": "grouped by target",
+        "group": "grouped by the data's group column",
+        "hashtag": "grouped by hashtag",
+    }
+    log(
+        f"data: {len(frame)} training rows, {k} folds ({scheme.get(grouping, grouping)}); the "
+        "validation and test rows are left out"
+    )
 
     started = time.perf_counter()
     results = {}  # what is kept on disk if the store fails after the folds
@@ -184,12 +238,18 @@ def run_cv(experiment: str | Path, k: int = 5, grouping: str | None = None, over
         tracking.log_config(config)
         tracking.log_data(data, {"train": frame}, root)
         per_fold, out_of_fold = cross_validate(config, frame, k, grouping, log, jobs)
-        predictions = results["predictions"] = pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": out_of_fold})
+        predictions = results["predictions"] = pd.DataFrame(
+            {"id": frame["id"], "label": frame["label"], "predicted": out_of_fold}
+        )
         pooled = compute_metrics(frame["label"], out_of_fold, config.labels, frame["target"])
         metrics = {f"cv_{name}": value for name, value in summarise(per_fold).items()}
         metrics |= {f"oof_{name}": value for name, value in pooled.items()}
         metrics["cv_seconds"] = time.perf_counter() - started
-        results["metrics"] = metrics | {f"fold_{number}_{name}": value for number, fold in enumerate(per_fold, start=1) for name, value in fold.items()}
+        results["metrics"] = metrics | {
+            f"fold_{number}_{name}": value
+            for number, fold in enumerate(per_fold, start=1)
+            for name, value in fold.items()
+        }
         tracking.log_metrics(metrics)
         tracking.log_fold_metrics(per_fold)
         tracking.log_predictions("oof", predictions)

@@ -28,7 +28,14 @@ from train.config import DataConfig, SplitConfig, labels_for
 from train.errors import DataError
 
 SPLITS = ("train", "valid", "test")
-SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid", "test": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "valid": "valid",
+    "validation": "valid",
+    "val": "valid",
+    "dev": "valid",
+    "test": "test",
+}
 META = ("source", "line")
 COLUMNS = ("id", "text", "target", "label", "weight", "split", "group", *META)
 
@@ -44,7 +51,9 @@ SEMEVAL_TARGETS = {
 
 
 def data_root(cli_value: str | None = None) -> Path:
-    """The folder experiment paths are relative to: ``--data-dir``, else ``$STANCE_DATA_DIR``, else ``./data``."""
+    """The folder experiment paths are relative to: ``--data-dir``, else ``$STANCE_DATA_DIR``, else
+    ``./data``.
+    """
     return Path(cli_value or os.environ.get("STANCE_DATA_DIR") or "data")
 
 
@@ -83,7 +92,9 @@ def sha256_of(path: Path) -> str:
 
 
 def read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, dict[int, str], list[str]]:
-    """A whole table as a frame of strings plus "line", the rows' read problems, and the file's columns."""
+    """A whole table as a frame of strings plus "line", the rows' read problems, and the file's
+    columns.
+    """
     found, batch = tables.read_all(path, fmt)
     frame = pd.DataFrame(batch.rows, columns=batch.columns, dtype=object)
     frame["line"] = batch.lines
@@ -94,7 +105,9 @@ def read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, dict[int, str], list
 # --------------------------------------------------------------------------- loaders
 
 
-def _records(frame: pd.DataFrame, problems: dict[int, str], source: str, mapping: dict[str, str]) -> pd.DataFrame:
+def _records(
+    frame: pd.DataFrame, problems: dict[int, str], source: str, mapping: dict[str, str]
+) -> pd.DataFrame:
     """Rename the file's columns to record fields and attach source, line and reader problems."""
     out = pd.DataFrame(index=range(len(frame)))
     for field_name, column in mapping.items():
@@ -117,13 +130,22 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
     for name in required:
         if mapping[name] not in frame.columns:
             raise DataError(
-                f"{path}: missing column {mapping[name]!r} (the {name} column). Found columns {found}.{tables.separator_hint(found, config.format)} "
-                f"Fix: rename the column in the file or map it in the experiment, e.g. [data.columns] {name} = \"<your column>\""
-                + ("; or give every row one target with data.target = \"...\"." if name == "target" else ".")
+                f"{path}: missing column {mapping[name]!r} (the {name} column). Found columns "
+                f"{found}.{tables.separator_hint(found, config.format)} "
+                "Fix: rename the column in the file or map it in the experiment, e.g. "
+                f'[data.columns] {name} = "<your column>"'
+                + (
+                    '; or give every row one target with data.target = "...".'
+                    if name == "target"
+                    else "."
+                )
             )
     for name in ("id", "weight", "split"):
         if name in config.columns and mapping[name] not in frame.columns:
-            raise DataError(f"{path}: data.columns.{name} names column {mapping[name]!r}, which is not in the file. Found columns {found}.")
+            raise DataError(
+                f"{path}: data.columns.{name} names column {mapping[name]!r}, which is not in the "
+                f"file. Found columns {found}."
+            )
     if not config.use_weights:
         mapping.pop("weight")
     records = _records(frame, problems, str(path), mapping)
@@ -141,17 +163,27 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
-    """SemEval-2016 Task 6 in the TweetEval packaging: ``TARGET/{train,val,test}_{text,labels}.txt``."""
+    """SemEval-2016 Task 6 in the TweetEval packaging:
+    ``TARGET/{train,val,test}_{text,labels}.txt``.
+    """
     folder = tables.require_path(root / config.path, "SemEval-2016 folder", folder=True)
     mapping_file = folder / "mapping.txt"
     codes = {"0": "NONE", "1": "AGAINST", "2": "FAVOR"}
     if mapping_file.exists():
-        codes = {code: name.strip().upper() for code, name in (l.split("\t") for l in _read_lines(mapping_file) if l.strip())}
+        codes = {
+            code: name.strip().upper()
+            for code, name in (
+                line.split("\t") for line in _read_lines(mapping_file) if line.strip()
+            )
+        }
     target_names = {**SEMEVAL_TARGETS, **config.target_names}
     parts, files = [], []
     for target_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         for split in ("train", "val", "test"):
-            text_path, label_path = target_dir / f"{split}_text.txt", target_dir / f"{split}_labels.txt"
+            text_path, label_path = (
+                target_dir / f"{split}_text.txt",
+                target_dir / f"{split}_labels.txt",
+            )
             texts, labels = _read_lines(text_path), _read_lines(label_path)
             if len(texts) != len(labels):
                 raise DataError(
@@ -163,7 +195,7 @@ def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list
                     "id": [f"{target_dir.name}-{split}-{i}" for i in range(1, len(texts) + 1)],
                     "text": [tables.visible(t).strip() for t in texts],
                     "target": target_names.get(target_dir.name, target_dir.name),
-                    "label": [codes.get(l.strip(), l.strip() or None) for l in labels],
+                    "label": [codes.get(code.strip(), code.strip() or None) for code in labels],
                     "split": SPLIT_ALIASES[split],
                     "source": str(text_path),
                     "line": np.arange(1, len(texts) + 1),
@@ -175,7 +207,9 @@ def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list
             parts.append(part)
             files += [SourceFile(str(p), sha256_of(p), len(texts)) for p in (text_path, label_path)]
     if not parts:
-        raise DataError(f"{folder} has no target folders; expected e.g. {folder}/abortion/train_text.txt.")
+        raise DataError(
+            f"{folder} has no target folders; expected e.g. {folder}/abortion/train_text.txt."
+        )
     # Each tweet is one row read, though it spans a text file and a label file.
     for f in files:
         if f.path.endswith("_labels.txt"):
@@ -188,18 +222,29 @@ def load_fnc1(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Source
     folder = tables.require_path(root / config.path, "FNC-1 folder", folder=True)
     parts, files = [], []
     for prefix, split in (("train", "train"), ("competition_test", "test")):
-        stances_path, bodies_path = folder / f"{prefix}_stances.csv", folder / f"{prefix}_bodies.csv"
+        stances_path, bodies_path = (
+            folder / f"{prefix}_stances.csv",
+            folder / f"{prefix}_bodies.csv",
+        )
         bodies, body_problems, _ = read_table(bodies_path, "csv")
         stances, problems, _ = read_table(stances_path, "csv")
-        for path, frame, needed in ((bodies_path, bodies, ("Body ID", "articleBody")), (stances_path, stances, ("Headline", "Body ID", "Stance"))):
+        for path, frame, needed in (
+            (bodies_path, bodies, ("Body ID", "articleBody")),
+            (stances_path, stances, ("Headline", "Body ID", "Stance")),
+        ):
             missing = [c for c in needed if c not in frame.columns]
             if missing:
-                raise DataError(f"{path}: missing columns {missing}; found {[c for c in frame.columns if c != 'line']}.")
+                raise DataError(
+                    f"{path}: missing columns {missing}; found "
+                    f"{[c for c in frame.columns if c != 'line']}."
+                )
         if body_problems:
             position, reason = next(iter(body_problems.items()))
             raise DataError(f"{bodies_path}, line {bodies['line'][position]}: {reason}.")
         body_text = dict(zip(bodies["Body ID"].str.strip(), bodies["articleBody"]))
-        records = _records(stances, problems, str(stances_path), {"target": "Headline", "label": "Stance"})
+        records = _records(
+            stances, problems, str(stances_path), {"target": "Headline", "label": "Stance"}
+        )
         body_ids = stances["Body ID"].fillna("").str.strip()
         records["text"] = [body_text.get(b) for b in body_ids]
         for i, body_id in enumerate(body_ids):
@@ -209,29 +254,46 @@ def load_fnc1(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Source
         records["group"] = body_ids.to_numpy()
         records["split"] = split
         parts.append(records)
-        files += [SourceFile(str(stances_path), sha256_of(stances_path), len(records)), SourceFile(str(bodies_path), sha256_of(bodies_path), 0)]
+        files += [
+            SourceFile(str(stances_path), sha256_of(stances_path), len(records)),
+            SourceFile(str(bodies_path), sha256_of(bodies_path), 0),
+        ]
     return pd.concat(parts, ignore_index=True), files
 
 
 def load_argq(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
-    """IBM ArgQ 30k: topic is the target, ``stance_WA`` (1 / -1) gives PRO / CON, ``set`` the split."""
+    """IBM ArgQ 30k: topic is the target, ``stance_WA`` (1 / -1) gives PRO / CON, ``set`` the
+    split.
+    """
     path = root / config.path
     frame, problems, _ = read_table(path, "csv")
     needed = ("argument", "topic", "set", "stance_WA", "stance_WA_conf")
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing columns {missing}; this loader expects IBM's arg_quality_rank_30k.csv.")
+        raise DataError(
+            f"{path}: missing columns {missing}; this loader expects IBM's "
+            "arg_quality_rank_30k.csv."
+        )
     mapping = {"text": "argument", "target": "topic", "label": "stance_WA", "split": "set"}
     if config.use_weights:
         mapping["weight"] = "stance_WA_conf"
     records = _records(frame, problems, str(path), mapping)
-    records["label"] = records["label"].map(lambda v: {"1": "PRO", "-1": "CON"}.get(str(v).strip(), v))
+    records["label"] = records["label"].map(
+        lambda v: {"1": "PRO", "-1": "CON"}.get(str(v).strip(), v)
+    )
     records["id"] = [f"argq-{line}" for line in records["line"]]
     return records, [SourceFile(str(path), sha256_of(path), len(records))]
 
 
-LOADERS = {"csv": load_table, "tsv": load_table, "jsonl": load_table, "parquet": load_table,
-           "semeval2016": load_semeval2016, "fnc1": load_fnc1, "argq": load_argq}
+LOADERS = {
+    "csv": load_table,
+    "tsv": load_table,
+    "jsonl": load_table,
+    "parquet": load_table,
+    "semeval2016": load_semeval2016,
+    "fnc1": load_fnc1,
+    "argq": load_argq,
+}
 
 
 # --------------------------------------------------------------------------- validation
@@ -256,7 +318,12 @@ def _row_problem(row, labels: set[str]) -> str | None:
         return "missing label"
     if row.label not in labels:
         same_but_case = [label for label in labels if label.casefold() == str(row.label).casefold()]
-        hint = f" (labels are case-sensitive; map it in [data.label_map]: \"{row.label}\" = \"{same_but_case[0]}\")" if same_but_case else ""
+        hint = (
+            f' (labels are case-sensitive; map it in [data.label_map]: "{row.label}" = '
+            f'"{same_but_case[0]}")'
+            if same_but_case
+            else ""
+        )
         return f"unknown label {row.label!r}; expected one of {sorted(labels)}{hint}"
     weight = getattr(row, "weight", None)
     if weight is not None and not _blank(weight):
@@ -272,14 +339,18 @@ def _row_problem(row, labels: set[str]) -> str | None:
     return None
 
 
-def validate(records: pd.DataFrame, labels: tuple[str, ...], label_map: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate(
+    records: pd.DataFrame, labels: tuple[str, ...], label_map: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split records into (kept, rejected), each rejected row with a reason."""
     records = records.copy()
     for column in ("id", "weight", "split"):
         if column not in records.columns:
             records[column] = None
     if label_map:
-        records["label"] = [label_map.get(str(v).strip(), v) if not _blank(v) else v for v in records["label"]]
+        records["label"] = [
+            label_map.get(str(v).strip(), v) if not _blank(v) else v for v in records["label"]
+        ]
     records["label"] = [str(v).strip() if not _blank(v) else v for v in records["label"]]
     records["target"] = [str(v).strip() if not _blank(v) else v for v in records["target"]]
     label_set = set(labels)
@@ -293,7 +364,9 @@ def validate(records: pd.DataFrame, labels: tuple[str, ...], label_map: dict) ->
     for index in records.index[has_id]:
         key = str(records.at[index, "id"]).strip()
         if key in first_line:
-            records.at[index, "reason"] = f"duplicate id {key!r} (first seen at line {first_line[key]})"
+            records.at[index, "reason"] = (
+                f"duplicate id {key!r} (first seen at line {first_line[key]})"
+            )
         else:
             first_line[key] = records.at[index, "line"]
 
@@ -301,57 +374,97 @@ def validate(records: pd.DataFrame, labels: tuple[str, ...], label_map: dict) ->
     # so every row of the group is rejected, each naming the others. A dataset's
     # own validation and test splits are kept as published, so that scores stay
     # comparable with other systems; only rows used for training are checked.
-    split_names = records["split"].map(lambda s: None if _blank(s) else SPLIT_ALIASES.get(str(s).strip().lower()))
-    ok = records["reason"].isna() & split_names.isin(["train"]) | records["reason"].isna() & split_names.isna()
+    split_names = records["split"].map(
+        lambda s: None if _blank(s) else SPLIT_ALIASES.get(str(s).strip().lower())
+    )
+    ok = (
+        records["reason"].isna() & split_names.isin(["train"])
+        | records["reason"].isna() & split_names.isna()
+    )
     # Built row by row: pandas' .str methods fail on a column that holds no string at all.
-    spaced = pd.Series(["" if _blank(v) else " ".join(str(v).split()) for v in records["text"]], index=records.index, dtype=object)
+    spaced = pd.Series(
+        ["" if _blank(v) else " ".join(str(v).split()) for v in records["text"]],
+        index=records.index,
+        dtype=object,
+    )
     key = records["target"].astype(str) + "\x1f" + spaced
     candidates = records[ok].assign(_key=key[ok])
     conflicting = candidates.groupby("_key")["label"].transform("nunique") > 1
     for _, group in candidates[conflicting].groupby("_key", sort=False):
-        summary = ", ".join(f"{label} (line {line})" for label, line in zip(group["label"], group["line"]))
+        summary = ", ".join(
+            f"{label} (line {line})" for label, line in zip(group["label"], group["line"])
+        )
         for index in group.index:
-            records.at[index, "reason"] = f"conflicting labels for the same text and target: {summary}"
+            records.at[index, "reason"] = (
+                f"conflicting labels for the same text and target: {summary}"
+            )
 
     rejected = records["reason"].notna()
     kept = records[~rejected].drop(columns=["reason", "problem"]).reset_index(drop=True)
     kept["weight"] = pd.to_numeric(kept["weight"], errors="coerce").fillna(1.0).astype(float)
-    kept["split"] = [SPLIT_ALIASES.get(str(s).strip().lower()) if not _blank(s) else None for s in kept["split"]]
+    kept["split"] = [
+        SPLIT_ALIASES.get(str(s).strip().lower()) if not _blank(s) else None for s in kept["split"]
+    ]
     kept["text"] = kept["text"].astype(str)
-    kept["id"] = [str(i) if not _blank(i) else f"{Path(s).name}:{l}" for i, s, l in zip(kept["id"], kept["source"], kept["line"])]
+    kept["id"] = [
+        str(i) if not _blank(i) else f"{Path(s).name}:{line}"
+        for i, s, line in zip(kept["id"], kept["source"], kept["line"])
+    ]
     rejects = records[rejected].drop(columns=["problem"]).reset_index(drop=True)
-    rejects = rejects[["source", "line", "reason"] + [c for c in rejects.columns if c not in ("source", "line", "reason")]]
+    rejects = rejects[
+        ["source", "line", "reason"]
+        + [c for c in rejects.columns if c not in ("source", "line", "reason")]
+    ]
     return kept[list(COLUMNS)], rejects
 
 
 TRAINING_BAD_ROWS_FIX = (
-    "Fix the rows, or set data.on_bad_rows = \"quarantine\" (or --set data.on_bad_rows=quarantine) "
+    'Fix the rows, or set data.on_bad_rows = "quarantine" (or --set data.on_bad_rows=quarantine) '
     "to train without them and write them to a rejects file."
 )
 
 
-def load_dataset(config: DataConfig, root: Path, bad_rows_fix: str = TRAINING_BAD_ROWS_FIX) -> LoadedData:
-    """Load and validate the dataset an experiment names. See the module docstring for the bad-row policy.
+def load_dataset(
+    config: DataConfig, root: Path, bad_rows_fix: str = TRAINING_BAD_ROWS_FIX
+) -> LoadedData:
+    """Load and validate the dataset an experiment names. See the module docstring for the bad-row
+    policy.
 
-    ``bad_rows_fix`` ends the error that stops on bad rows: how the caller's user quarantines them."""
+    ``bad_rows_fix`` ends the error that stops on bad rows: how the caller's user quarantines
+    them."""
     records, files = LOADERS[config.format](config, root)
     if config.target_names:  # before anything (groups, splits, conflicts) is keyed on the target
         names = dict(config.target_names)
-        records["target"] = [names.get(str(v).strip(), v) if not _blank(v) else v for v in records["target"]]
-    if "group" not in records:  # a loader names groups only where they are not the targets (FNC-1's bodies)
+        records["target"] = [
+            names.get(str(v).strip(), v) if not _blank(v) else v for v in records["target"]
+        ]
+    if (
+        "group" not in records
+    ):  # a loader names groups only where they are not the targets (FNC-1's bodies)
         records["group"] = records["target"]
     kept, rejects = validate(records, labels_for(config), dict(config.label_map))
     data = LoadedData(kept, rejects, files)
-    if len(kept) + len(rejects) != data.rows_read:  # pragma: no cover - an invariant, not an input error
-        raise AssertionError(f"rows kept {len(kept)} + rejected {len(rejects)} != rows read {data.rows_read}")
+    if (
+        len(kept) + len(rejects) != data.rows_read
+    ):  # pragma: no cover - an invariant, not an input error
+        raise AssertionError(
+            f"rows kept {len(kept)} + rejected {len(rejects)} != rows read {data.rows_read}"
+        )
     # One line, as every error: the first rows and their reasons, then how many more.
     shown = rejects.head(5)
     lines = "; ".join(f"{r.source}, line {r.line}: {r.reason}" for r in shown.itertuples())
     more = f"; and {len(rejects) - len(shown)} more" if len(rejects) > len(shown) else ""
     if len(rejects) and config.on_bad_rows == "error":
-        raise DataError(f"{len(rejects)} of {data.rows_read} rows failed validation: {lines}{more}. {bad_rows_fix}")
+        raise DataError(
+            f"{len(rejects)} of {data.rows_read} rows failed validation: {lines}{more}. "
+            f"{bad_rows_fix}"
+        )
     if kept.empty:
-        why = f": all {len(rejects)} rows failed validation: {lines}{more}." if len(rejects) else " (the files hold no rows)."
+        why = (
+            f": all {len(rejects)} rows failed validation: {lines}{more}."
+            if len(rejects)
+            else " (the files hold no rows)."
+        )
         raise DataError(f"No valid rows in {', '.join(f.path for f in files)}{why}")
     return data
 
@@ -360,7 +473,9 @@ def near_duplicate_targets(targets: pd.Series) -> list[str]:
     """Targets that differ only in case or spacing are kept apart, but are often one target
     spelt two ways; each such group gets a warning with the line that merges it."""
     counts = targets.value_counts()
-    key = pd.Series(counts.index, index=counts.index).map(lambda t: " ".join(str(t).casefold().split()))
+    key = pd.Series(counts.index, index=counts.index).map(
+        lambda t: " ".join(str(t).casefold().split())
+    )
     warnings = []
     for _, group in counts.groupby(key.to_numpy(), sort=True):
         if len(group) < 2:
@@ -368,7 +483,10 @@ def near_duplicate_targets(targets: pd.Series) -> list[str]:
         ranked = group.sort_values(ascending=False, kind="stable")
         main = ranked.index[0]
         spelled = ", ".join(f"{t!r} ({n} rows)" for t, n in ranked.items())
-        merge = " ".join(f"{json.dumps(t, ensure_ascii=False)} = {json.dumps(main, ensure_ascii=False)}" for t in ranked.index[1:])
+        merge = " ".join(
+            f"{json.dumps(t, ensure_ascii=False)} = {json.dumps(main, ensure_ascii=False)}"
+            for t in ranked.index[1:]
+        )
         warnings.append(
             f"targets that differ only in case or spacing are kept apart: {spelled}. "
             f"If they are one target, add to the experiment: [data.target_names] {merge}"
@@ -400,26 +518,39 @@ def repeated_texts(splits: dict[str, pd.DataFrame]) -> dict[str, int]:
     A text under several targets is no repeat (FNC-1 pairs each article body with many
     headlines), but across splits it still lets a model see test text in training."""
     every = pd.concat(list(splits.values()), ignore_index=True)
-    pairs = pd.Series([f"{key}\x1f{target}" for key, target in zip(text_keys(every["text"]), every["target"])], dtype=object)
+    pairs = pd.Series(
+        [f"{key}\x1f{target}" for key, target in zip(text_keys(every["text"]), every["target"])],
+        dtype=object,
+    )
     counts = {"repeated_text_rows": int(pairs.duplicated().sum())}
     if "train" in splits and "test" in splits:  # cross-validation reads train alone
         in_train = set(text_keys(splits["train"]["text"]))
-        counts["test_rows_with_a_train_text"] = sum(key in in_train for key in text_keys(splits["test"]["text"]))
+        counts["test_rows_with_a_train_text"] = sum(
+            key in in_train for key in text_keys(splits["test"]["text"])
+        )
     return counts
 
 
-def _holdout(frame: pd.DataFrame, size: float, method: str, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _holdout(
+    frame: pd.DataFrame, size: float, method: str, seed: int, what: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     if method == "stratified":
         first, codes = text_copies(frame["text"])
         labels = frame["label"].iloc[first]
         stratify = labels if labels.value_counts().min() >= 2 else None
-        _, held_texts = train_test_split(np.arange(len(first)), test_size=size, random_state=seed, stratify=stratify)
+        _, held_texts = train_test_split(
+            np.arange(len(first)), test_size=size, random_state=seed, stratify=stratify
+        )
         held = np.isin(codes, held_texts)
         return frame[~held], frame[held]
     else:
         groups = frame["target" if method == "by_target" else "group"].astype(str)
         if groups.nunique() < 2:
-            raise DataError(f"split.method = {method!r} needs at least 2 distinct {'targets' if method == 'by_target' else 'groups'} to hold out a {what} split; found {groups.nunique()}.")
+            raise DataError(
+                f"split.method = {method!r} needs at least 2 distinct "
+                f"{'targets' if method == 'by_target' else 'groups'} to hold out a {what} split; "
+                f"found {groups.nunique()}."
+            )
         splitter = GroupShuffleSplit(n_splits=1, test_size=size, random_state=seed)
         keep, hold = next(splitter.split(frame, groups=groups))
         keep, hold = frame.index[keep], frame.index[hold]
@@ -437,7 +568,10 @@ def split_dataset(rows: pd.DataFrame, config: SplitConfig, seed: int) -> dict[st
     given = rows["split"].notna()
     if given.any() and not given.all():
         missing = rows.loc[~given].iloc[0]
-        raise DataError(f"{missing.source}, line {missing.line}: no split, while other rows have one. Give every row a split or none.")
+        raise DataError(
+            f"{missing.source}, line {missing.line}: no split, while other rows have one. Give "
+            "every row a split or none."
+        )
     if given.all():
         parts = {name: rows[rows["split"] == name] for name in SPLITS}
         train = parts["train"]
@@ -449,6 +583,13 @@ def split_dataset(rows: pd.DataFrame, config: SplitConfig, seed: int) -> dict[st
         train, parts["test"] = _holdout(train, config.test_size, config.method, seed, "test")
     if parts["valid"].empty:
         size = config.valid_size / (1 - (config.test_size if not given.all() else 0))
-        # Another stream than the test holdout's; the modulo keeps the largest seed in numpy's range.
-        train, parts["valid"] = _holdout(train, min(size, 0.5), config.method, (seed + 1) % 2**32, "validation")
-    return {"train": train.reset_index(drop=True), "valid": parts["valid"].reset_index(drop=True), "test": parts["test"].reset_index(drop=True)}
+        # Another stream than the test holdout's; the modulo keeps the largest seed in numpy's
+        # range.
+        train, parts["valid"] = _holdout(
+            train, min(size, 0.5), config.method, (seed + 1) % 2**32, "validation"
+        )
+    return {
+        "train": train.reset_index(drop=True),
+        "valid": parts["valid"].reset_index(drop=True),
+        "test": parts["test"].reset_index(drop=True),
+    }

@@ -23,13 +23,88 @@ from nltk.tokenize.punkt import (
 # abbreviations ("u.s") are matched as one token by Punkt's word pattern.
 ABBREVIATIONS = {
     # places and institutions
-    "u.s", "u.k", "u.n", "e.u", "u.s.a", "u.a.e", "d.c", "n.y", "l.a", "st", "mt", "ft", "ave", "blvd", "co", "corp", "inc", "ltd", "dept", "univ",
+    "u.s",
+    "u.k",
+    "u.n",
+    "e.u",
+    "u.s.a",
+    "u.a.e",
+    "d.c",
+    "n.y",
+    "l.a",
+    "st",
+    "mt",
+    "ft",
+    "ave",
+    "blvd",
+    "co",
+    "corp",
+    "inc",
+    "ltd",
+    "dept",
+    "univ",
     # titles and ranks
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "gen", "lt", "col", "maj", "capt", "sgt", "adm", "cmdr", "gov", "sen", "rep", "pres", "rev", "hon", "amb",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "sr",
+    "jr",
+    "gen",
+    "lt",
+    "col",
+    "maj",
+    "capt",
+    "sgt",
+    "adm",
+    "cmdr",
+    "gov",
+    "sen",
+    "rep",
+    "pres",
+    "rev",
+    "hon",
+    "amb",
     # Latin and scholarly
-    "e.g", "i.e", "etc", "vs", "cf", "al", "approx", "resp", "viz", "ca", "ibid", "no", "nos", "vol", "pp", "fig", "ed", "eds",
+    "e.g",
+    "i.e",
+    "etc",
+    "vs",
+    "cf",
+    "al",
+    "approx",
+    "resp",
+    "viz",
+    "ca",
+    "ibid",
+    "no",
+    "nos",
+    "vol",
+    "pp",
+    "fig",
+    "ed",
+    "eds",
     # months and days
-    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat", "sun",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "mon",
+    "tue",
+    "wed",
+    "thu",
+    "fri",
+    "sat",
+    "sun",
 }
 
 
@@ -73,7 +148,11 @@ def _quote_depth(text: str, depth: int) -> int:
             depth = max(depth - 1, 0)
         elif ch == "‘" and (i == 0 or not text[i - 1].isalnum()):
             depth += 1
-        elif ch == "’" and depth and not (0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()):
+        elif (
+            ch == "’"
+            and depth
+            and not (0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha())
+        ):
             depth -= 1
         elif ch == '"':
             depth = depth - 1 if depth % 2 else depth + 1
@@ -150,7 +229,8 @@ DOCUMENT_SUFFIXES = (".txt", ".md", "")
 
 
 def document_sources(source: str | Path) -> list[tuple[str, Path | None]]:
-    """``(document id, file)`` for one file, every plain-text file under a folder, or ``-`` (stdin, file None).
+    """``(document id, file)`` for one file, every plain-text file under a folder, or ``-`` (stdin,
+    file None).
 
     A folder is walked with its subfolders, in sorted order. A document's id is
     its path under the folder without the extension ("2024/strikes"), or with
@@ -166,17 +246,31 @@ def document_sources(source: str | Path) -> list[tuple[str, Path | None]]:
     if path.is_file():
         return [(path.stem, path)]
     if not path.is_dir():
-        raise DataError(f"{path} does not exist; --documents expects a plain-text file, a folder of them, or - for stdin.")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in DOCUMENT_SUFFIXES and not p.name.startswith("."))
+        raise DataError(
+            f"{path} does not exist; --documents expects a plain-text file, a folder of them, or - "
+            "for stdin."
+        )
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.suffix in DOCUMENT_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
-        raise DataError(f"{path} holds no .txt files; --documents expects plain-text files or a folder of them.")
+        raise DataError(
+            f"{path} holds no .txt files; --documents expects plain-text files or a folder of them."
+        )
     stems = [f.relative_to(path).with_suffix("").as_posix() for f in files]
     shared = {stem for stem, count in Counter(stems).items() if count > 1}
-    return [(f.relative_to(path).as_posix() if stem in shared else stem, f) for stem, f in zip(stems, files)]
+    return [
+        (f.relative_to(path).as_posix() if stem in shared else stem, f)
+        for stem, f in zip(stems, files)
+    ]
 
 
 def read_document(file: Path | None) -> tuple[str, str | None]:
-    """A document's text and ``None``, or ``""`` and why it cannot be read (it is then rejected, not fatal)."""
+    """A document's text and ``None``, or ``""`` and why it cannot be read (it is then rejected, not
+    fatal).
+    """
     if file is None:
         raw = sys.stdin.buffer.read()
     else:
@@ -187,4 +281,7 @@ def read_document(file: Path | None) -> tuple[str, str | None]:
     try:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as error:
-        return "", f"undecodable bytes: byte {error.start} is not valid UTF-8; save the document as UTF-8"
+        return (
+            "",
+            f"undecodable bytes: byte {error.start} is not valid UTF-8; save the document as UTF-8",
+        )

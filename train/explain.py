@@ -34,8 +34,10 @@ def check_explainable(model: StanceModel) -> None:
         if not hasattr(clf, "coef_"):
             classifier = model.config.get("model", {}).get("classifier", type(clf).__name__)
             raise ModelError(
-                f"--explain reads the weights of a linear classifier (logreg, linear_svm, nbsvm); this model's classifier is "
-                f"{classifier!r}, whose scores are not a sum of feature weights. Predict without --explain, or train with one of those."
+                "--explain reads the weights of a linear classifier (logreg, linear_svm, nbsvm); "
+                "this model's classifier is "
+                f"{classifier!r}, whose scores are not a sum of feature weights. Predict without "
+                "--explain, or train with one of those."
             )
 
 
@@ -73,7 +75,9 @@ def predict_explained(model: StanceModel, frame: pd.DataFrame, top: int) -> pd.D
 def group_names(names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The term each column belongs to: itself, or its embedding block. Returns the
     distinct term names and each column's index among them."""
-    grouped = [match.group(1) if (match := _EMBEDDING_COLUMN.match(name)) else name for name in names]
+    grouped = [
+        match.group(1) if (match := _EMBEDDING_COLUMN.match(name)) else name for name in names
+    ]
     codes, uniques = pd.factorize(pd.Series(grouped, dtype=object), sort=False)
     return np.asarray(uniques, dtype=object), codes
 
@@ -92,27 +96,38 @@ def _terms_of(features) -> tuple[np.ndarray, np.ndarray]:
     return held[1], held[2]
 
 
-def _explain_rows(pipeline: Pipeline, values: sp.csr_matrix, labels: np.ndarray, top: int) -> list[str]:
+def _explain_rows(
+    pipeline: Pipeline, values: sp.csr_matrix, labels: np.ndarray, top: int
+) -> list[str]:
     features, clf = pipeline.named_steps["features"], pipeline.named_steps["clf"]
-    weights = np.asarray(clf.coef_.toarray() if sp.issparse(clf.coef_) else clf.coef_, dtype=np.float64)
+    weights = np.asarray(
+        clf.coef_.toarray() if sp.issparse(clf.coef_) else clf.coef_, dtype=np.float64
+    )
     if weights.shape[0] == 1:  # two classes: one row of weights, positive for classes_[1]
         weights = np.vstack([-weights[0], weights[0]])
     # A label this target's model never saw cannot have won; its row gets a row of zero weights.
     weights = np.vstack([weights, np.zeros(weights.shape[1])])
     label_row = {label: row for row, label in enumerate(clf.classes_)}
-    label_of_row = np.array([label_row.get(label, len(label_row)) for label in labels], dtype=np.int64)
+    label_of_row = np.array(
+        [label_row.get(label, len(label_row)) for label in labels], dtype=np.int64
+    )
     term_names, term_of_column = _terms_of(features)
     # Every term of every row at once: value times the weight of the row's label, summed per term.
     row_of_entry = np.repeat(np.arange(values.shape[0]), np.diff(values.indptr))
     terms = sp.csr_matrix(
-        (values.data * weights[label_of_row[row_of_entry], values.indices], (row_of_entry, term_of_column[values.indices])),
+        (
+            values.data * weights[label_of_row[row_of_entry], values.indices],
+            (row_of_entry, term_of_column[values.indices]),
+        ),
         shape=(values.shape[0], len(term_names)),
     )
     terms.sum_duplicates()
     rows = np.repeat(np.arange(terms.shape[0]), np.diff(terms.indptr))
     positive = terms.data > 0
     rows, columns, sums = rows[positive], terms.indices[positive], terms.data[positive]
-    order = np.lexsort((columns, -sums, rows))  # per row, largest first; ties by column, so output is stable
+    order = np.lexsort(
+        (columns, -sums, rows)
+    )  # per row, largest first; ties by column, so output is stable
     rows, columns, sums = rows[order], columns[order], sums[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
     kept = rank < top

@@ -1,5 +1,6 @@
 """Every metric the project reports, written once: accuracy, macro-F1, per-class and per-target
-scores, SemEval's F_avg, FNC-1's relative score, and the bootstrap behind intervals and paired tests.
+scores, SemEval's F_avg, FNC-1's relative score, and the bootstrap behind intervals and paired
+tests.
 
 A leaf module: numpy and scikit-learn only, so that the config (which checks a headline
 metric's name), training, evaluation, reports and run comparison can all import it.
@@ -44,7 +45,9 @@ def f_avg(y_true, y_pred, labels) -> float:
     """SemEval-2016 Task 6: mean F1 of FAVOR and AGAINST over pooled predictions."""
     by_upper = {label.upper(): label for label in labels}
     favor_against = [by_upper["FAVOR"], by_upper["AGAINST"]]
-    return float(np.mean(f1_score(y_true, y_pred, labels=favor_against, average=None, zero_division=0)))
+    return float(
+        np.mean(f1_score(y_true, y_pred, labels=favor_against, average=None, zero_division=0))
+    )
 
 
 def fnc_score(y_true, y_pred) -> float:
@@ -52,7 +55,9 @@ def fnc_score(y_true, y_pred) -> float:
     per related pair given its exact label, divided by the score of a perfect submission."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     true_related, pred_related = y_true != "unrelated", y_pred != "unrelated"
-    score = 0.25 * np.sum(true_related == pred_related) + 0.75 * np.sum(true_related & (y_true == y_pred))
+    score = 0.25 * np.sum(true_related == pred_related) + 0.75 * np.sum(
+        true_related & (y_true == y_pred)
+    )
     best = 0.25 * len(y_true) + 0.75 * np.sum(true_related)
     return float(score / best) if best else 0.0
 
@@ -68,7 +73,8 @@ def labels_present(labels, y_true, y_pred) -> list[str]:
 
 
 def compute_metrics(y_true, y_pred, labels, targets=None) -> dict[str, float]:
-    """Every metric for one split, unprefixed: ``accuracy``, ``macro_f1``, ``f1_FAVOR``, ``macro_f1_target_X``…
+    """Every metric for one split, unprefixed: ``accuracy``, ``macro_f1``, ``f1_FAVOR``,
+    ``macro_f1_target_X``…
 
     ``macro_f1`` averages over :func:`labels_present`; per-label figures are given for
     every declared label (0 for one that is absent)."""
@@ -76,9 +82,19 @@ def compute_metrics(y_true, y_pred, labels, targets=None) -> dict[str, float]:
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
     metrics = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels_present(labels, y_true, y_pred) or labels, average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(
+                y_true,
+                y_pred,
+                labels=labels_present(labels, y_true, y_pred) or labels,
+                average="macro",
+                zero_division=0,
+            )
+        ),
     }
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
     for i, label in enumerate(labels):
         name = safe_name(label)
         metrics[f"precision_{name}"] = float(precision[i])
@@ -108,7 +124,11 @@ def per_target_table(y_true, y_pred, targets) -> pd.DataFrame:
                 "target": target,
                 "rows": int(mask.sum()),
                 "accuracy": float(np.mean(y_true[mask] == y_pred[mask])),
-                "macro_f1": float(f1_score(y_true[mask], y_pred[mask], labels=present, average="macro", zero_division=0)),
+                "macro_f1": float(
+                    f1_score(
+                        y_true[mask], y_pred[mask], labels=present, average="macro", zero_division=0
+                    )
+                ),
             }
         )
     return pd.DataFrame(rows, columns=["target", "rows", "accuracy", "macro_f1"])
@@ -118,11 +138,21 @@ def report_text(y_true, y_pred, labels) -> str:
     """scikit-learn's classification report over :func:`labels_present`, so that its macro
     average is the logged ``macro_f1``."""
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
-    return classification_report(y_true, y_pred, labels=labels_present(labels, y_true, y_pred) or list(labels), digits=4, zero_division=0)
+    return classification_report(
+        y_true,
+        y_pred,
+        labels=labels_present(labels, y_true, y_pred) or list(labels),
+        digits=4,
+        zero_division=0,
+    )
 
 
 BOOTSTRAP_SAMPLES = 1000
-def headline_value(codes_true: np.ndarray, codes_pred: np.ndarray, labels: tuple[str, ...], metric: str) -> float:
+
+
+def headline_value(
+    codes_true: np.ndarray, codes_pred: np.ndarray, labels: tuple[str, ...], metric: str
+) -> float:
     """One metric from integer-coded labels, fast enough to repeat a thousand times."""
     k = len(labels)
     confusion = np.bincount(codes_true * k + codes_pred, minlength=k * k).reshape(k, k)
@@ -131,7 +161,9 @@ def headline_value(codes_true: np.ndarray, codes_pred: np.ndarray, labels: tuple
     if metric == "fnc_score":
         unrelated = labels.index("unrelated")
         true_related, pred_related = codes_true != unrelated, codes_pred != unrelated
-        score = 0.25 * np.sum(true_related == pred_related) + 0.75 * np.sum(true_related & (codes_true == codes_pred))
+        score = 0.25 * np.sum(true_related == pred_related) + 0.75 * np.sum(
+            true_related & (codes_true == codes_pred)
+        )
         return float(score / (0.25 * len(codes_true) + 0.75 * np.sum(true_related)))
     tp = np.diag(confusion).astype(float)
     denominator = confusion.sum(axis=0) + confusion.sum(axis=1)
@@ -139,11 +171,15 @@ def headline_value(codes_true: np.ndarray, codes_pred: np.ndarray, labels: tuple
     if metric == "f_avg":
         upper = [label.upper() for label in labels]
         return float((f1[upper.index("FAVOR")] + f1[upper.index("AGAINST")]) / 2)
-    present = denominator > 0  # as labels_present: a label no row carries and none is predicted has no F1
+    present = (
+        denominator > 0
+    )  # as labels_present: a label no row carries and none is predicted has no F1
     return float(f1[present].mean()) if present.any() else 0.0  # macro_f1
 
 
-def bootstrap_interval(y_true, y_pred, labels, metric: str, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+def bootstrap_interval(
+    y_true, y_pred, labels, metric: str, seed: int, samples: int = BOOTSTRAP_SAMPLES
+) -> tuple[float, float]:
     """95 % percentile interval of ``metric`` over rows resampled with replacement."""
     index = {label: i for i, label in enumerate(labels)}
     codes_true = np.array([index[v] for v in y_true])
@@ -157,7 +193,9 @@ def bootstrap_interval(y_true, y_pred, labels, metric: str, seed: int, samples: 
     return float(low), float(high)
 
 
-def paired_bootstrap(truth, first, second, labels, metric: str, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> dict:
+def paired_bootstrap(
+    truth, first, second, labels, metric: str, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES
+) -> dict:
     """Resample test rows with replacement, score both runs on the same rows, and read the
     difference (second - first): its 95 % interval and a two-sided p-value for "no difference"."""
     index = {label: i for i, label in enumerate(labels)}
@@ -169,8 +207,17 @@ def paired_bootstrap(truth, first, second, labels, metric: str, seed: int = 0, s
     differences = np.empty(samples)
     for i in range(samples):
         rows = rng.integers(0, len(t), len(t))
-        differences[i] = headline_value(t[rows], b[rows], labels, metric) - headline_value(t[rows], a[rows], labels, metric)
+        differences[i] = headline_value(t[rows], b[rows], labels, metric) - headline_value(
+            t[rows], a[rows], labels, metric
+        )
     low, high = np.percentile(differences, [2.5, 97.5])
     # Share of resamples on the other side of zero, doubled: how often chance alone flips the sign.
     p_value = min(1.0, 2 * min(np.mean(differences <= 0), np.mean(differences >= 0)))
-    return {"metric": metric, "difference": float(observed), "low": float(low), "high": float(high), "p_value": float(p_value), "samples": samples}
+    return {
+        "metric": metric,
+        "difference": float(observed),
+        "low": float(low),
+        "high": float(high),
+        "p_value": float(p_value),
+        "samples": samples,
+    }

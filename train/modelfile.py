@@ -84,7 +84,10 @@ NUMPY_SCALAR_MODULES = ("numpy", "numpy._core.multiarray", "numpy.core.multiarra
 def _registered() -> dict[tuple[str, str], type]:
     """Feature steps and classifiers added with ``register_step`` / ``register_classifier``:
     the user who registered them trusts them, wherever their module lives."""
-    return {(cls.__module__, cls.__qualname__): cls for cls in (*FEATURE_STEPS.values(), *CLASSIFIERS.values())}
+    return {
+        (cls.__module__, cls.__qualname__): cls
+        for cls in (*FEATURE_STEPS.values(), *CLASSIFIERS.values())
+    }
 
 
 def _trusted(module: str, name: str):
@@ -100,7 +103,9 @@ def _trusted(module: str, name: str):
         from sklearn.model_selection import BaseCrossValidator, BaseShuffleSplit
 
         found = getattr(importlib.import_module(module), name, None)
-        if isinstance(found, type) and issubclass(found, (BaseEstimator, BaseCrossValidator, BaseShuffleSplit)):
+        if isinstance(found, type) and issubclass(
+            found, (BaseEstimator, BaseCrossValidator, BaseShuffleSplit)
+        ):
             return found
         return None
     if module in NUMPY_SCALAR_MODULES:
@@ -129,7 +134,10 @@ def find(path: Path, uri: str) -> Path:
     for candidate in (path / "model.pkl", path / "artifacts" / "model.pkl"):
         if candidate.is_file():
             return candidate
-    raise ModelError(f"{uri} is not a stance model: no model.pkl in {path}. Models logged by `stance train` have one.")
+    raise ModelError(
+        f"{uri} is not a stance model: no model.pkl in {path}. Models logged by `stance train` "
+        "have one."
+    )
 
 
 def digest(data: bytes) -> str:
@@ -169,19 +177,27 @@ def load(path: str | Path, expected_sha256: str | None = None, source: str | Non
     try:
         if expected_sha256 is not None and (found := file_sha256(path)) != expected_sha256:
             raise ModelError(
-                f"{named}: the model file's sha256 is {found}, but its run recorded {expected_sha256} when it was logged. "
-                "The file was changed after training; do not use it. Retrain, or load a model whose file matches its run."
+                f"{named}: the model file's sha256 is {found}, but its run recorded "
+                f"{expected_sha256} when it was logged. "
+                "The file was changed after training; do not use it. Retrain, or load a model "
+                "whose file matches its run."
             )
         with open(path, "rb") as handle:
             return _AllowListUnpickler(handle).load()
     except OSError as error:
-        raise ModelError(f"Cannot read the model file {named}: {error.strerror or error}.") from None
+        raise ModelError(
+            f"Cannot read the model file {named}: {error.strerror or error}."
+        ) from None
     except UntrustedModelError as error:
         raise UntrustedModelError(
-            f"{named} names {error}, which is not on the list of types a stance model may hold, so it was not loaded "
-            "(loading it could run code from the file). Use models written by `stance train` from a source you trust."
+            f"{named} names {error}, which is not on the list of types a stance model may hold, so "
+            "it was not loaded "
+            "(loading it could run code from the file). Use models written by `stance train` from "
+            "a source you trust."
         ) from None
     except ModelError:
         raise
     except Exception as error:  # a truncated or corrupt file: pickle raises many kinds
-        raise ModelError(f"{named} could not be loaded as a stance model: {type(error).__name__}: {error}.") from None
+        raise ModelError(
+            f"{named} could not be loaded as a stance model: {type(error).__name__}: {error}."
+        ) from None

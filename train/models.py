@@ -56,8 +56,11 @@ class PerTargetClassifier(ClassifierMixin, BaseEstimator):
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.pipeline import make_pipeline
     >>> from features import WordNgrams
-    >>> X = pd.DataFrame({"text": ["yes good", "no bad", "yes fine", "no awful"], "target": ["a", "a", "b", "b"]})
-    >>> model = PerTargetClassifier(make_pipeline(WordNgrams(), LogisticRegression()), min_target_rows=2)
+    >>> X = pd.DataFrame(
+    ...     {"text": ["yes good", "no bad", "yes fine", "no awful"], "target": ["a", "a", "b", "b"]}
+    ... )
+    >>> per_target = make_pipeline(WordNgrams(), LogisticRegression())
+    >>> model = PerTargetClassifier(per_target, min_target_rows=2)
     >>> model.fit(X, ["FAVOR", "AGAINST", "FAVOR", "AGAINST"]).predict(X).tolist()
     ['FAVOR', 'AGAINST', 'FAVOR', 'AGAINST']
     """
@@ -76,7 +79,10 @@ class PerTargetClassifier(ClassifierMixin, BaseEstimator):
             mask = targets == target
             if mask.sum() < self.min_target_rows or len(np.unique(y[mask])) < 2:
                 continue
-            params = {k: np.asarray(v)[mask] if hasattr(v, "__len__") and len(v) == len(y) else v for k, v in fit_params.items()}
+            params = {
+                k: np.asarray(v)[mask] if hasattr(v, "__len__") and len(v) == len(y) else v
+                for k, v in fit_params.items()
+            }
             self.estimators_[target] = clone(self.estimator).fit(X[mask], y[mask], **params)
         return self
 
@@ -96,7 +102,13 @@ class PerTargetClassifier(ClassifierMixin, BaseEstimator):
         return routes
 
     def predict_proba(self, X):
-        return self.combine([(rows, model.classes_, model.predict_proba(X.iloc[rows])) for model, rows in self.routes(X)], len(X))
+        return self.combine(
+            [
+                (rows, model.classes_, model.predict_proba(X.iloc[rows]))
+                for model, rows in self.routes(X)
+            ],
+            len(X),
+        )
 
     def combine(self, scored, n_rows: int) -> np.ndarray:
         """One probability matrix, columns in ``classes_`` order, from each route's
@@ -157,11 +169,20 @@ def check_parameters(config) -> None:
         except (ValueError, TypeError) as error:
             step = key.rpartition("__")[2]
             if step == "clf":
-                what, where = f"the classifier ({type(estimator).__name__})", "[model.clf] (and any clf__... overrides)"
+                what, where = (
+                    f"the classifier ({type(estimator).__name__})",
+                    "[model.clf] (and any clf__... overrides)",
+                )
             else:
-                what, where = f"feature step {step!r} ({type(estimator).__name__})", f"[features.{step}] (and any {step}__... overrides)"
+                what, where = (
+                    f"feature step {step!r} ({type(estimator).__name__})",
+                    f"[features.{step}] (and any {step}__... overrides)",
+                )
             reason = str(error).rstrip(". ")
-            raise ConfigError(f"{config.name!r} cannot be trained: {what}: {reason}. Check {where} in the experiment file.") from None
+            raise ConfigError(
+                f"{config.name!r} cannot be trained: {what}: {reason}. Check {where} in the "
+                "experiment file."
+            ) from None
 
 
 def fit_model(model, frame: pd.DataFrame, sample_weight: np.ndarray | None = None):
@@ -198,23 +219,32 @@ class StanceModel:
         return self.decide(self.estimator.predict_proba(self.model_input(frame)), frame.index)
 
     def model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The text and target columns the estimator reads; a model that ignores targets gets empty ones."""
+        """The text and target columns the estimator reads; a model that ignores targets gets empty
+        ones.
+        """
         frame = frame.copy()
         if TEXT not in frame.columns:
             raise ModelError(f"Input needs a {TEXT!r} column; found {list(frame.columns)}.")
         if TARGET not in frame.columns:
             if self.needs_target:
-                raise ModelError(f"This model needs a {TARGET!r} column (its features read the target); found {list(frame.columns)}.")
+                raise ModelError(
+                    f"This model needs a {TARGET!r} column (its features read the target); found "
+                    f"{list(frame.columns)}."
+                )
             frame[TARGET] = ""
         return frame[[TEXT, TARGET]]
 
     def decide(self, proba: np.ndarray, index) -> pd.DataFrame:
-        """Labels and ``proba_<LABEL>`` columns from the estimator's probabilities (in its ``classes_`` order)."""
+        """Labels and ``proba_<LABEL>`` columns from the estimator's probabilities (in its
+        ``classes_`` order).
+        """
         order = [list(self.estimator.classes_).index(label) for label in self.labels]
         proba = proba[:, order]
         out = pd.DataFrame(proba, columns=[f"proba_{label}" for label in self.labels], index=index)
         weights = np.array([self.label_weights.get(label, 1.0) for label in self.labels])
-        out.insert(0, "label", np.asarray(self.labels, dtype=object)[np.argmax(proba * weights, axis=1)])
+        out.insert(
+            0, "label", np.asarray(self.labels, dtype=object)[np.argmax(proba * weights, axis=1)]
+        )
         return out
 
     def own_targets(self) -> frozenset[str] | None:
@@ -222,7 +252,11 @@ class StanceModel:
         target alike (``joint``), so that none is unseen in that sense."""
         if isinstance(self.estimator, PerTargetClassifier):
             return frozenset(self.estimator.estimators_)
-        features = self.estimator.named_steps.get("features") if isinstance(self.estimator, Pipeline) else None
+        features = (
+            self.estimator.named_steps.get("features")
+            if isinstance(self.estimator, Pipeline)
+            else None
+        )
         if isinstance(features, TargetSpecificCopies):
             return frozenset(features.targets_)
         return None
@@ -232,18 +266,26 @@ class StanceModel:
         known = self.own_targets()
         if known is None or not len(targets):
             return {}
-        return {str(target): int(n) for target, n in targets[~targets.isin(known)].value_counts().items()}
+        return {
+            str(target): int(n)
+            for target, n in targets[~targets.isin(known)].value_counts().items()
+        }
 
     def unseen_target_note(self, unseen: dict[str, int], unit: str) -> str | None:
         """What a user should know when rows name targets without weights of their own."""
         known = self.own_targets()
         if not unseen or known is None:
             return None
-        fallback = UNSEEN_TARGETS_GET.get(self.config.get("model", {}).get("strategy"), "are predicted by the model's fallback")
+        fallback = UNSEEN_TARGETS_GET.get(
+            self.config.get("model", {}).get("strategy"), "are predicted by the model's fallback"
+        )
         ranked = sorted(unseen.items(), key=lambda item: (-item[1], item[0]))
-        named = ", ".join(f"{target!r} ({count:,})" for target, count in ranked[:5]) + (f" and {len(ranked) - 5} more" if len(ranked) > 5 else "")
+        named = ", ".join(f"{target!r} ({count:,})" for target, count in ranked[:5]) + (
+            f" and {len(ranked) - 5} more" if len(ranked) > 5 else ""
+        )
         return (
-            f"note: {sum(unseen.values()):,} {unit} name targets this model has no weights of its own for: {named}; "
+            f"note: {sum(unseen.values()):,} {unit} name targets this model has no weights of its "
+            f"own for: {named}; "
             f"these {unit} {fallback}. Its own targets: {', '.join(sorted(known)) or 'none'}."
         )
 
@@ -252,23 +294,35 @@ class StanceModel:
         return Path(path)
 
     @staticmethod
-    def load(path: str | Path, expected_sha256: str | None = None, source: str | None = None) -> StanceModel:
+    def load(
+        path: str | Path, expected_sha256: str | None = None, source: str | None = None
+    ) -> StanceModel:
         """Read a model file through :mod:`train.modelfile`'s allow-list: a file that names any
         other type is refused before its code runs. See :func:`train.modelfile.load`."""
         path = Path(path)
         if not path.exists():
-            raise ModelError(f"No model at {source or path}; expected a file written by `stance train` (model.pkl).")
+            raise ModelError(
+                f"No model at {source or path}; expected a file written by `stance train` "
+                "(model.pkl)."
+            )
         model = modelfile.load(path, expected_sha256, source)
         if not isinstance(model, StanceModel):
-            raise ModelError(f"{source or path} holds a {type(model).__name__}, not a stance model written by `stance train`.")
+            raise ModelError(
+                f"{source or path} holds a {type(model).__name__}, not a stance model written by "
+                "`stance train`."
+            )
         return model
 
 
 def needs_target(config) -> bool:
     """Whether the model reads each row's target: a per-target strategy routes by it, and a
     feature step may read it (each step says so itself, see :func:`features.base.reads_target`)."""
-    steps = build_features({name: dict(params) for name, params in config.features.items()}).transformer_list
-    return config.model.strategy in PER_TARGET_STRATEGIES or any(reads_target(step) for _, step in steps)
+    steps = build_features(
+        {name: dict(params) for name, params in config.features.items()}
+    ).transformer_list
+    return config.model.strategy in PER_TARGET_STRATEGIES or any(
+        reads_target(step) for _, step in steps
+    )
 
 
 # What a saved model needs to load and predict (pinned in every logged model), besides
@@ -276,7 +330,7 @@ def needs_target(config) -> bool:
 MODEL_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def extra_packages(extra: str) -> tuple[str, ...]:
     """The distributions of one of this project's extras, as pyproject.toml declares them
     (read from the installed metadata, so the list is written in one place)."""

@@ -82,11 +82,15 @@ class PredictSummary:
 
     def line(self, unit: str = "rows") -> str:
         text = (
-            f"{unit} read {self.rows_read:,}, predicted {self.predicted:,}, rejected {self.rejected:,}, "
+            f"{unit} read {self.rows_read:,}, predicted {self.predicted:,}, rejected "
+            f"{self.rejected:,}, "
             f"{self.seconds:.1f}s, {_rate(self.rows_per_second)} {unit}/s"
         )
         if self.sentences:
-            text += f", {self.sentences:,} sentences ({_rate(self.sentences / max(self.seconds, 1e-9))}/s)"
+            text += (
+                f", {self.sentences:,} sentences "
+                f"({_rate(self.sentences / max(self.seconds, 1e-9))}/s)"
+            )
         if self.rejected and self.rejects_path:
             text += f"; rejects in {self.rejects_path}"
         return text
@@ -113,7 +117,9 @@ class LoadedModel:
         if self.path is None:
             return self.file_sha256()
         stat = self.path.stat()
-        return hashlib.sha256(f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+        return hashlib.sha256(
+            f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+        ).hexdigest()
 
 
 def load_model(uri: str) -> LoadedModel:
@@ -124,7 +130,8 @@ def load_model(uri: str) -> LoadedModel:
     :mod:`train.modelfile`'s allow-list of types.
     """
     if uri.startswith(("runs:/", "models:/")):
-        # Imported only here: it imports MLflow (seconds), which predicting a model file never needs.
+        # Imported only here: it imports MLflow (seconds), which predicting a model file never
+        # needs.
         from train import tracking
 
         with tracking.fetched_model(uri) as fetched:
@@ -134,7 +141,10 @@ def load_model(uri: str) -> LoadedModel:
     else:
         path = Path(uri)
         if not path.exists():
-            raise ModelError(f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model or models:/NAME@ALIAS.")
+            raise ModelError(
+                f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model "
+                "or models:/NAME@ALIAS."
+            )
         path = modelfile.find(path, uri)
         loaded = LoadedModel(StanceModel.load(path), path, None)
     # A step whose optional packages are missing would fail in every worker, with a traceback each.
@@ -158,12 +168,16 @@ def _blank(value) -> bool:
     return value is None or not str(value).strip()
 
 
-def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) -> tuple[list[str], Iterator[Chunk]]:
+def sentence_chunks(
+    source: str, options: PredictOptions, needs_target: bool
+) -> tuple[list[str], Iterator[Chunk]]:
     """Open the input (checking its columns now) and return a generator of chunks."""
     fmt = format_of(source, options.input_format)
     table = Table(source, fmt, options.chunk_size)
     columns = options.columns
-    text_column, target_column, id_column = (columns.column(name) for name in ("text", "target", "id"))
+    text_column, target_column, id_column = (
+        columns.column(name) for name in ("text", "target", "id")
+    )
     wanted = [text_column]
     use_target = options.target is None and needs_target
     if use_target:
@@ -184,12 +198,21 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
         if text_column in missing:
             fixes.append("Name the text column with --text-column.")
         if use_target and target_column in missing:
-            fixes.append("The model reads the target: name its column with --target-column, or give every row one target with --target \"...\".")
+            fixes.append(
+                "The model reads the target: name its column with --target-column, or give every "
+                'row one target with --target "...".'
+            )
         if columns.id in missing:
-            fixes.append("Name the id column with --id-column, or leave the option out to number rows by their line.")
+            fixes.append(
+                "Name the id column with --id-column, or leave the option out to number rows by "
+                "their line."
+            )
         names = " or ".join(repr(c) for c in missing)
         if fmt == "jsonl":
-            found = f"no line of the first {lines_searched} has the key {names}; found keys {table.keys_held()}"
+            found = (
+                f"no line of the first {lines_searched} has the key {names}; found keys "
+                f"{table.keys_held()}"
+            )
         else:
             found = f"no column {names}; found columns {table.columns}"
         raise DataError(f"{source}: {found}.{separator_hint(table.columns, fmt)} {' '.join(fixes)}")
@@ -199,7 +222,11 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
         with table:
             for index, batch in enumerate(table.batches(wanted)):
                 texts = batch.column(text_column)
-                targets = batch.column(target_column) if use_target else [options.target or ""] * len(batch)
+                targets = (
+                    batch.column(target_column)
+                    if use_target
+                    else [options.target or ""] * len(batch)
+                )
                 ids = batch.column(id_column) if has_id else [str(line) for line in batch.lines]
                 keep, rejects = [], []
                 for i in range(len(batch)):
@@ -207,15 +234,28 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
                     if reason is None and _blank(texts[i]):
                         reason = "empty text"
                     if reason is None and (marker := missing_marker(texts[i])):
-                        reason = f"missing text: the cell reads {marker!r}, which is taken as a missing value"
+                        reason = (
+                            f"missing text: the cell reads {marker!r}, which is taken as a "
+                            "missing value"
+                        )
                     if reason is None and needs_target and _blank(targets[i]):
                         reason = "missing target"
                     if reason is None and needs_target and (marker := missing_marker(targets[i])):
-                        reason = f"missing target: the cell reads {marker!r}, which is taken as a missing value"
+                        reason = (
+                            f"missing target: the cell reads {marker!r}, which is taken as a "
+                            "missing value"
+                        )
                     if reason is None:
                         keep.append(i)
                     else:
-                        rejects.append((batch.lines[i], ids[i], reason, texts[i] if texts[i] is not None else batch.raw.get(i)))
+                        rejects.append(
+                            (
+                                batch.lines[i],
+                                ids[i],
+                                reason,
+                                texts[i] if texts[i] is not None else batch.raw.get(i),
+                            )
+                        )
                 frame = pd.DataFrame(
                     {
                         "line": [batch.lines[i] for i in keep],
@@ -232,31 +272,44 @@ def sentence_chunks(source: str, options: PredictOptions, needs_target: bool) ->
     return table.columns, generate()
 
 
-def document_chunks(source: str, options: PredictOptions, needs_target: bool) -> tuple[list[Path], Iterator[Chunk]]:
+def document_chunks(
+    source: str, options: PredictOptions, needs_target: bool
+) -> tuple[list[Path], Iterator[Chunk]]:
     """List the documents now (a bad path fails before any output exists) and return
     their files and a generator of chunks that reads each document in its turn."""
     if needs_target and not options.target:
-        raise DataError("This model reads the target, and documents have no target column: pass --target \"...\".")
+        raise DataError(
+            'This model reads the target, and documents have no target column: pass --target "...".'
+        )
     documents = docs.document_sources(source)
     return [file for _, file in documents if file is not None], _document_chunks(documents, options)
 
 
-def _document_chunks(documents: list[tuple[str, Path | None]], options: PredictOptions) -> Iterator[Chunk]:
+def _document_chunks(
+    documents: list[tuple[str, Path | None]], options: PredictOptions
+) -> Iterator[Chunk]:
     per_chunk = max(1, options.chunk_size // 100)  # about 100 sentences per news article
     for index, start in enumerate(range(0, len(documents), per_chunk)):
         kept, rejects = [], []
         # "line" is the document's position in the corpus: unique, unlike ids can be.
-        for line, (doc_id, file) in enumerate(documents[start : start + per_chunk], start=start + 1):
+        for line, (doc_id, file) in enumerate(
+            documents[start : start + per_chunk], start=start + 1
+        ):
             text, problem = docs.read_document(file)
             if problem:
                 rejects.append((line, doc_id, problem, ""))
             else:
                 kept.append((line, doc_id, text))
-        frame = pd.DataFrame(kept, columns=["line", "id", "text"]).assign(target=options.target or "")
-        yield Chunk(index, frame, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(kept) + len(rejects))
+        frame = pd.DataFrame(kept, columns=["line", "id", "text"]).assign(
+            target=options.target or ""
+        )
+        yield Chunk(
+            index, frame, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(kept) + len(rejects)
+        )
 
 
 # --------------------------------------------------------------------------- workers
+
 
 def _model() -> StanceModel:
     """The model of this prediction, shared by the process that runs it with its workers."""
@@ -279,13 +332,20 @@ def _predict_sentences(frame: pd.DataFrame, keep_text: bool, explain: int = 0) -
 
 
 def _empty_prediction() -> pd.DataFrame:
-    return pd.DataFrame({"label": pd.Series(dtype=object)} | {f"proba_{label}": pd.Series(dtype=float) for label in _model().labels})
+    return pd.DataFrame(
+        {"label": pd.Series(dtype=object)}
+        | {f"proba_{label}": pd.Series(dtype=float) for label in _model().labels}
+    )
 
 
-def _predict_documents(frame: pd.DataFrame, rule: str, explain: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def _predict_documents(
+    frame: pd.DataFrame, rule: str, explain: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     labels = _model().labels
     sentence_rows, rejects = [], []
-    for line, doc_id, text, target in frame[["line", "id", "text", "target"]].itertuples(index=False):
+    for line, doc_id, text, target in frame[["line", "id", "text", "target"]].itertuples(
+        index=False
+    ):
         spans = docs.split_sentences(text)
         if not spans:
             rejects.append((line, doc_id, "empty document: no sentences", ""))
@@ -304,21 +364,47 @@ def _predict_documents(frame: pd.DataFrame, rule: str, explain: int = 0) -> tupl
                 }
             )
         )
-    columns = ["id", "level", "sentence_index", "start", "end", "target", "text", "label"] + [f"proba_{l}" for l in labels] + [f"share_{l}" for l in labels]
+    columns = (
+        ["id", "level", "sentence_index", "start", "end", "target", "text", "label"]
+        + [f"proba_{label}" for label in labels]
+        + [f"share_{label}" for label in labels]
+    )
     columns += ["explanation"] if explain else []
     if not sentence_rows:
         return pd.DataFrame(columns=columns), pd.DataFrame(rejects, columns=REJECT_COLUMNS), 0
     sentences = pd.concat(sentence_rows, ignore_index=True)
-    # Sentence rows only are explained: a document's label is an aggregate, not a sum of feature weights.
-    predicted = explanations.predict_explained(_model(), sentences[["text", "target"]], explain) if explain else _model().predict(sentences[["text", "target"]])
+    # Sentence rows only are explained: a document's label is an aggregate, not a sum of feature
+    # weights.
+    predicted = (
+        explanations.predict_explained(_model(), sentences[["text", "target"]], explain)
+        if explain
+        else _model().predict(sentences[["text", "target"]])
+    )
     sentences = pd.concat([sentences, predicted], axis=1)
     rows = []
     for _, group in sentences.groupby("document", sort=False):
         rows.append(group)
         summary = docs.aggregate(group, labels, rule)
-        rows.append(pd.DataFrame([{"id": group["id"].iloc[0], "level": "document", "sentence_index": -1, "start": 0, "end": int(group["end"].max()), "target": group["target"].iloc[0], "text": ""} | summary]))
+        rows.append(
+            pd.DataFrame(
+                [
+                    {
+                        "id": group["id"].iloc[0],
+                        "level": "document",
+                        "sentence_index": -1,
+                        "start": 0,
+                        "end": int(group["end"].max()),
+                        "target": group["target"].iloc[0],
+                        "text": "",
+                    }
+                    | summary
+                ]
+            )
+        )
     out = pd.concat(rows, ignore_index=True).reindex(columns=columns)
-    out[["sentence_index", "start", "end"]] = out[["sentence_index", "start", "end"]].astype("int64")
+    out[["sentence_index", "start", "end"]] = out[["sentence_index", "start", "end"]].astype(
+        "int64"
+    )
     return out, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(sentences)
 
 
@@ -327,18 +413,37 @@ def _run_chunk(task) -> dict:
     chunk, parts, fmt, options = task
     started = time.perf_counter()
     if options.documents:
-        out, rejects, sentences = _predict_documents(chunk.frame, options.aggregate, options.explain)
+        out, rejects, sentences = _predict_documents(
+            chunk.frame, options.aggregate, options.explain
+        )
         predicted = int((out["level"] == "document").sum()) if len(out) else 0
     else:
-        out, rejects, sentences = _predict_sentences(chunk.frame, options.keep_text, options.explain), pd.DataFrame(columns=REJECT_COLUMNS), 0
+        out, rejects, sentences = (
+            _predict_sentences(chunk.frame, options.keep_text, options.explain),
+            pd.DataFrame(columns=REJECT_COLUMNS),
+            0,
+        )
         predicted = len(out)
     if len(rejects):  # reading's rejects and prediction's, in input order
-        rejects = pd.concat([chunk.rejects, rejects], ignore_index=True).sort_values("line", kind="stable", ignore_index=True)
+        rejects = pd.concat([chunk.rejects, rejects], ignore_index=True).sort_values(
+            "line", kind="stable", ignore_index=True
+        )
     else:
         rejects = chunk.rejects
-    counts = {"rows_read": chunk.rows_read, "predicted": predicted, "rejected": len(rejects), "sentences": sentences}
-    counts["unseen_targets"] = _model().unseen_targets(out.loc[out["level"] == "document", "target"] if options.documents else chunk.frame["target"])
-    if counts["predicted"] + counts["rejected"] != counts["rows_read"]:  # pragma: no cover - an invariant
+    counts = {
+        "rows_read": chunk.rows_read,
+        "predicted": predicted,
+        "rejected": len(rejects),
+        "sentences": sentences,
+    }
+    counts["unseen_targets"] = _model().unseen_targets(
+        out.loc[out["level"] == "document", "target"]
+        if options.documents
+        else chunk.frame["target"]
+    )
+    if (
+        counts["predicted"] + counts["rejected"] != counts["rows_read"]
+    ):  # pragma: no cover - an invariant
         raise AssertionError(f"chunk {chunk.index}: predicted + rejected != read: {counts}")
     stem = parts / f"{chunk.index:08d}"
     _write_atomic(out, Path(f"{stem}.out"), fmt)
@@ -350,7 +455,9 @@ def _run_chunk(task) -> dict:
 
 
 def _ordered(tasks: Iterator, jobs: int, model: StanceModel) -> Iterator[dict]:
-    """Run tasks on ``jobs`` processes, at most 2 per process in flight, yielding results in task order."""
+    """Run tasks on ``jobs`` processes, at most 2 per process in flight, yielding results in task
+    order.
+    """
     if jobs == 1:
         with workers.sharing(model):
             for task in tasks:
@@ -377,7 +484,13 @@ def _write_atomic(frame: pd.DataFrame, path: Path, fmt: str) -> None:
 
 def _write(frame: pd.DataFrame, target, fmt: str, header: bool = True) -> None:
     if fmt in ("csv", "tsv"):
-        frame.to_csv(target, index=False, sep="," if fmt == "csv" else "\t", header=header, lineterminator="\n")
+        frame.to_csv(
+            target,
+            index=False,
+            sep="," if fmt == "csv" else "\t",
+            header=header,
+            lineterminator="\n",
+        )
     elif fmt == "jsonl":
         frame.to_json(target, orient="records", lines=True, force_ascii=False)
     else:
@@ -385,7 +498,9 @@ def _write(frame: pd.DataFrame, target, fmt: str, header: bool = True) -> None:
 
 
 def _join_parts(files: list[Path], destination, fmt: str, header: bool = True) -> None:
-    """Concatenate part files in order into an open binary stream (``header=False``: drop the first part's header too)."""
+    """Concatenate part files in order into an open binary stream (``header=False``: drop the first
+    part's header too).
+    """
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -404,14 +519,22 @@ def _join_parts(files: list[Path], destination, fmt: str, header: bool = True) -
             shutil.copyfileobj(handle, destination)
 
 
-def _fingerprint(source: str, files: list[Path], model_identity: str, options: PredictOptions, fmt: str) -> dict:
+def _fingerprint(
+    source: str, files: list[Path], model_identity: str, options: PredictOptions, fmt: str
+) -> dict:
     """What must not change between an interrupted run and its resumption: the input
     files (every document of a folder), the model and the settings."""
-    settings = {k: v for k, v in asdict(options).items() if k not in ("jobs", "resume", "progress", "rejects")}
+    settings = {
+        k: v
+        for k, v in asdict(options).items()
+        if k not in ("jobs", "resume", "progress", "rejects")
+    }
     stats = [(str(file), file.stat()) for file in files]
     return {
         "input": str(Path(source).resolve()),
-        "input_files": hashlib.sha256("\n".join(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats).encode()).hexdigest(),
+        "input_files": hashlib.sha256(
+            "\n".join(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats).encode()
+        ).hexdigest(),
         "model": model_identity,
         "output_format": fmt,
         "settings": settings,
@@ -424,19 +547,27 @@ def _prepare_parts(parts: Path, fingerprint: dict | None, resume: bool) -> set[i
     if parts.exists():
         if not resume:
             raise StanceError(
-                f"{parts} holds the finished chunks of an interrupted run. Rerun with --resume to continue it, or delete the folder to start over."
+                f"{parts} holds the finished chunks of an interrupted run. Rerun with --resume to "
+                "continue it, or delete the folder to start over."
             )
         previous = json.loads(state.read_text()) if state.exists() else None
         if previous != fingerprint:
-            changed = sorted(k for k in (fingerprint or {}) if (previous or {}).get(k) != fingerprint[k])
-            raise StanceError(f"Cannot resume from {parts}: {', '.join(changed) or 'its state'} changed since the interrupted run. Delete the folder to start over.")
+            changed = sorted(
+                k for k in (fingerprint or {}) if (previous or {}).get(k) != fingerprint[k]
+            )
+            raise StanceError(
+                f"Cannot resume from {parts}: {', '.join(changed) or 'its state'} changed since "
+                "the interrupted run. Delete the folder to start over."
+            )
         return {int(p.name.split(".")[0]) for p in parts.glob("*.json") if p.name != "state.json"}
     parts.mkdir(parents=True)
     state.write_text(json.dumps(fingerprint))
     return set()
 
 
-def predict_file(model: str, source: str, output: str, options: PredictOptions = PredictOptions(), log=None) -> PredictSummary:
+def predict_file(
+    model: str, source: str, output: str, options: PredictOptions = PredictOptions(), log=None
+) -> PredictSummary:
     """Predict every row (or document) of ``source`` with ``model`` and write ``output``.
 
     Returns the counts; rows predicted + rows rejected = rows read, checked per chunk and overall.
@@ -444,13 +575,17 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
     log = log or (lambda message: print(message, file=sys.stderr))
     started = time.perf_counter()
     if options.aggregate not in docs.AGGREGATIONS:
-        raise StanceError(f"aggregate must be one of {docs.AGGREGATIONS}, got {options.aggregate!r}.")
+        raise StanceError(
+            f"aggregate must be one of {docs.AGGREGATIONS}, got {options.aggregate!r}."
+        )
     if options.chunk_size < 1:
         raise StanceError(f"chunk size must be at least 1, got {options.chunk_size}.")
     if options.jobs is not None and options.jobs < 1:
         raise StanceError(f"jobs must be at least 1 (or None for every core), got {options.jobs}.")
     if options.explain < 0:
-        raise StanceError(f"explain names that many features per row, 0 (none) or more; got {options.explain}.")
+        raise StanceError(
+            f"explain names that many features per row, 0 (none) or more; got {options.explain}."
+        )
     _check_columns(options)
     rejects_path = options.rejects or _default_rejects(output)
     _refuse_to_overwrite(source, output, rejects_path)
@@ -462,9 +597,13 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
     to_stdout = output == "-"
     fmt = options.output_format or ("csv" if to_stdout else format_of(output))
     if to_stdout and fmt == "parquet":
-        raise StanceError("Parquet cannot be streamed to stdout; write it to a file (-o out.parquet).")
+        raise StanceError(
+            "Parquet cannot be streamed to stdout; write it to a file (-o out.parquet)."
+        )
     if options.resume and (source == "-" or to_stdout):
-        raise StanceError("--resume needs a named input file and output file; stdin and stdout cannot be resumed.")
+        raise StanceError(
+            "--resume needs a named input file and output file; stdin and stdout cannot be resumed."
+        )
 
     if options.documents:
         input_files, chunks = document_chunks(source, options, stance_model.needs_target)
@@ -473,8 +612,16 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
         input_files = [Path(source)] if source != "-" else []
 
     # Parts of a stdout run cannot be resumed, so they live in a private temporary folder.
-    work = Path(output + ".parts") if not to_stdout else Path(tempfile.mkdtemp(prefix="stance-predict-")) / "parts"
-    fingerprint = _fingerprint(source, input_files, loaded.identity(), options, fmt) if not (to_stdout or source == "-") else None
+    work = (
+        Path(output + ".parts")
+        if not to_stdout
+        else Path(tempfile.mkdtemp(prefix="stance-predict-")) / "parts"
+    )
+    fingerprint = (
+        _fingerprint(source, input_files, loaded.identity(), options, fmt)
+        if not (to_stdout or source == "-")
+        else None
+    )
     done = _prepare_parts(work, fingerprint, options.resume)
     jobs = options.jobs or os.cpu_count() or 1
     summary = PredictSummary()
@@ -483,6 +630,7 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
     stdout = sys.stdout.buffer if to_stdout else None
     written = 0
     try:
+
         def tasks():
             for chunk in chunks:
                 if chunk.index in done:
@@ -503,10 +651,19 @@ def predict_file(model: str, source: str, output: str, options: PredictOptions =
                 stdout.flush()
                 written += 1
         progress.close()
-        if summary.predicted + summary.rejected != summary.rows_read:  # pragma: no cover - an invariant
-            raise AssertionError(f"predicted {summary.predicted} + rejected {summary.rejected} != read {summary.rows_read}")
-        indexes = sorted(int(p.name.split(".")[0]) for p in work.glob("*.json") if p.name != "state.json")
-        summary.rejects_path = _publish(work, indexes, None if to_stdout else Path(output), fmt, rejects_path, summary.rejected)
+        if (
+            summary.predicted + summary.rejected != summary.rows_read
+        ):  # pragma: no cover - an invariant
+            raise AssertionError(
+                f"predicted {summary.predicted} + rejected {summary.rejected} != read "
+                f"{summary.rows_read}"
+            )
+        indexes = sorted(
+            int(p.name.split(".")[0]) for p in work.glob("*.json") if p.name != "state.json"
+        )
+        summary.rejects_path = _publish(
+            work, indexes, None if to_stdout else Path(output), fmt, rejects_path, summary.rejected
+        )
         shutil.rmtree(work)
     except BaseException:
         progress.close()
@@ -537,7 +694,9 @@ def _merge_done(results: Iterator[dict], work: Path, done: set[int]) -> Iterator
         index += 1
 
 
-def _publish(work: Path, indexes: list[int], output: Path | None, fmt: str, rejects: str, rejected: int) -> str | None:
+def _publish(
+    work: Path, indexes: list[int], output: Path | None, fmt: str, rejects: str, rejected: int
+) -> str | None:
     """Join the parts into the output and, when a row was rejected, the rejects file; returns
     the rejects file's path. Both are written under temporary names first and renamed only
     when both are complete, so a run that fails here (a full disk) leaves neither file rather
@@ -567,7 +726,11 @@ def _check_destinations(output: str, rejects: str) -> None:
     """Every file the run will write must be writable before the first row is read: a run
     that fails at the end costs its whole time, and one that wrote its output but not its
     rejects would lose rows. A file is tried by creating a scratch file beside it."""
-    places = [("output", output), ("rejects file", rejects)] if output != "-" else [("rejects file", rejects)]
+    places = (
+        [("output", output), ("rejects file", rejects)]
+        if output != "-"
+        else [("rejects file", rejects)]
+    )
     for kind, path in places:
         folder = Path(path).absolute().parent
         # A folder that does not exist yet is made at the end; what must be writable now is
@@ -581,22 +744,29 @@ def _check_destinations(output: str, rejects: str) -> None:
         except OSError as error:
             option = "-o" if kind == "output" else "--rejects"
             raise StanceError(
-                f"Cannot write the {kind} {path}: its folder {folder} is not writable ({error.strerror or error}). "
-                f"Name a {kind} in a folder you can write to with {option}; nothing was read or written."
+                f"Cannot write the {kind} {path}: its folder {folder} is not writable "
+                f"({error.strerror or error}). "
+                f"Name a {kind} in a folder you can write to with {option}; nothing was read or "
+                "written."
             ) from None
 
 
 def _check_columns(options: PredictOptions) -> None:
     """Refuse the column options where they would be ignored, rather than ignore them."""
-    given = options.columns.options_given() + (["--input-format"] if options.input_format is not None else [])
+    given = options.columns.options_given() + (
+        ["--input-format"] if options.input_format is not None else []
+    )
     if options.documents and given:
         raise StanceError(
-            f"{', '.join(given)}: {'an option' if len(given) == 1 else 'options'} for a file of sentences, but --documents reads plain-text documents: each one is "
-            "named by its path, and --target gives the target. Leave out --documents to predict a table, or the table options to predict documents."
+            f"{', '.join(given)}: {'an option' if len(given) == 1 else 'options'} for a file of "
+            "sentences, but --documents reads plain-text documents: each one is "
+            "named by its path, and --target gives the target. Leave out --documents to predict a "
+            "table, or the table options to predict documents."
         )
     if options.target is not None and options.columns.target is not None:
         raise StanceError(
-            f"--target gives every row the target {options.target!r}, so the column --target-column {options.columns.target!r} would not be read. "
+            f"--target gives every row the target {options.target!r}, so the column "
+            f"--target-column {options.columns.target!r} would not be read. "
             "Pass --target-column to read each row's target, or --target for one target, not both."
         )
 
@@ -609,13 +779,24 @@ def _refuse_to_overwrite(source: str, output: str, rejects: str) -> None:
         if "-" in (a, b):
             return False
         first, second = Path(a), Path(b)
-        return first.resolve() == second.resolve() or first.exists() and second.exists() and os.path.samefile(first, second)
+        return (
+            first.resolve() == second.resolve()
+            or first.exists()
+            and second.exists()
+            and os.path.samefile(first, second)
+        )
 
     for kind, path in (("output", output), ("rejects file", rejects)):
         if same(path, source):
-            raise StanceError(f"The {kind} {path} is the input {source}: writing it would replace the input. Name another file.")
+            raise StanceError(
+                f"The {kind} {path} is the input {source}: writing it would replace the input. "
+                "Name another file."
+            )
     if same(output, rejects):
-        raise StanceError(f"The output and the rejects file are both {output}; name the rejects file with --rejects.")
+        raise StanceError(
+            f"The output and the rejects file are both {output}; name the rejects file with "
+            "--rejects."
+        )
 
 
 def _default_rejects(output: str) -> str:

@@ -20,25 +20,41 @@ MISCLASSIFIED_ROWS = 500
 
 
 def calibration(y_true, proba: np.ndarray, labels, bins: int = 10) -> tuple[float, pd.DataFrame]:
-    """Expected calibration error of the top-class probability, and the reliability table behind it."""
+    """Expected calibration error of the top-class probability, and the reliability table behind
+    it.
+    """
     confidence = proba.max(axis=1)
-    correct = np.asarray(labels, dtype=object)[proba.argmax(axis=1)] == np.asarray(y_true, dtype=object)
+    correct = np.asarray(labels, dtype=object)[proba.argmax(axis=1)] == np.asarray(
+        y_true, dtype=object
+    )
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
     rows = []
     for b in range(bins):
         mask = which == b
         if mask.any():
-            rows.append({"bin_low": edges[b], "bin_high": edges[b + 1], "rows": int(mask.sum()),
-                         "confidence": float(confidence[mask].mean()), "accuracy": float(correct[mask].mean())})
+            rows.append(
+                {
+                    "bin_low": edges[b],
+                    "bin_high": edges[b + 1],
+                    "rows": int(mask.sum()),
+                    "confidence": float(confidence[mask].mean()),
+                    "accuracy": float(correct[mask].mean()),
+                }
+            )
     table = pd.DataFrame(rows, columns=["bin_low", "bin_high", "rows", "confidence", "accuracy"])
-    ece = float((table["rows"] * (table["confidence"] - table["accuracy"]).abs()).sum() / max(len(confidence), 1))
+    ece = float(
+        (table["rows"] * (table["confidence"] - table["accuracy"]).abs()).sum()
+        / max(len(confidence), 1)
+    )
     return ece, table
 
 
 def confusion_figure(y_true, y_pred, labels, title: str):
     figure, axis = plt.subplots(figsize=(1.2 * len(labels) + 3, 1.2 * len(labels) + 2.5))
-    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(labels), ax=axis, colorbar=False, cmap="Blues")
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=list(labels), ax=axis, colorbar=False, cmap="Blues"
+    )
     axis.set_title(title)
     figure.tight_layout()
     return figure
@@ -58,7 +74,9 @@ def reliability_figure(table: pd.DataFrame, ece: float, title: str):
 
 
 def top_features(estimator, count: int = 15) -> pd.DataFrame:
-    """The ``count`` highest-weighted features per class of each linear model (empty for naive Bayes)."""
+    """The ``count`` highest-weighted features per class of each linear model (empty for naive
+    Bayes).
+    """
     rows = []
     for model_name, pipeline in pipelines(estimator):
         clf = pipeline.named_steps["clf"]
@@ -70,11 +88,21 @@ def top_features(estimator, count: int = 15) -> pd.DataFrame:
             coef = np.vstack([-coef[0], coef[0]])
         for label, weights in zip(clf.classes_, coef):
             for rank, column in enumerate(np.argsort(-weights)[:count], start=1):
-                rows.append({"model": model_name, "label": label, "rank": rank, "feature": names[column], "weight": float(weights[column])})
+                rows.append(
+                    {
+                        "model": model_name,
+                        "label": label,
+                        "rank": rank,
+                        "feature": names[column],
+                        "weight": float(weights[column]),
+                    }
+                )
     return pd.DataFrame(rows, columns=["model", "label", "rank", "feature", "weight"])
 
 
-def misclassified(frame: pd.DataFrame, predictions: pd.DataFrame, limit: int = MISCLASSIFIED_ROWS) -> pd.DataFrame:
+def misclassified(
+    frame: pd.DataFrame, predictions: pd.DataFrame, limit: int = MISCLASSIFIED_ROWS
+) -> pd.DataFrame:
     """Wrong predictions, most confident first: the examples worth reading."""
     wrong = frame["label"].to_numpy() != predictions["label"].to_numpy()
     proba = predictions.filter(like="proba_").to_numpy()
@@ -88,7 +116,11 @@ def misclassified(frame: pd.DataFrame, predictions: pd.DataFrame, limit: int = M
             "confidence": proba.max(axis=1)[wrong],
         }
     )
-    return table.sort_values("confidence", ascending=False, kind="stable").head(limit).reset_index(drop=True)
+    return (
+        table.sort_values("confidence", ascending=False, kind="stable")
+        .head(limit)
+        .reset_index(drop=True)
+    )
 
 
 def _fmt(value: float) -> str:
@@ -107,25 +139,38 @@ def model_card(facts: dict) -> str:
         "",
         "## Intended use",
         "",
-        f"Labels the stance of a sentence toward a target as one of {', '.join(labels)}, with a probability per label. "
-        f"Trained on {config['data']['format']} data ({config['data']['path']}); it is meant for text of the same kind "
-        + ("about the same targets." if config["model"]["strategy"] in PER_TARGET_STRATEGIES else "about targets like those it saw.")
-        + " It is a research and analysis aid: read its errors (misclassified.json in the run) before relying on it.",
+        f"Labels the stance of a sentence toward a target as one of {', '.join(labels)}, with a "
+        "probability per label. "
+        f"Trained on {config['data']['format']} data ({config['data']['path']}); it is meant for "
+        "text of the same kind "
+        + (
+            "about the same targets."
+            if config["model"]["strategy"] in PER_TARGET_STRATEGIES
+            else "about targets like those it saw."
+        )
+        + " It is a research and analysis aid: read its errors (misclassified.json in the "
+        "run) before relying on it.",
         "",
         "## Data",
         "",
-        f"Rows read {facts['rows_read']}, kept {facts['rows_kept']}, rejected {facts['rows_rejected']}. "
-        + ", ".join(f"{name} {size}" for name, size in facts["splits"].items()) + ".",
+        f"Rows read {facts['rows_read']}, kept {facts['rows_kept']}, rejected "
+        f"{facts['rows_rejected']}. "
+        + ", ".join(f"{name} {size}" for name, size in facts["splits"].items())
+        + ".",
         "",
         "| file | sha256 | rows read |",
         "| --- | --- | ---: |",
         # A labels or bodies file adds fields to the rows of the file before it; they count there.
-        *[f"| {f['path']} | {f['sha256']} | {f['rows_read'] or 'joined'} |" for f in facts["files"]],
+        *[
+            f"| {f['path']} | {f['sha256']} | {f['rows_read'] or 'joined'} |"
+            for f in facts["files"]
+        ],
         "",
         "## Metrics",
         "",
         f"Headline: test {headline} = {_fmt(metrics[f'test_{headline}'])} "
-        f"(95 % bootstrap interval {_fmt(low)} to {_fmt(high)}, {BOOTSTRAP_SAMPLES} resamples of the test rows).",
+        f"(95 % bootstrap interval {_fmt(low)} to {_fmt(high)}, {BOOTSTRAP_SAMPLES} resamples of "
+        "the test rows).",
         "",
         "| metric | validation | test |",
         "| --- | ---: | ---: |",
@@ -134,7 +179,10 @@ def model_card(facts: dict) -> str:
     names += [f"f1_{label}" for label in labels]
     for name in names:
         valid = metrics.get(f"valid_{name}")
-        lines.append(f"| {name} | {_fmt(valid) if valid is not None else '-'} | {_fmt(metrics[f'test_{name}'])} |")
+        lines.append(
+            f"| {name} | {_fmt(valid) if valid is not None else '-'} | "
+            f"{_fmt(metrics[f'test_{name}'])} |"
+        )
     lines += [
         f"| ece (top-class calibration) | - | {_fmt(metrics['test_ece'])} |",
         "",
@@ -146,11 +194,19 @@ def model_card(facts: dict) -> str:
         "## Training",
         "",
         f"Strategy {config['model']['strategy']}, classifier {config['model']['classifier']} "
-        f"with {config['model']['clf'] or 'its defaults'}, features {', '.join(config['features'])}, seed {config['seed']}"
-        + (", refitted on train + validation before the test evaluation" if config["model"]["refit_on_valid"] else "")
-        + f". Code at git commit {facts['git']['git_commit']} (uncommitted changes: {facts['git']['git_dirty']}).",
+        f"with {config['model']['clf'] or 'its defaults'}, features "
+        f"{', '.join(config['features'])}, seed {config['seed']}"
+        + (
+            ", refitted on train + validation before the test evaluation"
+            if config["model"]["refit_on_valid"]
+            else ""
+        )
+        + f". Code at git commit {facts['git']['git_commit']} (uncommitted changes: "
+        f"{facts['git']['git_dirty']}).",
         "",
-        "Versions: " + ", ".join(f"{name} {version}" for name, version in facts["versions"].items()) + ".",
+        "Versions: "
+        + ", ".join(f"{name} {version}" for name, version in facts["versions"].items())
+        + ".",
         "",
     ]
     return "\n".join(lines)
@@ -159,7 +215,9 @@ def model_card(facts: dict) -> str:
 def _by_target(facts: dict) -> list[str]:
     """Macro-F1 per test target, as logged; nothing for one target or too many to log."""
     metrics, rows = facts["metrics"], facts.get("test_target_rows") or {}
-    scores = {target: metrics.get(f"test_macro_f1_target_{safe_name(target)[:200]}") for target in rows}
+    scores = {
+        target: metrics.get(f"test_macro_f1_target_{safe_name(target)[:200]}") for target in rows
+    }
     if len(rows) < 2 or None in scores.values():
         return []
     lines = [
@@ -172,7 +230,10 @@ def _by_target(facts: dict) -> list[str]:
     ]
     for target in sorted(rows):
         valid = metrics.get(f"valid_macro_f1_target_{safe_name(target)[:200]}")
-        lines.append(f"| {target} | {rows[target]} | {_fmt(scores[target])} | {_fmt(valid) if valid is not None else '-'} |")
+        lines.append(
+            f"| {target} | {rows[target]} | {_fmt(scores[target])} | "
+            f"{_fmt(valid) if valid is not None else '-'} |"
+        )
     return [*lines, ""]
 
 
@@ -181,20 +242,45 @@ def _limits(facts: dict) -> list[str]:
     limits = []
     for label in labels:
         if metrics[f"test_f1_{label}"] < 0.3:
-            limits.append(f"{label} is rarely recognised: test F1 {_fmt(metrics[f'test_f1_{label}'])}.")
+            limits.append(
+                f"{label} is rarely recognised: test F1 {_fmt(metrics[f'test_f1_{label}'])}."
+            )
     if facts["splits"].get("test", 0) < 300:
         low, high = facts["interval"]
         if high - low < 1e-9:
             # Every resample scoring the same is a sign of too few rows, not of certainty.
-            limits.append(f"The test split is small ({facts['splits']['test']} rows) and every bootstrap resample scores {_fmt(low)}: too few rows to say how far the headline would move on new data.")
+            limits.append(
+                f"The test split is small ({facts['splits']['test']} rows) and every bootstrap "
+                f"resample scores {_fmt(low)}: too few rows to say how far the headline would move "
+                "on new data."
+            )
         else:
-            limits.append(f"The test split is small ({facts['splits']['test']} rows): the headline could lie anywhere from {_fmt(low)} to {_fmt(high)}.")
+            limits.append(
+                f"The test split is small ({facts['splits']['test']} rows): the headline could lie "
+                f"anywhere from {_fmt(low)} to {_fmt(high)}."
+            )
     if metrics["test_ece"] > 0.1:
-        limits.append(f"Probabilities are not well calibrated (ECE {_fmt(metrics['test_ece'])}); treat them as scores.")
+        limits.append(
+            f"Probabilities are not well calibrated (ECE {_fmt(metrics['test_ece'])}); treat them "
+            "as scores."
+        )
     if config["model"]["strategy"] in UNSEEN_TARGETS_GET:
-        limits.append(f"Rows on a target unseen in training {UNSEEN_TARGETS_GET[config['model']['strategy']]}.")
+        limits.append(
+            "Rows on a target unseen in training "
+            f"{UNSEEN_TARGETS_GET[config['model']['strategy']]}."
+        )
     if set(labels) == FNC_LABELS:
-        limits.append("The FNC-1 score rewards related/unrelated decisions; read macro-F1 and per-class F1 for agree/disagree.")
-    cues = "n-grams, lexicons and a frozen sentence encoder" if "embeddings" in config["features"] else "n-grams and lexicons"
-    limits.append(f"Stance is judged sentence by sentence from surface cues ({cues}); irony, quotation of opponents and world knowledge are beyond it.")
+        limits.append(
+            "The FNC-1 score rewards related/unrelated decisions; read macro-F1 and per-class F1 "
+            "for agree/disagree."
+        )
+    cues = (
+        "n-grams, lexicons and a frozen sentence encoder"
+        if "embeddings" in config["features"]
+        else "n-grams and lexicons"
+    )
+    limits.append(
+        f"Stance is judged sentence by sentence from surface cues ({cues}); irony, quotation of "
+        "opponents and world knowledge are beyond it."
+    )
     return limits

@@ -1,4 +1,6 @@
-"""Finding, showing, comparing and reproducing logged runs: `stance runs`, `show`, `compare`, `reproduce`."""
+"""Finding, showing, comparing and reproducing logged runs: `stance runs`, `show`, `compare`,
+`reproduce`.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +21,24 @@ from train.metrics import paired_bootstrap
 KEY_PARAMS = ("model.strategy", "model.classifier")
 
 
-def list_runs(experiment: str | None = None, sort: str | None = None, limit: int = 20, trials: bool = False) -> pd.DataFrame:
-    """One row per run: id, start, experiment, key params, headline metric and its value, data digest.
+def list_runs(
+    experiment: str | None = None, sort: str | None = None, limit: int = 20, trials: bool = False
+) -> pd.DataFrame:
+    """One row per run: id, start, experiment, key params, headline metric and its value, data
+    digest.
 
     Search trials (child runs) are left out unless ``trials``; a trial's headline is the
     validation or cross-validation metric its search optimised, since trials never see test."""
-    columns = ["run_id", "start", "experiment", "strategy", "classifier", "headline", "value", "data"]
+    columns = [
+        "run_id",
+        "start",
+        "experiment",
+        "strategy",
+        "classifier",
+        "headline",
+        "value",
+        "data",
+    ]
     found = tracking.find_runs(experiment)
     if found.empty:
         return pd.DataFrame(columns=columns)
@@ -35,16 +49,24 @@ def list_runs(experiment: str | None = None, sort: str | None = None, limit: int
         if found.empty:
             return pd.DataFrame(columns=columns)
     headline_of = dict(zip(found["run_id"], _column(found, "params.headline_metric")))
-    headlines = [_headline(row, headline_of.get(parent_id)) for parent_id, (_, row) in zip(parent, found.iterrows())]
+    headlines = [
+        _headline(row, headline_of.get(parent_id))
+        for parent_id, (_, row) in zip(parent, found.iterrows())
+    ]
     table = pd.DataFrame(
         {
             "run_id": found["run_id"],
             "start": pd.to_datetime(found["start_time"]).dt.strftime("%Y-%m-%d %H:%M"),
-            "experiment": _column(found, f"tags.{schema.EXPERIMENT}").fillna(_column(found, "experiment")),
+            "experiment": _column(found, f"tags.{schema.EXPERIMENT}").fillna(
+                _column(found, "experiment")
+            ),
             "strategy": _column(found, f"params.{KEY_PARAMS[0]}"),
             "classifier": _column(found, f"params.{KEY_PARAMS[1]}"),
             "headline": [h or "?" for h in headlines],
-            "value": [row.get(f"metrics.{h}") if h else None for h, (_, row) in zip(headlines, found.iterrows())],
+            "value": [
+                row.get(f"metrics.{h}") if h else None
+                for h, (_, row) in zip(headlines, found.iterrows())
+            ],
             "data": _column(found, "params.data.digest"),
         }
     )
@@ -62,29 +84,48 @@ def list_runs(experiment: str | None = None, sort: str | None = None, limit: int
     if sort:
         column = f"metrics.{sort}"
         if column not in found.columns:
-            known = sorted(c.removeprefix("metrics.") for c in found.columns if c.startswith("metrics."))
-            raise StanceError(f"No metric {sort!r} in these runs; metrics logged: {known[:30]}{' ...' if len(known) > 30 else ''}.")
+            known = sorted(
+                c.removeprefix("metrics.") for c in found.columns if c.startswith("metrics.")
+            )
+            raise StanceError(
+                f"No metric {sort!r} in these runs; metrics logged: "
+                f"{known[:30]}{' ...' if len(known) > 30 else ''}."
+            )
         table[sort] = found[column].to_numpy()
         table = table.sort_values(sort, ascending=False, kind="stable", na_position="last")
     return table.head(limit).reset_index(drop=True)
 
 
 def _column(found: pd.DataFrame, name: str) -> pd.Series:
-    return found[name] if name in found.columns else pd.Series([None] * len(found), index=found.index, dtype=object)
+    return (
+        found[name]
+        if name in found.columns
+        else pd.Series([None] * len(found), index=found.index, dtype=object)
+    )
 
 
 def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
-    """``test_<headline>`` for a run (``oof_`` for cv, ``eval_`` for an evaluation); for a trial, the metric its search optimised."""
+    """``test_<headline>`` for a run (``oof_`` for cv, ``eval_`` for an evaluation); for a trial,
+    the metric its search optimised.
+    """
     if row.get(f"tags.{schema.PARENT}") is None or pd.isna(row.get(f"tags.{schema.PARENT}")):
         name = row.get("params.headline_metric")
-        tags = {key.removeprefix("tags."): value for key, value in row.items() if key.startswith("tags.") and isinstance(value, str)}
-        return f"{schema.PREDICTED_ROWS[schema.kind(tags)]}_{name}" if isinstance(name, str) else None
+        tags = {
+            key.removeprefix("tags."): value
+            for key, value in row.items()
+            if key.startswith("tags.") and isinstance(value, str)
+        }
+        return (
+            f"{schema.PREDICTED_ROWS[schema.kind(tags)]}_{name}" if isinstance(name, str) else None
+        )
     metric = row.get(f"tags.{schema.SEARCH_METRIC}")
     if isinstance(metric, str):
         return metric
     # Trials logged before the tag existed: whichever of the parent's metrics the trial has.
     for prefix in ("valid_", "cv_"):
-        if isinstance(parent_headline, str) and pd.notna(row.get(f"metrics.{prefix}{parent_headline}")):
+        if isinstance(parent_headline, str) and pd.notna(
+            row.get(f"metrics.{prefix}{parent_headline}")
+        ):
             return f"{prefix}{parent_headline}"
     return None
 
@@ -99,7 +140,10 @@ def run_kind(tags: dict) -> str:
     if kind == "cv":
         return f"cross-validation, {tags[schema.CV]}"
     if kind == "evaluation":
-        return f"evaluation of {tags[schema.EVALUATED_MODEL]} on {tags.get(schema.EVALUATION_DATA, 'unknown data')}"
+        return (
+            f"evaluation of {tags[schema.EVALUATED_MODEL]} on "
+            f"{tags.get(schema.EVALUATION_DATA, 'unknown data')}"
+        )
     if tags.get(schema.REPRODUCES):
         return f"training, reproducing {tags[schema.REPRODUCES][:8]}"
     return "training"
@@ -127,18 +171,30 @@ def describe_run(run_id: str) -> str:
     if not finished:
         lines.insert(3, f"status:     {run['status']}")
     if tracking.has_artifact(full_id, schema.MODEL_CARD):
-        # `stance train` logs the card, then the model, which MLflow keeps outside the run's artifacts.
+        # `stance train` logs the card, then the model, which MLflow keeps outside the run's
+        # artifacts.
         if finished:
             lines.append(f"model:      runs:/{full_id}/model")
         else:  # the store failed between the card and the model: training kept the model on disk
-            lines.append(f"model:      not logged; `stance train` kept it as {tracking.UNLOGGED_FOLDER / full_id / tracking.UNLOGGED_FILES['model']} where it ran")
+            lines.append(
+                "model:      not logged; `stance train` kept it as "
+                f"{tracking.UNLOGGED_FOLDER / full_id / tracking.UNLOGGED_FILES['model']} where it "
+                "ran"
+            )
         return "\n".join([*lines, "", tracking.read_artifact(full_id, schema.MODEL_CARD).rstrip()])
     kept = tracking.UNLOGGED_FOLDER / full_id
-    if not finished and kept.is_dir():  # `stance cv` or `evaluate` saved what the failed store did not take
-        lines.append(f"kept:       {kept}/ ({', '.join(sorted(path.name for path in kept.iterdir()))}), not logged")
+    if (
+        not finished and kept.is_dir()
+    ):  # `stance cv` or `evaluate` saved what the failed store did not take
+        lines.append(
+            f"kept:       {kept}/ ({', '.join(sorted(path.name for path in kept.iterdir()))}), not "
+            "logged"
+        )
     metrics = run["metrics"]
     width = max((len(name) for name in metrics), default=0)
-    listed = [f"  {name:<{width}}  {_figure(metrics[name])}" for name in sorted(metrics)] or ["  none"]
+    listed = [f"  {name:<{width}}  {_figure(metrics[name])}" for name in sorted(metrics)] or [
+        "  none"
+    ]
     return "\n".join([*lines, "", "metrics:", *listed])
 
 
@@ -163,7 +219,13 @@ def compare_runs(run_ids: list[str]) -> Comparison:
         keys = sorted(set().union(*(run[kind] for run in runs)))
         rows = {k: [run[kind].get(k) for run in runs] for k in keys}
         # A run's fold_* metrics hold one value per fold; the last fold's alone would mislead here.
-        rows = {k: v for k, v in rows.items() if len({json.dumps(x) for x in v}) > 1 and not k.endswith("_seconds") and not k.startswith("fold_")}
+        rows = {
+            k: v
+            for k, v in rows.items()
+            if len({json.dumps(x) for x in v}) > 1
+            and not k.endswith("_seconds")
+            and not k.startswith("fold_")
+        }
         return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
     test = None
@@ -177,24 +239,50 @@ def _paired_test(runs: list[dict]) -> dict | None:
     `stance cv` runs, their out-of-fold predictions of the training split."""
     kinds = {schema.kind(r["tags"]) for r in runs}
     split = schema.PREDICTED_ROWS[kinds.pop()] if len(kinds) == 1 else "test"
-    rows = {"oof": "out-of-fold training rows", "eval": "evaluated rows", "test": "test rows"}[split]
+    rows = {"oof": "out-of-fold training rows", "eval": "evaluated rows", "test": "test rows"}[
+        split
+    ]
     artifact = schema.predictions(split)
     for run in runs:
         if not tracking.has_artifact(run["run_id"], artifact):
-            return {"skipped": f"run {run['run_id'][:8]} logged no predictions of the {rows} (search runs and trials log none; "
-                    "cv runs log out-of-fold rows and evaluation runs the rows they scored, so pair a run with one of its kind)"}
-    first, second = (pd.read_csv(StringIO(tracking.read_artifact(r["run_id"], artifact)), dtype=str, keep_default_na=False) for r in runs)
-    if first["id"].tolist() != second["id"].tolist() or first["label"].tolist() != second["label"].tolist():
-        return {"skipped": f"the two runs did not predict the same {rows}, so they cannot be compared pairwise"}
+            return {
+                "skipped": f"run {run['run_id'][:8]} logged no predictions of the {rows} "
+                "(search runs and trials log none; cv runs log out-of-fold rows and evaluation "
+                "runs the rows they scored, so pair a run with one of its kind)"
+            }
+    first, second = (
+        pd.read_csv(
+            StringIO(tracking.read_artifact(r["run_id"], artifact)),
+            dtype=str,
+            keep_default_na=False,
+        )
+        for r in runs
+    )
+    if (
+        first["id"].tolist() != second["id"].tolist()
+        or first["label"].tolist() != second["label"].tolist()
+    ):
+        return {
+            "skipped": f"the two runs did not predict the same {rows}, so they cannot be compared "
+            "pairwise"
+        }
     if split == "eval":  # an evaluation logs the model's labels and headline, not a config
-        headline, labels = runs[0]["params"]["headline_metric"], tuple(json.loads(runs[0]["params"]["labels"]))
+        headline, labels = (
+            runs[0]["params"]["headline_metric"],
+            tuple(json.loads(runs[0]["params"]["labels"])),
+        )
         if json.loads(runs[1]["params"]["labels"]) != list(labels):
-            return {"skipped": "the two evaluated models predict different labels, so they cannot be compared pairwise"}
+            return {
+                "skipped": "the two evaluated models predict different labels, so they cannot be "
+                "compared pairwise"
+            }
     else:
         config = logged_config(runs[0]["run_id"])
         headline, labels = config.headline_metric, config.labels
     metric = headline if runs[1]["params"].get("headline_metric") == headline else "macro_f1"
-    result = paired_bootstrap(first["label"], first["predicted"], second["predicted"], labels, metric)
+    result = paired_bootstrap(
+        first["label"], first["predicted"], second["predicted"], labels, metric
+    )
     result["runs"] = (runs[0]["run_id"], runs[1]["run_id"])
     result["rows"] = rows
     return result
@@ -220,23 +308,39 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     config = logged_config(run_id)
     manifest = json.loads(tracking.read_artifact(run_id, schema.MANIFEST))
     root = data_root(data_dir)
-    current = {str(Path(f.path).relative_to(root)) if Path(f.path).is_relative_to(root) else f.path: f.sha256 for f in load_dataset(config.data, root).files}
+    current = {
+        str(Path(f.path).relative_to(root))
+        if Path(f.path).is_relative_to(root)
+        else f.path: f.sha256
+        for f in load_dataset(config.data, root).files
+    }
     for logged in manifest["files"]:
         relative = logged.get("relative_path", logged["path"])
         now = current.get(relative)
         if now is None:
-            raise DataError(f"{root / relative}: the run read this file, but it is not there now. Point --data-dir at the data the run used.")
+            raise DataError(
+                f"{root / relative}: the run read this file, but it is not there now. Point "
+                "--data-dir at the data the run used."
+            )
         if now != logged["sha256"]:
             raise DataError(
-                f"{root / relative} changed since run {run_id}: sha256 was {logged['sha256']}, is {now}. "
+                f"{root / relative} changed since run {run_id}: sha256 was {logged['sha256']}, is "
+                f"{now}. "
                 "Restore the original file to reproduce the run, or train anew with `stance train`."
             )
     dirty = original["tags"].get("git_dirty") == "true"
     if dirty:
-        log(f"warning: run {run_id} was made from a work tree with uncommitted changes; its code may differ from commit {original['tags'].get('git_commit')}.")
+        log(
+            f"warning: run {run_id} was made from a work tree with uncommitted changes; its code "
+            f"may differ from commit {original['tags'].get('git_commit')}."
+        )
     result = train(config, root, log=log, extra_tags={schema.REPRODUCES: run_id})
     reproduced = tracking.run_info(result.run_id)["metrics"]  # as logged, like the original's
-    return original["metrics"], reproduced, {"dirty": dirty, "new_run_id": result.run_id, "commit": original["tags"].get("git_commit")}
+    return (
+        original["metrics"],
+        reproduced,
+        {"dirty": dirty, "new_run_id": result.run_id, "commit": original["tags"].get("git_commit")},
+    )
 
 
 def _refuse_runs_not_from_train(run: dict) -> None:
@@ -245,30 +349,44 @@ def _refuse_runs_not_from_train(run: dict) -> None:
     parent = run["tags"].get(schema.PARENT)
     if parent:
         raise StanceError(
-            f"Run {run['run_id']} is a trial of search run {parent}: it logged only the parameters it tried and its "
-            f"validation scores, not a config to retrain. Reproduce the search's choice with `stance train best_config.toml` "
+            f"Run {run['run_id']} is a trial of search run {parent}: it logged only the parameters "
+            "it tried and its "
+            "validation scores, not a config to retrain. Reproduce the search's choice with "
+            "`stance train best_config.toml` "
             f"(an artifact of run {parent}), then reproduce that run."
         )
     if run["tags"].get(schema.CV):
         raise StanceError(
-            f"Run {run['run_id']} is a `stance cv` run ({run['tags'][schema.CV]}), not a trained model: run "
-            f"`stance cv` again on its config.toml (an artifact of the run) with the same --folds and --group-by."
+            f"Run {run['run_id']} is a `stance cv` run ({run['tags'][schema.CV]}), not a trained "
+            "model: run "
+            "`stance cv` again on its config.toml (an artifact of the run) with the same --folds "
+            "and --group-by."
         )
     if run["tags"].get(schema.EVALUATED_MODEL):
         raise StanceError(
-            f"Run {run['run_id']} is a `stance evaluate` run: it scored model {run['tags'][schema.EVALUATED_MODEL]} on "
-            f"{run['tags'].get(schema.EVALUATION_DATA)}, and trained nothing. Run that `stance evaluate` again, or reproduce the run that trained the model."
+            f"Run {run['run_id']} is a `stance evaluate` run: it scored model "
+            f"{run['tags'][schema.EVALUATED_MODEL]} on "
+            f"{run['tags'].get(schema.EVALUATION_DATA)}, and trained nothing. Run that `stance "
+            "evaluate` again, or reproduce the run that trained the model."
         )
     if run["tags"].get(schema.SEARCH):
         raise StanceError(
-            f"Run {run['run_id']} is a `stance search` run: its config.toml is the experiment it searched, and its test "
-            f"metrics come from the best trial refitted on train + valid. Train the chosen configuration with "
+            f"Run {run['run_id']} is a `stance search` run: its config.toml is the experiment it "
+            "searched, and its test "
+            "metrics come from the best trial refitted on train + valid. Train the chosen "
+            "configuration with "
             f"`stance train best_config.toml` (an artifact of this run), then reproduce that run."
         )
 
 
 def side_by_side(old: dict, new: dict) -> pd.DataFrame:
     keys = sorted(k for k in set(old) | set(new) if not k.endswith("_seconds"))
-    table = pd.DataFrame({"metric": keys, "original": [old.get(k) for k in keys], "reproduced": [new.get(k) for k in keys]})
+    table = pd.DataFrame(
+        {
+            "metric": keys,
+            "original": [old.get(k) for k in keys],
+            "reproduced": [new.get(k) for k in keys],
+        }
+    )
     table["same"] = table["original"] == table["reproduced"]
     return table

@@ -26,9 +26,13 @@ CV = "stance.cv"
 SEARCH = "stance.search"
 SEARCH_METRIC = "stance.search_metric"  # on trials: the metric the search optimised
 EVALUATED_MODEL = "stance.evaluated_model"
-EVALUATED_MODEL_SHA256 = "stance.model_sha256"  # on evaluations: the sha256 of the model file scored
+EVALUATED_MODEL_SHA256 = (
+    "stance.model_sha256"  # on evaluations: the sha256 of the model file scored
+)
 EVALUATION_DATA = "stance.evaluation_data"
-MODEL_FILE_SHA256 = "stance.model_file_sha256"  # on runs that log a model: its file's sha256, checked on load
+MODEL_FILE_SHA256 = (
+    "stance.model_file_sha256"  # on runs that log a model: its file's sha256, checked on load
+)
 REPRODUCES = "stance.reproduces"  # on a training run made by `stance reproduce`: the run it repeats
 PARENT = "mlflow.parentRunId"  # MLflow's own: a trial's search
 RUN_NAME = "mlflow.runName"
@@ -49,7 +53,9 @@ def predictions(rows: str) -> str:
 
 
 def evaluation_file(kind: str, split: str) -> str:
-    """``classification_report`` (.txt), ``confusion_matrix`` (.png) or ``per_target`` (.csv) of a split."""
+    """``classification_report`` (.txt), ``confusion_matrix`` (.png) or ``per_target`` (.csv) of a
+    split.
+    """
     suffix = {"classification_report": "txt", "confusion_matrix": "png", "per_target": "csv"}[kind]
     return f"evaluation/{kind}_{split}.{suffix}"
 
@@ -59,7 +65,13 @@ def evaluation_file(kind: str, split: str) -> str:
 KINDS = ("training", "cv", "evaluation", "search", "trial")
 # The rows whose predictions a run of each kind logs and scores its headline on
 # (predictions(rows), <rows>_<metric>); searches and trials log none.
-PREDICTED_ROWS = {"training": "test", "cv": "oof", "evaluation": "eval", "search": "test", "trial": "test"}
+PREDICTED_ROWS = {
+    "training": "test",
+    "cv": "oof",
+    "evaluation": "eval",
+    "search": "test",
+    "trial": "test",
+}
 
 
 def kind(tags: dict) -> str:

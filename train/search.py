@@ -32,7 +32,9 @@ class SearchResult:
     best_value: float
     default_value: float | None
     test_metrics: dict
-    best_overrides: list[str]  # the --set arguments that turn the experiment into the best configuration
+    best_overrides: list[
+        str
+    ]  # the --set arguments that turn the experiment into the best configuration
 
 
 def toml_literal(value) -> str:
@@ -49,7 +51,9 @@ def toml_literal(value) -> str:
 def suggest(trial: optuna.Trial, key: str, spec) -> object:
     if "choices" in spec:
         # Optuna stores categorical choices as JSON-able scalars; lists travel as their JSON text.
-        options = [json.dumps(list(c)) if isinstance(c, (list, tuple)) else c for c in spec["choices"]]
+        options = [
+            json.dumps(list(c)) if isinstance(c, (list, tuple)) else c for c in spec["choices"]
+        ]
         picked = trial.suggest_categorical(key, options)
         return json.loads(picked) if isinstance(picked, str) and picked.startswith("[") else picked
     low, high = spec["low"], spec["high"]
@@ -58,7 +62,9 @@ def suggest(trial: optuna.Trial, key: str, spec) -> object:
     return trial.suggest_float(key, float(low), float(high), log=bool(spec.get("log", False)))
 
 
-def _score(config: Config, splits: dict, cv: int | None, group_by: str | None = None, jobs: int = 1) -> dict[str, float]:
+def _score(
+    config: Config, splits: dict, cv: int | None, group_by: str | None = None, jobs: int = 1
+) -> dict[str, float]:
     """Validation metrics of one configuration, or the mean and spread over ``cv`` folds of train
     (grouped as ``group_by`` says; by default by target when the experiment splits by target),
     fitted ``jobs`` folds at a time."""
@@ -77,11 +83,20 @@ def _open_study(storage: str | None, name: str, seed: int, attempts: int = 5) ->
     for attempt in range(attempts):
         try:
             return optuna.create_study(
-                storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+                storage=storage,
+                study_name=name,
+                direction="maximize",
+                load_if_exists=True,
                 sampler=optuna.samplers.TPESampler(seed=seed),
             )
         except Exception as error:  # SQLAlchemy's IntegrityError/OperationalError, by backend
-            if storage is None or attempt == attempts - 1 or "alembic" not in str(error) and "already exists" not in str(error) and "UNIQUE" not in str(error):
+            if (
+                storage is None
+                or attempt == attempts - 1
+                or "alembic" not in str(error)
+                and "already exists" not in str(error)
+                and "UNIQUE" not in str(error)
+            ):
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
@@ -105,16 +120,26 @@ def run_search(
     tracking.configure()  # a store that cannot be opened stops the command before the data is read
     space = base.search["space"]
     if not space:
-        raise ConfigError(f"{experiment} declares no search space; add e.g. [search.space] clf__C = {{ low = 0.01, high = 100, log = true }}.")
+        raise ConfigError(
+            f"{experiment} declares no search space; add e.g. [search.space] clf__C = "
+            f"{{ low = 0.01, high = 100, log = true }}."
+        )
     metric = base.search["metric"] or base.headline_metric
     if metric not in metric_names(base.labels):
-        raise ConfigError(f"search.metric {metric!r} does not apply to labels {list(base.labels)}; choose one of {metric_names(base.labels)}.")
+        raise ConfigError(
+            f"search.metric {metric!r} does not apply to labels {list(base.labels)}; choose one of "
+            f"{metric_names(base.labels)}."
+        )
 
     def configured(params: dict) -> Config:
-        return Config.from_toml(experiment, list(overrides) + [f"{k}={toml_literal(v)}" for k, v in params.items()])
+        return Config.from_toml(
+            experiment, list(overrides) + [f"{k}={toml_literal(v)}" for k, v in params.items()]
+        )
 
     for key, spec in space.items():  # every key must be a valid override before any trial runs
-        configured({key: json.loads(json.dumps(spec["choices"][0])) if "choices" in spec else spec["low"]})
+        configured(
+            {key: json.loads(json.dumps(spec["choices"][0])) if "choices" in spec else spec["low"]}
+        )
 
     root = data_root(data_dir)
     data = load_dataset(base.data, root)
@@ -142,7 +167,8 @@ def run_search(
                 parent_id,
                 f"trial-{trial.number}",
                 params,
-                {f"{prefix}{k}": v for k, v in metrics.items()} | {"seconds": time.perf_counter() - started},
+                {f"{prefix}{k}": v for k, v in metrics.items()}
+                | {"seconds": time.perf_counter() - started},
                 tags={schema.EXPERIMENT: base.name, schema.SEARCH_METRIC: f"{prefix}{metric}"},
             )
             log(f"trial {trial.number}: {metric} {metrics[metric]:.4f} {params}")
@@ -150,27 +176,43 @@ def run_search(
 
         study.optimize(objective, n_trials=trials, n_jobs=trial_jobs)
         best = study.best_trial
-        best_params = {key: suggest(optuna.trial.FixedTrial(best.params), key, spec) for key, spec in space.items()}
+        best_params = {
+            key: suggest(optuna.trial.FixedTrial(best.params), key, spec)
+            for key, spec in space.items()
+        }
 
         # The one look at the test split: the best configuration, refitted on train + validation.
         # refit_on_valid goes into the logged best_config.toml, so that `stance train` on it
         # fits the same rows and gives the same test metrics.
-        best_overrides = list(overrides) + [f"{k}={toml_literal(v)}" for k, v in best_params.items()]
+        best_overrides = list(overrides) + [
+            f"{k}={toml_literal(v)}" for k, v in best_params.items()
+        ]
         if not base.model.refit_on_valid:
             best_overrides.append("model.refit_on_valid=true")
         final = Config.from_toml(experiment, best_overrides)
         started = time.perf_counter()
-        model = results["model"] = fit_stance_model(final, pd.concat([splits["train"], splits["valid"]], ignore_index=True), runtime_versions())
+        model = results["model"] = fit_stance_model(
+            final,
+            pd.concat([splits["train"], splits["valid"]], ignore_index=True),
+            runtime_versions(),
+        )
         test = splits["test"]
-        test_metrics = compute_metrics(test["label"], model.predict(test)["label"], final.labels, test["target"])
+        test_metrics = compute_metrics(
+            test["label"], model.predict(test)["label"], final.labels, test["target"]
+        )
         results["metrics"] = {f"test_{k}": v for k, v in test_metrics.items()}
         tracking.log_search_result(
             best_params,
             best.value,
             default,
-            {f"test_{k}": v for k, v in test_metrics.items()} | {"refit_seconds": time.perf_counter() - started},
+            {f"test_{k}": v for k, v in test_metrics.items()}
+            | {"refit_seconds": time.perf_counter() - started},
             len(study.trials),
             final.to_toml(),
         )
-        tracking.log_model(model, splits["train"][["text", "target"]].head(3).reset_index(drop=True))
-    return SearchResult(parent_id, name, best_params, best.value, default, test_metrics, best_overrides)
+        tracking.log_model(
+            model, splits["train"][["text", "target"]].head(3).reset_index(drop=True)
+        )
+    return SearchResult(
+        parent_id, name, best_params, best.value, default, test_metrics, best_overrides
+    )

@@ -30,7 +30,9 @@ class StancePyfunc(mlflow.pyfunc.PythonModel):
         frame = pd.DataFrame(model_input)
         # `stance predict` prints this note itself; served models have only the log to say it in.
         if "target" in frame:
-            note = self.model.unseen_target_note(self.model.unseen_targets(frame["target"].astype(str)), "rows")
+            note = self.model.unseen_target_note(
+                self.model.unseen_targets(frame["target"].astype(str)), "rows"
+            )
             if note:
                 _log.warning(note.removeprefix("note: "))
         return self.model.predict(frame)

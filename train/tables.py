@@ -22,7 +22,15 @@ from train.errors import DataError
 
 # Lines of a JSON stream searched for a key the first record lacks (held in memory).
 JSON_LOOK_AHEAD = 10_000
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 UNDECODABLE = "undecodable bytes: the line is not valid UTF-8"
 
 
@@ -83,7 +91,10 @@ def format_of(path: str | Path, given: str | None = None) -> str:
         return "csv"
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise DataError(f"Cannot tell the format of {path} from its extension {suffix!r}; name it .csv, .tsv, .jsonl or .parquet, or pass --format.")
+        raise DataError(
+            f"Cannot tell the format of {path} from its extension {suffix!r}; name it .csv, .tsv, "
+            ".jsonl or .parquet, or pass --format."
+        )
     return FORMATS[suffix]
 
 
@@ -104,7 +115,8 @@ def separator_hint(columns: list[str], fmt: str) -> str:
     if not found:
         return ""
     return (
-        f" The file looks separated by {found[0]}, but was read as {fmt.upper()}, which is separated by {names[expected]}: "
+        f" The file looks separated by {found[0]}, but was read as {fmt.upper()}, which is "
+        f"separated by {names[expected]}: "
         f"save it with commas (.csv) or tabs (.tsv), with the format to match."
     )
 
@@ -118,7 +130,11 @@ MISSING_MARKERS = frozenset({"nan", "na", "n/a", "#n/a", "null", "none", "<na>"}
 
 def missing_marker(value) -> str | None:
     """The value, where it is a missing-value marker such as 'NaN' or 'NULL'; else None."""
-    return value.strip() if isinstance(value, str) and value.strip().casefold() in MISSING_MARKERS else None
+    return (
+        value.strip()
+        if isinstance(value, str) and value.strip().casefold() in MISSING_MARKERS
+        else None
+    )
 
 
 def has_surrogates(value: str) -> bool:
@@ -160,21 +176,34 @@ class Table:
         self._handle = None
         if fmt in ("csv", "tsv", "jsonl"):
             if self.source == "-":
-                self._handle = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline="")
+                self._handle = io.TextIOWrapper(
+                    sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=""
+                )
             else:
-                self._handle = open(require_path(self.source), encoding="utf-8-sig", errors="surrogateescape", newline="")
+                self._handle = open(
+                    require_path(self.source),
+                    encoding="utf-8-sig",
+                    errors="surrogateescape",
+                    newline="",
+                )
         if fmt in ("csv", "tsv"):
             # strict: a quote left open would otherwise swallow every line after it into one
             # field without a word; strict parsing makes it a malformed line we can report.
-            self._reader = csv.reader(self._handle, delimiter="," if fmt == "csv" else "\t", strict=True)
+            self._reader = csv.reader(
+                self._handle, delimiter="," if fmt == "csv" else "\t", strict=True
+            )
             try:
                 header = next(self._reader)
             except StopIteration:
                 self.close()
-                raise DataError(f"{self.source} is empty; expected a header line naming the columns.") from None
+                raise DataError(
+                    f"{self.source} is empty; expected a header line naming the columns."
+                ) from None
             except csv.Error as error:
                 self.close()
-                raise DataError(f"{self.source}, line 1: cannot read the header: {error}.") from None
+                raise DataError(
+                    f"{self.source}, line 1: cannot read the header: {error}."
+                ) from None
             self.columns = [visible(c) for c in header]
         elif fmt == "jsonl":
             # JSONL has no header: the first record that parses names the columns.
@@ -192,7 +221,10 @@ class Table:
             if not parsed:
                 self.close()
                 number, _, problem, _ = self._head[0]
-                raise DataError(f"{self.source}: no line holds a JSON object (line {number}: {problem}); expected one JSON object per line.")
+                raise DataError(
+                    f"{self.source}: no line holds a JSON object (line {number}: {problem}); "
+                    "expected one JSON object per line."
+                )
             self.columns = list(parsed[0].keys())
         else:
             import pyarrow.parquet as pq
@@ -244,7 +276,9 @@ class Table:
                 start = self._reader.line_num + 1
                 continue
             if len(record) != width:
-                batch.problems[len(batch)] = f"malformed line: expected {width} fields, found {len(record)}"
+                batch.problems[len(batch)] = (
+                    f"malformed line: expected {width} fields, found {len(record)}"
+                )
                 record = (record + [None] * width)[:width]
             values = [record[p] for p in positions]
             if any(v is not None and has_surrogates(v) for v in values):
@@ -301,7 +335,12 @@ class Table:
                 yield number, {}, f"malformed JSON: {error.msg} at column {error.colno}", line
                 continue
             if not isinstance(record, dict):
-                yield number, {}, f"malformed line: expected a JSON object, found {type(record).__name__}", line
+                yield (
+                    number,
+                    {},
+                    f"malformed line: expected a JSON object, found {type(record).__name__}",
+                    line,
+                )
                 continue
             # The line goes along with its record: a nested value may yet make it a reject.
             yield number, record, None, line
@@ -329,14 +368,19 @@ class Table:
         schema = self._parquet.schema_arrow
         nested = any(pa.types.is_nested(schema.field(c).type) for c in wanted)
         line = 1
-        for record_batch in self._parquet.iter_batches(batch_size=self.batch_size, columns=list(wanted)):
+        for record_batch in self._parquet.iter_batches(
+            batch_size=self.batch_size, columns=list(wanted)
+        ):
             columns = [record_batch.column(c).to_pylist() for c in wanted]
             if nested:
                 cells = [_cells(wanted, values) for values in zip(*columns)]
                 rows = [row for row, _ in cells]
                 problems = {index: problem for index, (_, problem) in enumerate(cells) if problem}
             else:
-                rows, problems = [[None if v is None else str(v) for v in values] for values in zip(*columns)], {}
+                rows, problems = (
+                    [[None if v is None else str(v) for v in values] for values in zip(*columns)],
+                    {},
+                )
             yield Batch(list(wanted), rows, list(range(line, line + len(rows))), problems)
             line += len(rows)
 
@@ -349,7 +393,9 @@ def _cells(columns: list[str], values) -> tuple[list[str | None], str | None]:
     for column, value in zip(columns, values):
         if isinstance(value, (list, dict)):
             kind = "an array" if isinstance(value, list) else "an object"
-            problem = problem or f"malformed line: {column!r} holds {kind}; expected a string or a number"
+            problem = (
+                problem or f"malformed line: {column!r} holds {kind}; expected a string or a number"
+            )
     row = [None if v is None or isinstance(v, (list, dict)) else str(v) for v in values]
     return row, problem
 
@@ -359,7 +405,8 @@ def _malformed(error: csv.Error, start: int, end: int) -> str:
         reason = "malformed line: a quoted field opened here is never closed"
     elif "field larger than field limit" in str(error):
         reason = (
-            f"malformed line: a field is longer than {csv.field_size_limit():,} characters, the most a CSV field may hold; "
+            f"malformed line: a field is longer than {csv.field_size_limit():,} characters, the "
+            "most a CSV field may hold; "
             "split the text into shorter rows (or predict it as a document with --documents)"
         )
     else:
@@ -370,11 +417,14 @@ def _malformed(error: csv.Error, start: int, end: int) -> str:
 
 
 def require_path(path, what: str = "", folder: bool = False):
-    """``path`` if it exists (and is a file, unless ``folder``), else a DataError saying where data is looked for."""
+    """``path`` if it exists (and is a file, unless ``folder``), else a DataError saying where data
+    is looked for.
+    """
     path_text = f"{what} {path}" if what else str(path)
     if not Path(path).exists():
         raise DataError(
-            f"{path_text} does not exist. Data paths in experiments are relative to the data root: set it with --data-dir DIR "
+            f"{path_text} does not exist. Data paths in experiments are relative to the data root: "
+            "set it with --data-dir DIR "
             "or STANCE_DATA_DIR (for the public datasets: STANCE_DATA_DIR=../shared/data)."
         )
     if not folder and Path(path).is_dir():

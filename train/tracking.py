@@ -61,7 +61,10 @@ def configure() -> str:
     if database is not None and first_use:
         _check_writable(database, uri)
     try:
-        with _store_setup_lock(database if first_use else None, uri), _quiet_mlflow_logging(STORE_SETUP_LOGGERS):
+        with (
+            _store_setup_lock(database if first_use else None, uri),
+            _quiet_mlflow_logging(STORE_SETUP_LOGGERS),
+        ):
             mlflow.MlflowClient(uri)
     except MlflowException as error:
         raise TrackingError(_store_problem(uri, error.message)) from None
@@ -69,7 +72,9 @@ def configure() -> str:
     return uri
 
 
-_STORES_OPENED: set[str] = set()  # checked and set up once per process; every command configures several times
+_STORES_OPENED: set[str] = (
+    set()
+)  # checked and set up once per process; every command configures several times
 # How long a command waits for another process that is creating or migrating the same SQLite store.
 STORE_SETUP_WAIT_S = 300
 
@@ -100,7 +105,8 @@ def _check_writable(database: Path, uri: str) -> None:
         what = f"{folder.resolve()} ({where})" if where == "the working directory" else where
         raise TrackingError(
             f"Cannot write the MLflow store: {_which_store(uri)}, but {what} cannot be written "
-            f"({error.strerror or error}). Run from a folder you can write to, or set MLFLOW_TRACKING_URI to a "
+            f"({error.strerror or error}). Run from a folder you can write to, or set "
+            "MLFLOW_TRACKING_URI to a "
             f"database there, e.g. MLFLOW_TRACKING_URI=sqlite:///$HOME/mlflow.db."
         ) from None
 
@@ -122,7 +128,8 @@ def _store_setup_lock(database: Path | None, uri: str):
         lock.acquire()
     except Timeout:
         raise TrackingError(
-            f"Waited {STORE_SETUP_WAIT_S} s for another process setting up the MLflow store {uri!r} ({database}.lock). "
+            f"Waited {STORE_SETUP_WAIT_S} s for another process setting up the MLflow store "
+            f"{uri!r} ({database}.lock). "
             "Let it finish, or remove the lock file if no stance or mlflow process is running."
         ) from None
     try:
@@ -162,8 +169,10 @@ class _RetryNotice(logging.Filter):
         left = re.search(r"total=(\d+)", message)
         request = message.rpartition(": ")[2]
         print(
-            f"note: the MLflow tracking server at {store_uri()} did not answer ({request}); retrying"
-            + (f", {left.group(1)} more tries" if left else "") + " (each request gives up within a minute).",
+            f"note: the MLflow tracking server at {store_uri()} did not answer ({request}); "
+            "retrying"
+            + (f", {left.group(1)} more tries" if left else "")
+            + " (each request gives up within a minute).",
             file=sys.stderr,
         )
         return False
@@ -188,12 +197,17 @@ def _check_server_answers(uri: str) -> None:
 
     try:
         # Through the same proxies MLflow's requests would take.
-        requests.head(uri, timeout=(SERVER_CONNECT_TIMEOUT_S, SERVER_CONNECT_TIMEOUT_S), allow_redirects=False).close()
+        requests.head(
+            uri, timeout=(SERVER_CONNECT_TIMEOUT_S, SERVER_CONNECT_TIMEOUT_S), allow_redirects=False
+        ).close()
     except requests.exceptions.SSLError:
         pass  # a TLS complaint comes from something listening
-    except requests.exceptions.ConnectionError as error:  # refused, unresolved, or no answer to connect within the timeout
+    except (
+        requests.exceptions.ConnectionError
+    ) as error:  # refused, unresolved, or no answer to connect within the timeout
         raise TrackingError(
-            f"Cannot reach the MLflow tracking server: {_which_store(uri)}, and connecting to it failed ({_connection_reason(error)}). "
+            f"Cannot reach the MLflow tracking server: {_which_store(uri)}, and connecting to it "
+            f"failed ({_connection_reason(error)}). "
             f"Start the server (mlflow server --host HOST --port PORT) or fix the address, "
             f"or unset MLFLOW_TRACKING_URI to log to ./mlflow.db."
         ) from None
@@ -210,21 +224,28 @@ def _connection_reason(error: Exception) -> str:
 
 
 def _which_store(uri: str) -> str:
-    return f"MLFLOW_TRACKING_URI is {uri!r}" if os.environ.get("MLFLOW_TRACKING_URI") else f"the default store is {uri!r}"
+    return (
+        f"MLFLOW_TRACKING_URI is {uri!r}"
+        if os.environ.get("MLFLOW_TRACKING_URI")
+        else f"the default store is {uri!r}"
+    )
 
 
 def _store_problem(uri: str, message: str) -> str:
     found = _which_store(uri)
     if "filesystem tracking backend" in message:  # a plain folder such as ./mlruns
         return (
-            f"Cannot open the MLflow store: {found}, a folder store, which MLflow {mlflow.__version__} no longer writes to. "
-            f"Set MLFLOW_TRACKING_URI to a database such as sqlite:///mlflow.db (`mlflow migrate-filestore` moves old runs into one), "
+            f"Cannot open the MLflow store: {found}, a folder store, which MLflow "
+            f"{mlflow.__version__} no longer writes to. "
+            "Set MLFLOW_TRACKING_URI to a database such as sqlite:///mlflow.db (`mlflow "
+            "migrate-filestore` moves old runs into one), "
             f"or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder."
         )
     first_line = message.strip().splitlines()[0] if message.strip() else "no reason given"
     return (
         f"Cannot open the MLflow store: {found}; MLflow says: {first_line} "
-        f"Expected a database URI (sqlite:///mlflow.db) or a server (http://host:5000); set MLFLOW_TRACKING_URI to one, or unset it for ./mlflow.db."
+        "Expected a database URI (sqlite:///mlflow.db) or a server (http://host:5000); set "
+        "MLFLOW_TRACKING_URI to one, or unset it for ./mlflow.db."
     )
 
 
@@ -232,7 +253,9 @@ def git_state() -> dict[str, str]:
     """The commit the code came from and whether the work tree had uncommitted changes."""
 
     def git(*args):
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
 
     try:
         commit = git("rev-parse", "HEAD")
@@ -241,7 +264,10 @@ def git_state() -> dict[str, str]:
         return {"git_commit": "unknown", "git_dirty": "unknown"}
     if commit.returncode != 0:
         return {"git_commit": "unknown", "git_dirty": "unknown"}
-    return {"git_commit": commit.stdout.strip(), "git_dirty": str(bool(status.stdout.strip())).lower()}
+    return {
+        "git_commit": commit.stdout.strip(),
+        "git_dirty": str(bool(status.stdout.strip())).lower(),
+    }
 
 
 @contextmanager
@@ -272,7 +298,8 @@ def command_run(experiment: str, results: dict, tags: dict[str, str] | None = No
         yield run_id
 
 
-# Where a run's results go when MLflow fails before they could be logged (relative to the working directory).
+# Where a run's results go when MLflow fails before they could be logged (relative to the working
+# directory).
 UNLOGGED_FOLDER = Path("stance-unlogged")
 # What a command can hand to keep_unlogged, and the file each is kept as.
 UNLOGGED_FILES = {"model": "model.pkl", "metrics": "metrics.json", "predictions": "predictions.csv"}
@@ -297,17 +324,36 @@ def keep_unlogged(results: dict):
         kept = [name for name in UNLOGGED_FILES if name in results]
         if not kept:  # nothing computed yet: the store's error says it all
             raise
-        run_id = results.get("run_id") or time.strftime("no-run-%Y%m%d-%H%M%S")  # the store failed before the run opened
+        run_id = results.get("run_id") or time.strftime(
+            "no-run-%Y%m%d-%H%M%S"
+        )  # the store failed before the run opened
         reason = (getattr(error, "message", None) or str(error)).rstrip(". ")
         folder = UNLOGGED_FOLDER / run_id
         try:
-            paths = [_write_unlogged(name, results[name], folder / UNLOGGED_FILES[name]) for name in kept]
+            paths = [
+                _write_unlogged(name, results[name], folder / UNLOGGED_FILES[name]) for name in kept
+            ]
         except OSError as save_error:
-            raise TrackingError(f"Logging run {run_id} failed: {reason}. Keeping its results in {folder} failed too: {save_error}.") from None
-        fix = "Fix the store (MLFLOW_TRACKING_URI)" if isinstance(error, MlflowException) else "Fix the cause (disk space, permissions)"
-        named = [f"{path} (`stance predict {path} INPUT -o OUTPUT` uses it)" if name == "model" else str(path) for name, path in zip(kept, paths)]
+            raise TrackingError(
+                f"Logging run {run_id} failed: {reason}. Keeping its results in {folder} failed "
+                f"too: {save_error}."
+            ) from None
+        fix = (
+            "Fix the store (MLFLOW_TRACKING_URI)"
+            if isinstance(error, MlflowException)
+            else "Fix the cause (disk space, permissions)"
+        )
+        named = [
+            f"{path} (`stance predict {path} INPUT -o OUTPUT` uses it)"
+            if name == "model"
+            else str(path)
+            for name, path in zip(kept, paths)
+        ]
         done = "the model was fitted" if "model" in results else "its results were computed"
-        raise TrackingError(f"Logging run {run_id} failed after {done}: {reason}. Kept: {', '.join(named)}. {fix} and run the command again to log the run.") from None
+        raise TrackingError(
+            f"Logging run {run_id} failed after {done}: {reason}. Kept: {', '.join(named)}. {fix} "
+            "and run the command again to log the run."
+        ) from None
 
 
 def _write_unlogged(name: str, value, path: Path) -> Path:
@@ -345,7 +391,11 @@ def retry_when_locked(call):
             except MlflowException as error:
                 if wait is None or "database is locked" not in str(error):
                     raise
-                print(f"note: the MLflow store {store_uri()} is locked by another writer; trying {call.__name__} again in {wait:g} s.", file=sys.stderr)
+                print(
+                    f"note: the MLflow store {store_uri()} is locked by another writer; trying "
+                    f"{call.__name__} again in {wait:g} s.",
+                    file=sys.stderr,
+                )
                 time.sleep(wait)
 
     return retried
@@ -353,7 +403,10 @@ def retry_when_locked(call):
 
 @retry_when_locked
 def log_config(config) -> None:
-    params = {key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in config.flat_params().items()}
+    params = {
+        key: json.dumps(value) if isinstance(value, (list, dict)) else value
+        for key, value in config.flat_params().items()
+    }
     mlflow.log_params(params)
     mlflow.log_text(config.to_toml(), schema.CONFIG)
 
@@ -365,7 +418,12 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
         "data_dir": str(data_dir),
         "digest": data.digest,
         "files": [
-            {"path": f.path, "relative_path": os.path.relpath(f.path, data_dir), "sha256": f.sha256, "rows_read": f.rows_read}
+            {
+                "path": f.path,
+                "relative_path": os.path.relpath(f.path, data_dir),
+                "sha256": f.sha256,
+                "rows_read": f.rows_read,
+            }
             for f in data.files
         ],
         "rows_read": data.rows_read,
@@ -379,7 +437,11 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
     for f in data.files:
         mlflow.set_tag(f"data.sha256.{Path(f.path).name}", f.sha256)
     mlflow.log_metrics(
-        {"rows_read": data.rows_read, "rows_kept": len(data.rows), "rows_rejected": len(data.rejects)}
+        {
+            "rows_read": data.rows_read,
+            "rows_kept": len(data.rows),
+            "rows_rejected": len(data.rejects),
+        }
         | {f"{name}_rows": len(frame) for name, frame in splits.items()}
         | repeated_texts(splits)
     )
@@ -390,9 +452,13 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
             mlflow.log_artifact(str(path), "data")
     source = ", ".join(sorted({f.path for f in data.files}))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow warns that its digest reads only part of large frames
+        warnings.simplefilter(
+            "ignore"
+        )  # MLflow warns that its digest reads only part of large frames
         for name, frame in splits.items():
-            dataset = mlflow.data.from_pandas(frame[["id", "text", "target", "label"]], source=source, name=name, targets="label")
+            dataset = mlflow.data.from_pandas(
+                frame[["id", "text", "target", "label"]], source=source, name=name, targets="label"
+            )
             _log_input(dataset, name)
 
 
@@ -436,7 +502,9 @@ def log_fold_metrics(per_fold: list[dict[str, float]]) -> None:
 
 @retry_when_locked
 def log_evaluation_params(params: dict) -> None:
-    """What an evaluation run scored: the model's strategy, classifier and headline metric, and the split."""
+    """What an evaluation run scored: the model's strategy, classifier and headline metric, and the
+    split.
+    """
     mlflow.log_params({key: value for key, value in params.items() if value is not None})
 
 
@@ -447,7 +515,9 @@ def log_evaluation(split: str, report: str, figure, per_target: pd.DataFrame) ->
     mlflow.log_text(per_target.to_csv(index=False), schema.evaluation_file("per_target", split))
 
 
-def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict, tags: dict[str, str] | None = None) -> str:
+def log_child_run(
+    parent_run_id: str, name: str, params: dict, metrics: dict, tags: dict[str, str] | None = None
+) -> str:
     """A nested run under ``parent_run_id``, logged through the client so that trials on
     several threads do not share MLflow's active-run state."""
     client = mlflow.MlflowClient()
@@ -456,18 +526,40 @@ def log_child_run(parent_run_id: str, name: str, params: dict, metrics: dict, ta
     child = client.create_run(parent.info.experiment_id, tags=tags, run_name=name)
     client.log_batch(
         child.info.run_id,
-        params=[mlflow.entities.Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in params.items()],
-        metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0) for k, v in metrics.items()],
+        params=[
+            mlflow.entities.Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
+            for k, v in params.items()
+        ],
+        metrics=[
+            mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0)
+            for k, v in metrics.items()
+        ],
     )
     client.set_terminated(child.info.run_id)
     return child.info.run_id
 
 
 @retry_when_locked
-def log_search_result(best_params: dict, best_value: float, default_value: float, test_metrics: dict, trials: int, best_config: str) -> None:
-    mlflow.log_params({f"best.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in best_params.items()})
-    mlflow.log_metrics({"best_value": best_value, "default_value": default_value, "trials": trials, **test_metrics})
-    mlflow.log_text(best_config, schema.BEST_CONFIG)  # its config.toml is the experiment it searched
+def log_search_result(
+    best_params: dict,
+    best_value: float,
+    default_value: float,
+    test_metrics: dict,
+    trials: int,
+    best_config: str,
+) -> None:
+    mlflow.log_params(
+        {
+            f"best.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
+            for k, v in best_params.items()
+        }
+    )
+    mlflow.log_metrics(
+        {"best_value": best_value, "default_value": default_value, "trials": trials, **test_metrics}
+    )
+    mlflow.log_text(
+        best_config, schema.BEST_CONFIG
+    )  # its config.toml is the experiment it searched
 
 
 @retry_when_locked
@@ -477,7 +569,9 @@ def log_predictions(split: str, frame: pd.DataFrame) -> None:
 
 
 @retry_when_locked
-def log_report(reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: pd.DataFrame, card: str) -> None:
+def log_report(
+    reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: pd.DataFrame, card: str
+) -> None:
     mlflow.log_figure(reliability, "report/reliability_test.png")
     mlflow.log_text(bins.to_csv(index=False), "report/reliability_test.csv")
     mlflow.log_text(weights.to_csv(index=False), "report/top_features.csv")
@@ -485,7 +579,8 @@ def log_report(reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: p
     mlflow.log_text(card, schema.MODEL_CARD)
 
 
-# The sha256 of a run's model file, recorded when the model is logged and checked whenever it is fetched.
+# The sha256 of a run's model file, recorded when the model is logged and checked whenever it is
+# fetched.
 MODEL_SHA256_TAG = schema.MODEL_FILE_SHA256
 
 
@@ -495,7 +590,8 @@ MODEL_FILE_IN_LOGGED_MODEL = "artifacts/model.pkl"
 
 @dataclass(frozen=True)
 class FetchedModel:
-    path: Path  # the model file, or for a URI that names something else, what it names; removed afterwards
+    # the model file, or for a URI that names something else, what it names; removed afterwards
+    path: Path
     run_id: str | None  # the run that logged it
     expected_sha256: str | None  # None: the run predates recorded hashes
 
@@ -517,13 +613,23 @@ def fetched_model(uri: str):
     with tempfile.TemporaryDirectory(prefix="stance-model-") as folder:
         try:
             run_id = _source_run_id(uri)
-            expected = mlflow.MlflowClient().get_run(run_id).data.tags.get(MODEL_SHA256_TAG) if run_id else None
+            expected = (
+                mlflow.MlflowClient().get_run(run_id).data.tags.get(MODEL_SHA256_TAG)
+                if run_id
+                else None
+            )
             try:
-                local = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/{MODEL_FILE_IN_LOGGED_MODEL}", dst_path=folder)
-            except MlflowException:  # a URI that names the file itself, or a folder laid out otherwise
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{uri.rstrip('/')}/{MODEL_FILE_IN_LOGGED_MODEL}", dst_path=folder
+                )
+            except (
+                MlflowException
+            ):  # a URI that names the file itself, or a folder laid out otherwise
                 local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
         except MlflowException as error:
-            raise ModelError(f"Cannot fetch {uri} from {mlflow.get_tracking_uri()}: {error.message}") from None
+            raise ModelError(
+                f"Cannot fetch {uri} from {mlflow.get_tracking_uri()}: {error.message}"
+            ) from None
         yield FetchedModel(Path(local), run_id, expected)
 
 
@@ -555,7 +661,9 @@ def _full_run_uri(uri: str) -> str:
 
 
 def register_model(run_id: str, name: str, alias: str | None = None) -> str:
-    """Register the run's model under ``name`` (a new version) and point ``alias`` at it; returns the version."""
+    """Register the run's model under ``name`` (a new version) and point ``alias`` at it; returns
+    the version.
+    """
     from mlflow.exceptions import MlflowException
 
     from train.errors import StanceError
@@ -585,10 +693,12 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
         try:
             client.set_registered_model_alias(name, alias, version.version)
         except MlflowException as error:  # a malformed or reserved alias ("latest", "v3")
-            # The version was made for this alias: take it back, so a failed command leaves nothing behind.
+            # The version was made for this alias: take it back, so a failed command leaves nothing
+            # behind.
             client.delete_model_version(name, version.version)
             raise StanceError(
-                f"Cannot set alias {alias!r} on {name!r}: {error.message} Version {version.version} was removed again, "
+                f"Cannot set alias {alias!r} on {name!r}: {error.message} Version "
+                f"{version.version} was removed again, "
                 "so nothing is registered; choose another alias."
             ) from None
     return str(version.version)
@@ -599,7 +709,9 @@ def _check_logged_model_file(model_id: str, run) -> None:
     the one its run logged (the recorded sha256) and hold only allowed types."""
     with fetched_model(f"models:/{model_id}") as fetched:
         named = f"the model of run {run.info.run_id}"
-        StanceModel.load(modelfile.find(fetched.path, named), run.data.tags.get(MODEL_SHA256_TAG), named)
+        StanceModel.load(
+            modelfile.find(fetched.path, named), run.data.tags.get(MODEL_SHA256_TAG), named
+        )
 
 
 def run_info(run_id: str) -> dict:
@@ -608,9 +720,15 @@ def run_info(run_id: str) -> dict:
     ``run_id`` in the result is the full id. A clear error for an unknown or ambiguous id."""
     configure()
     run = _find_run(run_id)
-    return {"run_id": run.info.run_id, "params": dict(run.data.params), "metrics": dict(run.data.metrics),
-            "tags": dict(run.data.tags), "start_time": run.info.start_time, "experiment_id": run.info.experiment_id,
-            "status": run.info.status}
+    return {
+        "run_id": run.info.run_id,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": dict(run.data.tags),
+        "start_time": run.info.start_time,
+        "experiment_id": run.info.experiment_id,
+        "status": run.info.status,
+    }
 
 
 def _find_run(run_id: str):
@@ -627,14 +745,28 @@ def _find_run(run_id: str):
     if RUN_ID_PREFIX.fullmatch(run_id):
         experiment_ids = [e.experiment_id for e in client.search_experiments()]
         if experiment_ids:
-            matches = client.search_runs(experiment_ids, filter_string=f"attributes.run_id LIKE '{run_id}%'", max_results=AMBIGUOUS_SHOWN)
+            matches = client.search_runs(
+                experiment_ids,
+                filter_string=f"attributes.run_id LIKE '{run_id}%'",
+                max_results=AMBIGUOUS_SHOWN,
+            )
     if len(matches) == 1:
         return matches[0]
     if matches:
         shown = ", ".join(sorted(m.info.run_id for m in matches))
-        raise StanceError(f"Run id {run_id!r} is the start of more than one run in {mlflow.get_tracking_uri()} ({shown}); give more of it.")
-    short = " (a prefix of a run id needs four characters at least)" if re.fullmatch(r"[0-9a-f]{1,3}", run_id) else ""
-    raise StanceError(f"No run {run_id!r} in {mlflow.get_tracking_uri()}{short}; `stance runs` lists the runs there.")
+        raise StanceError(
+            f"Run id {run_id!r} is the start of more than one run in {mlflow.get_tracking_uri()} "
+            f"({shown}); give more of it."
+        )
+    short = (
+        " (a prefix of a run id needs four characters at least)"
+        if re.fullmatch(r"[0-9a-f]{1,3}", run_id)
+        else ""
+    )
+    raise StanceError(
+        f"No run {run_id!r} in {mlflow.get_tracking_uri()}{short}; `stance runs` lists the runs "
+        "there."
+    )
 
 
 def read_artifact(run_id: str, path: str) -> str:
@@ -647,7 +779,10 @@ def read_artifact(run_id: str, path: str) -> str:
     try:
         local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path)
     except (MlflowException, OSError):
-        raise StanceError(f"Run {run_id} has no artifact {path}; it was not logged by this version of `stance train`.") from None
+        raise StanceError(
+            f"Run {run_id} has no artifact {path}; it was not logged by this version of `stance "
+            "train`."
+        ) from None
     return Path(local).read_text(encoding="utf-8")
 
 
@@ -661,7 +796,10 @@ def has_artifact(run_id: str, path: str) -> bool:
 def artifact_paths(run_id: str) -> list[str]:
     """A run's top-level artifacts, folders with a trailing slash."""
     configure()
-    return [entry.path + ("/" if entry.is_dir else "") for entry in mlflow.MlflowClient().list_artifacts(run_id)]
+    return [
+        entry.path + ("/" if entry.is_dir else "")
+        for entry in mlflow.MlflowClient().list_artifacts(run_id)
+    ]
 
 
 def find_runs(experiment: str | None) -> pd.DataFrame:
@@ -672,7 +810,10 @@ def find_runs(experiment: str | None) -> pd.DataFrame:
         from train.errors import StanceError
 
         known = sorted(e.name for e in mlflow.search_experiments())
-        raise StanceError(f"No experiment {experiment!r} in {mlflow.get_tracking_uri()}; experiments there: {known}.")
+        raise StanceError(
+            f"No experiment {experiment!r} in {mlflow.get_tracking_uri()}; experiments there: "
+            f"{known}."
+        )
     if not names:
         return pd.DataFrame()
     found = mlflow.search_runs(experiment_names=names, order_by=["attributes.start_time DESC"])
@@ -684,15 +825,23 @@ def find_runs(experiment: str | None) -> pd.DataFrame:
 
 
 def pip_requirements(versions: dict[str, str], uses_embeddings: bool = False) -> list[str]:
-    """Exact pins of what the model needs to load, no more: inferring them would drag in the whole environment."""
+    """Exact pins of what the model needs to load, no more: inferring them would drag in the whole
+    environment.
+    """
     needed = [*MODEL_PACKAGES, *(extra_packages("embeddings") if uses_embeddings else ())]
-    return [f"{name}=={versions[name]}" for name in needed if name in versions] + [f"mlflow=={versions['mlflow']}"]
+    return [f"{name}=={versions[name]}" for name in needed if name in versions] + [
+        f"mlflow=={versions['mlflow']}"
+    ]
 
 
 # Lines MLflow prints for every logged model that say nothing about this one: INFOs
 # that it validates the input example and copies the uv files, and a warning that pip's
 # version is unknown (uv environments have no pip; the model pins its own requirements).
-MODEL_LOGGING_LOGGERS = {"mlflow.pyfunc": logging.WARNING, "mlflow.utils.uv_utils": logging.WARNING, "mlflow.utils.environment": logging.ERROR}
+MODEL_LOGGING_LOGGERS = {
+    "mlflow.pyfunc": logging.WARNING,
+    "mlflow.utils.uv_utils": logging.WARNING,
+    "mlflow.utils.environment": logging.ERROR,
+}
 # Timestamped INFOs on a new store ("Creating initial MLflow database tables...") or
 # experiment ("Creating a new experiment") in the middle of a command's own output.
 STORE_SETUP_LOGGERS = {"mlflow.store.db.utils": logging.WARNING}
@@ -726,7 +875,9 @@ def log_model(model: StanceModel, example: pd.DataFrame) -> str:
                 code_paths=[str(PROJECT_ROOT / "features"), str(PROJECT_ROOT / "train")],
                 signature=infer_signature(example, output),
                 input_example=example,
-                pip_requirements=pip_requirements(model.versions, bool(model.config.get("features", {}).get("embeddings"))),
+                pip_requirements=pip_requirements(
+                    model.versions, bool(model.config.get("features", {}).get("embeddings"))
+                ),
                 # MLflow copies uv.lock and pyproject.toml into the model when it finds them
                 # in the working directory; naming the project makes that independent of
                 # where `stance` runs, so every model carries the lock of the code it ships.

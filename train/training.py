@@ -18,7 +18,13 @@ from features.base import TARGET, TEXT
 from features.pipeline import build_features
 from train import report, tracking
 from train.config import PER_TARGET_STRATEGIES, Config
-from train.data import data_root, load_dataset, near_duplicate_targets, repeated_texts, split_dataset
+from train.data import (
+    data_root,
+    load_dataset,
+    near_duplicate_targets,
+    repeated_texts,
+    split_dataset,
+)
 from train.errors import ConfigError, DataError
 from train.metrics import bootstrap_interval, compute_metrics, per_target_table, report_text
 from train.models import (
@@ -31,7 +37,9 @@ from train.models import (
 )
 
 
-def fit_stance_model(config: Config, frame: pd.DataFrame, versions: dict | None = None) -> StanceModel:
+def fit_stance_model(
+    config: Config, frame: pd.DataFrame, versions: dict | None = None
+) -> StanceModel:
     """Fit the experiment's estimator on ``frame`` and wrap it with its labels and settings."""
     _check_training_labels(config.labels, frame["label"])
     weights = frame["weight"].to_numpy() if config.data.use_weights else None
@@ -42,13 +50,23 @@ def fit_stance_model(config: Config, frame: pd.DataFrame, versions: dict | None 
         # parameters in fit, so a bad value in the experiment surfaces here.
         reason = str(error).rstrip(". ")
         step = _failing_feature_step(config, frame)
-        where = f"[features.{step}] in the experiment file and any {step}__... overrides" if step else (
-            "[model.clf] and [features.*] in the experiment file and any --set overrides"
+        where = (
+            f"[features.{step}] in the experiment file and any {step}__... overrides"
+            if step
+            else ("[model.clf] and [features.*] in the experiment file and any --set overrides")
         )
         raise ConfigError(
-            f"The model of {config.name!r} could not be fitted: {f'feature step {step!r}: ' if step else ''}{reason}. Check {where}."
+            f"The model of {config.name!r} could not be fitted: "
+            f"{f'feature step {step!r}: ' if step else ''}{reason}. Check {where}."
         ) from error
-    return StanceModel(estimator, config.labels, config.to_dict(), needs_target(config), dict(config.model.label_weights), versions=versions or {})
+    return StanceModel(
+        estimator,
+        config.labels,
+        config.to_dict(),
+        needs_target(config),
+        dict(config.model.label_weights),
+        versions=versions or {},
+    )
 
 
 def _check_training_labels(labels: tuple[str, ...], found: pd.Series) -> None:
@@ -58,10 +76,14 @@ def _check_training_labels(labels: tuple[str, ...], found: pd.Series) -> None:
     seen = ", ".join(f"{label} {counts.get(label, 0)}" for label in labels)
     absent = [label for label in labels if label not in counts.index]
     if len(labels) - len(absent) < 2:
-        raise DataError(f"The training rows hold fewer than two labels ({seen}); a classifier needs rows of two at least.")
+        raise DataError(
+            f"The training rows hold fewer than two labels ({seen}); a classifier needs rows of "
+            "two at least."
+        )
     if absent:
         raise DataError(
-            f"Label {absent[0]!r} has no training rows ({seen}), so no model can learn it. Annotate rows for it, "
+            f"Label {absent[0]!r} has no training rows ({seen}), so no model can learn it. "
+            "Annotate rows for it, "
             f"leave it out of data.labels, or merge it into another label with [data.label_map]."
         )
 
@@ -90,7 +112,9 @@ class TrainResult:
     rows_rejected: int
 
 
-def train(config: Config, data_dir: str | Path | None = None, log=print, extra_tags: dict | None = None) -> TrainResult:
+def train(
+    config: Config, data_dir: str | Path | None = None, log=print, extra_tags: dict | None = None
+) -> TrainResult:
     """Train, evaluate and log one experiment. Returns the run id and every metric."""
     check_parameters(config)  # a hyperparameter no fit accepts stops here, before data or a run
     tracking.configure()  # and so does a store that cannot be opened
@@ -108,9 +132,14 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
     repeats = repeated_texts(splits)
     if repeats["repeated_text_rows"]:
         log(
-            f"data: {repeats['repeated_text_rows']} rows repeat the text and target of an earlier row (case and spacing aside); "
-            + (f"{repeats['test_rows_with_a_train_text']} test rows have a text that train has too (the dataset's own splits)"
-               if repeats.get("test_rows_with_a_train_text") else "every copy of a text is in one split")
+            f"data: {repeats['repeated_text_rows']} rows repeat the text and target of an earlier "
+            "row (case and spacing aside); "
+            + (
+                f"{repeats['test_rows_with_a_train_text']} test rows have a text that train has "
+                "too (the dataset's own splits)"
+                if repeats.get("test_rows_with_a_train_text")
+                else "every copy of a text is in one split"
+            )
         )
     # Where each target gets its own weights or its own split, one target spelt two ways
     # silently becomes two; elsewhere (FNC-1's headlines) spellings are only text.
@@ -137,7 +166,11 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
         for split in ("valid", "test"):
             if split == "test" and config.model.refit_on_valid:
                 started = time.perf_counter()
-                stance_model = fitted["model"] = fit_stance_model(config, pd.concat([splits["train"], splits["valid"]], ignore_index=True), versions)
+                stance_model = fitted["model"] = fit_stance_model(
+                    config,
+                    pd.concat([splits["train"], splits["valid"]], ignore_index=True),
+                    versions,
+                )
                 metrics["refit_seconds"] = time.perf_counter() - started
                 log(f"refit on train + valid: {metrics['refit_seconds']:.1f}s")
             frame = splits[split]
@@ -145,32 +178,64 @@ def train(config: Config, data_dir: str | Path | None = None, log=print, extra_t
             predicted = predictions["label"].to_numpy()
             split_metrics = compute_metrics(frame["label"], predicted, labels, frame["target"])
             metrics |= {f"{split}_{name}": value for name, value in split_metrics.items()}
-            figure = report.confusion_figure(frame["label"], predicted, labels, f"{config.name}: {split}")
+            figure = report.confusion_figure(
+                frame["label"], predicted, labels, f"{config.name}: {split}"
+            )
             per_target = per_target_table(frame["label"], predicted, frame["target"])
-            tracking.log_evaluation(split, report_text(frame["label"], predicted, labels), figure, per_target)
-            tracking.log_predictions(split, pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": predicted}))
+            tracking.log_evaluation(
+                split, report_text(frame["label"], predicted, labels), figure, per_target
+            )
+            tracking.log_predictions(
+                split,
+                pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": predicted}),
+            )
             plt.close(figure)
 
         # 4. The report: calibration, an interval for the headline, weights, errors, model card.
         test = splits["test"]
-        ece, bins = report.calibration(test["label"], predictions.filter(like="proba_").to_numpy(), labels)
-        interval = bootstrap_interval(test["label"], predicted, labels, config.headline_metric, config.seed)
-        metrics |= {"test_ece": ece, f"test_{config.headline_metric}_ci_low": interval[0], f"test_{config.headline_metric}_ci_high": interval[1]}
+        ece, bins = report.calibration(
+            test["label"], predictions.filter(like="proba_").to_numpy(), labels
+        )
+        interval = bootstrap_interval(
+            test["label"], predicted, labels, config.headline_metric, config.seed
+        )
+        metrics |= {
+            "test_ece": ece,
+            f"test_{config.headline_metric}_ci_low": interval[0],
+            f"test_{config.headline_metric}_ci_high": interval[1],
+        }
         tracking.log_metrics(metrics)
         facts = {
-            "config": config.to_dict(), "labels": labels, "metrics": metrics, "interval": interval, "versions": versions,
-            "rows_read": data.rows_read, "rows_kept": len(data.rows), "rows_rejected": len(data.rejects),
-            "splits": {name: len(frame) for name, frame in splits.items()}, "git": fitted["tags"],
+            "config": config.to_dict(),
+            "labels": labels,
+            "metrics": metrics,
+            "interval": interval,
+            "versions": versions,
+            "rows_read": data.rows_read,
+            "rows_kept": len(data.rows),
+            "rows_rejected": len(data.rejects),
+            "splits": {name: len(frame) for name, frame in splits.items()},
+            "git": fitted["tags"],
             "test_target_rows": test["target"].value_counts().to_dict(),
-            "files": [{"path": f.path, "sha256": f.sha256, "rows_read": f.rows_read} for f in data.files],
+            "files": [
+                {"path": f.path, "sha256": f.sha256, "rows_read": f.rows_read} for f in data.files
+            ],
         }
         figure = report.reliability_figure(bins, ece, f"{config.name}: test")
-        tracking.log_report(figure, bins, report.top_features(stance_model.estimator), report.misclassified(test, predictions), report.model_card(facts))
+        tracking.log_report(
+            figure,
+            bins,
+            report.top_features(stance_model.estimator),
+            report.misclassified(test, predictions),
+            report.model_card(facts),
+        )
         plt.close(figure)
 
         # 5. The model, with its labels, config and metrics inside.
         stance_model.metrics = metrics
-        tracking.log_model(stance_model, splits["train"][["text", "target"]].head(3).reset_index(drop=True))
+        tracking.log_model(
+            stance_model, splits["train"][["text", "target"]].head(3).reset_index(drop=True)
+        )
 
     headline = f"test_{config.headline_metric}"
     return TrainResult(run_id, metrics, headline, stance_model, len(data.rejects))

@@ -1,4 +1,5 @@
-"""The one pool of worker processes: forked, sharing what the parent loaded, one BLAS thread each, ending with their parent.
+"""The one pool of worker processes: forked, sharing what the parent loaded, one BLAS thread each,
+ending with their parent.
 
 ``stance predict --jobs`` and ``stance cv --jobs`` (and ``search --cv --jobs``) run their
 work in :func:`pool`. The workers are forked, so they inherit what the parent holds
@@ -52,7 +53,8 @@ def shared():
 
 @contextmanager
 def pool(jobs: int, value):
-    """A ``ProcessPoolExecutor`` of ``jobs`` workers that share ``value`` (read it with :func:`shared`).
+    """A ``ProcessPoolExecutor`` of ``jobs`` workers that share ``value`` (read it with
+    :func:`shared`).
 
     Forked where the platform can (Linux), so the workers inherit ``value`` as it is in
     memory; elsewhere it is pickled once per worker. Task functions must live in an
@@ -60,9 +62,13 @@ def pool(jobs: int, value):
     """
     with sharing(value):
         if can_fork():
-            executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=start_worker)
+            executor = ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("fork"), initializer=start_worker
+            )
         else:  # pragma: no cover - Windows and macOS defaults
-            executor = ProcessPoolExecutor(jobs, initializer=_start_spawned_worker, initargs=(value,))
+            executor = ProcessPoolExecutor(
+                jobs, initializer=_start_spawned_worker, initargs=(value,)
+            )
         with executor:
             yield executor
 
@@ -93,7 +99,9 @@ def exit_with_parent() -> None:
             if os.getppid() != parent:
                 os._exit(1)
             return
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="exit-with-parent").start()
+    threading.Thread(
+        target=_watch_parent, args=(parent,), daemon=True, name="exit-with-parent"
+    ).start()
 
 
 def _watch_parent(parent: int) -> None:  # pragma: no cover - the Linux path uses prctl

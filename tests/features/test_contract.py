@@ -45,6 +45,7 @@ IDS = [f"{type(t).__name__}-{i}" for i, t in enumerate(TRANSFORMERS)]
 def comparable_params(estimator) -> dict:
     """Every parameter, nested ones included; a nested estimator (cloned, so a new
     object) counts by its type, its own parameters being listed beside it."""
+
     def plain(value):
         if hasattr(value, "get_params"):
             return type(value)
@@ -65,7 +66,9 @@ class TestTransformerContract:
         params = transformer.get_params(deep=False)
         rebuilt = type(transformer)(**params)
         assert rebuilt.get_params(deep=False) == params
-        assert not [k for k in vars(rebuilt) if k.endswith("_")], "learned state must not exist before fit"
+        assert not [k for k in vars(rebuilt) if k.endswith("_")], (
+            "learned state must not exist before fit"
+        )
 
     def test_fit_returns_self_and_learns_state(self, transformer, sentences):
         estimator = clone(transformer)
@@ -86,7 +89,9 @@ class TestTransformerContract:
     def test_pickle_round_trip_gives_same_output(self, transformer, sentences):
         fitted = clone(transformer).fit(sentences)
         restored = pickle.loads(pickle.dumps(fitted))
-        np.testing.assert_array_equal(dense(restored.transform(sentences)), dense(fitted.transform(sentences)))
+        np.testing.assert_array_equal(
+            dense(restored.transform(sentences)), dense(fitted.transform(sentences))
+        )
 
     def test_identical_output_on_repeat(self, transformer, sentences):
         first = dense(clone(transformer).fit_transform(sentences))
@@ -116,10 +121,21 @@ class TestTransformerContract:
 
 
 def test_feature_union_pickles_and_clones(sentences):
-    union = build_features({"word": {}, "char": {}, "relatedness": {}, "sentiment": {}, "style": {}, "target_words": {}})
+    union = build_features(
+        {
+            "word": {},
+            "char": {},
+            "relatedness": {},
+            "sentiment": {},
+            "style": {},
+            "target_words": {},
+        }
+    )
     fitted = union.fit(sentences)
     restored = pickle.loads(pickle.dumps(fitted))
-    np.testing.assert_array_equal(dense(restored.transform(sentences)), dense(fitted.transform(sentences)))
+    np.testing.assert_array_equal(
+        dense(restored.transform(sentences)), dense(fitted.transform(sentences))
+    )
     assert clone(union).get_params(deep=False).keys() == union.get_params(deep=False).keys()
 
 

@@ -18,9 +18,30 @@ pytestmark = pytest.mark.usefixtures("embeddings_extra")
 # First six dimensions of each embedding, computed with transformers' BertModel
 # (torch 2.13 CPU) on the same packaged weights, mean-pooled and normalised.
 REFERENCE = {
-    "The council should fund the new tram line.": [0.00664, -0.05289, -0.015, 0.02397, 0.01624, -0.06428],
-    "Building the tram is a waste of public money!": [0.13078, -0.00043, 0.01053, 0.04822, 0.02382, -0.04711],
-    "#StopTheTram rally at noon, bring signs": [0.06495, 0.06312, 0.06018, -0.03795, 0.06656, 0.03099],
+    "The council should fund the new tram line.": [
+        0.00664,
+        -0.05289,
+        -0.015,
+        0.02397,
+        0.01624,
+        -0.06428,
+    ],
+    "Building the tram is a waste of public money!": [
+        0.13078,
+        -0.00043,
+        0.01053,
+        0.04822,
+        0.02382,
+        -0.04711,
+    ],
+    "#StopTheTram rally at noon, bring signs": [
+        0.06495,
+        0.06312,
+        0.06018,
+        -0.03795,
+        0.06656,
+        0.03099,
+    ],
 }
 REFERENCE_COSINE_01 = 0.6509
 
@@ -79,7 +100,9 @@ def test_split_hashtags_encodes_the_words_of_a_hashtag(sentences):
     tagged = pd.DataFrame({"text": ["#StopTheTram rally at noon"], "target": ["tram"]})
     spelled = pd.DataFrame({"text": ["Stop The Tram rally at noon"], "target": ["tram"]})
     step = SentenceEmbeddings(split_hashtags=True, pooling="mean+cls").fit(sentences)
-    np.testing.assert_array_equal(step.transform(tagged).toarray(), step.transform(spelled).toarray())
+    np.testing.assert_array_equal(
+        step.transform(tagged).toarray(), step.transform(spelled).toarray()
+    )
     assert step.transform(tagged).shape[1] == len(step.get_feature_names_out()) == 768
     plain = SentenceEmbeddings().fit(sentences)
     assert not np.allclose(plain.transform(tagged).toarray(), plain.transform(spelled).toarray())
@@ -107,13 +130,19 @@ def test_config_with_the_step_fails_cleanly_without_the_extra(monkeypatch):
 
     monkeypatch.setattr(embeddings.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="uv sync --extra embeddings"):
-        Config.from_layers({"data": {"path": "x.csv", "labels": ["A", "B"]}, "features": {"embeddings": {}}})
+        Config.from_layers(
+            {"data": {"path": "x.csv", "labels": ["A", "B"]}, "features": {"embeddings": {}}}
+        )
 
 
 def test_embeddings_carry_stance_signal():
     texts = pd.DataFrame(
         {
-            "text": ["Building the tram is a great idea.", "The tram is a waste of money.", "I love the new tram plan."],
+            "text": [
+                "Building the tram is a great idea.",
+                "The tram is a waste of money.",
+                "I love the new tram plan.",
+            ],
             "target": ["tram"] * 3,
         }
     )

@@ -8,14 +8,24 @@ import pytest
 
 from features import SentimentLexicon
 
-NAMES = ["pos", "neg", "neu", "compound_pos", "compound_neg", "n_positive_words", "n_negative_words"]
+NAMES = [
+    "pos",
+    "neg",
+    "neu",
+    "compound_pos",
+    "compound_neg",
+    "n_positive_words",
+    "n_negative_words",
+]
 
 
 def raw_values(texts):
     """The step's values before its per-column scaling, fitted on the texts themselves."""
     frame = pd.DataFrame({"text": texts, "target": "t"})
     step = SentimentLexicon().fit(frame)
-    return pd.DataFrame(step.transform(frame).toarray() * step.scale_, columns=step.get_feature_names_out())
+    return pd.DataFrame(
+        step.transform(frame).toarray() * step.scale_, columns=step.get_feature_names_out()
+    )
 
 
 def test_columns_are_named():
@@ -24,7 +34,13 @@ def test_columns_are_named():
 
 
 def test_compound_score_is_split_by_sign():
-    values = raw_values(["A wonderful and brave decision", "A disgraceful, cruel failure", "The session starts at noon"])
+    values = raw_values(
+        [
+            "A wonderful and brave decision",
+            "A disgraceful, cruel failure",
+            "The session starts at noon",
+        ]
+    )
     assert values["compound_pos"][0] > 0 and values["compound_neg"][0] == 0
     assert values["compound_neg"][1] > 0 and values["compound_pos"][1] == 0
     assert values.loc[2, ["compound_pos", "compound_neg", "pos", "neg"]].sum() == 0
@@ -46,7 +62,9 @@ def test_lexicon_words_are_counted_through_punctuation_and_case():
 def test_pickle_leaves_the_lexicon_behind(sentences):
     step = SentimentLexicon().fit(sentences)
     payload = pickle.dumps(step)
-    assert len(payload) < 10_000, "the 7,500-word lexicon ships with the package and must not be pickled"
+    assert len(payload) < 10_000, (
+        "the 7,500-word lexicon ships with the package and must not be pickled"
+    )
     restored = pickle.loads(payload)
     assert (restored.transform(sentences) != step.transform(sentences)).nnz == 0
 

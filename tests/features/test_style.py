@@ -11,14 +11,26 @@ def raw_values(texts):
     """The step's values before its per-column scaling, fitted on the texts themselves."""
     frame = pd.DataFrame({"text": texts, "target": "t"})
     step = StyleFeatures().fit(frame)
-    return pd.DataFrame(step.transform(frame).toarray() * step.scale_, columns=step.get_feature_names_out())
+    return pd.DataFrame(
+        step.transform(frame).toarray() * step.scale_, columns=step.get_feature_names_out()
+    )
 
 
 def test_markers_are_counted_and_damped():
-    values = raw_values(["STOP this NOW!!! #NoWar @user says you won't https://t.co/x sooo wrong?"]).iloc[0]
+    values = raw_values(
+        ["STOP this NOW!!! #NoWar @user says you won't https://t.co/x sooo wrong?"]
+    ).iloc[0]
     expected = {
-        "exclamations": 3, "questions": 1, "hashtags": 1, "mentions": 1, "urls": 1,
-        "quotes": 0, "capitalized_words": 2, "elongated_words": 1, "first_person": 0, "second_person": 1,
+        "exclamations": 3,
+        "questions": 1,
+        "hashtags": 1,
+        "mentions": 1,
+        "urls": 1,
+        "quotes": 0,
+        "capitalized_words": 2,
+        "elongated_words": 1,
+        "first_person": 0,
+        "second_person": 1,
     }
     for name, count in expected.items():
         assert values[name] == pytest.approx(np.log1p(count)), name

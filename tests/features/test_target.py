@@ -10,7 +10,11 @@ from features import TargetRelatedness, TargetSpecificCopies, WordNgrams
 def test_relatedness_orders_related_above_unrelated():
     frame = pd.DataFrame(
         {
-            "text": ["Missile strikes hit the base overnight", "The bakery opened a new shop", "Strike talks resumed"],
+            "text": [
+                "Missile strikes hit the base overnight",
+                "The bakery opened a new shop",
+                "Strike talks resumed",
+            ],
             "target": ["missile strikes"] * 3,
         }
     )
@@ -19,7 +23,11 @@ def test_relatedness_orders_related_above_unrelated():
     assert mentioned.tolist() == [1.0, 0.0, 1.0]
     assert coverage[0] > coverage[2] > coverage[1] == 0
     assert cosine[0] > cosine[1]
-    assert values[:, 4:].sum(axis=1).tolist() == [1.0, 1.0, 1.0]  # exactly one similarity bin per row
+    assert values[:, 4:].sum(axis=1).tolist() == [
+        1.0,
+        1.0,
+        1.0,
+    ]  # exactly one similarity bin per row
 
 
 def test_relatedness_matches_word_forms_only_when_stemming():
@@ -30,7 +38,12 @@ def test_relatedness_matches_word_forms_only_when_stemming():
 
 def test_relatedness_without_bins_has_four_named_columns(sentences):
     step = TargetRelatedness(bins=False).fit(sentences)
-    assert step.get_feature_names_out().tolist() == ["mentioned", "target_coverage", "jaccard", "cosine"]
+    assert step.get_feature_names_out().tolist() == [
+        "mentioned",
+        "target_coverage",
+        "jaccard",
+        "cosine",
+    ]
     assert step.transform(sentences).shape == (len(sentences), 4)
 
 
@@ -42,11 +55,15 @@ def test_relatedness_ignores_stop_words_of_the_target():
 
 @pytest.fixture
 def two_targets():
-    return pd.DataFrame({"text": ["ban it now", "keep it", "ban them"], "target": ["guns", "taxes", "guns"]})
+    return pd.DataFrame(
+        {"text": ["ban it now", "keep it", "ban them"], "target": ["guns", "taxes", "guns"]}
+    )
 
 
 def test_copies_put_a_row_in_the_shared_block_and_its_own_targets_block(two_targets):
-    copies = TargetSpecificCopies(WordNgrams(ngram_range=(1, 1)), shared_weight=0.5).fit(two_targets)
+    copies = TargetSpecificCopies(WordNgrams(ngram_range=(1, 1)), shared_weight=0.5).fit(
+        two_targets
+    )
     values = copies.transform(two_targets).toarray()
     shared = copies.features_.transform(two_targets).toarray()
     width = shared.shape[1]

@@ -10,7 +10,17 @@ from features.text import NgramAnalyzer, cue_words, mark_negation, spell_out_has
 
 def test_regex_tokenizer_keeps_hashtags_and_normalizes_handles_and_urls():
     tokens = Tokenizer()("@CNN Stop the #CarbonTax now!!! https://t.co/x U.S. well-known")
-    assert tokens == ["@user", "stop", "the", "#carbontax", "now", "!!!", "<url>", "u.s.", "well-known"]
+    assert tokens == [
+        "@user",
+        "stop",
+        "the",
+        "#carbontax",
+        "now",
+        "!!!",
+        "<url>",
+        "u.s.",
+        "well-known",
+    ]
 
 
 def test_tweet_tokenizer_reduces_elongation():
@@ -47,7 +57,10 @@ def test_ngram_analyzer_builds_bigrams_and_target_prefixes():
 
 
 def test_spell_out_hashtags_replaces_each_tag_with_its_words():
-    assert spell_out_hashtags("#StopTheWar rally, #NATO summit #2024") == "Stop The War rally, NATO summit 2024"
+    assert (
+        spell_out_hashtags("#StopTheWar rally, #NATO summit #2024")
+        == "Stop The War rally, NATO summit 2024"
+    )
     assert spell_out_hashtags("no tags here") == "no tags here"
     # The tokenizer's split_hashtags keeps the tag itself as well, for n-grams.
     assert "#stopthewar" in Tokenizer(split_hashtags=True)("#StopTheWar")

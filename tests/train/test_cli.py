@@ -64,7 +64,15 @@ def test_run_has_params_metrics_hashes_and_environment(sample_run):
     run = MlflowClient(uri).get_run(run_id)
     assert run.data.params["model.clf.C"] == "10.0"
     assert run.data.params["data.format"] == "csv"
-    for name in ("valid_macro_f1", "test_macro_f1", "test_f_avg", "test_f1_FAVOR", "test_macro_f1_target_carbon_tax", "rows_read", "train_seconds"):
+    for name in (
+        "valid_macro_f1",
+        "test_macro_f1",
+        "test_f_avg",
+        "test_f1_FAVOR",
+        "test_macro_f1_target_carbon_tax",
+        "rows_read",
+        "train_seconds",
+    ):
         assert name in run.data.metrics, name
     assert run.data.metrics["rows_read"] == 418 == run.data.metrics["rows_kept"]
     tags = run.data.tags
@@ -93,12 +101,19 @@ def test_logged_model_predicts_labels_and_probabilities_through_pyfunc(sample_ru
     uri, run_id, _ = sample_run
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
-    frame = pd.DataFrame({"text": ["The congestion charge is a cruel tax on workers."], "target": ["congestion charge"]})
+    frame = pd.DataFrame(
+        {
+            "text": ["The congestion charge is a cruel tax on workers."],
+            "target": ["congestion charge"],
+        }
+    )
     out = model.predict(frame)
     assert list(out.columns) == ["label", "proba_FAVOR", "proba_AGAINST", "proba_NONE"]
     assert out["label"].iloc[0] in {"FAVOR", "AGAINST", "NONE"}
     assert abs(out.iloc[0, 1:].sum() - 1) < 1e-9
-    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/requirements.txt")).read_text()
+    requirements = Path(
+        mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/requirements.txt")
+    ).read_text()
     assert "scikit-learn==" in requirements and "torch" not in requirements
 
 
@@ -130,28 +145,52 @@ def test_bad_row_stops_training_with_exit_code_2(tracking, tmp_path, capsys):
 
 
 def test_quarantine_logs_rejects_and_counts(tracking, tmp_path, capsys):
-    code, out, err = train(capsys, SAMPLE, "--data-dir", str(bad_data_dir(tmp_path)), "--set", "data.on_bad_rows=quarantine", "--set", "features.char=false", "--set", "model.refit_on_valid=true")
+    code, out, err = train(
+        capsys,
+        SAMPLE,
+        "--data-dir",
+        str(bad_data_dir(tmp_path)),
+        "--set",
+        "data.on_bad_rows=quarantine",
+        "--set",
+        "features.char=false",
+        "--set",
+        "model.refit_on_valid=true",
+    )
     assert code == 0
     assert "419 rows read, 418 kept, 1 rejected" in err
     run_id = run_id_from(out)
-    assert f"next: stance predict runs:/{run_id}/model INPUT" in err  # the way on, with the model's URI
+    assert (
+        f"next: stance predict runs:/{run_id}/model INPUT" in err
+    )  # the way on, with the model's URI
     run = MlflowClient(tracking).get_run(run_id)
     assert run.data.metrics["rows_rejected"] == 1
     assert "refit on train + valid" in err and run.data.metrics["refit_seconds"] > 0
-    rejects = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="data/rejects.csv", tracking_uri=tracking))
+    rejects = pd.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="data/rejects.csv", tracking_uri=tracking
+        )
+    )
     assert rejects[["line", "reason"]].values.tolist() == [[420, "empty text"]]
 
 
-def test_a_target_spelt_two_ways_is_flagged_where_targets_get_their_own_weights(tracking, tmp_path, capsys):
+def test_a_target_spelt_two_ways_is_flagged_where_targets_get_their_own_weights(
+    tracking, tmp_path, capsys
+):
     folder = tmp_path / "data" / "sample"
     folder.mkdir(parents=True)
     rows = pd.read_csv(REPO / "data" / "sample" / "sentences.csv")
     first = rows["target"].iloc[0]
-    rows.loc[rows["target"] == first, "target"] = [first.upper() if i % 5 == 0 else first for i in range(int((rows["target"] == first).sum()))]
+    rows.loc[rows["target"] == first, "target"] = [
+        first.upper() if i % 5 == 0 else first for i in range(int((rows["target"] == first).sum()))
+    ]
     rows.to_csv(folder / "sentences.csv", index=False)
     fast = ["--data-dir", str(tmp_path / "data"), "--set", "features.char=false"]
     code, _, err = train(capsys, SAMPLE, *fast, "--set", "model.strategy=per_target")
-    assert code == 0 and f"warning: targets that differ only in case or spacing are kept apart: {first!r}" in err
+    assert (
+        code == 0
+        and f"warning: targets that differ only in case or spacing are kept apart: {first!r}" in err
+    )
     assert f'[data.target_names] "{first.upper()}" = "{first}"' in err
     # A joint model reads targets as text only, so the spellings do not split anything.
     code, _, err = train(capsys, SAMPLE, *fast)
@@ -164,22 +203,39 @@ def test_bad_override_is_a_clear_error(tracking, capsys):
 
 
 def test_bad_feature_value_is_a_clear_error_not_a_traceback(tracking, capsys):
-    # Feature steps validate their values in fit (scikit-learn's contract); training asks them first.
+    # Feature steps validate their values in fit (scikit-learn's contract); training asks them
+    # first.
     code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", 'char__analyzer="bytes"')
     assert code == 2 and "analyzer must be 'char_wb' or 'char', got 'bytes'" in err
     assert "feature step 'char'" in err and "[features.char]" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("command", ["train", "cv", "search"])
-@pytest.mark.parametrize("override, named", [("clf__C=-1", "[model.clf]"), ("word__ngram_range=[3,1]", "[features.word]"), ("word__min_df=-5", "[features.word]")])
-def test_impossible_hyperparameters_stop_before_data_or_a_run(tmp_path, monkeypatch, run_cli, command, override, named):
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("clf__C=-1", "[model.clf]"),
+        ("word__ngram_range=[3,1]", "[features.word]"),
+        ("word__min_df=-5", "[features.word]"),
+    ],
+)
+def test_impossible_hyperparameters_stop_before_data_or_a_run(
+    tmp_path, monkeypatch, run_cli, command, override, named
+):
     # Before, these failed in fit, after the data was read, leaving a FAILED run in the store.
     store = tmp_path / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     monkeypatch.chdir(tmp_path)
     extra = ["--trials", "1"] if command == "search" else []
-    code, _, err = run_cli(command, SAMPLE, "--data-dir", tmp_path / "no-data-here", "--set", override, *extra)
-    assert code == 2 and named in err and "cannot be trained" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(
+        command, SAMPLE, "--data-dir", tmp_path / "no-data-here", "--set", override, *extra
+    )
+    assert (
+        code == 2
+        and named in err
+        and "cannot be trained" in err
+        and len(err.strip().splitlines()) == 1
+    )
     assert not store.exists()
 
 
@@ -193,10 +249,19 @@ def test_a_fit_error_names_the_feature_step_or_the_classifier(tracking, capsys):
 
 def test_a_declared_label_without_training_rows_is_a_clear_error(tracking, capsys):
     # Mapping NONE away leaves the sample's declared labels with one that no row carries.
-    code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", 'data.label_map={NONE="AGAINST"}')
+    code, _, err = train(
+        capsys, SAMPLE, "--data-dir", DATA, "--set", 'data.label_map={NONE="AGAINST"}'
+    )
     assert code == 2 and "Traceback" not in err
     assert "Label 'NONE' has no training rows (FAVOR 96, AGAINST 196, NONE 0)" in err
-    code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", 'data.label_map={NONE="FAVOR", AGAINST="FAVOR"}')
+    code, _, err = train(
+        capsys,
+        SAMPLE,
+        "--data-dir",
+        DATA,
+        "--set",
+        'data.label_map={NONE="FAVOR", AGAINST="FAVOR"}',
+    )
     assert code == 2 and "fewer than two labels (FAVOR 292, AGAINST 0, NONE 0)" in err
 
 
@@ -213,12 +278,36 @@ def test_logged_model_serves_mlflow_models_predict(sample_run, tmp_path):
     mlflow.set_tracking_uri(uri)
     folder = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path))
     source = tmp_path / "input.csv"
-    pd.DataFrame({"text": ["The charge is a cruel tax.", "Fares rise in May."], "target": ["congestion charge"] * 2}).to_csv(source, index=False)
+    pd.DataFrame(
+        {
+            "text": ["The charge is a cruel tax.", "Fares rise in May."],
+            "target": ["congestion charge"] * 2,
+        }
+    ).to_csv(source, index=False)
     output = tmp_path / "predictions.json"
-    command = [sys.executable, "-m", "mlflow", "models", "predict", "-m", folder, "-i", str(source), "-t", "csv", "-o", str(output), "--env-manager", "local"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "predict",
+        "-m",
+        folder,
+        "-i",
+        str(source),
+        "-t",
+        "csv",
+        "-o",
+        str(output),
+        "--env-manager",
+        "local",
+    ]
     subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
     predictions = pd.DataFrame(json.loads(output.read_text())["predictions"])
-    assert list(predictions.columns) == ["label", "proba_FAVOR", "proba_AGAINST", "proba_NONE"] and len(predictions) == 2
+    assert (
+        list(predictions.columns) == ["label", "proba_FAVOR", "proba_AGAINST", "proba_NONE"]
+        and len(predictions) == 2
+    )
 
 
 def test_report_artifacts_and_model_card_match_logged_metrics(sample_run, tmp_path):
@@ -226,26 +315,61 @@ def test_report_artifacts_and_model_card_match_logged_metrics(sample_run, tmp_pa
 
     uri, run_id, _ = sample_run
     mlflow.set_tracking_uri(uri)
-    folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report", dst_path=str(tmp_path)))
-    assert sorted(p.name for p in folder.iterdir()) == ["misclassified.json", "model_card.md", "reliability_test.csv", "reliability_test.png", "top_features.csv"]
+    folder = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="report", dst_path=str(tmp_path)
+        )
+    )
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "misclassified.json",
+        "model_card.md",
+        "reliability_test.csv",
+        "reliability_test.png",
+        "top_features.csv",
+    ]
     metrics = MlflowClient(uri).get_run(run_id).data.metrics
     card = (folder / "model_card.md").read_text()
     rows = re.findall(r"^\| (\w+) \| ([-\d.]+) \| ([\d.]+) \|$", card, flags=re.MULTILINE)
-    assert {name for name, _, _ in rows} >= {"accuracy", "macro_f1", "f_avg", "f1_FAVOR", "f1_AGAINST", "f1_NONE"}
+    assert {name for name, _, _ in rows} >= {
+        "accuracy",
+        "macro_f1",
+        "f_avg",
+        "f1_FAVOR",
+        "f1_AGAINST",
+        "f1_NONE",
+    }
     for name, valid, test in rows:
         assert test == f"{metrics[f'test_{name}']:.4f}", name
         assert valid == f"{metrics[f'valid_{name}']:.4f}", name
     low, high = re.search(r"95 % bootstrap interval ([\d.]+) to ([\d.]+)", card).groups()
-    assert (low, high) == (f"{metrics['test_macro_f1_ci_low']:.4f}", f"{metrics['test_macro_f1_ci_high']:.4f}")
-    assert metrics["test_macro_f1_ci_low"] <= metrics["test_macro_f1"] <= metrics["test_macro_f1_ci_high"]
+    assert (low, high) == (
+        f"{metrics['test_macro_f1_ci_low']:.4f}",
+        f"{metrics['test_macro_f1_ci_high']:.4f}",
+    )
+    assert (
+        metrics["test_macro_f1_ci_low"]
+        <= metrics["test_macro_f1"]
+        <= metrics["test_macro_f1_ci_high"]
+    )
     assert f"ECE {metrics['test_ece']:.4f}" in card or f"| {metrics['test_ece']:.4f} |" in card
-    by_target = re.findall(r"^\| ([^|]+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", card, flags=re.MULTILINE)
-    assert len(by_target) == 5 and sum(int(rows) for _, rows, _, _ in by_target) == metrics["test_rows"]
+    by_target = re.findall(
+        r"^\| ([^|]+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", card, flags=re.MULTILINE
+    )
+    assert (
+        len(by_target) == 5
+        and sum(int(rows) for _, rows, _, _ in by_target) == metrics["test_rows"]
+    )
     for target, _, test, valid in by_target:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", target).strip("_")
-        assert (test, valid) == (f"{metrics[f'test_macro_f1_target_{name}']:.4f}", f"{metrics[f'valid_macro_f1_target_{name}']:.4f}"), target
+        assert (test, valid) == (
+            f"{metrics[f'test_macro_f1_target_{name}']:.4f}",
+            f"{metrics[f'valid_macro_f1_target_{name}']:.4f}",
+        ), target
     weights = pd.read_csv(folder / "top_features.csv")
-    assert set(weights["label"]) == {"FAVOR", "AGAINST", "NONE"} and weights["feature"].str.contains("__").all()
+    assert (
+        set(weights["label"]) == {"FAVOR", "AGAINST", "NONE"}
+        and weights["feature"].str.contains("__").all()
+    )
     errors = pd.DataFrame(**json.loads((folder / "misclassified.json").read_text()))
     assert (errors["label"] != errors["predicted"]).all()
     assert len(errors) == round(metrics["test_rows"] * (1 - metrics["test_accuracy"]))
@@ -264,11 +388,15 @@ def test_a_tracking_uri_with_an_unknown_scheme_is_a_clear_error(monkeypatch, cap
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://host/store")
     assert main(["runs"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: Cannot open the MLflow store: MLFLOW_TRACKING_URI is 'nosuchscheme://host/store'")
+    assert err.startswith(
+        "error: Cannot open the MLflow store: MLFLOW_TRACKING_URI is 'nosuchscheme://host/store'"
+    )
     assert "unset it for ./mlflow.db" in err
 
 
-def test_an_unreachable_tracking_server_is_reported_at_once_without_a_traceback(monkeypatch, capsys):
+def test_an_unreachable_tracking_server_is_reported_at_once_without_a_traceback(
+    monkeypatch, capsys
+):
     import socket
 
     # A bound socket that never listens: connecting to it is refused at once.
@@ -276,15 +404,21 @@ def test_an_unreachable_tracking_server_is_reported_at_once_without_a_traceback(
         closed.bind(("127.0.0.1", 0))
         uri = f"http://127.0.0.1:{closed.getsockname()[1]}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        # Were the check before MLflow's retries gone, this keeps the test from waiting minutes on them.
+        # Were the check before MLflow's retries gone, this keeps the test from waiting minutes on
+        # them.
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         assert main(["runs"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: Cannot reach the MLflow tracking server: MLFLOW_TRACKING_URI is '{uri}', and connecting to it failed ([Errno")
+    assert err.startswith(
+        f"error: Cannot reach the MLflow tracking server: MLFLOW_TRACKING_URI is '{uri}', and "
+        "connecting to it failed ([Errno"
+    )
     assert "Connection refused" in err and "mlflow server --host" in err and "Traceback" not in err
 
 
-def test_a_server_that_answers_but_is_no_tracking_server_is_reported_without_a_traceback(monkeypatch, capsys):
+def test_a_server_that_answers_but_is_no_tracking_server_is_reported_without_a_traceback(
+    monkeypatch, capsys
+):
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -312,7 +446,9 @@ def test_a_server_that_answers_but_is_no_tracking_server_is_reported_without_a_t
     assert "404" in err and "Traceback" not in err
 
 
-def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, tmp_path, capsys, store_fails_at):
+def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(
+    tracking, tmp_path, capsys, store_fails_at
+):
     from train.models import StanceModel
 
     store_fails_at("log_model")
@@ -320,10 +456,20 @@ def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, 
     assert code == 2 and "Traceback" not in err and "run_id" not in out
     kept = list((tmp_path / "stance-unlogged").glob("*/model.pkl"))
     assert len(kept) == 1
-    assert f"failed after the model was fitted: the tracking server went away. Kept: {kept[0].relative_to(tmp_path)} (`stance predict" in err
+    assert (
+        "failed after the model was fitted: the tracking server went away. Kept: "
+        f"{kept[0].relative_to(tmp_path)} (`stance predict" in err
+    )
     model = StanceModel.load(kept[0])
     assert model.metrics["test_macro_f1"] > 0  # the evaluation finished before the store failed
-    assert list(model.predict(pd.DataFrame({"text": ["Carbon taxes work."], "target": ["carbon tax"]}))["label"])[0] in model.labels
+    assert (
+        list(
+            model.predict(pd.DataFrame({"text": ["Carbon taxes work."], "target": ["carbon tax"]}))[
+                "label"
+            ]
+        )[0]
+        in model.labels
+    )
     run_id = kept[0].parent.name
     assert mlflow.get_run(run_id).info.status == "FAILED"
     # Listed and shown as failed, so that nobody looks for a logged model that is not there.
@@ -332,7 +478,11 @@ def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(tracking, 
     assert header.split()[:2] == ["run_id", "status"] and row.split()[:2] == [run_id, "FAILED"]
     assert main(["show", run_id]) == 0
     shown = capsys.readouterr().out
-    assert "status:     FAILED" in shown and f"model:      not logged; `stance train` kept it as stance-unlogged/{run_id}/model.pkl" in shown
+    assert (
+        "status:     FAILED" in shown
+        and f"model:      not logged; `stance train` kept it as stance-unlogged/{run_id}/model.pkl"
+        in shown
+    )
     assert "runs:/" not in shown
 
 
@@ -343,8 +493,14 @@ def test_a_store_failing_before_the_fit_keeps_nothing(tracking, tmp_path, capsys
     assert not (tmp_path / "stance-unlogged").exists()
 
 
-def test_a_disk_error_after_the_fit_keeps_the_model_and_names_the_cause(tracking, tmp_path, capsys, store_fails_at):
+def test_a_disk_error_after_the_fit_keeps_the_model_and_names_the_cause(
+    tracking, tmp_path, capsys, store_fails_at
+):
     store_fails_at("log_report", OSError(28, "No space left on device"))
     code, _, err = train(capsys, SAMPLE, "--data-dir", DATA)
-    assert code == 2 and "No space left on device" in err and "Fix the cause (disk space, permissions)" in err
+    assert (
+        code == 2
+        and "No space left on device" in err
+        and "Fix the cause (disk space, permissions)" in err
+    )
     assert len(list((tmp_path / "stance-unlogged").glob("*/model.pkl"))) == 1

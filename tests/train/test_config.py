@@ -30,7 +30,11 @@ def test_step_overrides_read_like_sklearn():
 
 def test_dotted_overrides_and_bare_words():
     config = sample("data.on_bad_rows=quarantine", "seed=7", "split.method=by_target")
-    assert (config.data.on_bad_rows, config.seed, config.split.method) == ("quarantine", 7, "by_target")
+    assert (config.data.on_bad_rows, config.seed, config.split.method) == (
+        "quarantine",
+        7,
+        "by_target",
+    )
 
 
 def test_a_feature_step_can_be_switched_off_and_on():
@@ -38,8 +42,14 @@ def test_a_feature_step_can_be_switched_off_and_on():
     assert "style" not in config.features
     assert config.features["target_words"]["ngram_range"] == (1, 1)
     # true, or a parameter of a step that is off, switches it on from the defaults' parameters.
-    assert sample("features.char=false", "features.char=true").features["char"] == {"ngram_range": (2, 5), "min_df": 2}
-    assert sample("features.char=false", "char__min_df=3").features["char"] == {"ngram_range": (2, 5), "min_df": 3}
+    assert sample("features.char=false", "features.char=true").features["char"] == {
+        "ngram_range": (2, 5),
+        "min_df": 2,
+    }
+    assert sample("features.char=false", "char__min_df=3").features["char"] == {
+        "ngram_range": (2, 5),
+        "min_df": 3,
+    }
     assert sample("features.target_words=true").features["target_words"] == {}
 
 
@@ -79,7 +89,9 @@ def test_config_is_frozen():
 
 
 def test_resolved_toml_loads_back_with_its_types(tmp_path):
-    config = sample("word__ngram_range=[1,3]", "clf__C=0.25", "features.char=false", "target_words__min_df=2")
+    config = sample(
+        "word__ngram_range=[1,3]", "clf__C=0.25", "features.char=false", "target_words__min_df=2"
+    )
     path = tmp_path / "resolved.toml"
     path.write_text(config.to_toml())
     assert tomllib.loads(path.read_text())["model"]["clf"]["C"] == 0.25

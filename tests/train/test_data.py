@@ -21,24 +21,49 @@ GOOD = [
 BAD_ROWS = {
     "empty text": ('a9,"   ",carbon tax,FAVOR', "empty text"),
     "missing label": ("a9,Fine idea,carbon tax,", "missing label"),
-    "unknown label": ("a9,Fine idea,carbon tax,FAVOUR", "unknown label 'FAVOUR'; expected one of ['AGAINST', 'FAVOR', 'NONE']"),
-    "label in another case": ("a9,Fine idea,carbon tax,favor", 'unknown label \'favor\'; expected one of [\'AGAINST\', \'FAVOR\', \'NONE\'] (labels are case-sensitive; map it in [data.label_map]: "favor" = "FAVOR")'),
+    "unknown label": (
+        "a9,Fine idea,carbon tax,FAVOUR",
+        "unknown label 'FAVOUR'; expected one of ['AGAINST', 'FAVOR', 'NONE']",
+    ),
+    "label in another case": (
+        "a9,Fine idea,carbon tax,favor",
+        "unknown label 'favor'; expected one of ['AGAINST', 'FAVOR', 'NONE'] (labels are "
+        'case-sensitive; map it in [data.label_map]: "favor" = "FAVOR")',
+    ),
     "missing target": ("a9,Fine idea,,FAVOR", "missing target"),
-    "duplicate id": ("a1,Another sentence,carbon tax,NONE", "duplicate id 'a1' (first seen at line 2)"),
+    "duplicate id": (
+        "a1,Another sentence,carbon tax,NONE",
+        "duplicate id 'a1' (first seen at line 2)",
+    ),
     "malformed line": ("a9,Fine idea,carbon tax", "malformed line: expected 4 fields, found 3"),
-    "unclosed quote": ('a9,"Fine idea,carbon tax,FAVOR', "malformed line: a quoted field opened here is never closed"),
-    "text over the CSV field limit": ("a9," + "word " * 30_000 + ",carbon tax,FAVOR", "malformed line: a field is longer than 131,072 characters"),
+    "unclosed quote": (
+        'a9,"Fine idea,carbon tax,FAVOR',
+        "malformed line: a quoted field opened here is never closed",
+    ),
+    "text over the CSV field limit": (
+        "a9," + "word " * 30_000 + ",carbon tax,FAVOR",
+        "malformed line: a field is longer than 131,072 characters",
+    ),
 }
 
 
 def data_config(path, **changes):
-    layers = {"data": {"format": path.suffix.lstrip("."), "path": path.name, "labels": ["FAVOR", "AGAINST", "NONE"], **changes}}
+    layers = {
+        "data": {
+            "format": path.suffix.lstrip("."),
+            "path": path.name,
+            "labels": ["FAVOR", "AGAINST", "NONE"],
+            **changes,
+        }
+    }
     return Config.from_layers(layers).data
 
 
 def write(tmp_path, lines, name="rows.csv", header=HEADER):
     path = tmp_path / name
-    path.write_bytes((header + "\n".join(lines) + "\n").encode("utf-8") if isinstance(lines[0], str) else lines)
+    path.write_bytes(
+        (header + "\n".join(lines) + "\n").encode("utf-8") if isinstance(lines[0], str) else lines
+    )
     return path
 
 
@@ -50,7 +75,7 @@ def test_bad_row_stops_with_file_line_and_reason(tmp_path, kind):
         load_dataset(data_config(path), tmp_path)
     message = str(error.value)
     assert f"{path}, line 5: {reason}" in message
-    assert "on_bad_rows = \"quarantine\"" in message
+    assert 'on_bad_rows = "quarantine"' in message
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_ROWS))
@@ -66,7 +91,11 @@ def test_bad_row_is_quarantined_with_its_reason(tmp_path, kind):
 
 def test_conflicting_labels_reject_every_row_of_the_group(tmp_path):
     path = write(tmp_path, GOOD + ["a8,The  tax is fair,carbon tax,AGAINST"])
-    with pytest.raises(DataError, match=r"line 5: conflicting labels for the same text and target: FAVOR \(line 2\), AGAINST \(line 5\)"):
+    with pytest.raises(
+        DataError,
+        match=r"line 5: conflicting labels for the same text and target: FAVOR \(line 2\), "
+        r"AGAINST \(line 5\)",
+    ):
         load_dataset(data_config(path), tmp_path)
     data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
     assert sorted(data.rejects["line"]) == [2, 5]
@@ -85,22 +114,37 @@ def test_undecodable_bytes_are_traced_to_their_line(tmp_path):
 
 def test_missing_column_is_an_error_even_in_quarantine(tmp_path):
     path = write(tmp_path, ["a1,The tax is fair,carbon tax"], header="id,sentence,target\n")
-    with pytest.raises(DataError, match=r"missing column 'text' \(the text column\). Found columns \['id', 'sentence', 'target'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"missing column 'text' \(the text column\). Found columns \['id', 'sentence', "
+        r"'target'\]",
+    ):
         load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
 
 
 def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text("id;text;target;label\na1;The tax is fair;carbon tax;FAVOR\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"Found columns \['id;text;target;label'\]. The file looks separated by semicolons, but was read as CSV"):
+    with pytest.raises(
+        DataError,
+        match=r"Found columns \['id;text;target;label'\]. The file looks separated by semicolons, "
+        r"but was read as CSV",
+    ):
         load_dataset(data_config(path), tmp_path)
 
 
 def test_column_mapping_and_constant_target(tmp_path):
     path = write(tmp_path, ["s1,We back the tax,FAVOR"], header="key,sentence,stance\n")
-    config = data_config(path, columns={"text": "sentence", "label": "stance", "id": "key"}, target="carbon tax")
+    config = data_config(
+        path, columns={"text": "sentence", "label": "stance", "id": "key"}, target="carbon tax"
+    )
     rows = load_dataset(config, tmp_path).rows
-    assert rows.iloc[0][["id", "text", "target", "label"]].tolist() == ["s1", "We back the tax", "carbon tax", "FAVOR"]
+    assert rows.iloc[0][["id", "text", "target", "label"]].tolist() == [
+        "s1",
+        "We back the tax",
+        "carbon tax",
+        "FAVOR",
+    ]
 
 
 def test_quoted_multiline_record_keeps_its_starting_line(tmp_path):
@@ -111,22 +155,39 @@ def test_quoted_multiline_record_keeps_its_starting_line(tmp_path):
 
 
 def test_label_map_and_weights(tmp_path):
-    path = write(tmp_path, ["a1,Yes,carbon tax,pro,0.5", "a2,No,carbon tax,con,x"], header="id,text,target,label,weight\n")
-    config = data_config(path, label_map={"pro": "FAVOR", "con": "AGAINST"}, use_weights=True, on_bad_rows="quarantine")
+    path = write(
+        tmp_path,
+        ["a1,Yes,carbon tax,pro,0.5", "a2,No,carbon tax,con,x"],
+        header="id,text,target,label,weight\n",
+    )
+    config = data_config(
+        path,
+        label_map={"pro": "FAVOR", "con": "AGAINST"},
+        use_weights=True,
+        on_bad_rows="quarantine",
+    )
     data = load_dataset(config, tmp_path)
     assert data.rows["label"].tolist() == ["FAVOR"] and data.rows["weight"].tolist() == [0.5]
     assert "weight 'x' is not a number" in data.rejects.iloc[0]["reason"]
 
 
 def test_targets_spelt_two_ways_are_named_with_the_line_that_merges_them(tmp_path):
-    lines = GOOD + ["a4,The tax is fine,Carbon  Tax,FAVOR", 'a5,Fine,"Say ""no"" ",NONE', 'a6,Bad,"say ""NO""",AGAINST']
+    lines = GOOD + [
+        "a4,The tax is fine,Carbon  Tax,FAVOR",
+        'a5,Fine,"Say ""no"" ",NONE',
+        'a6,Bad,"say ""NO""",AGAINST',
+    ]
     rows = load_dataset(data_config(write(tmp_path, lines)), tmp_path).rows
     warnings = near_duplicate_targets(rows["target"])
     assert warnings == [
-        "targets that differ only in case or spacing are kept apart: 'carbon tax' (3 rows), 'Carbon  Tax' (1 rows). "
-        'If they are one target, add to the experiment: [data.target_names] "Carbon  Tax" = "carbon tax"',
-        "targets that differ only in case or spacing are kept apart: 'Say \"no\"' (1 rows), 'say \"NO\"' (1 rows). "
-        'If they are one target, add to the experiment: [data.target_names] "say \\"NO\\"" = "Say \\"no\\""',
+        "targets that differ only in case or spacing are kept apart: 'carbon tax' (3 rows), "
+        "'Carbon  Tax' (1 rows). "
+        'If they are one target, add to the experiment: [data.target_names] "Carbon  Tax" = '
+        '"carbon tax"',
+        "targets that differ only in case or spacing are kept apart: 'Say \"no\"' (1 rows), 'say "
+        '"NO"\' (1 rows). '
+        'If they are one target, add to the experiment: [data.target_names] "say \\"NO\\"" = "Say '
+        '\\"no\\""',
     ]
     # The line it offers, added to the experiment, merges the spellings and silences the warning.
     offered = "\n".join(w.split("add to the experiment: [data.target_names] ")[1] for w in warnings)
@@ -139,7 +200,9 @@ def test_targets_spelt_two_ways_are_named_with_the_line_that_merges_them(tmp_pat
 
 @pytest.mark.parametrize("fmt", ["tsv", "jsonl", "parquet"])
 def test_other_formats_load_the_same_rows(tmp_path, fmt):
-    frame = pd.DataFrame([line.split(",") for line in GOOD], columns=["id", "text", "target", "label"])
+    frame = pd.DataFrame(
+        [line.split(",") for line in GOOD], columns=["id", "text", "target", "label"]
+    )
     path = tmp_path / f"rows.{fmt}"
     if fmt == "tsv":
         frame.to_csv(path, sep="\t", index=False)
@@ -153,14 +216,23 @@ def test_other_formats_load_the_same_rows(tmp_path, fmt):
 
 def test_a_parquet_list_value_is_rejected_not_turned_into_text(tmp_path):
     # A Parquet column has one type, so a list-typed text column holds lists on every row.
-    frame = pd.DataFrame({"text": [["Fair", "tax"], ["Too", "high"], ["Fine"]], "target": ["carbon tax"] * 3, "label": ["FAVOR"] * 3})
+    frame = pd.DataFrame(
+        {
+            "text": [["Fair", "tax"], ["Too", "high"], ["Fine"]],
+            "target": ["carbon tax"] * 3,
+            "label": ["FAVOR"] * 3,
+        }
+    )
     path = tmp_path / "rows.parquet"
     frame.to_parquet(path)
     with pytest.raises(DataError) as error:
         load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
     # Every row is rejected, so quarantine leaves nothing to train on; the error says why.
     assert f"No valid rows in {path}: all 3 rows failed validation:" in str(error.value)
-    assert f"{path}, line 3: malformed line: 'text' holds an array; expected a string or a number" in str(error.value)
+    assert (
+        f"{path}, line 3: malformed line: 'text' holds an array; expected a string or a number"
+        in str(error.value)
+    )
 
 
 def test_a_text_column_without_a_single_value_is_reported_not_a_crash(tmp_path):
@@ -173,14 +245,26 @@ def test_a_text_column_without_a_single_value_is_reported_not_a_crash(tmp_path):
 
 def test_malformed_json_line_is_rejected(tmp_path):
     nested = json.dumps({"text": "Fair tax", "target": {"name": "carbon tax"}, "label": "FAVOR"})
-    lines = [json.dumps({"text": "Fair tax", "target": "carbon tax", "label": "FAVOR"}), "{not json", "[1, 2]", nested]
+    lines = [
+        json.dumps({"text": "Fair tax", "target": "carbon tax", "label": "FAVOR"}),
+        "{not json",
+        "[1, 2]",
+        nested,
+    ]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(lines) + "\n")
     data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
     assert data.rejects["line"].tolist() == [2, 3, 4]
     assert data.rejects["reason"].str.startswith("malformed").all()
-    assert data.rejects["reason"].iloc[2] == "malformed line: 'target' holds an object; expected a string or a number"
-    assert data.rejects["text"].tolist() == ["{not json", "[1, 2]", nested]  # the line itself, as in predict's rejects
+    assert (
+        data.rejects["reason"].iloc[2]
+        == "malformed line: 'target' holds an object; expected a string or a number"
+    )
+    assert data.rejects["text"].tolist() == [
+        "{not json",
+        "[1, 2]",
+        nested,
+    ]  # the line itself, as in predict's rejects
 
 
 def test_jsonl_keys_that_first_appear_on_a_later_line_are_read(tmp_path):
@@ -203,7 +287,12 @@ def test_missing_file_names_the_data_root(tmp_path):
 @pytest.mark.parametrize("seed", [3, 2**32 - 1])  # the largest seed the config accepts
 def test_stratified_split_is_seeded_and_covers_every_row(sentences, seed):
     rows = sentences.assign(split=None, group=sentences["target"], id=range(len(sentences)))
-    config = Config.from_layers({"data": {"path": "x.csv", "labels": ["FAVOR", "AGAINST", "NONE"]}, "split": {"valid_size": 0.25, "test_size": 0.25}})
+    config = Config.from_layers(
+        {
+            "data": {"path": "x.csv", "labels": ["FAVOR", "AGAINST", "NONE"]},
+            "split": {"valid_size": 0.25, "test_size": 0.25},
+        }
+    )
     first = split_dataset(rows, config.split, seed=seed)
     again = split_dataset(rows, config.split, seed=seed)
     assert all(first[k]["id"].tolist() == again[k]["id"].tolist() for k in first)
@@ -212,12 +301,24 @@ def test_stratified_split_is_seeded_and_covers_every_row(sentences, seed):
 
 
 def test_split_by_target_holds_out_whole_targets(sentences):
-    rows = pd.concat([sentences.assign(target=f"{t}{i}") for i, t in enumerate("abcd")], ignore_index=True)
+    rows = pd.concat(
+        [sentences.assign(target=f"{t}{i}") for i, t in enumerate("abcd")], ignore_index=True
+    )
     rows = rows.assign(split=None, group=rows["target"], id=range(len(rows)))
-    config = Config.from_layers({"data": {"path": "x.csv", "labels": ["FAVOR", "AGAINST", "NONE"]}, "split": {"method": "by_target", "valid_size": 0.25, "test_size": 0.25}})
+    config = Config.from_layers(
+        {
+            "data": {"path": "x.csv", "labels": ["FAVOR", "AGAINST", "NONE"]},
+            "split": {"method": "by_target", "valid_size": 0.25, "test_size": 0.25},
+        }
+    )
     parts = split_dataset(rows, config.split, seed=0)
     seen = [set(parts[k]["target"]) for k in ("train", "valid", "test")]
-    assert all(seen) and not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    assert (
+        all(seen)
+        and not (seen[0] & seen[1])
+        and not (seen[0] & seen[2])
+        and not (seen[1] & seen[2])
+    )
 
 
 def test_target_names_rename_argq_topics_and_their_groups(tmp_path):
@@ -227,18 +328,40 @@ def test_target_names_rename_argq_topics_and_their_groups(tmp_path):
         "Whales are sentient,we should ban whaling,train,1,0.8\n"
         "Schools need the money,We should subsidize schools,test,1,1.0\n"
     )
-    layers = {"data": {"format": "argq", "path": "argq.csv", "labels": ["PRO", "CON"], "target_names": {"We should ban  whaling": "we should ban whaling"}}}
+    layers = {
+        "data": {
+            "format": "argq",
+            "path": "argq.csv",
+            "labels": ["PRO", "CON"],
+            "target_names": {"We should ban  whaling": "we should ban whaling"},
+        }
+    }
     rows = load_dataset(Config.from_layers(layers).data, tmp_path).rows
-    assert list(rows["target"]) == ["we should ban whaling", "we should ban whaling", "We should subsidize schools"]
+    assert list(rows["target"]) == [
+        "we should ban whaling",
+        "we should ban whaling",
+        "We should subsidize schools",
+    ]
     # Held-out topics are keyed on the renamed target, so the two spellings land in one group.
     assert list(rows["group"]) == list(rows["target"])
 
 
 def test_target_names_rename_fnc1_headlines_but_groups_stay_bodies(tmp_path):
     for prefix in ("train", "competition_test"):
-        (tmp_path / f"{prefix}_bodies.csv").write_text('Body ID,articleBody\n7,"The strike hit a depot, officials said."\n')
-        (tmp_path / f"{prefix}_stances.csv").write_text("Headline,Body ID,Stance\nDepot  struck,7,agree\nDepot struck,7,agree\n")
-    layers = {"data": {"format": "fnc1", "path": ".", "labels": ["agree", "disagree", "discuss", "unrelated"], "target_names": {"Depot  struck": "Depot struck"}}}
+        (tmp_path / f"{prefix}_bodies.csv").write_text(
+            'Body ID,articleBody\n7,"The strike hit a depot, officials said."\n'
+        )
+        (tmp_path / f"{prefix}_stances.csv").write_text(
+            "Headline,Body ID,Stance\nDepot  struck,7,agree\nDepot struck,7,agree\n"
+        )
+    layers = {
+        "data": {
+            "format": "fnc1",
+            "path": ".",
+            "labels": ["agree", "disagree", "discuss", "unrelated"],
+            "target_names": {"Depot  struck": "Depot struck"},
+        }
+    }
     rows = load_dataset(Config.from_layers(layers).data, tmp_path).rows
     assert list(rows["target"]) == ["Depot struck"] * 4
     assert list(rows["group"]) == ["7"] * 4
@@ -250,18 +373,32 @@ def test_target_names_rename_semeval_targets_by_folder_or_by_name(tmp_path):
             (tmp_path / folder).mkdir(exist_ok=True)
             (tmp_path / folder / f"{split}_text.txt").write_text(f"a {folder} tweet in {split}\n")
             (tmp_path / folder / f"{split}_labels.txt").write_text("1\n")
-    renames = {"abortion": "Abortion", "Atheism": "Religion"}  # a folder name, and the target it gives
-    layers = {"data": {"format": "semeval2016", "path": ".", "labels": ["FAVOR", "AGAINST", "NONE"], "target_names": renames}}
+    renames = {
+        "abortion": "Abortion",
+        "Atheism": "Religion",
+    }  # a folder name, and the target it gives
+    layers = {
+        "data": {
+            "format": "semeval2016",
+            "path": ".",
+            "labels": ["FAVOR", "AGAINST", "NONE"],
+            "target_names": renames,
+        }
+    }
     rows = load_dataset(Config.from_layers(layers).data, tmp_path).rows
     assert sorted(set(rows["target"])) == ["Abortion", "Religion"]
     assert (rows["group"] == rows["target"]).all()
 
 
 def _sample_with_repeats(tmp_path, repeats: int = 50):
-    """The sample plus ``repeats`` copies of its sentences, without ids, one with its case and spacing changed."""
+    """The sample plus ``repeats`` copies of its sentences, without ids, one with its case and
+    spacing changed.
+    """
     frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv")
     copies = frame.sample(repeats, random_state=1).assign(id="")
-    copies.iloc[0, copies.columns.get_loc("sentence")] = "  " + copies.iloc[0]["sentence"].upper().replace(" ", "   ")
+    copies.iloc[0, copies.columns.get_loc("sentence")] = "  " + copies.iloc[0][
+        "sentence"
+    ].upper().replace(" ", "   ")
     path = tmp_path / "repeated.csv"
     pd.concat([frame, copies], ignore_index=True).to_csv(path, index=False)
     return path
@@ -295,7 +432,9 @@ def test_without_repeats_the_split_is_the_one_drawn_row_by_row(sentences):
     from train.data import _holdout
 
     frame = sentences.assign(split=None)
-    keep, hold = train_test_split(frame.index, test_size=0.25, random_state=3, stratify=frame["label"])
+    keep, hold = train_test_split(
+        frame.index, test_size=0.25, random_state=3, stratify=frame["label"]
+    )
     kept, held = _holdout(frame, 0.25, "stratified", 3, "test")
     assert list(kept.index) == sorted(keep) and list(held.index) == sorted(hold)
 
@@ -316,12 +455,27 @@ def test_a_training_run_reports_its_repeated_texts(tmp_path, tracking, run_cli):
     import mlflow
 
     path = _sample_with_repeats(tmp_path)
-    code, out, err = run_cli("train", REPO / "experiments" / "sample.toml", "--data-dir", tmp_path, "--set", f'data.path="{path.name}"', "--set", "features.char=false")
+    code, out, err = run_cli(
+        "train",
+        REPO / "experiments" / "sample.toml",
+        "--data-dir",
+        tmp_path,
+        "--set",
+        f'data.path="{path.name}"',
+        "--set",
+        "features.char=false",
+    )
     assert code == 0, err
-    assert "50 rows repeat the text and target of an earlier row" in err and "every copy of a text is in one split" in err
+    assert (
+        "50 rows repeat the text and target of an earlier row" in err
+        and "every copy of a text is in one split" in err
+    )
     run_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
     run = mlflow.MlflowClient().get_run(run_id)
-    assert run.data.metrics["repeated_text_rows"] == 50 and run.data.metrics["test_rows_with_a_train_text"] == 0
+    assert (
+        run.data.metrics["repeated_text_rows"] == 50
+        and run.data.metrics["test_rows_with_a_train_text"] == 0
+    )
     manifest = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/data/manifest.json"))
     assert manifest["repeated_text_rows"] == 50
 
@@ -333,10 +487,20 @@ def test_a_missing_value_marker_is_a_missing_text_or_target_not_a_word(tmp_path,
     path = write(tmp_path, GOOD + [line])
     data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
     assert len(data.rows) == 3 and len(data.rejects) == 1
-    assert data.rejects["reason"].iloc[0] == f"missing {column}: the cell reads {marker.strip()!r}, which is taken as a missing value"
+    assert (
+        data.rejects["reason"].iloc[0]
+        == f"missing {column}: the cell reads {marker.strip()!r}, which is taken as a missing value"
+    )
 
 
 def test_a_label_that_reads_none_is_still_a_label(tmp_path):
-    path = write(tmp_path, ["a1,The tax is fair,carbon tax,Favor", "a2,The tax is cruel,carbon tax,Against", "a3,The tax starts in May,carbon tax,None"])
+    path = write(
+        tmp_path,
+        [
+            "a1,The tax is fair,carbon tax,Favor",
+            "a2,The tax is cruel,carbon tax,Against",
+            "a3,The tax starts in May,carbon tax,None",
+        ],
+    )
     data = load_dataset(data_config(path, labels=["Favor", "Against", "None"]), tmp_path)
     assert list(data.rows["label"]) == ["Favor", "Against", "None"]

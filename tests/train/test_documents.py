@@ -20,12 +20,19 @@ def sentences_of(text):
 
 def test_abbreviations_and_initials_do_not_end_a_sentence():
     text = "Gen. Bagheri spoke on Jan. 14 with U.N. envoys, e.g. Mr. Ortiz. Talks resumed."
-    assert sentences_of(text) == ["Gen. Bagheri spoke on Jan. 14 with U.N. envoys, e.g. Mr. Ortiz.", "Talks resumed."]
+    assert sentences_of(text) == [
+        "Gen. Bagheri spoke on Jan. 14 with U.N. envoys, e.g. Mr. Ortiz.",
+        "Talks resumed.",
+    ]
 
 
 def test_blank_lines_end_a_headline_without_a_full_stop():
     text = "Strikes on the base\n\nThe launches began at midnight. Flights were diverted."
-    assert sentences_of(text) == ["Strikes on the base", "The launches began at midnight.", "Flights were diverted."]
+    assert sentences_of(text) == [
+        "Strikes on the base",
+        "The launches began at midnight.",
+        "Flights were diverted.",
+    ]
 
 
 def test_offsets_point_into_the_original_text():
@@ -37,7 +44,10 @@ def test_offsets_point_into_the_original_text():
 
 def test_a_quotation_stays_with_its_speaker():
     text = "“All is calm. Nothing was hit. We are ready,” the minister said. Markets fell."
-    assert sentences_of(text) == ["“All is calm. Nothing was hit. We are ready,” the minister said.", "Markets fell."]
+    assert sentences_of(text) == [
+        "“All is calm. Nothing was hit. We are ready,” the minister said.",
+        "Markets fell.",
+    ]
 
 
 def test_an_apostrophe_does_not_close_a_quotation():
@@ -65,7 +75,9 @@ def rows(labels, probabilities):
 
 
 def test_mean_rule_takes_the_highest_mean_probability():
-    sentences = rows(["NONE", "NONE", "AGAINST"], [[0.1, 0.4, 0.5], [0.1, 0.4, 0.5], [0.0, 0.95, 0.05]])
+    sentences = rows(
+        ["NONE", "NONE", "AGAINST"], [[0.1, 0.4, 0.5], [0.1, 0.4, 0.5], [0.0, 0.95, 0.05]]
+    )
     row = aggregate(sentences, ("FAVOR", "AGAINST", "NONE"), "mean")
     assert row["label"] == "AGAINST"
     assert row["proba_AGAINST"] == pytest.approx(0.5833333)
@@ -73,7 +85,10 @@ def test_mean_rule_takes_the_highest_mean_probability():
 
 
 def test_majority_rule_breaks_ties_by_mean_probability():
-    sentences = rows(["FAVOR", "AGAINST", "NONE", "NONE"], [[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.3, 0.5], [0.1, 0.4, 0.5]])
+    sentences = rows(
+        ["FAVOR", "AGAINST", "NONE", "NONE"],
+        [[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.3, 0.5], [0.1, 0.4, 0.5]],
+    )
     labels = ("FAVOR", "AGAINST", "NONE")
     assert aggregate(sentences, labels, "majority")["label"] == "NONE"
     tied = sentences.iloc[:2]

@@ -1,4 +1,6 @@
-"""Faults a user's environment throws at the tool: one line, a status code, nothing lost, nothing left behind."""
+"""Faults a user's environment throws at the tool: one line, a status code, nothing lost, nothing
+left behind.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +23,12 @@ FAST = ["--set", "features.char=false", "--set", "features.sentiment=false"]
 
 
 def stance_command(*args) -> list[str]:
-    return [sys.executable, "-c", "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))", *map(str, args)]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))",
+        *map(str, args),
+    ]
 
 
 @pytest.fixture
@@ -45,14 +52,19 @@ def model_path(tmp_path_factory) -> Path:
     from train.training import fit_stance_model
 
     config = Config.from_toml(SAMPLE, ["features.char=false"])
-    train = split_dataset(load_dataset(config.data, Path(DATA)).rows, config.split, config.seed)["train"]
+    train = split_dataset(load_dataset(config.data, Path(DATA)).rows, config.split, config.seed)[
+        "train"
+    ]
     return fit_stance_model(config, train).save(tmp_path_factory.mktemp("model") / "model.pkl")
 
 
 @pytest.fixture
 def table(tmp_path) -> Path:
     path = tmp_path / "in.csv"
-    path.write_text("id,text,target\n1,The strikes were lawful.,Iran's missile strikes\n2,,Iran's missile strikes\n")
+    path.write_text(
+        "id,text,target\n1,The strikes were lawful.,Iran's missile strikes\n2,,Iran's missile "
+        "strikes\n"
+    )
     return path
 
 
@@ -60,7 +72,9 @@ def table(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("command", [["runs"], ["train", SAMPLE, "--data-dir", DATA, *FAST]])
-def test_an_unwritable_working_folder_is_reported_at_once(unwritable_folder, monkeypatch, run_cli, command):
+def test_an_unwritable_working_folder_is_reported_at_once(
+    unwritable_folder, monkeypatch, run_cli, command
+):
     # Before: MLflow retried opening ./mlflow.db for about 107 s, then a traceback with status 1.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(unwritable_folder)
@@ -74,14 +88,22 @@ def test_an_unwritable_working_folder_is_reported_at_once(unwritable_folder, mon
 def _train_at_once(store: Path, cwd: Path, n: int) -> list[subprocess.CompletedProcess]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
     processes = [
-        subprocess.Popen(stance_command("train", SAMPLE, "--data-dir", DATA, *FAST), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            stance_command("train", SAMPLE, "--data-dir", DATA, *FAST),
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(n)
     ]
     return [(p, *p.communicate(timeout=600)) for p in processes]
 
 
 def test_four_trainings_at_once_on_a_new_and_then_an_existing_store(tmp_path, monkeypatch, run_cli):
-    # Before: on a new SQLite file every one failed in alembic's migrations, and one try left the store unusable.
+    # Before: on a new SQLite file every one failed in alembic's migrations, and one try left the
+    # store unusable.
     import mlflow
 
     store = tmp_path / "mlflow.db"
@@ -93,7 +115,9 @@ def test_four_trainings_at_once_on_a_new_and_then_an_existing_store(tmp_path, mo
     client = mlflow.MlflowClient(f"sqlite:///{store}")
     runs = client.search_runs([client.get_experiment_by_name("sample").experiment_id])
     assert len(runs) == 8 and {run.info.status for run in runs} == {"FINISHED"}
-    assert len({run.data.metrics["test_macro_f1"] for run in runs}) == 1  # same config and seed, same metrics
+    assert (
+        len({run.data.metrics["test_macro_f1"] for run in runs}) == 1
+    )  # same config and seed, same metrics
     code, out, _ = run_cli("runs", "sample")
     assert code == 0 and len(out.strip().splitlines()) == 9
 
@@ -138,7 +162,9 @@ def test_a_locked_store_is_retried_with_bounded_waits(monkeypatch, capsys):
     assert len(attempts) == 1
 
 
-def test_a_server_that_went_away_is_given_up_within_a_minute_saying_what_is_retried(monkeypatch, capsys):
+def test_a_server_that_went_away_is_given_up_within_a_minute_saying_what_is_retried(
+    monkeypatch, capsys
+):
     # Before: 494 s of silence. The server "answered" the start-up check, then died.
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -165,19 +191,39 @@ def test_a_server_that_went_away_is_given_up_within_a_minute_saying_what_is_retr
 # --------------------------------------------------------------------------- predict
 
 
-def test_an_unwritable_output_folder_stops_before_the_first_row(model_path, table, unwritable_folder, run_cli):
+def test_an_unwritable_output_folder_stops_before_the_first_row(
+    model_path, table, unwritable_folder, run_cli
+):
     code, _, err = run_cli("predict", model_path, table, "-o", unwritable_folder / "out.csv")
-    assert code == 2 and "Cannot write the output" in err and "-o" in err and len(err.strip().splitlines()) == 1
+    assert (
+        code == 2
+        and "Cannot write the output" in err
+        and "-o" in err
+        and len(err.strip().splitlines()) == 1
+    )
 
 
-def test_an_unwritable_rejects_folder_stops_before_the_output_is_written(model_path, table, unwritable_folder, run_cli, tmp_path):
-    # Before: the output was complete while the rejects file was missing, so predicted + rejected != read.
-    code, _, err = run_cli("predict", model_path, table, "-o", tmp_path / "out.csv", "--rejects", unwritable_folder / "rejects.csv")
+def test_an_unwritable_rejects_folder_stops_before_the_output_is_written(
+    model_path, table, unwritable_folder, run_cli, tmp_path
+):
+    # Before: the output was complete while the rejects file was missing, so predicted + rejected !=
+    # read.
+    code, _, err = run_cli(
+        "predict",
+        model_path,
+        table,
+        "-o",
+        tmp_path / "out.csv",
+        "--rejects",
+        unwritable_folder / "rejects.csv",
+    )
     assert code == 2 and "Cannot write the rejects file" in err and "--rejects" in err
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.parts").exists()
 
 
-def test_output_and_rejects_are_published_together_or_not_at_all(model_path, table, tmp_path, monkeypatch):
+def test_output_and_rejects_are_published_together_or_not_at_all(
+    model_path, table, tmp_path, monkeypatch
+):
     from train import predict
 
     real = predict._join_parts
@@ -190,13 +236,28 @@ def test_output_and_rejects_are_published_together_or_not_at_all(model_path, tab
     # The output is joined first; a failure while joining the rejects must not leave it alone.
     monkeypatch.setattr(predict, "_join_parts", disk_full_on_rejects)
     with pytest.raises(OSError):
-        predict.predict_file(str(model_path), str(table), str(tmp_path / "out.csv"), predict.PredictOptions(jobs=1), log=lambda m: None)
+        predict.predict_file(
+            str(model_path),
+            str(table),
+            str(tmp_path / "out.csv"),
+            predict.PredictOptions(jobs=1),
+            log=lambda m: None,
+        )
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.rejects.csv").exists()
     assert not list(tmp_path.glob(".*.tmp"))
     monkeypatch.setattr(predict, "_join_parts", real)
-    summary = predict.predict_file(str(model_path), str(table), str(tmp_path / "out.csv"), predict.PredictOptions(jobs=1, resume=True), log=lambda m: None)
+    summary = predict.predict_file(
+        str(model_path),
+        str(table),
+        str(tmp_path / "out.csv"),
+        predict.PredictOptions(jobs=1, resume=True),
+        log=lambda m: None,
+    )
     assert (summary.rows_read, summary.predicted, summary.rejected) == (2, 1, 1)
-    assert len(pd.read_csv(tmp_path / "out.csv")) == 1 and len(pd.read_csv(tmp_path / "out.rejects.csv")) == 1
+    assert (
+        len(pd.read_csv(tmp_path / "out.csv")) == 1
+        and len(pd.read_csv(tmp_path / "out.rejects.csv")) == 1
+    )
 
 
 def _wait_for(condition, seconds: float) -> bool:
@@ -211,19 +272,45 @@ def _wait_for(condition, seconds: float) -> bool:
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_exit_when_their_parent_dies(model_path, tmp_path, how):
     # Before: the workers of a killed `stance predict --jobs 2` lived on for minutes, ~235 MB each.
-    rows = pd.DataFrame({"text": [f"Sentence number {i} on the strikes and {i % 97} of their critics." for i in range(200_000)]})
+    rows = pd.DataFrame(
+        {
+            "text": [
+                f"Sentence number {i} on the strikes and {i % 97} of their critics."
+                for i in range(200_000)
+            ]
+        }
+    )
     rows.assign(target="Iran's missile strikes").to_csv(tmp_path / "big.csv", index=False)
-    args = ["predict", model_path, tmp_path / "big.csv", "-o", tmp_path / "out.csv", "--jobs", "2", "--chunk-size", "2000"]
-    process = subprocess.Popen(stance_command(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "predict",
+        model_path,
+        tmp_path / "big.csv",
+        "-o",
+        tmp_path / "out.csv",
+        "--jobs",
+        "2",
+        "--chunk-size",
+        "2000",
+    ]
+    process = subprocess.Popen(
+        stance_command(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     parent = psutil.Process(process.pid)
-    assert _wait_for(lambda: len(parent.children()) >= 2 and any((tmp_path / "out.csv.parts").glob("0*.json")), 120)
+    assert _wait_for(
+        lambda: len(parent.children()) >= 2 and any((tmp_path / "out.csv.parts").glob("0*.json")),
+        120,
+    )
     workers = parent.children()
     process.send_signal(how)
     process.wait(timeout=30)
-    assert _wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 10)
+    assert _wait_for(
+        lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 10
+    )
 
 
-def test_a_model_whose_extra_is_missing_is_refused_in_one_line(model_path, table, tmp_path, monkeypatch, run_cli):
+def test_a_model_whose_extra_is_missing_is_refused_in_one_line(
+    model_path, table, tmp_path, monkeypatch, run_cli
+):
     # Before: every worker raised ImportError and the command ended in a traceback.
     from train import predict
     from train.models import StanceModel
@@ -231,15 +318,32 @@ def test_a_model_whose_extra_is_missing_is_refused_in_one_line(model_path, table
     model = StanceModel.load(model_path)
     model.config = {**model.config, "features": {**model.config["features"], "embeddings": {}}}
     model.save(tmp_path / "embedded.pkl")
-    monkeypatch.setattr(predict, "missing_extra", lambda: "the 'embeddings' feature step needs tokenizers, which is not installed. Install the extra with: uv sync --extra embeddings")
+    monkeypatch.setattr(
+        predict,
+        "missing_extra",
+        lambda: (
+            "the 'embeddings' feature step needs tokenizers, which is not installed. Install the "
+            "extra with: uv sync --extra embeddings"
+        ),
+    )
     code, _, err = run_cli("predict", tmp_path / "embedded.pkl", table, "-o", tmp_path / "out.csv")
-    assert code == 2 and "uses the embeddings feature step" in err and "uv sync --extra embeddings" in err
+    assert (
+        code == 2
+        and "uses the embeddings feature step" in err
+        and "uv sync --extra embeddings" in err
+    )
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.csv").exists()
 
 
 def test_a_run_that_fails_before_the_first_row_leaves_no_folder_behind(table, tmp_path, run_cli):
     # The destinations are checked without creating them: a model that cannot be loaded
     # must not leave the output's new folder behind.
-    code, _, err = run_cli("predict", tmp_path / "no-such-model.pkl", table, "-o", tmp_path / "new" / "deeper" / "out.csv")
+    code, _, err = run_cli(
+        "predict",
+        tmp_path / "no-such-model.pkl",
+        table,
+        "-o",
+        tmp_path / "new" / "deeper" / "out.csv",
+    )
     assert code == 2 and "No model" in err
     assert not (tmp_path / "new").exists()

@@ -1,4 +1,5 @@
-"""Property-based fuzzing of what reads a user's files: the table readers, training data, prediction input, the config.
+"""Property-based fuzzing of what reads a user's files: the table readers, training data, prediction
+input, the config.
 
 Every outcome must be a result whose counts add up, or a StanceError of one line;
 never another exception. The budget is fixed (200 examples per target; set
@@ -20,10 +21,16 @@ from hypothesis import strategies as st
 from train.errors import StanceError
 
 EXAMPLES = int(__import__("os").environ.get("STANCE_FUZZ_EXAMPLES", "200"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 LABELS = ["FAVOR", "AGAINST", "NONE"]
 
-# A cell: words, the labels, empty, missing-value markers, quotes, separators, line breaks, odd Unicode.
+# A cell: words, the labels, empty, missing-value markers, quotes, separators, line breaks, odd
+# Unicode.
 cells = st.one_of(
     st.text(alphabet=string.ascii_letters + " ,;\t\"'\n\r\\#@", max_size=30),
     st.sampled_from(LABELS + ["", "NaN", "null", " ", "carbon tax", "a1", "1.5", "-2"]),
@@ -35,9 +42,15 @@ quotes = st.sampled_from(['"', "'", ""])
 
 @st.composite
 def delimited_files(draw) -> bytes:
-    """A header (usually the expected one) and rows of random cells, randomly quoted and separated."""
+    """A header (usually the expected one) and rows of random cells, randomly quoted and
+    separated.
+    """
     separator, quote = draw(separators), draw(quotes)
-    header = draw(st.one_of(st.just(["id", "text", "target", "label"]), st.lists(cells, min_size=1, max_size=5)))
+    header = draw(
+        st.one_of(
+            st.just(["id", "text", "target", "label"]), st.lists(cells, min_size=1, max_size=5)
+        )
+    )
     rows = draw(st.lists(st.lists(cells, min_size=0, max_size=6), max_size=8))
     lines = [separator.join(f"{quote}{cell}{quote}" for cell in row) for row in [header, *rows]]
     text = draw(st.sampled_from(["\n", "\r\n", "\r"])).join(lines)
@@ -45,7 +58,13 @@ def delimited_files(draw) -> bytes:
     return text.encode(encoding, errors="surrogateescape" if encoding == "utf-8" else "replace")
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -55,7 +74,16 @@ def json_line_files(draw) -> bytes:
     lines = []
     for _ in range(draw(st.integers(0, 6))):
         if draw(st.booleans()):
-            record = {key: draw(st.one_of(cells, json_values)) for key in draw(st.lists(st.sampled_from(["id", "text", "target", "label", "x"]), max_size=5, unique=True))}
+            record = {
+                key: draw(st.one_of(cells, json_values))
+                for key in draw(
+                    st.lists(
+                        st.sampled_from(["id", "text", "target", "label", "x"]),
+                        max_size=5,
+                        unique=True,
+                    )
+                )
+            }
             lines.append(json.dumps(record, ensure_ascii=draw(st.booleans())))
         else:
             lines.append(draw(st.text(max_size=40)))
@@ -104,7 +132,9 @@ def test_the_json_lines_reader_reports_or_reads_every_line(content):
         except StanceError as error:
             _one_line(error)
             return
-    assert len(batch.rows) == len(batch.lines) and all(len(row) == len(columns) for row in batch.rows)
+    assert len(batch.rows) == len(batch.lines) and all(
+        len(row) == len(columns) for row in batch.rows
+    )
 
 
 @FUZZ
@@ -113,7 +143,9 @@ def test_training_data_is_kept_or_rejected_row_for_row(content):
     from train.config import Config
     from train.data import load_dataset
 
-    config = Config.from_layers({"data": {"format": "csv", "path": "in.csv", "labels": LABELS, "on_bad_rows": "quarantine"}}).data
+    config = Config.from_layers(
+        {"data": {"format": "csv", "path": "in.csv", "labels": LABELS, "on_bad_rows": "quarantine"}}
+    ).data
     with tempfile.TemporaryDirectory() as folder:
         _write(folder, "in.csv", content)
         try:
@@ -126,7 +158,11 @@ def test_training_data_is_kept_or_rejected_row_for_row(content):
 
 
 @FUZZ
-@given(content=st.one_of(any_file, json_line_files()), fmt=st.sampled_from(["csv", "tsv", "jsonl"]), needs_target=st.booleans())
+@given(
+    content=st.one_of(any_file, json_line_files()),
+    fmt=st.sampled_from(["csv", "tsv", "jsonl"]),
+    needs_target=st.booleans(),
+)
 def test_prediction_input_is_predicted_or_rejected_row_for_row(content, fmt, needs_target):
     from train.predict import PredictOptions, sentence_chunks
 
@@ -143,12 +179,35 @@ def test_prediction_input_is_predicted_or_rejected_row_for_row(content, fmt, nee
         assert chunk.rejects["reason"].notna().all()
 
 
-toml_scalars = st.one_of(st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True), st.text(max_size=12), st.lists(st.integers(-3, 5), max_size=3))
+toml_scalars = st.one_of(
+    st.booleans(),
+    st.integers(-10, 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-3, 5), max_size=3),
+)
 known_keys = {
     "": ["name", "seed", "headline_metric", "description", "x"],
-    "data": ["format", "path", "labels", "on_bad_rows", "target", "use_weights", "columns", "label_map"],
+    "data": [
+        "format",
+        "path",
+        "labels",
+        "on_bad_rows",
+        "target",
+        "use_weights",
+        "columns",
+        "label_map",
+    ],
     "split": ["method", "test_size", "valid_size"],
-    "model": ["classifier", "strategy", "min_target_rows", "shared_weight", "label_weights", "refit_on_valid", "clf"],
+    "model": [
+        "classifier",
+        "strategy",
+        "min_target_rows",
+        "shared_weight",
+        "label_weights",
+        "refit_on_valid",
+        "clf",
+    ],
     "features": ["word", "char", "style", "sentiment", "nope"],
     "search": ["metric", "space"],
 }
@@ -156,11 +215,25 @@ known_keys = {
 
 @st.composite
 def experiments(draw) -> dict:
-    """A TOML document over the config's own keys (and some it does not know), with random values."""
+    """A TOML document over the config's own keys (and some it does not know), with random
+    values.
+    """
     document = {}
     for section, keys in known_keys.items():
         chosen = draw(st.lists(st.sampled_from(keys), max_size=3, unique=True))
-        values = {key: draw(st.one_of(toml_scalars, st.dictionaries(st.sampled_from(["ngram_range", "C", "min_df", "low", "x"]), toml_scalars, max_size=2))) for key in chosen}
+        values = {
+            key: draw(
+                st.one_of(
+                    toml_scalars,
+                    st.dictionaries(
+                        st.sampled_from(["ngram_range", "C", "min_df", "low", "x"]),
+                        toml_scalars,
+                        max_size=2,
+                    ),
+                )
+            )
+            for key in chosen
+        }
         if section:
             if values or draw(st.booleans()):
                 document[section] = values
@@ -169,11 +242,33 @@ def experiments(draw) -> dict:
     return document
 
 
-overrides = st.lists(st.one_of(st.text(max_size=20), st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["clf__C", "word__ngram_range", "seed", "data.path", "features.char", "model.nope", "x__y"]), st.text(max_size=8))), max_size=3)
+overrides = st.lists(
+    st.one_of(
+        st.text(max_size=20),
+        st.builds(
+            lambda k, v: f"{k}={v}",
+            st.sampled_from(
+                [
+                    "clf__C",
+                    "word__ngram_range",
+                    "seed",
+                    "data.path",
+                    "features.char",
+                    "model.nope",
+                    "x__y",
+                ]
+            ),
+            st.text(max_size=8),
+        ),
+    ),
+    max_size=3,
+)
 
 
 @FUZZ
-@given(document=st.one_of(experiments().map(tomli_w.dumps), st.text(max_size=200)), overrides=overrides)
+@given(
+    document=st.one_of(experiments().map(tomli_w.dumps), st.text(max_size=200)), overrides=overrides
+)
 def test_the_config_loader_accepts_or_explains(document, overrides):
     from train.config import Config
 
@@ -192,7 +287,9 @@ def _write_back(config) -> Path:
     return _write(folder, "experiment.toml", config.to_toml().encode("utf-8"))
 
 
-@pytest.mark.parametrize("argv", [["train", "nope.toml"], ["predict", "nope.pkl", "in.csv", "-o", "out.csv"]])
+@pytest.mark.parametrize(
+    "argv", [["train", "nope.toml"], ["predict", "nope.pkl", "in.csv", "-o", "out.csv"]]
+)
 def test_the_cli_turns_a_missing_file_into_one_line(run_cli, tmp_path, monkeypatch, argv):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(*argv)

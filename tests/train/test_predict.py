@@ -1,4 +1,6 @@
-"""`stance predict`: formats, bad input, counts, atomic output, resume, model URIs, stdin/stdout, documents."""
+"""`stance predict`: formats, bad input, counts, atomic output, resume, model URIs, stdin/stdout,
+documents.
+"""
 
 from __future__ import annotations
 
@@ -38,23 +40,35 @@ def model_path(tmp_path_factory) -> Path:
     config = Config.from_toml(REPO / "experiments" / "sample.toml", ["features.char=false"])
     data = load_dataset(config.data, REPO / "data")
     train = split_dataset(data.rows, config.split, config.seed)["train"]
-    model = StanceModel(fit_model(build_model(config), train), config.labels, config.to_dict(), needs_target(config), versions=runtime_versions())
+    model = StanceModel(
+        fit_model(build_model(config), train),
+        config.labels,
+        config.to_dict(),
+        needs_target(config),
+        versions=runtime_versions(),
+    )
     return model.save(tmp_path_factory.mktemp("model") / "model.pkl")
 
 
 @pytest.fixture
 def sentences_csv(tmp_path) -> Path:
-    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(columns={"sentence": "text"})
+    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(
+        columns={"sentence": "text"}
+    )
     path = tmp_path / "in.csv"
     frame[["id", "text", "target"]].to_csv(path, index=False)
     return path
 
 
 def run(model, source, output, **options):
-    return predict_file(str(model), str(source), str(output), PredictOptions(jobs=1, **options), log=lambda m: None)
+    return predict_file(
+        str(model), str(source), str(output), PredictOptions(jobs=1, **options), log=lambda m: None
+    )
 
 
-def test_csv_in_csv_out_keeps_ids_and_adds_label_and_probabilities(model_path, sentences_csv, tmp_path):
+def test_csv_in_csv_out_keeps_ids_and_adds_label_and_probabilities(
+    model_path, sentences_csv, tmp_path
+):
     summary = run(model_path, sentences_csv, tmp_path / "out.csv")
     out = pd.read_csv(tmp_path / "out.csv")
     source = pd.read_csv(sentences_csv)
@@ -69,16 +83,27 @@ def test_csv_in_csv_out_keeps_ids_and_adds_label_and_probabilities(model_path, s
 def test_formats_round_trip(model_path, sentences_csv, tmp_path, fmt_in, fmt_out):
     frame = pd.read_csv(sentences_csv).head(40)
     source = tmp_path / f"in.{fmt_in}"
-    {"csv": lambda: frame.to_csv(source, index=False), "tsv": lambda: frame.to_csv(source, sep="\t", index=False),
-     "jsonl": lambda: frame.to_json(source, orient="records", lines=True), "parquet": lambda: frame.to_parquet(source)}[fmt_in]()
+    {
+        "csv": lambda: frame.to_csv(source, index=False),
+        "tsv": lambda: frame.to_csv(source, sep="\t", index=False),
+        "jsonl": lambda: frame.to_json(source, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(source),
+    }[fmt_in]()
     run(model_path, source, tmp_path / f"out.{fmt_out}", keep_text=True, chunk_size=15)
-    reader = {"csv": pd.read_csv, "tsv": lambda p: pd.read_csv(p, sep="\t"), "jsonl": lambda p: pd.read_json(p, lines=True), "parquet": pd.read_parquet}
+    reader = {
+        "csv": pd.read_csv,
+        "tsv": lambda p: pd.read_csv(p, sep="\t"),
+        "jsonl": lambda p: pd.read_json(p, lines=True),
+        "parquet": pd.read_parquet,
+    }
     out = reader[fmt_out](tmp_path / f"out.{fmt_out}")
     assert out["id"].astype(str).tolist() == frame["id"].tolist()
     assert out["text"].tolist() == frame["text"].tolist()
     reference = StanceModel.load(model_path).predict(frame)
     assert out["label"].tolist() == reference["label"].tolist()
-    pd.testing.assert_series_equal(out["proba_FAVOR"], reference["proba_FAVOR"], check_names=False, rtol=1e-12)
+    pd.testing.assert_series_equal(
+        out["proba_FAVOR"], reference["proba_FAVOR"], check_names=False, rtol=1e-12
+    )
 
 
 def test_bad_rows_go_to_rejects_with_line_and_reason(model_path, tmp_path):
@@ -97,15 +122,29 @@ def test_bad_rows_go_to_rejects_with_line_and_reason(model_path, tmp_path):
     summary = run(model_path, path, tmp_path / "out.csv", chunk_size=2)
     rejects = pd.read_csv(tmp_path / "out.rejects.csv")
     assert rejects["line"].tolist() == [3, 4, 5, 6]
-    assert rejects["reason"].tolist() == ["empty text", "missing target", "undecodable bytes: the line is not valid UTF-8", "malformed line: expected 3 fields, found 5"]
+    assert rejects["reason"].tolist() == [
+        "empty text",
+        "missing target",
+        "undecodable bytes: the line is not valid UTF-8",
+        "malformed line: expected 3 fields, found 5",
+    ]
     assert (summary.rows_read, summary.predicted, summary.rejected) == (6, 2, 4)
     assert pd.read_csv(tmp_path / "out.csv")["id"].tolist() == ["a", "f"]
 
 
 def test_jsonl_bad_lines_are_rejected_with_the_line_itself(model_path, tmp_path):
     good = json.dumps({"text": "The strikes were reckless", "target": TARGET})
-    nested = '{"text":["The strikes",  "were reckless"], "target": ' + json.dumps(TARGET) + "}"  # spaced as no dumps() would
-    lines = [b"not json", good.encode(), b"[1, 2]", b"\xff" + good.encode(), json.dumps({"target": TARGET}).encode(), nested.encode()]
+    nested = (
+        '{"text":["The strikes",  "were reckless"], "target": ' + json.dumps(TARGET) + "}"
+    )  # spaced as no dumps() would
+    lines = [
+        b"not json",
+        good.encode(),
+        b"[1, 2]",
+        b"\xff" + good.encode(),
+        json.dumps({"target": TARGET}).encode(),
+        nested.encode(),
+    ]
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     # A bad first line does not hide the columns: the first parsed record names them.
@@ -120,71 +159,148 @@ def test_jsonl_bad_lines_are_rejected_with_the_line_itself(model_path, tmp_path)
         "malformed line: 'text' holds an array; expected a string or a number",
     ]
     # Lines that could not be parsed keep their own text in the rejects, the only copy of stdin's.
-    assert rejects["text"].tolist()[:2] == ["not json", "[1, 2]"] and rejects["text"][2].endswith(good)
+    assert rejects["text"].tolist()[:2] == ["not json", "[1, 2]"] and rejects["text"][2].endswith(
+        good
+    )
     assert rejects["text"][4] == nested
     assert (summary.rows_read, summary.predicted, summary.rejected) == (6, 1, 5)
 
 
 def test_jsonl_ids_are_read_per_line_even_when_the_first_line_has_none(model_path, tmp_path):
-    records = [{"text": "The strikes were reckless", "target": TARGET}, {"id": "b", "text": "A lawful reply", "target": TARGET}, {"text": "Calm", "target": TARGET}]
+    records = [
+        {"text": "The strikes were reckless", "target": TARGET},
+        {"id": "b", "text": "A lawful reply", "target": TARGET},
+        {"text": "Calm", "target": TARGET},
+    ]
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     run(model_path, path, tmp_path / "out.csv")
     assert pd.read_csv(tmp_path / "out.csv", dtype=str)["id"].tolist() == ["1", "b", "3"]
 
 
-def test_jsonl_key_missing_from_the_first_record_is_looked_for_further_on(model_path, tmp_path, capsys):
-    records = [{"text": "No target here"}, {"text": "The strikes were reckless", "target": TARGET}, {"text": "A lawful reply", "target": TARGET}]
+def test_jsonl_key_missing_from_the_first_record_is_looked_for_further_on(
+    model_path, tmp_path, capsys
+):
+    records = [
+        {"text": "No target here"},
+        {"text": "The strikes were reckless", "target": TARGET},
+        {"text": "A lawful reply", "target": TARGET},
+    ]
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     summary = run(model_path, path, tmp_path / "out.csv", chunk_size=2)
     assert (summary.rows_read, summary.predicted, summary.rejected) == (3, 2, 1)
     assert pd.read_csv(tmp_path / "out.rejects.csv")["reason"].tolist() == ["missing target"]
     # A key no line carries is still an error before any output, saying how far it looked.
-    assert main(["predict", str(model_path), str(path), "-o", str(tmp_path / "x.csv"), "--jobs", "1", "--target-column", "topic"]) == 2
-    assert "no line of the first 3 has the key 'topic'; found keys ['text', 'target']" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "predict",
+                str(model_path),
+                str(path),
+                "-o",
+                str(tmp_path / "x.csv"),
+                "--jobs",
+                "1",
+                "--target-column",
+                "topic",
+            ]
+        )
+        == 2
+    )
+    assert (
+        "no line of the first 3 has the key 'topic'; found keys ['text', 'target']"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "x.csv").exists()
 
 
-@pytest.mark.parametrize("content, message", [(b"", "is empty"), (b"oops\n[1]\n", "no line holds a JSON object (line 1: malformed JSON")])
-def test_jsonl_without_any_record_exits_2_without_output(model_path, tmp_path, capsys, content, message):
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "is empty"), (b"oops\n[1]\n", "no line holds a JSON object (line 1: malformed JSON")],
+)
+def test_jsonl_without_any_record_exits_2_without_output(
+    model_path, tmp_path, capsys, content, message
+):
     path = tmp_path / "in.jsonl"
     path.write_bytes(content)
-    assert main(["predict", str(model_path), str(path), "-o", str(tmp_path / "out.csv"), "--jobs", "1"]) == 2
+    assert (
+        main(
+            ["predict", str(model_path), str(path), "-o", str(tmp_path / "out.csv"), "--jobs", "1"]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [path]
 
 
 def test_one_target_for_every_row(model_path, tmp_path):
     path = tmp_path / "in.csv"
-    pd.DataFrame({"text": ["The strikes were reckless", "A lawful reply"]}).to_csv(path, index=False)
+    pd.DataFrame({"text": ["The strikes were reckless", "A lawful reply"]}).to_csv(
+        path, index=False
+    )
     run(model_path, path, tmp_path / "out.csv", target=TARGET)
     out = pd.read_csv(tmp_path / "out.csv")
     assert out["id"].tolist() == [2, 3]  # no id column: the line number
 
 
-def test_a_target_for_every_row_and_a_target_column_are_not_both_taken(model_path, sentences_csv, tmp_path, capsys):
-    args = ["predict", str(model_path), str(sentences_csv), "-o", str(tmp_path / "out.csv"), "--jobs", "1"]
+def test_a_target_for_every_row_and_a_target_column_are_not_both_taken(
+    model_path, sentences_csv, tmp_path, capsys
+):
+    args = [
+        "predict",
+        str(model_path),
+        str(sentences_csv),
+        "-o",
+        str(tmp_path / "out.csv"),
+        "--jobs",
+        "1",
+    ]
     assert main([*args, "--target", TARGET, "--target-column", "target"]) == 2
     assert "so the column --target-column 'target' would not be read" in capsys.readouterr().err
     assert not list(tmp_path.glob("out.csv*"))
 
 
 def test_rows_with_targets_a_per_target_model_never_saw_are_counted_in_a_note(tmp_path):
-    config = Config.from_toml(REPO / "experiments" / "sample.toml", ["features.char=false", "model.strategy=shared_per_target"])
+    config = Config.from_toml(
+        REPO / "experiments" / "sample.toml",
+        ["features.char=false", "model.strategy=shared_per_target"],
+    )
     data = load_dataset(config.data, REPO / "data")
     train = split_dataset(data.rows, config.split, config.seed)["train"]
-    model = StanceModel(fit_model(build_model(config), train), config.labels, config.to_dict(), needs_target(config))
+    model = StanceModel(
+        fit_model(build_model(config), train), config.labels, config.to_dict(), needs_target(config)
+    )
     path = model.save(tmp_path / "model.pkl")
     source = tmp_path / "in.csv"
     seen = train["target"].iloc[0]
-    pd.DataFrame({"text": ["A fair idea", "A bad idea", "No view", "Also fine"], "target": [seen, "rent caps", "rent caps", "bike lanes"]}).to_csv(source, index=False)
+    pd.DataFrame(
+        {
+            "text": ["A fair idea", "A bad idea", "No view", "Also fine"],
+            "target": [seen, "rent caps", "rent caps", "bike lanes"],
+        }
+    ).to_csv(source, index=False)
     messages = []
-    predict_file(str(path), str(source), str(tmp_path / "out.csv"), PredictOptions(jobs=1, chunk_size=2), log=messages.append)
+    predict_file(
+        str(path),
+        str(source),
+        str(tmp_path / "out.csv"),
+        PredictOptions(jobs=1, chunk_size=2),
+        log=messages.append,
+    )
     assert len(messages) == 2 and messages[0].startswith("rows read 4, predicted 4")
-    assert messages[1].startswith("note: 3 rows name targets") and "'rent caps' (2), 'bike lanes' (1)" in messages[1]
+    assert (
+        messages[1].startswith("note: 3 rows name targets")
+        and "'rent caps' (2), 'bike lanes' (1)" in messages[1]
+    )
     messages.clear()
-    summary = predict_file(str(path), str(source), str(tmp_path / "out2.csv"), PredictOptions(jobs=1, target=seen), log=messages.append)
+    summary = predict_file(
+        str(path),
+        str(source),
+        str(tmp_path / "out2.csv"),
+        PredictOptions(jobs=1, target=seen),
+        log=messages.append,
+    )
     assert summary.predicted == 4 and len(messages) == 1  # every row on a target it knows: no note
 
 
@@ -198,13 +314,31 @@ def test_rows_with_targets_a_per_target_model_never_saw_are_counted_in_a_note(tm
         (["--id-column", "doc_id"], "no column 'doc_id'"),
     ],
 )
-def test_missing_columns_exit_2_without_output(model_path, sentences_csv, tmp_path, capsys, args, message):
+def test_missing_columns_exit_2_without_output(
+    model_path, sentences_csv, tmp_path, capsys, args, message
+):
     output = tmp_path / "out.csv"
-    assert main(["predict", str(model_path), str(sentences_csv), "-o", str(output), "--jobs", "1", *args]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(model_path),
+                str(sentences_csv),
+                "-o",
+                str(output),
+                "--jobs",
+                "1",
+                *args,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert message in err
     # The fix offered is for the column that is missing, not the other one.
-    assert ("--text-column" in err) == ("body" in message) and ("--target-column" in err) == ("topic" in message)
+    assert ("--text-column" in err) == ("body" in message) and ("--target-column" in err) == (
+        "topic" in message
+    )
     assert ("--id-column" in err) == ("doc_id" in message)
     assert list(tmp_path.iterdir()) == [sentences_csv]
 
@@ -212,44 +346,129 @@ def test_missing_columns_exit_2_without_output(model_path, sentences_csv, tmp_pa
 def test_a_semicolon_separated_input_is_named_as_such(model_path, tmp_path, capsys):
     source = tmp_path / "in.csv"
     source.write_text("text;target\nA fair idea;carbon tax\n", encoding="utf-8")
-    assert main(["predict", str(model_path), str(source), "-o", str(tmp_path / "out.csv"), "--jobs", "1"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(model_path),
+                str(source),
+                "-o",
+                str(tmp_path / "out.csv"),
+                "--jobs",
+                "1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "found columns ['text;target']. The file looks separated by semicolons, but was read as CSV" in err
+    assert (
+        "found columns ['text;target']. The file looks separated by semicolons, but was read as CSV"
+        in err
+    )
     assert not (tmp_path / "out.csv").exists()
 
 
 def test_a_named_id_column_is_looked_for_across_jsonl_lines(model_path, tmp_path, capsys):
-    records = [{"text": "The strikes were reckless", "target": TARGET}, {"doc": "b", "text": "A lawful reply", "target": TARGET}]
+    records = [
+        {"text": "The strikes were reckless", "target": TARGET},
+        {"doc": "b", "text": "A lawful reply", "target": TARGET},
+    ]
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     run(model_path, path, tmp_path / "out.csv", columns=ColumnNames(id="doc"))
     assert pd.read_csv(tmp_path / "out.csv", dtype=str)["id"].tolist() == ["1", "b"]
-    assert main(["predict", str(model_path), str(path), "-o", str(tmp_path / "x.csv"), "--jobs", "1", "--id-column", "doc_id"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(model_path),
+                str(path),
+                "-o",
+                str(tmp_path / "x.csv"),
+                "--jobs",
+                "1",
+                "--id-column",
+                "doc_id",
+            ]
+        )
+        == 2
+    )
     assert "no line of the first 2 has the key 'doc_id'" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_not_a_stance_model_and_unreadable_input_exit_2(model_path, sentences_csv, tmp_path, capsys):
+def test_not_a_stance_model_and_unreadable_input_exit_2(
+    model_path, sentences_csv, tmp_path, capsys
+):
     import pickle
 
     (tmp_path / "other.pkl").write_bytes(pickle.dumps({"weights": [1, 2]}))
-    assert main(["predict", str(tmp_path / "other.pkl"), str(sentences_csv), "-o", str(tmp_path / "a.csv")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "other.pkl"),
+                str(sentences_csv),
+                "-o",
+                str(tmp_path / "a.csv"),
+            ]
+        )
+        == 2
+    )
     assert "not a stance model" in capsys.readouterr().err
-    assert main(["predict", str(model_path), str(tmp_path / "absent.csv"), "-o", str(tmp_path / "b.csv")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(model_path),
+                str(tmp_path / "absent.csv"),
+                "-o",
+                str(tmp_path / "b.csv"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path / "nothing"), str(sentences_csv), "-o", str(tmp_path / "c.csv")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "nothing"),
+                str(sentences_csv),
+                "-o",
+                str(tmp_path / "c.csv"),
+            ]
+        )
+        == 2
+    )
     assert not list(tmp_path.glob("[abc].csv*"))
 
 
-@pytest.mark.parametrize("settings, message", [({"jobs": 0}, "jobs must be at least 1"), ({"chunk_size": 0}, "chunk size must be at least 1")])
-def test_worker_and_chunk_counts_below_one_are_refused_before_any_output(model_path, sentences_csv, tmp_path, settings, message):
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"jobs": 0}, "jobs must be at least 1"),
+        ({"chunk_size": 0}, "chunk size must be at least 1"),
+    ],
+)
+def test_worker_and_chunk_counts_below_one_are_refused_before_any_output(
+    model_path, sentences_csv, tmp_path, settings, message
+):
     with pytest.raises(StanceError, match=message):
-        predict_file(str(model_path), str(sentences_csv), str(tmp_path / "out.csv"), PredictOptions(**settings), log=lambda m: None)
+        predict_file(
+            str(model_path),
+            str(sentences_csv),
+            str(tmp_path / "out.csv"),
+            PredictOptions(**settings),
+            log=lambda m: None,
+        )
     assert list(tmp_path.iterdir()) == [sentences_csv]
 
 
 def interrupt_at(monkeypatch, index: int):
-    """Make chunk ``index`` raise KeyboardInterrupt, as Ctrl-C would; returns the real chunk runner."""
+    """Make chunk ``index`` raise KeyboardInterrupt, as Ctrl-C would; returns the real chunk
+    runner.
+    """
     real = predict_module._run_chunk
 
     def interrupted(task):
@@ -261,17 +480,23 @@ def interrupt_at(monkeypatch, index: int):
     return real
 
 
-def test_interrupted_run_leaves_no_output_and_resume_equals_one_run(model_path, sentences_csv, tmp_path, monkeypatch):
+def test_interrupted_run_leaves_no_output_and_resume_equals_one_run(
+    model_path, sentences_csv, tmp_path, monkeypatch
+):
     run(model_path, sentences_csv, tmp_path / "once.csv", chunk_size=50)
     real = interrupt_at(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50)
     assert not (tmp_path / "out.csv").exists()
-    done = sorted(p.name for p in (tmp_path / "out.csv.parts").glob("*.json") if p.name != "state.json")
+    done = sorted(
+        p.name for p in (tmp_path / "out.csv.parts").glob("*.json") if p.name != "state.json"
+    )
     assert done == ["00000000.json", "00000001.json", "00000002.json", "00000003.json"]
 
     calls = []
-    monkeypatch.setattr(predict_module, "_run_chunk", lambda task: calls.append(task[0].index) or real(task))
+    monkeypatch.setattr(
+        predict_module, "_run_chunk", lambda task: calls.append(task[0].index) or real(task)
+    )
     with pytest.raises(Exception, match="--resume"):
         run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50)
     with pytest.raises(Exception, match="settings changed"):
@@ -283,16 +508,34 @@ def test_interrupted_run_leaves_no_output_and_resume_equals_one_run(model_path, 
 
 
 def stance_command(*args) -> list[str]:
-    return [sys.executable, "-c", "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))", *args]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))",
+        *args,
+    ]
 
 
 def test_resume_after_a_killed_process(model_path, tmp_path):
-    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(columns={"sentence": "text"})
+    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(
+        columns={"sentence": "text"}
+    )
     big = pd.concat([frame] * 40, ignore_index=True).assign(id=lambda f: range(len(f)))
     source = tmp_path / "big.csv"
     big[["id", "text", "target"]].to_csv(source, index=False)
-    args = [str(model_path), str(source), "-o", str(tmp_path / "out.csv"), "--chunk-size", "400", "--jobs", "1"]
-    process = subprocess.Popen(stance_command("predict", *args), cwd=REPO, stderr=subprocess.DEVNULL)
+    args = [
+        str(model_path),
+        str(source),
+        "-o",
+        str(tmp_path / "out.csv"),
+        "--chunk-size",
+        "400",
+        "--jobs",
+        "1",
+    ]
+    process = subprocess.Popen(
+        stance_command("predict", *args), cwd=REPO, stderr=subprocess.DEVNULL
+    )
     parts = tmp_path / "out.csv.parts"
     deadline = time.time() + 60
     while time.time() < deadline and len(list(parts.glob("0*.json"))) < 2:
@@ -302,34 +545,70 @@ def test_resume_after_a_killed_process(model_path, tmp_path):
     assert not (tmp_path / "out.csv").exists()
     finished = len(list(parts.glob("0*.json")))
     assert 2 <= finished < len(big) // 400
-    subprocess.run(stance_command("predict", *args, "--resume"), cwd=REPO, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        stance_command("predict", *args, "--resume"),
+        cwd=REPO,
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
     run(model_path, source, tmp_path / "once.csv", chunk_size=400)
     assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "once.csv").read_bytes()
 
 
 def test_two_jobs_keep_the_input_order(model_path, sentences_csv, tmp_path):
     run(model_path, sentences_csv, tmp_path / "one.csv", chunk_size=30)
-    predict_file(str(model_path), str(sentences_csv), str(tmp_path / "two.csv"), PredictOptions(jobs=2, chunk_size=30), log=lambda m: None)
+    predict_file(
+        str(model_path),
+        str(sentences_csv),
+        str(tmp_path / "two.csv"),
+        PredictOptions(jobs=2, chunk_size=30),
+        log=lambda m: None,
+    )
     assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
 
 
 def test_stdin_to_stdout(model_path, sentences_csv):
     result = subprocess.run(
-        stance_command("predict", str(model_path), "-", "-o", "-", "--format", "jsonl", "--chunk-size", "100", "--jobs", "1"),
-        input=sentences_csv.read_bytes(), capture_output=True, cwd=REPO, check=True,
+        stance_command(
+            "predict",
+            str(model_path),
+            "-",
+            "-o",
+            "-",
+            "--format",
+            "jsonl",
+            "--chunk-size",
+            "100",
+            "--jobs",
+            "1",
+        ),
+        input=sentences_csv.read_bytes(),
+        capture_output=True,
+        cwd=REPO,
+        check=True,
     )
     out = pd.read_json(__import__("io").BytesIO(result.stdout), lines=True)
     assert len(out) == 418 and set(out["label"]) <= {"FAVOR", "AGAINST", "NONE"}
     assert b"rows read 418, predicted 418, rejected 0" in result.stderr
 
 
-def test_an_output_or_rejects_file_that_names_the_input_is_refused(model_path, sentences_csv, tmp_path):
+def test_an_output_or_rejects_file_that_names_the_input_is_refused(
+    model_path, sentences_csv, tmp_path
+):
     before = sentences_csv.read_bytes()
     (tmp_path / "link.csv").symlink_to(sentences_csv)
     cases = [
         (str(sentences_csv), {}, "The output .* is the input"),
-        (str(tmp_path / "link.csv"), {}, "The output .* is the input"),  # the same file by another name
-        (str(tmp_path / "out.csv"), {"rejects": str(sentences_csv)}, "The rejects file .* is the input"),
+        (
+            str(tmp_path / "link.csv"),
+            {},
+            "The output .* is the input",
+        ),  # the same file by another name
+        (
+            str(tmp_path / "out.csv"),
+            {"rejects": str(sentences_csv)},
+            "The rejects file .* is the input",
+        ),
         (str(tmp_path / "out.csv"), {"rejects": str(tmp_path / "out.csv")}, "both .*out.csv"),
     ]
     for output, options, message in cases:
@@ -353,7 +632,8 @@ def test_an_unbalanced_quote_is_rejected_with_the_lines_it_spans(model_path, tmp
     assert out["id"].tolist() == [1, 5]
     assert rejects["line"].tolist() == [3, 7]
     assert rejects["reason"].tolist() == [
-        "malformed line: ',' expected after '\"' (lines 3-5 were read as one record; look for an unbalanced quote)",
+        "malformed line: ',' expected after '\"' (lines 3-5 were read as one record; look for an "
+        "unbalanced quote)",
         "malformed line: a quoted field opened here is never closed",
     ]
     assert (summary.rows_read, summary.predicted, summary.rejected) == (4, 2, 2)
@@ -368,10 +648,20 @@ def test_model_uris_of_all_three_kinds(model_path, sentences_csv, tmp_path, monk
     with tracking.start_run("predict-test", {}) as run_id:
         tracking.log_model(model, pd.DataFrame({"text": ["a reply"], "target": [TARGET]}))
     version = tracking.register_model(run_id, "stance-sample", alias="champion")
-    folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path / "local")))
+    folder = Path(
+        mlflow.artifacts.download_artifacts(
+            f"runs:/{run_id}/model", dst_path=str(tmp_path / "local")
+        )
+    )
     expected = None
-    uris = (str(model_path), str(folder), f"runs:/{run_id}/model", f"runs:/{run_id[:8]}/model",
-            "models:/stance-sample@champion", f"models:/stance-sample/{version}")
+    uris = (
+        str(model_path),
+        str(folder),
+        f"runs:/{run_id}/model",
+        f"runs:/{run_id[:8]}/model",
+        "models:/stance-sample@champion",
+        f"models:/stance-sample/{version}",
+    )
     for uri in uris:
         run(uri, sentences_csv, tmp_path / "out.csv")
         out = (tmp_path / "out.csv").read_bytes()
@@ -383,7 +673,8 @@ def test_model_uris_of_all_three_kinds(model_path, sentences_csv, tmp_path, monk
 
 
 DOCUMENT = (
-    "WASHINGTON — Dr. Jane Roe told U.S. and U.K. officials on Monday that the strikes were “a grave mistake. "
+    "WASHINGTON — Dr. Jane Roe told U.S. and U.K. officials on Monday that the strikes were “a "
+    "grave mistake. "
     "Nobody should pretend otherwise.” She spoke for an hour.\n\n"
     "Critics, e.g. Sen. Doe, disagreed – resp. abstained. The vote is on Friday."
 )
@@ -399,7 +690,8 @@ def test_documents_offsets_boundaries_and_one_row_per_document(model_path, tmp_p
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     one = out[(out["id"] == "one") & (out["level"] == "sentence")]
     assert one["text"].tolist() == [
-        "WASHINGTON — Dr. Jane Roe told U.S. and U.K. officials on Monday that the strikes were “a grave mistake. Nobody should pretend otherwise.”",
+        "WASHINGTON — Dr. Jane Roe told U.S. and U.K. officials on Monday that the strikes were "
+        "“a grave mistake. Nobody should pretend otherwise.”",
         "She spoke for an hour.",
         "Critics, e.g. Sen. Doe, disagreed – resp. abstained.",
         "The vote is on Friday.",
@@ -410,58 +702,115 @@ def test_documents_offsets_boundaries_and_one_row_per_document(model_path, tmp_p
     assert documents["id"].tolist() == ["one", "two"]
     shares = documents[["share_FAVOR", "share_AGAINST", "share_NONE"]].astype(float).sum(axis=1)
     assert shares.round(9).tolist() == [1.0, 1.0]
-    assert (summary.rows_read, summary.predicted, summary.rejected, summary.sentences) == (3, 2, 1, 6)
-    assert pd.read_csv(tmp_path / "out.rejects.csv")["reason"].tolist() == ["empty document: no sentences"]
+    assert (summary.rows_read, summary.predicted, summary.rejected, summary.sentences) == (
+        3,
+        2,
+        1,
+        6,
+    )
+    assert pd.read_csv(tmp_path / "out.rejects.csv")["reason"].tolist() == [
+        "empty document: no sentences"
+    ]
 
 
 def test_documents_folder_bad_files_are_rejected_and_the_rest_predicted(model_path, tmp_path):
     folder = tmp_path / "docs"
     (folder / "2024").mkdir(parents=True)
     (folder / "a.txt").write_text("The strikes were reckless. They must stop.", encoding="utf-8")
-    (folder / "a.md").write_text("A second file with the same name. It has two sentences.", encoding="utf-8")
+    (folder / "a.md").write_text(
+        "A second file with the same name. It has two sentences.", encoding="utf-8"
+    )
     (folder / "b.txt").write_bytes(b"Caf\xe9 strikes were wrong.")  # latin-1, not UTF-8
     (folder / "2024" / "c.txt").write_text("Nested documents count too.", encoding="utf-8")
     (folder / "image.png").write_bytes(b"\x89PNG")  # not a document: not read
-    summary = run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET, chunk_size=100)
+    summary = run(
+        model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET, chunk_size=100
+    )
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     documents = out[out["level"] == "document"]
     # Sorted paths; ids that would collide keep their extension, and each gets its own document row.
     assert documents["id"].tolist() == ["2024/c", "a.md", "a.txt"]
-    assert out[out["level"] == "sentence"].groupby("id").size().to_dict() == {"2024/c": 1, "a.md": 2, "a.txt": 2}
+    assert out[out["level"] == "sentence"].groupby("id").size().to_dict() == {
+        "2024/c": 1,
+        "a.md": 2,
+        "a.txt": 2,
+    }
     rejects = pd.read_csv(tmp_path / "out.rejects.csv")
     assert rejects[["line", "id"]].values.tolist() == [[4, "b"]]
     assert rejects["reason"][0].startswith("undecodable bytes: byte 3 is not valid UTF-8")
     assert (summary.rows_read, summary.predicted, summary.rejected) == (4, 3, 1)
 
 
-@pytest.mark.parametrize("make, message", [(lambda p: None, "does not exist"), (lambda p: p.mkdir(), "holds no .txt files")])
-def test_documents_path_without_documents_exits_2_and_leaves_nothing(model_path, tmp_path, capsys, make, message):
+@pytest.mark.parametrize(
+    "make, message",
+    [(lambda p: None, "does not exist"), (lambda p: p.mkdir(), "holds no .txt files")],
+)
+def test_documents_path_without_documents_exits_2_and_leaves_nothing(
+    model_path, tmp_path, capsys, make, message
+):
     make(tmp_path / "docs")
-    args = ["predict", str(model_path), str(tmp_path / "docs"), "--documents", "--target", TARGET, "-o", str(tmp_path / "out.csv")]
+    args = [
+        "predict",
+        str(model_path),
+        str(tmp_path / "docs"),
+        "--documents",
+        "--target",
+        TARGET,
+        "-o",
+        str(tmp_path / "out.csv"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-    assert not list(tmp_path.glob("out.csv*"))  # no output, and no parts folder that would demand --resume
+    assert not list(
+        tmp_path.glob("out.csv*")
+    )  # no output, and no parts folder that would demand --resume
 
 
-@pytest.mark.parametrize("option", [["--text-column", "body"], ["--id-column", "doc_id"], ["--input-format", "tsv"]])
+@pytest.mark.parametrize(
+    "option", [["--text-column", "body"], ["--id-column", "doc_id"], ["--input-format", "tsv"]]
+)
 def test_table_options_with_documents_are_refused_not_ignored(model_path, tmp_path, capsys, option):
     (tmp_path / "a.txt").write_text("The strikes were reckless. A lawful reply.")
-    args = ["predict", str(model_path), str(tmp_path / "a.txt"), "--documents", "--target", TARGET, "-o", str(tmp_path / "out.csv"), *option]
+    args = [
+        "predict",
+        str(model_path),
+        str(tmp_path / "a.txt"),
+        "--documents",
+        "--target",
+        TARGET,
+        "-o",
+        str(tmp_path / "out.csv"),
+        *option,
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"{option[0]}: an option for a file of sentences, but --documents reads plain-text documents" in err
+    assert (
+        f"{option[0]}: an option for a file of sentences, but --documents reads plain-text "
+        "documents" in err
+    )
     assert not list(tmp_path.glob("out.csv*"))
     # The Python call refuses them too: the check is predict_file's, not the command line's.
     with pytest.raises(StanceError, match="an option for a file of sentences"):
-        run(model_path, tmp_path / "a.txt", tmp_path / "out.csv", documents=True, target=TARGET, columns=ColumnNames(id="doc_id"))
+        run(
+            model_path,
+            tmp_path / "a.txt",
+            tmp_path / "out.csv",
+            documents=True,
+            target=TARGET,
+            columns=ColumnNames(id="doc_id"),
+        )
 
 
-def test_resume_refuses_documents_changed_since_the_interrupted_run(model_path, tmp_path, monkeypatch):
+def test_resume_refuses_documents_changed_since_the_interrupted_run(
+    model_path, tmp_path, monkeypatch
+):
     folder = tmp_path / "docs"
     folder.mkdir()
     for i in range(4):
-        (folder / f"{i}.txt").write_text(f"Document {i} says the strikes were reckless. It says so twice.", encoding="utf-8")
+        (folder / f"{i}.txt").write_text(
+            f"Document {i} says the strikes were reckless. It says so twice.", encoding="utf-8"
+        )
     real = interrupt_at(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET, chunk_size=200)
@@ -469,7 +818,15 @@ def test_resume_refuses_documents_changed_since_the_interrupted_run(model_path, 
     # Only a document's content changes: the folder itself looks the same.
     (folder / "3.txt").write_text("Now it says something else entirely.", encoding="utf-8")
     with pytest.raises(Exception, match="input_files changed"):
-        run(model_path, folder, tmp_path / "out.csv", documents=True, target=TARGET, chunk_size=200, resume=True)
+        run(
+            model_path,
+            folder,
+            tmp_path / "out.csv",
+            documents=True,
+            target=TARGET,
+            chunk_size=200,
+            resume=True,
+        )
 
 
 def test_shared_documents_split_cleanly(model_path, tmp_path, shared_data):
@@ -481,15 +838,28 @@ def test_shared_documents_split_cleanly(model_path, tmp_path, shared_data):
     for row in sentences.itertuples():
         assert texts[row.id][row.start : row.end] == row.text
     assert not sentences["text"].str.endswith(("U.S.", "U.K.", "Dr.")).any()
-    assert sentences["text"].str.contains("‘All is well! Missiles launched from Iran", regex=False).any()
+    assert (
+        sentences["text"]
+        .str.contains("‘All is well! Missiles launched from Iran", regex=False)
+        .any()
+    )
     assert sorted(out.loc[out["level"] == "document", "id"]) == sorted(texts)
 
 
 def test_majority_aggregation(model_path, tmp_path):
     path = tmp_path / "doc.txt"
-    path.write_text("The strikes were reckless and dangerous. They endangered civilians. Flights were rerouted.")
+    path.write_text(
+        "The strikes were reckless and dangerous. They endangered civilians. Flights were rerouted."
+    )
     run(model_path, path, tmp_path / "mean.csv", documents=True, target=TARGET)
-    run(model_path, path, tmp_path / "majority.csv", documents=True, target=TARGET, aggregate="majority")
+    run(
+        model_path,
+        path,
+        tmp_path / "majority.csv",
+        documents=True,
+        target=TARGET,
+        aggregate="majority",
+    )
     for name in ("mean", "majority"):
         document = pd.read_csv(tmp_path / f"{name}.csv").query("level == 'document'")
         assert len(document) == 1 and document["label"].iloc[0] in {"FAVOR", "AGAINST", "NONE"}
@@ -497,7 +867,10 @@ def test_majority_aggregation(model_path, tmp_path):
 
 def test_a_missing_value_marker_is_rejected_not_predicted(model_path, tmp_path):
     path = tmp_path / "in.csv"
-    path.write_text(f"id,text,target\n1,The strikes were lawful.,{TARGET}\n2,NaN,{TARGET}\n3,Who fired first?,NULL\n")
+    path.write_text(
+        f"id,text,target\n1,The strikes were lawful.,{TARGET}\n2,NaN,{TARGET}\n3,Who fired "
+        "first?,NULL\n"
+    )
     summary = run(model_path, path, tmp_path / "out.csv")
     assert (summary.rows_read, summary.predicted, summary.rejected) == (3, 1, 2)
     rejects = pd.read_csv(tmp_path / "out.rejects.csv")

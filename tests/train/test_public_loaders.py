@@ -14,8 +14,16 @@ def test_semeval2016_keeps_tweeteval_splits_and_targets(shared_data):
     config, data, splits = load("semeval2016", shared_data)
     assert data.rows_read == 2620 + 294 + 1249
     assert len(data.rows) + len(data.rejects) == data.rows_read
-    assert len(splits["valid"]) == 294 and len(splits["test"]) == 1249  # evaluation splits untouched
-    assert set(data.rows["target"]) == {"Atheism", "Climate Change is a Real Concern", "Feminist Movement", "Hillary Clinton", "Legalization of Abortion"}
+    assert (
+        len(splits["valid"]) == 294 and len(splits["test"]) == 1249
+    )  # evaluation splits untouched
+    assert set(data.rows["target"]) == {
+        "Atheism",
+        "Climate Change is a Real Concern",
+        "Feminist Movement",
+        "Hillary Clinton",
+        "Legalization of Abortion",
+    }
     assert set(data.rows["label"]) == {"FAVOR", "AGAINST", "NONE"}
     first = data.rows.iloc[0]
     assert first["source"].endswith("abortion/train_text.txt") and first["line"] == 1
@@ -41,6 +49,8 @@ def test_argq_maps_stance_and_keeps_unseen_test_topics(shared_data):
 
 
 def test_argq_confidence_becomes_the_weight(shared_data):
-    config = Config.from_toml("experiments/argq.toml", ["data.use_weights=true", "data.on_bad_rows=quarantine"])
+    config = Config.from_toml(
+        "experiments/argq.toml", ["data.use_weights=true", "data.on_bad_rows=quarantine"]
+    )
     weights = load_dataset(config.data, shared_data).rows["weight"]
     assert weights.between(0, 1).all() and weights.nunique() > 10

@@ -1,4 +1,6 @@
-"""`stance runs`, `compare`, `register` and `reproduce`, through main(argv), on a tracking store under tmp_path."""
+"""`stance runs`, `compare`, `register` and `reproduce`, through main(argv), on a tracking store
+under tmp_path.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +43,9 @@ def store(tmp_path_factory):
         patch.chdir(folder)
         data = str(folder / "data")
         first = trained(SAMPLE, "--data-dir", data, "--set", "features.char=false")
-        second = trained(SAMPLE, "--data-dir", data, "--set", "features.char=false", "--set", "clf__C=0.05")
+        second = trained(
+            SAMPLE, "--data-dir", data, "--set", "features.char=false", "--set", "clf__C=0.05"
+        )
         yield {"folder": folder, "data": data, "first": first, "second": second}
 
 
@@ -80,7 +84,11 @@ def test_a_run_id_prefix_must_name_one_run(store, monkeypatch):
 
     assert tracking.run_info(store["first"][:4])["run_id"] == store["first"]
     code, _, err = run_main("compare", store["first"][:3], store["second"])
-    assert code == 2 and f"No run '{store['first'][:3]}'" in err and "needs four characters at least" in err
+    assert (
+        code == 2
+        and f"No run '{store['first'][:3]}'" in err
+        and "needs four characters at least" in err
+    )
     # Two runs share a first character once there are 17 of them; allow one-character
     # prefixes to reach that case without creating thousands of runs.
     monkeypatch.setattr(tracking, "RUN_ID_PREFIX", re.compile(r"[0-9a-f]{1,31}"))
@@ -90,7 +98,11 @@ def test_a_run_id_prefix_must_name_one_run(store, monkeypatch):
         ids.append(MlflowClient().create_run(experiment).info.run_id)
     shared = next(i[0] for i in ids if sum(j[0] == i[0] for j in ids) > 1)
     code, _, err = run_main("compare", shared, store["second"])
-    assert code == 2 and f"Run id '{shared}' is the start of more than one run" in err and "give more of it" in err
+    assert (
+        code == 2
+        and f"Run id '{shared}' is the start of more than one run" in err
+        and "give more of it" in err
+    )
     for run_id in ids[2:]:
         MlflowClient().delete_run(run_id)
 
@@ -106,7 +118,9 @@ def test_show_prints_a_training_runs_kind_code_and_model_card(store):
 
 
 def test_show_lists_every_metric_of_a_run_without_a_card(store):
-    code, out, _ = run_main("cv", SAMPLE, "--data-dir", store["data"], "--folds", "2", "--set", "features.char=false")
+    code, out, _ = run_main(
+        "cv", SAMPLE, "--data-dir", store["data"], "--folds", "2", "--set", "features.char=false"
+    )
     assert code == 0
     cv_run = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
     code, out, _ = run_main("show", cv_run)
@@ -118,7 +132,16 @@ def test_show_lists_every_metric_of_a_run_without_a_card(store):
 
 
 def test_show_gives_a_search_trial_its_parents_commit(store):
-    code, _, err = run_main("search", SAMPLE, "--trials", "1", "--data-dir", store["data"], "--set", "features.char=false")
+    code, _, err = run_main(
+        "search",
+        SAMPLE,
+        "--trials",
+        "1",
+        "--data-dir",
+        store["data"],
+        "--set",
+        "features.char=false",
+    )
     assert code == 0, err
     code, out, _ = run_main("runs", "sample", "--trials", "--limit", "1")
     trial, parent = out.splitlines()[1].split()[:2]
@@ -145,7 +168,9 @@ def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
 
 
 def test_register_moves_the_alias(store):
-    code, out, _ = run_main("register", store["first"], "--name", "stance-sample", "--alias", "champion")
+    code, out, _ = run_main(
+        "register", store["first"], "--name", "stance-sample", "--alias", "champion"
+    )
     assert code == 0 and "models:/stance-sample@champion" in out
     run_main("register", store["second"][:8], "--name", "stance-sample", "--alias", "champion")
     version = MlflowClient().get_model_version_by_alias("stance-sample", "champion")
@@ -154,13 +179,22 @@ def test_register_moves_the_alias(store):
     assert code == 2 and "No run" in err
 
 
-@pytest.mark.parametrize("name, alias, message", [
-    ("", None, "Cannot register run .* as '': Missing value"),
-    ("a/b", None, "Names cannot contain '/'"),
-    ("stance-reserved", "latest", "'latest' alias name .* is reserved. Version 1 was removed again"),
-])
+@pytest.mark.parametrize(
+    "name, alias, message",
+    [
+        ("", None, "Cannot register run .* as '': Missing value"),
+        ("a/b", None, "Names cannot contain '/'"),
+        (
+            "stance-reserved",
+            "latest",
+            "'latest' alias name .* is reserved. Version 1 was removed again",
+        ),
+    ],
+)
 def test_register_refuses_a_bad_name_or_alias_and_leaves_no_version(store, name, alias, message):
-    code, _, err = run_main("register", store["first"], "--name", name, *(["--alias", alias] if alias else []))
+    code, _, err = run_main(
+        "register", store["first"], "--name", name, *(["--alias", alias] if alias else [])
+    )
     assert code == 2 and "Traceback" not in err
     assert re.search(message, err), err
     if name:  # an empty name cannot be searched for
@@ -186,7 +220,9 @@ def test_register_refuses_a_bad_name_or_alias_and_leaves_no_version(store, name,
 def test_counts_below_their_least_are_refused_by_the_parser(argv, least):
     with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(io.StringIO()) as err:
         main(list(argv))
-    assert exit_info.value.code == 2 and f"expected a whole number, {least} or more" in err.getvalue()
+    assert (
+        exit_info.value.code == 2 and f"expected a whole number, {least} or more" in err.getvalue()
+    )
 
 
 def test_register_takes_the_logged_model_and_refuses_a_run_without_one(store):

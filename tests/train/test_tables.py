@@ -12,11 +12,24 @@ def read_rows(path, fmt, batch_size=10_000):
     with Table(path, fmt, batch_size=batch_size) as table:
         out = []
         for batch in table.batches():
-            out += [(line, row, batch.problems.get(i)) for i, (line, row) in enumerate(zip(batch.lines, batch.rows))]
+            out += [
+                (line, row, batch.problems.get(i))
+                for i, (line, row) in enumerate(zip(batch.lines, batch.rows))
+            ]
         return table.columns, out
 
 
-@pytest.mark.parametrize("name, given, expected", [("a.CSV", None, "csv"), ("a.tab", None, "tsv"), ("a.ndjson", None, "jsonl"), ("a.pq", None, "parquet"), ("a.txt", "tsv", "tsv"), ("-", None, "csv")])
+@pytest.mark.parametrize(
+    "name, given, expected",
+    [
+        ("a.CSV", None, "csv"),
+        ("a.tab", None, "tsv"),
+        ("a.ndjson", None, "jsonl"),
+        ("a.pq", None, "parquet"),
+        ("a.txt", "tsv", "tsv"),
+        ("-", None, "csv"),
+    ],
+)
 def test_format_comes_from_the_option_or_the_extension(name, given, expected):
     assert format_of(name, given) == expected
 
@@ -34,11 +47,15 @@ def test_format_comes_from_the_option_or_the_extension(name, given, expected):
 )
 def test_a_header_split_on_the_wrong_separator_is_pointed_out(tmp_path, header, fmt, expected):
     path = tmp_path / f"rows.{fmt}"
-    path.write_text(header + "\n", encoding="utf-8") if fmt != "jsonl" else path.write_text('{"text;target": "x"}\n', encoding="utf-8")
+    path.write_text(header + "\n", encoding="utf-8") if fmt != "jsonl" else path.write_text(
+        '{"text;target": "x"}\n', encoding="utf-8"
+    )
     columns, _ = read_all(path, fmt)
     hint = separator_hint(columns, fmt)
     assert (expected in hint) if expected else hint == ""
-    assert separator_hint(["text", "target;x"], "csv") == ""  # a header that did split is not second-guessed
+    assert (
+        separator_hint(["text", "target;x"], "csv") == ""
+    )  # a header that did split is not second-guessed
 
 
 def test_an_unknown_format_names_the_choices():
@@ -53,12 +70,16 @@ def test_csv_rows_keep_their_first_line_across_batches_and_blank_lines(tmp_path)
     path.write_text('text,target\n"two\nlines",t\n\nthree,t\nfour,t\n', encoding="utf-8")
     columns, rows = read_rows(path, "csv", batch_size=2)
     assert columns == ["text", "target"]
-    assert [(line, row[0]) for line, row, _ in rows] == [(2, "two\nlines"), (5, "three"), (6, "four")]
+    assert [(line, row[0]) for line, row, _ in rows] == [
+        (2, "two\nlines"),
+        (5, "three"),
+        (6, "four"),
+    ]
 
 
 def test_csv_problems_are_reported_in_place_and_reading_goes_on(tmp_path):
     path = tmp_path / "rows.csv"
-    path.write_bytes(b'text,target\nfine,t\ntoo,many,fields\nbad \xff byte,t\nlast,t\n')
+    path.write_bytes(b"text,target\nfine,t\ntoo,many,fields\nbad \xff byte,t\nlast,t\n")
     _, rows = read_rows(path, "csv")
     problems = {line: problem for line, _, problem in rows}
     assert problems[2] is None and problems[5] is None
@@ -77,7 +98,10 @@ def test_an_unclosed_quote_names_the_lines_it_swallowed(tmp_path):
 
 def test_jsonl_problems_are_reported_with_the_line_as_read(tmp_path):
     path = tmp_path / "rows.jsonl"
-    path.write_text('{"text": "a", "target": "t"}\nnot json\n[1, 2]\n{"text": ["x"], "target": "t"}\n', encoding="utf-8")
+    path.write_text(
+        '{"text": "a", "target": "t"}\nnot json\n[1, 2]\n{"text": ["x"], "target": "t"}\n',
+        encoding="utf-8",
+    )
     with Table(path, "jsonl") as table:
         batch = next(table.batches())
     assert batch.lines == [1, 2, 3, 4]
@@ -107,10 +131,16 @@ def test_read_all_takes_every_key_of_every_line(tmp_path):
 
 def test_parquet_rows_are_numbered_from_one_across_batches(tmp_path):
     path = tmp_path / "rows.parquet"
-    pd.DataFrame({"text": ["a", "b", "c"], "target": ["t", None, "u"], "id": [10, 11, 12]}).to_parquet(path)
+    pd.DataFrame(
+        {"text": ["a", "b", "c"], "target": ["t", None, "u"], "id": [10, 11, 12]}
+    ).to_parquet(path)
     columns, rows = read_rows(path, "parquet", batch_size=2)
     assert columns == ["text", "target", "id"]
-    assert [(line, row) for line, row, _ in rows] == [(1, ["a", "t", "10"]), (2, ["b", None, "11"]), (3, ["c", "u", "12"])]
+    assert [(line, row) for line, row, _ in rows] == [
+        (1, ["a", "t", "10"]),
+        (2, ["b", None, "11"]),
+        (3, ["c", "u", "12"]),
+    ]
 
 
 @pytest.mark.parametrize(

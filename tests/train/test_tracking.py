@@ -16,7 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def stance_model(sentences):
     config = Config.from_layers({"data": {"path": "x.csv", "labels": list(LABELS)}}, [])
-    return StanceModel(fit_model(build_model(config), sentences), LABELS, config.to_dict(), versions=runtime_versions())
+    return StanceModel(
+        fit_model(build_model(config), sentences),
+        LABELS,
+        config.to_dict(),
+        versions=runtime_versions(),
+    )
 
 
 class Records(logging.Handler):
@@ -46,8 +51,12 @@ def test_model_is_logged_as_code_quietly_and_serves_the_artifact(stance_model, s
     assert "python_model" not in flavor  # nothing of the wrapper is pickled
     # The project's lock travels with the model, whatever the working directory (here tmp_path).
     assert (Path(folder) / "uv.lock").read_bytes() == (REPO / "uv.lock").read_bytes()
-    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(sentences[["text", "target"]])
-    pd.testing.assert_frame_equal(served.reset_index(drop=True), stance_model.predict(sentences).reset_index(drop=True))
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(
+        sentences[["text", "target"]]
+    )
+    pd.testing.assert_frame_equal(
+        served.reset_index(drop=True), stance_model.predict(sentences).reset_index(drop=True)
+    )
 
 
 @pytest.mark.usefixtures("tracking")
@@ -67,21 +76,39 @@ def test_a_new_store_and_experiment_are_created_without_mlflow_info_lines():
 
 @pytest.mark.usefixtures("tracking")
 def test_the_served_model_logs_which_rows_name_targets_it_has_no_weights_for(sentences, caplog):
-    config = Config.from_layers({"data": {"path": "x.csv", "labels": list(LABELS)}, "model": {"strategy": "per_target", "min_target_rows": 5}}, [])
-    model = StanceModel(fit_model(build_model(config), sentences), LABELS, config.to_dict(), versions=runtime_versions())
+    config = Config.from_layers(
+        {
+            "data": {"path": "x.csv", "labels": list(LABELS)},
+            "model": {"strategy": "per_target", "min_target_rows": 5},
+        },
+        [],
+    )
+    model = StanceModel(
+        fit_model(build_model(config), sentences),
+        LABELS,
+        config.to_dict(),
+        versions=runtime_versions(),
+    )
     with tracking.start_run("tracking-test", {}) as run_id:
         tracking.log_model(model, sentences[["text", "target"]].head(2))
     served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     with caplog.at_level(logging.WARNING, logger="train.serving"):
         served.predict(sentences[["text", "target"]].head(3))
     assert caplog.records == []  # every target known
-    rows = pd.DataFrame({"text": ["Rent caps help tenants", "Caps freeze building"], "target": ["rent caps", "rent caps"]})
+    rows = pd.DataFrame(
+        {
+            "text": ["Rent caps help tenants", "Caps freeze building"],
+            "target": ["rent caps", "rent caps"],
+        }
+    )
     with caplog.at_level(logging.WARNING, logger="train.serving"):
         labelled = served.predict(rows)
     assert len(labelled) == 2
     [record] = caplog.records
     assert record.levelno == logging.WARNING
-    assert record.getMessage().startswith("2 rows name targets this model has no weights of its own for: 'rent caps' (2)")
+    assert record.getMessage().startswith(
+        "2 rows name targets this model has no weights of its own for: 'rent caps' (2)"
+    )
     assert "predicted by the joint model" in record.getMessage()
 
 
@@ -130,7 +157,10 @@ def test_a_dataset_lost_to_a_concurrent_insert_is_logged_on_retry(sentences, mon
     def racing(dataset, context=None, **kwargs):
         calls.append(context)
         if len(calls) == 1:
-            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name")
+            raise MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                "datasets.name"
+            )
         return real(dataset, context=context, **kwargs)
 
     monkeypatch.setattr(mlflow, "log_input", racing)
@@ -145,5 +175,8 @@ def test_a_dataset_lost_to_a_concurrent_insert_is_logged_on_retry(sentences, mon
         raise MlflowException("permission denied")
 
     monkeypatch.setattr(mlflow, "log_input", refused)  # any other failure is not retried
-    with tracking.start_run("tracking-test", {}), pytest.raises(MlflowException, match="permission denied"):
+    with (
+        tracking.start_run("tracking-test", {}),
+        pytest.raises(MlflowException, match="permission denied"),
+    ):
         tracking._log_input(dataset, "train")

@@ -1,4 +1,6 @@
-"""Fitting one experiment's model (train/training.py); the whole `stance train` path is in test_cli.py."""
+"""Fitting one experiment's model (train/training.py); the whole `stance train` path is in
+test_cli.py.
+"""
 
 import numpy as np
 import pytest
@@ -20,13 +22,18 @@ def test_the_fitted_model_carries_its_labels_settings_and_decision_weights(sente
     assert model.labels == tuple(LABELS)
     assert model.config == settings.to_dict()
     assert model.label_weights == {"NONE": 0.8}
-    assert list(model.predict(sentences).columns) == ["label", *[f"proba_{label}" for label in LABELS]]
+    assert list(model.predict(sentences).columns) == [
+        "label",
+        *[f"proba_{label}" for label in LABELS],
+    ]
 
 
 def test_row_weights_count_only_when_the_experiment_asks_for_them(sentences):
     # Weight zero on every AGAINST row about the strikes: with use_weights the model
     # learns nothing from them, so their predictions move; without it nothing changes.
-    weights = np.where((sentences["label"] == "AGAINST") & (sentences["target"] != "carbon tax"), 0.0, 1.0)
+    weights = np.where(
+        (sentences["label"] == "AGAINST") & (sentences["target"] != "carbon tax"), 0.0, 1.0
+    )
     frame = sentences.assign(weight=weights)
     plain = fit_stance_model(config(), sentences.assign(weight=1.0)).predict(sentences)
     ignored = fit_stance_model(config(), frame).predict(sentences)

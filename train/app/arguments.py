@@ -7,7 +7,8 @@ import sys
 
 RUN_HELP = "a run id, or its first characters (at least four) where no other run starts with them"
 MODEL_HELP = (
-    "model.pkl or model folder, runs:/RUN/model (RUN: the id or its first four or more characters), "
+    "model.pkl or model folder, runs:/RUN/model (RUN: the id or its first four or more "
+    "characters), "
     "models:/NAME@ALIAS or models:/NAME/VERSION"
 )
 DATA_DIR_HELP = "root that data paths are relative to (default: $STANCE_DATA_DIR, else ./data)"
@@ -24,7 +25,9 @@ def whole_number(text: str, least: int) -> int:
     except ValueError:
         value = least - 1
     if value < least:
-        raise argparse.ArgumentTypeError(f"expected a whole number, {least} or more; found {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, {least} or more; found {text!r}"
+        )
     return value
 
 

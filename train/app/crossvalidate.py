@@ -23,7 +23,8 @@ def add_parser(commands) -> None:
     parser.add_argument("experiment")
     parser.add_argument("--folds", type=at_least_two, default=5)
     parser.add_argument(
-        "--group-by", choices=GROUPINGS,
+        "--group-by",
+        choices=GROUPINGS,
         help="keep related rows in one fold: whole targets, the data's group column (FNC-1 "
         "bodies), or each text's most widespread hashtag (default: target when the experiment "
         "splits by target, else none: stratified by label)",
@@ -31,7 +32,9 @@ def add_parser(commands) -> None:
     add_overrides(parser)
     parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument(
-        "--jobs", type=at_least_one, default=1,
+        "--jobs",
+        type=at_least_one,
+        default=1,
         help="folds fitted at once, in processes that share the first fold's sentence "
         "embeddings (default 1)",
     )
@@ -41,8 +44,13 @@ def run(args) -> int:
     from train.crossval import run_cv
 
     result = run_cv(
-        args.experiment, args.folds, args.group_by, args.overrides, args.data_dir,
-        log=progress_to_stderr, jobs=args.jobs,
+        args.experiment,
+        args.folds,
+        args.group_by,
+        args.overrides,
+        args.data_dir,
+        log=progress_to_stderr,
+        jobs=args.jobs,
     )
     name = result.headline
     for number, fold in enumerate(result.per_fold, start=1):

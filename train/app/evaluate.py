@@ -31,12 +31,14 @@ def add_parser(commands) -> None:
     parser.add_argument("--target", help="one target for every row")
     parser.add_argument("--input-format", choices=FORMATS, help="default: from the extension")
     parser.add_argument(
-        "--on-bad-rows", choices=["error", "quarantine"],
+        "--on-bad-rows",
+        choices=["error", "quarantine"],
         help="error (default): stop, naming the bad rows' lines and problems; quarantine: score "
         "the rest and log the bad ones as data/rejects.csv",
     )
     parser.add_argument(
-        "--split", choices=["train", "valid", "test", "all"],
+        "--split",
+        choices=["train", "valid", "test", "all"],
         help="with an experiment file: the split to score (default: test)",
     )
     parser.add_argument("--data-dir", help="with an experiment file: " + DATA_DIR_HELP)
@@ -47,7 +49,9 @@ def run(args) -> int:
     from train.tables import ColumnNames
 
     columns = ColumnNames(
-        text=args.text_column, target=args.target_column, label=args.label_column,
+        text=args.text_column,
+        target=args.target_column,
+        label=args.label_column,
         id=args.id_column,
     )
     labelled = LabelledInput(columns, args.target, args.input_format, args.on_bad_rows)

@@ -17,15 +17,20 @@ def add_parser(commands) -> None:
         "input", help="input file, a folder of .txt files with --documents, or - for stdin"
     )
     parser.add_argument(
-        "-o", "--output", required=True,
+        "-o",
+        "--output",
+        required=True,
         help="output file (.csv .tsv .jsonl .parquet) or - for stdout",
     )
     parser.add_argument(
-        "--format", dest="output_format", choices=FORMATS,
+        "--format",
+        dest="output_format",
+        choices=FORMATS,
         help="output format (default: from the extension; csv for stdout)",
     )
     parser.add_argument(
-        "--input-format", choices=FORMATS,
+        "--input-format",
+        choices=FORMATS,
         help="input format (default: from the extension; csv for stdin)",
     )
     parser.add_argument("--text-column", help="default: text")
@@ -37,16 +42,22 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--target", help="one target for every row (and for --documents)")
     parser.add_argument(
-        "--documents", action="store_true",
+        "--documents",
+        action="store_true",
         help="INPUT holds plain-text documents: split them into sentences",
     )
     parser.add_argument(
-        "--explain", type=at_least_one, default=0, metavar="K",
+        "--explain",
+        type=at_least_one,
+        default=0,
+        metavar="K",
         help="add an explanation column: the K features that added most to each row's label "
         "(linear classifiers; sentence rows of documents)",
     )
     parser.add_argument(
-        "--aggregate", choices=["mean", "majority"], default="mean",
+        "--aggregate",
+        choices=["mean", "majority"],
+        default="mean",
         help="document label: highest mean probability (mean) or most frequent sentence label "
         "(majority)",
     )
@@ -63,12 +74,16 @@ def add_parser(commands) -> None:
         "--rejects", help="rejects file (default: OUTPUT.rejects.csv beside the output)"
     )
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="continue an interrupted run, skipping finished chunks",
     )
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument(
-        "--progress", dest="progress", action="store_true", default=None,
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
         help="show a progress bar (default: when stderr is a terminal)",
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
@@ -80,10 +95,18 @@ def run(args) -> int:
 
     options = PredictOptions(
         columns=ColumnNames(text=args.text_column, target=args.target_column, id=args.id_column),
-        target=args.target, documents=args.documents, aggregate=args.aggregate,
-        input_format=args.input_format, output_format=args.output_format,
-        chunk_size=args.chunk_size, jobs=args.jobs, resume=args.resume, rejects=args.rejects,
-        keep_text=args.keep_text, explain=args.explain, progress=args.progress,
+        target=args.target,
+        documents=args.documents,
+        aggregate=args.aggregate,
+        input_format=args.input_format,
+        output_format=args.output_format,
+        chunk_size=args.chunk_size,
+        jobs=args.jobs,
+        resume=args.resume,
+        rejects=args.rejects,
+        keep_text=args.keep_text,
+        explain=args.explain,
+        progress=args.progress,
     )
     predict_file(args.model, args.input, args.output, options)
     return 0

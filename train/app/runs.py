@@ -13,7 +13,8 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--limit", type=at_least_one, default=20)
     parser.add_argument(
-        "--trials", action="store_true",
+        "--trials",
+        action="store_true",
         help="include search trials (child runs), scored on validation or CV",
     )
 

@@ -1,4 +1,6 @@
-"""``stance search EXPERIMENT --trials N``: Optuna over ``[search.space]``, a child run per trial."""
+"""``stance search EXPERIMENT --trials N``: Optuna over ``[search.space]``, a child run per
+trial.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ def add_parser(commands) -> None:
     parser.add_argument("experiment")
     parser.add_argument("--trials", type=at_least_one, required=True)
     parser.add_argument(
-        "--jobs", type=at_least_one, default=1,
+        "--jobs",
+        type=at_least_one,
+        default=1,
         help="with --cv, folds fitted at once (as in stance cv); otherwise trials run at once "
         "in threads (default 1)",
     )
@@ -38,12 +42,14 @@ def add_parser(commands) -> None:
         "--study-name", help="default: EXPERIMENT-search; an existing study in --storage is resumed"
     )
     parser.add_argument(
-        "--cv", type=at_least_two,
+        "--cv",
+        type=at_least_two,
         help="score trials by K-fold cross-validation on train (grouped by target with "
         "split.method = by_target)",
     )
     parser.add_argument(
-        "--group-by", choices=GROUPINGS,
+        "--group-by",
+        choices=GROUPINGS,
         help="with --cv: keep related rows in one fold, as in `stance cv`",
     )
     add_overrides(parser)
@@ -56,8 +62,16 @@ def run(args) -> int:
     if args.group_by and not args.cv:
         raise StanceError("--group-by groups cross-validation folds; give --cv K with it.")
     result = run_search(
-        args.experiment, args.trials, args.overrides, args.jobs, args.storage, args.study_name,
-        args.cv, args.data_dir, log=progress_to_stderr, group_by=args.group_by,
+        args.experiment,
+        args.trials,
+        args.overrides,
+        args.jobs,
+        args.storage,
+        args.study_name,
+        args.cv,
+        args.data_dir,
+        log=progress_to_stderr,
+        group_by=args.group_by,
     )
     print(f"parent_run_id: {result.parent_run_id}")
     print(f"study: {result.study_name}")
