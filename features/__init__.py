@@ -4,6 +4,7 @@ from features.embeddings import SentenceEmbeddings
 from features.lexicon import SentimentLexicon
 from features.ngrams import CharNgrams, TargetNgrams, WordNgrams
 from features.pipeline import FEATURE_STEPS, build_features, register_step
+from features.static import StaticEmbeddings
 from features.style import StyleFeatures
 from features.target import TargetRelatedness, TargetSpecificCopies
 from features.text import Tokenizer
@@ -13,6 +14,7 @@ __all__ = [
     "FEATURE_STEPS",
     "SentenceEmbeddings",
     "SentimentLexicon",
+    "StaticEmbeddings",
     "StyleFeatures",
     "TargetNgrams",
     "TargetRelatedness",

@@ -315,6 +315,9 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         self.pooling = pooling
         self.split_hashtags = split_hashtags
 
+    # The optional dependency group this step needs (pyproject.toml's extras).
+    extra = "embeddings"
+
     def reads_target(self) -> bool:
         return bool(self.target_product or self.target_cosine)
 

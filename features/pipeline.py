@@ -7,6 +7,7 @@ from sklearn.pipeline import FeatureUnion
 from features.embeddings import SentenceEmbeddings
 from features.lexicon import SentimentLexicon
 from features.ngrams import CharNgrams, TargetNgrams, WordNgrams
+from features.static import StaticEmbeddings
 from features.style import StyleFeatures
 from features.target import TargetRelatedness
 
@@ -20,8 +21,9 @@ FEATURE_STEPS = {
     "relatedness": TargetRelatedness,
     "sentiment": SentimentLexicon,
     "style": StyleFeatures,
-    # Optional extra (uv sync --extra embeddings); never a default step.
+    # Optional extra (uv sync --extra embeddings); never default steps.
     "embeddings": SentenceEmbeddings,
+    "static_embeddings": StaticEmbeddings,
 }
 
 # Steps that are the same class with different defaults.
@@ -55,6 +57,23 @@ def register_step(name: str, cls: type, defaults: dict | None = None) -> None:
     FEATURE_STEPS[name] = cls
     if defaults:
         STEP_DEFAULTS[name] = dict(defaults)
+
+
+def extras_needed(steps) -> dict[str, str]:
+    """The steps among ``steps`` (names) that need an optional extra, with the extra's name.
+
+    A step declares it with a class attribute ``extra``.
+
+    Examples
+    --------
+    >>> extras_needed(["word", "embeddings"])
+    {'embeddings': 'embeddings'}
+    """
+    return {
+        name: FEATURE_STEPS[name].extra
+        for name in steps
+        if name in FEATURE_STEPS and getattr(FEATURE_STEPS[name], "extra", None)
+    }
 
 
 def build_features(steps: dict[str, dict], n_jobs: int | None = None) -> FeatureUnion:

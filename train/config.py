@@ -267,7 +267,11 @@ class Config(_Section):
         return config
 
     def __post_init__(self):
-        from features.pipeline import FEATURE_STEPS, STEP_DEFAULTS  # lazily, as in ModelConfig
+        from features.pipeline import (  # lazily, as in ModelConfig
+            FEATURE_STEPS,
+            STEP_DEFAULTS,
+            extras_needed,
+        )
         from train.metrics import metric_names
 
         if not 0 <= self.seed < 2**32:
@@ -289,11 +293,12 @@ class Config(_Section):
             _check_kwargs(
                 f"features.{step}", FEATURE_STEPS[step], {**STEP_DEFAULTS.get(step, {}), **params}
             )
-        if "embeddings" in self.features:
+        needing = extras_needed(self.features)
+        if needing:
             from features.embeddings import missing_extra
 
             if problem := missing_extra():
-                raise ConfigError(f"features.embeddings: {problem}")
+                raise ConfigError(f"features.{next(iter(needing))}: {problem}")
         _check_search(self.search)
         unknown = [label for label in self.model.label_weights if label not in self.labels]
         if unknown:

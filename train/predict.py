@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from features.embeddings import missing_extra
+from features.pipeline import extras_needed
 from train import documents as docs
 from train import explain as explanations
 from train import modelfile, workers
@@ -148,8 +149,9 @@ def load_model(uri: str) -> LoadedModel:
         path = modelfile.find(path, uri)
         loaded = LoadedModel(StanceModel.load(path), path, None)
     # A step whose optional packages are missing would fail in every worker, with a traceback each.
-    if "embeddings" in loaded.model.config.get("features", {}) and (problem := missing_extra()):
-        raise ModelError(f"{uri} uses the embeddings feature step: {problem}")
+    needing = extras_needed(loaded.model.config.get("features", {}))
+    if needing and (problem := missing_extra()):
+        raise ModelError(f"{uri} uses the {next(iter(needing))} feature step: {problem}")
     return loaded
 
 

@@ -274,11 +274,12 @@ def _limits(facts: dict) -> list[str]:
             "The FNC-1 score rewards related/unrelated decisions; read macro-F1 and per-class F1 "
             "for agree/disagree."
         )
-    cues = (
-        "n-grams, lexicons and a frozen sentence encoder"
-        if "embeddings" in config["features"]
-        else "n-grams and lexicons"
-    )
+    if "embeddings" in config["features"]:
+        cues = "n-grams, lexicons and a frozen sentence encoder"
+    elif "static_embeddings" in config["features"]:
+        cues = "n-grams, lexicons and word-piece vectors distilled from a sentence encoder"
+    else:
+        cues = "n-grams and lexicons"
     limits.append(
         f"Stance is judged sentence by sentence from surface cues ({cues}); irony, quotation of "
         "opponents and world knowledge are beyond it."

@@ -27,6 +27,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 from mlflow.models import infer_signature
 
+from features.pipeline import extras_needed
 from train import modelfile, schema
 from train.data import LoadedData, repeated_texts
 from train.errors import TrackingError
@@ -876,7 +877,7 @@ def log_model(model: StanceModel, example: pd.DataFrame) -> str:
                 signature=infer_signature(example, output),
                 input_example=example,
                 pip_requirements=pip_requirements(
-                    model.versions, bool(model.config.get("features", {}).get("embeddings"))
+                    model.versions, bool(extras_needed(model.config.get("features", {})))
                 ),
                 # MLflow copies uv.lock and pyproject.toml into the model when it finds them
                 # in the working directory; naming the project makes that independent of

@@ -1,0 +1,165 @@
+"""Prediction speed of the accurate and the fast experiment of each dataset, side by side.
+
+For each ``--model NAME=URI`` (a model file, ``runs:/RUN/model`` or ``models:/...``):
+
+1. ``stance predict URI INPUT -o OUT --jobs J --no-progress``, the whole command (start-up and
+   model load included), timed ``--repeats`` times, alternating between the models so that a
+   noisy moment of the machine hits both; the median wall time gives rows/s, and the peak RSS
+   is that of the process and its workers (psutil, sampled every 20 ms).
+2. The input is built from the dataset named by NAME's prefix (semeval2016, fnc1, argq), rows of
+   distinct texts: SemEval tweets and ArgQ arguments each joined with the first words of
+   another (none repeated); FNC-1's competition test pairs as they are (bodies repeat across
+   headlines, by the dataset's design).
+
+    STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen --extra embeddings \
+        python benchmarks/speed_tiers.py --rows 200000 --accurate-rows 3000 \
+        --model semeval2016=runs:/RUN/model --model semeval2016-fast=runs:/RUN/model ...
+
+A model whose NAME lacks ``-fast`` is predicted on ``--accurate-rows`` rows (the encoder runs at
+a few hundred rows/s). Results: markdown on stdout, JSON in benchmarks/out/speed_tiers.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+
+from train.data import SEMEVAL_TARGETS
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "out"
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("STANCE_DATA_DIR", "data"))
+
+
+def _joined(texts: list[str], targets: list[str], n: int) -> pd.DataFrame:
+    """``n`` rows of distinct texts: each text joined with the first words of another."""
+    rows, seen, i = [], set(), 0
+    while len(rows) < n:
+        first = texts[i % len(texts)]
+        # The partner also moves with each pass over the texts, so no pair repeats.
+        other = texts[(i * 7919 + (i // len(texts)) * 104729 + 13) % len(texts)]
+        text = f"{first} {' '.join(other.split()[:8])}"
+        if text not in seen:
+            seen.add(text)
+            rows.append((str(i), text, targets[i % len(texts)]))
+        i += 1
+    return pd.DataFrame(rows, columns=["id", "text", "target"])
+
+
+def build_input(dataset: str, n: int) -> Path:
+    path = OUT / f"tiers_{dataset}_{n}.csv"
+    if path.exists():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    root = data_root()
+    if dataset == "argq":
+        frame = pd.read_csv(root / "ibm-argq-30k" / "arg_quality_rank_30k.csv")
+        table = _joined(frame["argument"].tolist(), frame["topic"].tolist(), n)
+    elif dataset == "semeval2016":
+        texts, targets = [], []
+        for folder in sorted((root / "semeval2016-tweeteval").iterdir()):
+            if not folder.is_dir():
+                continue
+            for split in ("train", "val", "test"):
+                source = folder / f"{split}_text.txt"
+                if source.exists():
+                    lines = source.read_text(encoding="utf-8").splitlines()
+                    texts += lines
+                    targets += [SEMEVAL_TARGETS.get(folder.name, folder.name)] * len(lines)
+        table = _joined(texts, targets, n)
+    elif dataset == "fnc1":
+        stances = pd.read_csv(root / "fnc1" / "competition_test_stances.csv")
+        bodies = pd.read_csv(root / "fnc1" / "competition_test_bodies.csv")
+        pairs = stances.merge(bodies, on="Body ID")
+        table = pd.DataFrame(
+            {
+                "id": [str(i) for i in range(len(pairs))],
+                "text": pairs["articleBody"],
+                "target": pairs["Headline"],
+            }
+        ).head(n)
+    else:
+        raise SystemExit(f"unknown dataset {dataset!r}; expected semeval2016, fnc1 or argq")
+    table.to_csv(path, index=False)
+    return path
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) summed over the process and its children."""
+    started = time.perf_counter()
+    process = psutil.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [process] + process.children(recursive=True)
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-2000:]}")
+    return seconds, peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=URI")
+    parser.add_argument("--rows", type=int, default=200_000, help="rows for the fast models")
+    parser.add_argument("--accurate-rows", type=int, default=3_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    models = dict(entry.split("=", 1) for entry in args.model)
+    inputs = {}
+    for name in models:
+        dataset = name.split("-")[0]
+        rows = args.rows if name.endswith("-fast") else args.accurate_rows
+        inputs[name] = build_input(dataset, rows)
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
+    for _ in range(args.repeats):
+        for name, uri in models.items():
+            output = OUT / f"tiers_{name}.csv"
+            command = [sys.executable, "-m", "train.cli", "predict", uri, str(inputs[name])]
+            command += ["-o", str(output), "--jobs", str(args.jobs), "--no-progress"]
+            timings[name].append(timed(command))
+    results = []
+    for name, runs in timings.items():
+        rows = len(pd.read_csv(inputs[name], usecols=["id"]))
+        seconds = statistics.median(s for s, _ in runs)
+        results.append(
+            {
+                "model": name,
+                "uri": models[name],
+                "rows": rows,
+                "jobs": args.jobs,
+                "seconds": round(seconds, 1),
+                "rows_per_s": round(rows / seconds),
+                "peak_rss_mib": round(max(r for _, r in runs)),
+                "runs": [round(s, 2) for s, _ in runs],
+            }
+        )
+    (OUT / "speed_tiers.json").write_text(json.dumps(results, indent=2))
+    print("| model | rows | jobs | rows/s (median) | seconds | peak RSS MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(
+            f"| {r['model']} | {r['rows']:,} | {r['jobs']} | {r['rows_per_s']:,} | "
+            f"{r['seconds']} | {r['peak_rss_mib']:,} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
