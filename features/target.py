@@ -162,17 +162,30 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
     def transform(self, X):
         check_is_fitted(self, "features_")
         targets = text_column(X, TARGET, "TargetSpecificCopies")
-        shared = sp.coo_matrix(self.features_.transform(X))
+        shared = sp.csr_matrix(self.features_.transform(X))
+        shared.sum_duplicates()  # canonical: each row's columns sorted, so sums run in one order
         # Target k's block starts after the shared block and k earlier target blocks;
-        # an unseen target (code -1) gets no block.
+        # an unseen target (code -1) gets no block. Built straight into CSR arrays: each row
+        # holds its shared entries, then (for a known target) the same entries shifted into
+        # the target's block, which keeps every row's columns sorted.
         code = pd.Index(self.targets_).get_indexer(targets)
-        keep = code[shared.row] >= 0
-        offset = self.n_shared_ * (1 + code[shared.row[keep]])
+        rows = shared.shape[0]
+        counts = np.diff(shared.indptr)
+        kept = code >= 0
+        indptr = np.zeros(rows + 1, dtype=np.int64)
+        np.cumsum(counts * (1 + kept), out=indptr[1:])
+        row_of = np.repeat(np.arange(rows), counts)
+        place = indptr[row_of] + (np.arange(len(shared.data)) - shared.indptr[row_of])
+        indices = np.empty(indptr[-1], dtype=np.int64)
+        values = np.empty(indptr[-1], dtype=np.float64)
+        indices[place] = shared.indices
+        values[place] = shared.data * float(self.shared_weight)
+        copied = kept[row_of]
+        target_place = place[copied] + counts[row_of[copied]]
+        indices[target_place] = shared.indices[copied] + self.n_shared_ * (1 + code[row_of[copied]])
+        values[target_place] = shared.data[copied]
         width = self.n_shared_ * (1 + len(self.targets_))
-        rows = np.concatenate([shared.row, shared.row[keep]])
-        columns = np.concatenate([shared.col, shared.col[keep] + offset])
-        values = np.concatenate([shared.data * float(self.shared_weight), shared.data[keep]])
-        return sp.csr_matrix((values, (rows, columns)), shape=(shared.shape[0], width))
+        return sp.csr_matrix((values, indices, indptr), shape=(rows, width))
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "features_")

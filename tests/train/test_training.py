@@ -2,12 +2,17 @@
 test_cli.py.
 """
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from train.config import Config
 from train.errors import ConfigError
 from train.training import fit_stance_model
+
+REPO = Path(__file__).resolve().parents[2]
 
 LABELS = ["FAVOR", "AGAINST", "NONE"]
 
@@ -46,3 +51,27 @@ def test_a_classifier_that_cannot_fit_is_named_not_a_feature_step(sentences):
     with pytest.raises(ConfigError, match=r"Check \[model.clf\]") as error:
         fit_stance_model(config("clf__C=-1"), sentences.assign(weight=1.0))
     assert "feature step" not in str(error.value)
+
+
+@pytest.mark.usefixtures("embeddings_extra")
+def test_the_fast_semeval_experiment_trains_end_to_end_and_predicts_from_its_run(
+    shared_data, tracking, run_cli, tmp_path
+):
+    """The fast tier as a user meets it: train through the CLI, predict with the logged model."""
+    experiment = REPO / "experiments" / "semeval2016-fast.toml"
+    code, out, err = run_cli(["train", str(experiment), "--data-dir", str(shared_data)])
+    assert code == 0, err
+    run_id = out.split("run_id: ")[1].split()[0]
+    f_avg = float(out.split("test_f_avg: ")[1].split()[0])
+    assert 0.60 < f_avg < 0.75  # a model that learned the task, far above the 0.33 of one label
+    rows = tmp_path / "tweets.csv"
+    rows.write_text(
+        "id,text,target\n1,Every woman deserves the right to choose,Legalization of Abortion\n"
+        "2,Praying for the unborn today #prolife,Legalization of Abortion\n"
+    )
+    output = tmp_path / "out.csv"
+    code, _, err = run_cli(["predict", f"runs:/{run_id}/model", str(rows), "-o", str(output)])
+    assert code == 0, err
+    predicted = pd.read_csv(tmp_path / "out.csv")
+    assert list(predicted["id"]) == [1, 2]
+    assert set(predicted["label"]) <= {"FAVOR", "AGAINST", "NONE"}
