@@ -35,11 +35,14 @@ DIMENSION = 384
 # which adds what the mean blurs (SemEval-2016, 5-fold CV on train: +0.45 F_avg
 # with hashtags spelled out, nothing without).
 POOLINGS = {"mean": ("mean",), "mean+cls": ("mean", "cls")}
+# Where the encoder runs: the numpy reference, or onnxruntime at full or int8 precision
+# (features/onnx_encoder.py; the graph is built from the same weights on first use).
+RUNTIMES = {"numpy": None, "onnx": "fp32", "onnx-int8": "int8"}
 
 # Texts already encoded in this process, so the joint and per-target models,
 # the refit on train + validation and search trials each encode a text once.
 # Bounded so a long prediction run cannot grow it without limit.
-_MEMO: dict[tuple[int, str], np.ndarray] = {}
+_MEMO: dict[tuple[int, str, str], np.ndarray] = {}
 _MEMO_LIMIT = 150_000  # texts; each keeps both poolings, 3 KB
 _ENCODERS: dict[int, MiniLMEncoder] = {}
 _LOCK = threading.Lock()
@@ -140,10 +143,21 @@ class MiniLMEncoder:
         """
         return self._encode_both(texts, batch_size)[:, : DIMENSION * len(POOLINGS[pooling])]
 
-    def _encode_both(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def _encode_both(
+        self, texts: list[str], batch_size: int = 64, runtime: str = "numpy"
+    ) -> np.ndarray:
+        if runtime != "numpy":
+            if importlib.util.find_spec("onnxruntime") is None:
+                raise ImportError(f"runtime {runtime!r} needs onnxruntime and onnx. {INSTALL_HINT}")
+            from features import onnx_encoder  # onnxruntime is imported only when asked for
+
+            precision = RUNTIMES[runtime]
         out = np.empty((len(texts), 2 * DIMENSION), dtype=np.float32)
         for rows, batch, mask in self._padded_batches(texts, batch_size):
-            out[rows] = self._forward(batch, mask)
+            if runtime == "numpy":
+                out[rows] = self._forward(batch, mask)
+            else:
+                out[rows] = onnx_encoder.forward(self, batch, mask, precision)
         return out
 
     def _padded_batches(self, texts: list[str], batch_size: int = 64):
@@ -240,22 +254,22 @@ def _layer_norm(
     return centered / np.sqrt(variance + np.float32(eps)) * weight + bias
 
 
-def embed(texts: np.ndarray, max_length: int = 128, pooling: str = "mean") -> np.ndarray:
+def embed(
+    texts: np.ndarray, max_length: int = 128, pooling: str = "mean", runtime: str = "numpy"
+) -> np.ndarray:
     """Embeddings of ``texts`` (one row each), encoding each distinct text once per process."""
     uniques, index = unique_inverse(texts)
-    missing = [t for t in uniques if (max_length, t) not in _MEMO]
+    missing = [t for t in uniques if (max_length, runtime, t) not in _MEMO]
     if missing:
         if len(_MEMO) + len(missing) > _MEMO_LIMIT:
             _MEMO.clear()
         # Every pooling is kept, so models that pool differently share one encoding.
-        _MEMO.update(
-            ((max_length, t), v)
-            for t, v in zip(missing, _encoder(max_length)._encode_both(missing))
-        )
+        vectors = _encoder(max_length)._encode_both(missing, runtime=runtime)
+        _MEMO.update(((max_length, runtime, t), v) for t, v in zip(missing, vectors))
     width = DIMENSION * len(POOLINGS[pooling])
     if not len(uniques):
         return np.zeros((0, width), np.float32)
-    table = np.stack([_MEMO[(max_length, t)][:width] for t in uniques])
+    table = np.stack([_MEMO[(max_length, runtime, t)][:width] for t in uniques])
     return table[index]
 
 
@@ -288,6 +302,10 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         ``"mean+cls"`` doubles the text block. The target is always mean-pooled.
     split_hashtags : bool, default=False
         Encode ``#StopTheWar`` as ``Stop The War``.
+    runtime : {"numpy", "onnx", "onnx-int8"}, default="numpy"
+        Where the encoder runs: the numpy reference, or onnxruntime on a graph built from the
+        same weights, at full precision or with int8 matrix products (about 2.4x the numpy
+        speed on one core; cosine to the reference 0.993 on average).
 
     Examples
     --------
@@ -306,6 +324,7 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         max_length=128,
         pooling="mean",
         split_hashtags=False,
+        runtime="numpy",
     ):
         self.text = text
         self.target_product = target_product
@@ -314,9 +333,12 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         self.max_length = max_length
         self.pooling = pooling
         self.split_hashtags = split_hashtags
+        self.runtime = runtime
 
     # The optional dependency group this step needs (pyproject.toml's extras).
     extra = "embeddings"
+    # Model files saved before the runtime parameter existed unpickle without it.
+    runtime = "numpy"
 
     def reads_target(self) -> bool:
         return bool(self.target_product or self.target_cosine)
@@ -337,6 +359,11 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
                 f"SentenceEmbeddings pooling must be one of {sorted(POOLINGS)}, found "
                 f"{self.pooling!r}."
             )
+        if self.runtime not in RUNTIMES:
+            raise ValueError(
+                f"SentenceEmbeddings runtime must be one of {list(RUNTIMES)}, found "
+                f"{self.runtime!r}."
+            )
         text_column(X, TEXT, "SentenceEmbeddings")
         _encoder(int(self.max_length))  # fail now, with the install hint, if the extra is missing
         self.n_features_out_ = len(self._names())
@@ -347,10 +374,14 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         sentences = text_column(X, TEXT, "SentenceEmbeddings")
         if self.split_hashtags:  # the encoder's word pieces know words, not CamelCase runs
             sentences = np.asarray([spell_out_hashtags(t) for t in sentences], dtype=object)
-        texts = embed(sentences, int(self.max_length), self.pooling)
+        texts = embed(sentences, int(self.max_length), self.pooling, self.runtime)
         blocks = [texts] if self.text else []
         if self.target_product or self.target_cosine:
-            targets = embed(text_column(X, TARGET, "SentenceEmbeddings"), int(self.max_length))
+            targets = embed(
+                text_column(X, TARGET, "SentenceEmbeddings"),
+                int(self.max_length),
+                runtime=self.runtime,
+            )
             product = texts[:, :DIMENSION] * targets
             if self.target_product:
                 blocks.append(product)

