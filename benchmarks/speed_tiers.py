@@ -16,7 +16,9 @@ For each ``--model NAME=URI`` (a model file, ``runs:/RUN/model`` or ``models:/..
         --model semeval2016=runs:/RUN/model --model semeval2016-fast=runs:/RUN/model ...
 
 A model whose NAME lacks ``-fast`` is predicted on ``--accurate-rows`` rows (the encoder runs at
-a few hundred rows/s). Results: markdown on stdout, JSON in benchmarks/out/speed_tiers.json.
+a few hundred rows/s); NAME's first word picks the data (``semeval2016-numpy`` reads SemEval).
+Chunks are sized so that each worker gets at least four. Results: markdown on stdout, JSON in
+benchmarks/out/speed_tiers.json.
 """
 
 from __future__ import annotations
@@ -128,16 +130,20 @@ def main() -> None:
         dataset = name.split("-")[0]
         rows = args.rows if name.endswith("-fast") else args.accurate_rows
         inputs[name] = build_input(dataset, rows)
+    rows_of = {name: len(pd.read_csv(path, usecols=["id"])) for name, path in inputs.items()}
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
     for _ in range(args.repeats):
         for name, uri in models.items():
             output = OUT / f"tiers_{name}.csv"
             command = [sys.executable, "-m", "train.cli", "predict", uri, str(inputs[name])]
             command += ["-o", str(output), "--jobs", str(args.jobs), "--no-progress"]
+            # Chunks small enough that every worker gets several, however few the rows.
+            rows = rows_of[name]
+            command += ["--chunk-size", str(min(10_000, max(500, rows // (4 * args.jobs))))]
             timings[name].append(timed(command))
     results = []
     for name, runs in timings.items():
-        rows = len(pd.read_csv(inputs[name], usecols=["id"]))
+        rows = rows_of[name]
         seconds = statistics.median(s for s, _ in runs)
         results.append(
             {
