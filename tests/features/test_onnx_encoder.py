@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features import onnx_encoder
+from features.cache import file_sha256
 from features.embeddings import SentenceEmbeddings, _encoder
 
 pytestmark = pytest.mark.usefixtures("embeddings_extra")
@@ -73,7 +74,7 @@ def test_a_damaged_graph_file_is_rebuilt_not_loaded(tmp_path, monkeypatch):
     assert onnx_encoder.model_file(encoder, "fp32").stat().st_mtime_ns == built  # reused
     path.write_bytes(path.read_bytes()[:-16])
     rebuilt = onnx_encoder.model_file(encoder, "fp32")
-    assert rebuilt == path and onnx_encoder._digest(path) == path.with_suffix(".sha256").read_text()
+    assert rebuilt == path and file_sha256(path) == path.with_suffix(".sha256").read_text()
 
 
 def test_an_unknown_precision_is_refused():

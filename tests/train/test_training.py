@@ -59,7 +59,7 @@ def test_the_fast_semeval_experiment_trains_end_to_end_and_predicts_from_its_run
 ):
     """The fast tier as a user meets it: train through the CLI, predict with the logged model."""
     experiment = REPO / "experiments" / "semeval2016-fast.toml"
-    code, out, err = run_cli(["train", str(experiment), "--data-dir", str(shared_data)])
+    code, out, err = run_cli("train", experiment, "--data-dir", shared_data)
     assert code == 0, err
     run_id = out.split("run_id: ")[1].split()[0]
     f_avg = float(out.split("test_f_avg: ")[1].split()[0])
@@ -70,7 +70,7 @@ def test_the_fast_semeval_experiment_trains_end_to_end_and_predicts_from_its_run
         "2,Praying for the unborn today #prolife,Legalization of Abortion\n"
     )
     output = tmp_path / "out.csv"
-    code, _, err = run_cli(["predict", f"runs:/{run_id}/model", str(rows), "-o", str(output)])
+    code, _, err = run_cli("predict", f"runs:/{run_id}/model", rows, "-o", output)
     assert code == 0, err
     predicted = pd.read_csv(tmp_path / "out.csv")
     assert list(predicted["id"]) == [1, 2]
