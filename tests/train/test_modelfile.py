@@ -123,8 +123,9 @@ def test_a_file_whose_hash_differs_from_the_expected_one_is_refused_naming_both(
 @pytest.mark.parametrize("documents", [False, True])
 @pytest.mark.parametrize("as_folder", [False, True])
 def test_predict_and_evaluate_refuse_an_untrusted_file_with_status_2(
-    tmp_path, run_cli, documents, as_folder
+    tmp_path, run_cli, tracking, documents, as_folder
 ):
+    # `tracking`: evaluate opens its store before it reads the model, in tmp_path, not ./
     folder = tmp_path / "model"
     folder.mkdir()
     path, marker = _evil_file(folder)
