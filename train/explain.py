@@ -21,14 +21,18 @@ import scipy.sparse as sp
 from sklearn.pipeline import Pipeline
 
 from train.errors import ModelError
-from train.models import PerTargetClassifier, StanceModel, pipelines
+from train.models import Cascade, PerTargetClassifier, StanceModel, pipelines
 
 # "embeddings__text_17", "Atheism|embeddings__text_cls_3", "embeddings__product_0"
 _EMBEDDING_COLUMN = re.compile(r"^(.*embeddings__[a-z_]*?)_\d+$")
 
 
-def check_explainable(model: StanceModel) -> None:
+def check_explainable(model: StanceModel | Cascade) -> None:
     """Refuse, before any row is read, a model whose classifier has no weights per feature."""
+    if isinstance(model, Cascade):
+        check_explainable(model.fast)
+        check_explainable(model.accurate)
+        return
     for _, pipeline in pipelines(model.estimator):
         clf = pipeline.named_steps["clf"]
         if not hasattr(clf, "coef_"):
@@ -41,17 +45,20 @@ def check_explainable(model: StanceModel) -> None:
             )
 
 
-def predict_explained(model: StanceModel, frame: pd.DataFrame, top: int) -> pd.DataFrame:
+def predict_explained(model: StanceModel | Cascade, frame: pd.DataFrame, top: int) -> pd.DataFrame:
     """``model.predict(frame)`` with an ``explanation`` column: each row's ``top`` largest
     positive terms toward its label, as ``"word__ban +0.41; char__ cru +0.22"`` (an empty
     string where no term is positive).
 
     Each route's features are computed once, for its probabilities and its explanations
-    both; the labels and probabilities are those of ``model.predict``, bit for bit.
+    both; the labels and probabilities are those of ``model.predict``, bit for bit. A
+    cascade's rows are explained by the model that answered them.
     """
     if top < 1:
         raise ModelError(f"--explain takes how many features to name, 1 or more; found {top}.")
     check_explainable(model)
+    if isinstance(model, Cascade):
+        return route_explained(model, frame, top)[0]
     X = model.model_input(frame)
     per_target = isinstance(model.estimator, PerTargetClassifier)
     routes = model.estimator.routes(X) if per_target else [(model.estimator, np.arange(len(X)))]
@@ -135,3 +142,16 @@ def _explain_rows(
     for row, column, value in zip(rows[kept].tolist(), columns[kept].tolist(), sums[kept].tolist()):
         explained[row].append(f"{term_names[column]} {value:+.2f}")
     return ["; ".join(parts) for parts in explained]
+
+
+def route_explained(
+    model: Cascade, frame: pd.DataFrame, top: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A cascade's :func:`predict_explained`, and which rows the accurate model answered."""
+    out = predict_explained(model.fast, frame, top)
+    forward = model.forwarded(out)
+    if forward.any():
+        accurate = predict_explained(model.accurate, frame.loc[forward], top)
+        for column in out.columns:
+            out.loc[forward, column] = accurate[column].to_numpy()
+    return out, forward

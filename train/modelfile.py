@@ -69,6 +69,7 @@ ALLOWED_GLOBALS = frozenset(
         ("scipy.sparse._csc", "csc_array"),
         ("sklearn.calibration", "_CalibratedClassifier"),
         ("train.models", "StanceModel"),
+        ("train.models", "Cascade"),
         ("features.text", "Tokenizer"),
         ("features.text", "NgramAnalyzer"),
     }

@@ -289,6 +289,14 @@ class StanceModel:
             f"these {unit} {fallback}. Its own targets: {', '.join(sorted(known)) or 'none'}."
         )
 
+    def route(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """:meth:`predict`, and which rows went on to another model: none (see :class:`Cascade`)."""
+        return self.predict(frame), np.zeros(len(frame), dtype=bool)
+
+    def step_names(self) -> list[str]:
+        """The feature steps the model runs (what decides the extras it needs)."""
+        return list(self.config.get("features", {}))
+
     def save(self, path: str | Path) -> Path:
         modelfile.save(self, path)
         return Path(path)
@@ -296,9 +304,12 @@ class StanceModel:
     @staticmethod
     def load(
         path: str | Path, expected_sha256: str | None = None, source: str | None = None
-    ) -> StanceModel:
+    ) -> StanceModel | Cascade:
         """Read a model file through :mod:`train.modelfile`'s allow-list: a file that names any
-        other type is refused before its code runs. See :func:`train.modelfile.load`."""
+        other type is refused before its code runs. See :func:`train.modelfile.load`.
+
+        A :class:`Cascade` is a model too: it predicts through the same calls.
+        """
         path = Path(path)
         if not path.exists():
             raise ModelError(
@@ -306,12 +317,109 @@ class StanceModel:
                 "(model.pkl)."
             )
         model = modelfile.load(path, expected_sha256, source)
-        if not isinstance(model, StanceModel):
+        if not isinstance(model, StanceModel | Cascade):
             raise ModelError(
                 f"{source or path} holds a {type(model).__name__}, not a stance model written by "
-                "`stance train`."
+                "`stance train` or `stance cascade`."
             )
         return model
+
+
+CASCADE_FORMAT = "stance-cascade/1"
+
+
+@dataclass
+class Cascade:
+    """Two models of one task as one: the fast model answers the rows it is sure of, and the
+    accurate model only the rest.
+
+    A row is the fast model's when its highest probability is at least ``threshold``; every
+    other row is forwarded, and gets the accurate model's label and probabilities, exactly as
+    that model alone would give them. ``threshold`` 0 never forwards; above 1, always.
+    ``stance cascade`` chooses it on validation rows (:mod:`train.cascade`).
+
+    It answers the calls a :class:`StanceModel` answers (``predict``, ``labels``,
+    ``needs_target``, ...), so prediction, serving and explanations take either.
+
+    Examples
+    --------
+    >>> cascade = Cascade(fast_model, accurate_model, threshold=0.9)  # doctest: +SKIP
+    >>> cascade.predict(frame)  # doctest: +SKIP
+    """
+
+    fast: StanceModel
+    accurate: StanceModel
+    threshold: float
+    config: dict = field(default_factory=dict)  # the runs it joins, the threshold and its choice
+    metrics: dict = field(default_factory=dict)
+    format: str = CASCADE_FORMAT
+
+    def __post_init__(self):
+        if list(self.fast.labels) != list(self.accurate.labels):
+            raise ModelError(
+                "A cascade joins two models of the same labels; the fast model predicts "
+                f"{list(self.fast.labels)}, the accurate one {list(self.accurate.labels)}. "
+                "Train both on the same data."
+            )
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.accurate.labels
+
+    @property
+    def needs_target(self) -> bool:
+        return self.fast.needs_target or self.accurate.needs_target
+
+    @property
+    def versions(self) -> dict:
+        return self.accurate.versions
+
+    def forwarded(self, fast_predictions: pd.DataFrame) -> np.ndarray:
+        """Which rows of the fast model's output go on to the accurate model."""
+        proba = fast_predictions[[f"proba_{label}" for label in self.labels]].to_numpy()
+        return proba.max(axis=1) < self.threshold
+
+    def route(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """The cascade's predictions, and which rows the accurate model gave."""
+        out = self.fast.predict(frame)
+        forward = self.forwarded(out)
+        if forward.any():
+            accurate = self.accurate.predict(frame.loc[forward])
+            for column in out.columns:  # column by column, so each keeps its dtype
+                out.loc[forward, column] = accurate[column].to_numpy()
+        return out, forward
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Labels and ``proba_<LABEL>`` columns, as :meth:`StanceModel.predict` gives them."""
+        return self.route(frame)[0]
+
+    def model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return (self.fast if self.fast.needs_target else self.accurate).model_input(frame)
+
+    def own_targets(self) -> frozenset[str] | None:
+        """Targets both models have weights of their own for (a row may reach either)."""
+        own = [m.own_targets() for m in (self.fast, self.accurate)]
+        known = [targets for targets in own if targets is not None]
+        return frozenset.intersection(*known) if known else None
+
+    def unseen_targets(self, targets: pd.Series) -> dict[str, int]:
+        unseen: dict[str, int] = {}
+        for model in (self.fast, self.accurate):
+            for target, n in model.unseen_targets(targets).items():
+                unseen[target] = max(unseen.get(target, 0), n)
+        return unseen
+
+    def unseen_target_note(self, unseen: dict[str, int], unit: str) -> str | None:
+        return self.accurate.unseen_target_note(unseen, unit) or self.fast.unseen_target_note(
+            unseen, unit
+        )
+
+    def step_names(self) -> list[str]:
+        return list(dict.fromkeys([*self.fast.step_names(), *self.accurate.step_names()]))
+
+    def save(self, path: str | Path) -> Path:
+        modelfile.save(self, path)
+        return Path(path)
 
 
 def needs_target(config) -> bool:

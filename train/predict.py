@@ -41,7 +41,7 @@ from train import documents as docs
 from train import explain as explanations
 from train import modelfile, workers
 from train.errors import DataError, ModelError, StanceError
-from train.models import StanceModel
+from train.models import Cascade, StanceModel
 from train.tables import ColumnNames, Table, format_of, missing_marker, separator_hint
 
 REJECT_COLUMNS = ["line", "id", "reason", "text"]
@@ -75,6 +75,7 @@ class PredictSummary:
     rejected: int = 0
     seconds: float = 0.0
     sentences: int = 0
+    forwarded: int = 0  # rows (sentences) a cascade's fast model passed on to its accurate one
     rejects_path: str | None = None
 
     @property
@@ -91,6 +92,12 @@ class PredictSummary:
             text += (
                 f", {self.sentences:,} sentences "
                 f"({_rate(self.sentences / max(self.seconds, 1e-9))}/s)"
+            )
+        if self.forwarded:
+            answered = self.sentences or self.predicted
+            text += (
+                f"; the accurate model answered {self.forwarded:,} "
+                f"({self.forwarded / max(answered, 1):.1%})"
             )
         if self.rejected and self.rejects_path:
             text += f"; rejects in {self.rejects_path}"
@@ -149,7 +156,7 @@ def load_model(uri: str) -> LoadedModel:
         path = modelfile.find(path, uri)
         loaded = LoadedModel(StanceModel.load(path), path, None)
     # A step whose optional packages are missing would fail in every worker, with a traceback each.
-    needing = extras_needed(loaded.model.config.get("features", {}))
+    needing = extras_needed(loaded.model.step_names())
     if needing and (problem := missing_extra()):
         raise ModelError(f"{uri} uses the {next(iter(needing))} feature step: {problem}")
     return loaded
@@ -318,19 +325,33 @@ def _model() -> StanceModel:
     return workers.shared()
 
 
-def _predict_sentences(frame: pd.DataFrame, keep_text: bool, explain: int = 0) -> pd.DataFrame:
+def _predict(X: pd.DataFrame, explain: int) -> tuple[pd.DataFrame, int]:
+    """The model's predictions of ``X`` (text and target), explained if asked, and how many rows
+    a cascade forwarded to its accurate model."""
+    model = _model()
+    if explain and isinstance(model, Cascade):
+        out, forward = explanations.route_explained(model, X, explain)
+    elif explain:
+        out, forward = explanations.predict_explained(model, X, explain), ()
+    else:
+        out, forward = model.route(X)
+    return out, int(np.count_nonzero(forward))
+
+
+def _predict_sentences(
+    frame: pd.DataFrame, keep_text: bool, explain: int = 0
+) -> tuple[pd.DataFrame, int]:
+    forwarded = 0
     if not len(frame):
         out = _empty_prediction()
         if explain:
             out["explanation"] = pd.Series(dtype=object)
-    elif explain:
-        out = explanations.predict_explained(_model(), frame[["text", "target"]], explain)
     else:
-        out = _model().predict(frame[["text", "target"]])
+        out, forwarded = _predict(frame[["text", "target"]], explain)
     columns = {"id": frame["id"].to_numpy()}
     if keep_text:
         columns |= {"target": frame["target"].to_numpy(), "text": frame["text"].to_numpy()}
-    return pd.concat([pd.DataFrame(columns, index=out.index), out], axis=1)
+    return pd.concat([pd.DataFrame(columns, index=out.index), out], axis=1), forwarded
 
 
 def _empty_prediction() -> pd.DataFrame:
@@ -342,7 +363,9 @@ def _empty_prediction() -> pd.DataFrame:
 
 def _predict_documents(
     frame: pd.DataFrame, rule: str, explain: int = 0
-) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
+    """Sentence and document rows, rejects, the sentences predicted and how many a cascade
+    forwarded."""
     labels = _model().labels
     sentence_rows, rejects = [], []
     for line, doc_id, text, target in frame[["line", "id", "text", "target"]].itertuples(
@@ -373,15 +396,11 @@ def _predict_documents(
     )
     columns += ["explanation"] if explain else []
     if not sentence_rows:
-        return pd.DataFrame(columns=columns), pd.DataFrame(rejects, columns=REJECT_COLUMNS), 0
+        return pd.DataFrame(columns=columns), pd.DataFrame(rejects, columns=REJECT_COLUMNS), 0, 0
     sentences = pd.concat(sentence_rows, ignore_index=True)
     # Sentence rows only are explained: a document's label is an aggregate, not a sum of feature
     # weights.
-    predicted = (
-        explanations.predict_explained(_model(), sentences[["text", "target"]], explain)
-        if explain
-        else _model().predict(sentences[["text", "target"]])
-    )
+    predicted, forwarded = _predict(sentences[["text", "target"]], explain)
     sentences = pd.concat([sentences, predicted], axis=1)
     rows = []
     for _, group in sentences.groupby("document", sort=False):
@@ -407,7 +426,7 @@ def _predict_documents(
     out[["sentence_index", "start", "end"]] = out[["sentence_index", "start", "end"]].astype(
         "int64"
     )
-    return out, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(sentences)
+    return out, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(sentences), forwarded
 
 
 def _run_chunk(task) -> dict:
@@ -415,16 +434,13 @@ def _run_chunk(task) -> dict:
     chunk, parts, fmt, options = task
     started = time.perf_counter()
     if options.documents:
-        out, rejects, sentences = _predict_documents(
+        out, rejects, sentences, forwarded = _predict_documents(
             chunk.frame, options.aggregate, options.explain
         )
         predicted = int((out["level"] == "document").sum()) if len(out) else 0
     else:
-        out, rejects, sentences = (
-            _predict_sentences(chunk.frame, options.keep_text, options.explain),
-            pd.DataFrame(columns=REJECT_COLUMNS),
-            0,
-        )
+        out, forwarded = _predict_sentences(chunk.frame, options.keep_text, options.explain)
+        rejects, sentences = pd.DataFrame(columns=REJECT_COLUMNS), 0
         predicted = len(out)
     if len(rejects):  # reading's rejects and prediction's, in input order
         rejects = pd.concat([chunk.rejects, rejects], ignore_index=True).sort_values(
@@ -437,6 +453,7 @@ def _run_chunk(task) -> dict:
         "predicted": predicted,
         "rejected": len(rejects),
         "sentences": sentences,
+        "forwarded": forwarded,
     }
     counts["unseen_targets"] = _model().unseen_targets(
         out.loc[out["level"] == "document", "target"]
@@ -646,6 +663,7 @@ def predict_file(
             summary.predicted += counts["predicted"]
             summary.rejected += counts["rejected"]
             summary.sentences += counts["sentences"]
+            summary.forwarded += counts.get("forwarded", 0)  # parts of older runs lack it
             unseen.update(counts.get("unseen_targets", {}))
             progress.update(counts["rows_read"])
             if stdout is not None:

@@ -144,6 +144,11 @@ def run_kind(tags: dict) -> str:
             f"evaluation of {tags[schema.EVALUATED_MODEL]} on "
             f"{tags.get(schema.EVALUATION_DATA, 'unknown data')}"
         )
+    if kind == "cascade":
+        return (
+            f"cascade of {tags[schema.CASCADE_FAST][:8]} (fast) and "
+            f"{tags[schema.CASCADE_ACCURATE][:8]} (accurate)"
+        )
     if tags.get(schema.REPRODUCES):
         return f"training, reproducing {tags[schema.REPRODUCES][:8]}"
     return "training"
@@ -368,6 +373,13 @@ def _refuse_runs_not_from_train(run: dict) -> None:
             f"{run['tags'][schema.EVALUATED_MODEL]} on "
             f"{run['tags'].get(schema.EVALUATION_DATA)}, and trained nothing. Run that `stance "
             "evaluate` again, or reproduce the run that trained the model."
+        )
+    if run["tags"].get(schema.CASCADE_ACCURATE):
+        fast, accurate = run["tags"][schema.CASCADE_FAST], run["tags"][schema.CASCADE_ACCURATE]
+        raise StanceError(
+            f"Run {run['run_id']} is a `stance cascade` run: it trained nothing, but joined the "
+            f"models of runs {fast} and {accurate}. Reproduce each of them, then run `stance "
+            "cascade FAST ACCURATE` on the new runs with the same --max-loss."
         )
     if run["tags"].get(schema.SEARCH):
         raise StanceError(

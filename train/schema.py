@@ -4,7 +4,7 @@ Commands write runs through :mod:`train.tracking`; ``stance runs``, ``show``, ``
 and ``reproduce`` read them back (:mod:`train.runs`). Both take every name from here, so
 a reader never guesses what a writer meant. A leaf module: it imports nothing.
 
-A run is one of five kinds, told by its tags:
+A run is one of six kinds, told by its tags:
 
 ========== =============================== ==========================================
 kind       made by                         tag that marks it
@@ -14,6 +14,7 @@ cv         ``stance cv``                    ``stance.cv`` (folds and grouping)
 evaluation ``stance evaluate``              ``stance.evaluated_model`` (the model URI)
 search     ``stance search`` (the parent)   ``stance.search`` (the study's name)
 trial      one trial of a search            ``mlflow.parentRunId`` (its search)
+cascade    ``stance cascade``               ``stance.cascade_accurate`` (and ``_fast``)
 ========== =============================== ==========================================
 """
 
@@ -33,6 +34,8 @@ EVALUATION_DATA = "stance.evaluation_data"
 MODEL_FILE_SHA256 = (
     "stance.model_file_sha256"  # on runs that log a model: its file's sha256, checked on load
 )
+CASCADE_FAST = "stance.cascade_fast"  # on a cascade: the run of its fast model
+CASCADE_ACCURATE = "stance.cascade_accurate"  # and of its accurate model
 REPRODUCES = "stance.reproduces"  # on a training run made by `stance reproduce`: the run it repeats
 PARENT = "mlflow.parentRunId"  # MLflow's own: a trial's search
 RUN_NAME = "mlflow.runName"
@@ -45,10 +48,13 @@ MANIFEST = "data/manifest.json"  # files, hashes, row counts, split sizes, repea
 REJECTS = "data/rejects.csv"
 MODEL_CARD = "report/model_card.md"
 MODEL = "model"  # the logged MLflow model's name: runs:/RUN_ID/model
+CASCADE_CURVE = "cascade/curve_valid.csv"  # a cascade's validation metric per forwarded share
+CASCADE_FIGURE = "cascade/curve_valid.png"
 
 
 def predictions(rows: str) -> str:
-    """Every row's label and prediction, for paired comparison of two runs on the same rows."""
+    """Every row's label and prediction (and, from training runs, its ``proba_<LABEL>`` columns),
+    for paired comparison of two runs on the same rows and for choosing a cascade's threshold."""
     return f"evaluation/predictions_{rows}.csv"
 
 
@@ -62,7 +68,7 @@ def evaluation_file(kind: str, split: str) -> str:
 
 # --------------------------------------------------------------------------- kinds
 
-KINDS = ("training", "cv", "evaluation", "search", "trial")
+KINDS = ("training", "cv", "evaluation", "search", "trial", "cascade")
 # The rows whose predictions a run of each kind logs and scores its headline on
 # (predictions(rows), <rows>_<metric>); searches and trials log none.
 PREDICTED_ROWS = {
@@ -71,6 +77,7 @@ PREDICTED_ROWS = {
     "evaluation": "eval",
     "search": "test",
     "trial": "test",
+    "cascade": "test",
 }
 
 
@@ -84,4 +91,6 @@ def kind(tags: dict) -> str:
         return "cv"
     if tags.get(EVALUATED_MODEL):
         return "evaluation"
+    if tags.get(CASCADE_ACCURATE):
+        return "cascade"
     return "training"

@@ -31,7 +31,7 @@ from features.pipeline import extras_needed
 from train import modelfile, schema
 from train.data import LoadedData, repeated_texts
 from train.errors import TrackingError
-from train.models import ARTIFACT_KEY, MODEL_PACKAGES, StanceModel, extra_packages
+from train.models import ARTIFACT_KEY, MODEL_PACKAGES, Cascade, StanceModel, extra_packages
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # A run may be named by the start of its id, as git names commits: hex, four characters at least.
@@ -564,6 +564,16 @@ def log_search_result(
 
 
 @retry_when_locked
+def log_cascade(params: dict, metrics: dict[str, float], curve: pd.DataFrame, figure) -> None:
+    """What `stance cascade` chose and from what: its runs, threshold, metrics and the
+    validation curve it read the threshold from."""
+    mlflow.log_params(params)
+    mlflow.log_metrics(metrics)
+    mlflow.log_text(curve.to_csv(index=False), schema.CASCADE_CURVE)
+    mlflow.log_figure(figure, schema.CASCADE_FIGURE)
+
+
+@retry_when_locked
 def log_predictions(split: str, frame: pd.DataFrame) -> None:
     """Per-row predictions, so that two runs on the same rows can be compared pairwise."""
     mlflow.log_text(frame.to_csv(index=False), schema.predictions(split))
@@ -862,7 +872,7 @@ def _quiet_mlflow_logging(quieter: dict[str, int]):
             logging.getLogger(name).setLevel(level)
 
 
-def log_model(model: StanceModel, example: pd.DataFrame) -> str:
+def log_model(model: StanceModel | Cascade, example: pd.DataFrame) -> str:
     """Log the model as an MLflow pyfunc that ships this project's code; returns its URI."""
     with tempfile.TemporaryDirectory() as folder:
         artifact = Path(folder) / "model.pkl"
@@ -877,7 +887,7 @@ def log_model(model: StanceModel, example: pd.DataFrame) -> str:
                 signature=infer_signature(example, output),
                 input_example=example,
                 pip_requirements=pip_requirements(
-                    model.versions, bool(extras_needed(model.config.get("features", {})))
+                    model.versions, bool(extras_needed(model.step_names()))
                 ),
                 # MLflow copies uv.lock and pyproject.toml into the model when it finds them
                 # in the working directory; naming the project makes that independent of

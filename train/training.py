@@ -185,9 +185,18 @@ def train(
             tracking.log_evaluation(
                 split, report_text(frame["label"], predicted, labels), figure, per_target
             )
+            # The probabilities too: `stance cascade` chooses its threshold from them.
             tracking.log_predictions(
                 split,
-                pd.DataFrame({"id": frame["id"], "label": frame["label"], "predicted": predicted}),
+                pd.concat(
+                    [
+                        pd.DataFrame(
+                            {"id": frame["id"], "label": frame["label"], "predicted": predicted}
+                        ),
+                        predictions.filter(like="proba_").set_axis(frame.index),
+                    ],
+                    axis=1,
+                ),
             )
             plt.close(figure)
 

@@ -7,6 +7,7 @@ that ``stance --help`` answers in about 0.1 s instead of 2-3 s.
 """
 
 from train.app import (
+    cascade,
     compare,
     crossvalidate,
     evaluate,
@@ -26,6 +27,7 @@ COMMANDS = {
     "evaluate": evaluate,
     "cv": crossvalidate,
     "search": search,
+    "cascade": cascade,
     "runs": runs,
     "compare": compare,
     "show": show,
