@@ -32,7 +32,7 @@ from speed_tiers import OUT, build_input, timed
 
 from train import schema, tracking
 from train.cascade import logged_predictions, threshold_for_share, validation_curve
-from train.models import Cascade
+from train.models import Cascade, confidence
 from train.predict import load_model
 
 
@@ -69,7 +69,7 @@ def main() -> None:
     valid = {role: logged_predictions(run, "valid", labels) for role, run in runs.items()}
     valid["accurate"] = valid["accurate"].loc[valid["fast"].index]
     curve = validation_curve(valid["fast"], valid["accurate"], labels, metric)
-    confidence = valid["fast"][[f"proba_{label}" for label in labels]].to_numpy().max(axis=1)
+    sureness = confidence(valid["fast"], labels)
 
     OUT.mkdir(parents=True, exist_ok=True)
     models = {"fast": fast, "accurate": accurate}
@@ -78,7 +78,7 @@ def main() -> None:
     shares = [float(s) for s in args.shares.split(",")]
     for share in shares:
         models[f"cascade-{share:.2f}"] = Cascade(
-            fast, accurate, threshold_for_share(confidence, share)
+            fast, accurate, threshold_for_share(sureness, share)
         )
     paths = {}
     for name, model in models.items():

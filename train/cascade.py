@@ -29,7 +29,7 @@ import pandas as pd
 from train import schema, tracking
 from train.errors import StanceError
 from train.metrics import bootstrap_interval, compute_metrics, headline_value
-from train.models import Cascade, StanceModel
+from train.models import Cascade, StanceModel, confidence
 
 # Shares of validation rows forwarded that are tried: 0 %, 1 %, ... 100 %.
 SHARES = np.linspace(0.0, 1.0, 101)
@@ -72,8 +72,7 @@ def joined(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The cascade's labels for rows both runs predicted, and which rows it forwarded: the rule of
     :meth:`train.models.Cascade.forwarded`, applied to logged predictions."""
-    confidence = fast[[f"proba_{label}" for label in labels]].to_numpy().max(axis=1)
-    forward = confidence < threshold
+    forward = confidence(fast, labels) < threshold
     return np.where(forward, accurate["predicted"], fast["predicted"]), forward
 
 
@@ -90,12 +89,12 @@ def validation_curve(
 ) -> pd.DataFrame:
     """For each share in :data:`SHARES`: its threshold, the share it really forwards, and the
     joined predictions' ``metric``."""
-    confidence = fast[[f"proba_{label}" for label in labels]].to_numpy().max(axis=1)
+    sureness = confidence(fast, labels)
     index = {label: i for i, label in enumerate(labels)}
     truth = fast["label"].map(index).to_numpy()
     rows = []
     for share in SHARES:
-        threshold = threshold_for_share(confidence, share)
+        threshold = threshold_for_share(sureness, share)
         predicted, forward = joined(fast, accurate, labels, threshold)
         codes = np.array([index[p] for p in predicted])
         rows.append(

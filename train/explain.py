@@ -13,6 +13,7 @@ left out: they move every row alike.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -58,7 +59,7 @@ def predict_explained(model: StanceModel | Cascade, frame: pd.DataFrame, top: in
         raise ModelError(f"--explain takes how many features to name, 1 or more; found {top}.")
     check_explainable(model)
     if isinstance(model, Cascade):
-        return route_explained(model, frame, top)[0]
+        return model.route(frame, functools.partial(predict_explained, top=top))[0]
     X = model.model_input(frame)
     per_target = isinstance(model.estimator, PerTargetClassifier)
     routes = model.estimator.routes(X) if per_target else [(model.estimator, np.arange(len(X)))]
@@ -142,16 +143,3 @@ def _explain_rows(
     for row, column, value in zip(rows[kept].tolist(), columns[kept].tolist(), sums[kept].tolist()):
         explained[row].append(f"{term_names[column]} {value:+.2f}")
     return ["; ".join(parts) for parts in explained]
-
-
-def route_explained(
-    model: Cascade, frame: pd.DataFrame, top: int
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """A cascade's :func:`predict_explained`, and which rows the accurate model answered."""
-    out = predict_explained(model.fast, frame, top)
-    forward = model.forwarded(out)
-    if forward.any():
-        accurate = predict_explained(model.accurate, frame.loc[forward], top)
-        for column in out.columns:
-            out.loc[forward, column] = accurate[column].to_numpy()
-    return out, forward

@@ -328,6 +328,16 @@ class StanceModel:
 CASCADE_FORMAT = "stance-cascade/1"
 
 
+def confidence(predictions: pd.DataFrame, labels) -> np.ndarray:
+    """How sure a model is of each row: its highest probability (the cascade's measure; on
+    validation, the margin of the top two and the entropy did no better)."""
+    return predictions[[f"proba_{label}" for label in labels]].to_numpy().max(axis=1)
+
+
+def _predict(model: StanceModel, frame: pd.DataFrame) -> pd.DataFrame:
+    return model.predict(frame)
+
+
 @dataclass
 class Cascade:
     """Two models of one task as one: the fast model answers the rows it is sure of, and the
@@ -376,15 +386,18 @@ class Cascade:
 
     def forwarded(self, fast_predictions: pd.DataFrame) -> np.ndarray:
         """Which rows of the fast model's output go on to the accurate model."""
-        proba = fast_predictions[[f"proba_{label}" for label in self.labels]].to_numpy()
-        return proba.max(axis=1) < self.threshold
+        return confidence(fast_predictions, self.labels) < self.threshold
 
-    def route(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-        """The cascade's predictions, and which rows the accurate model gave."""
-        out = self.fast.predict(frame)
+    def route(self, frame: pd.DataFrame, answer=None) -> tuple[pd.DataFrame, np.ndarray]:
+        """The cascade's predictions, and which rows the accurate model gave.
+
+        ``answer(model, frame)`` is how each model answers its rows (``model.predict`` unless
+        given; explanations pass their own)."""
+        answer = answer or _predict
+        out = answer(self.fast, frame)
         forward = self.forwarded(out)
         if forward.any():
-            accurate = self.accurate.predict(frame.loc[forward])
+            accurate = answer(self.accurate, frame.loc[forward])
             for column in out.columns:  # column by column, so each keeps its dtype
                 out.loc[forward, column] = accurate[column].to_numpy()
         return out, forward

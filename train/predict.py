@@ -20,6 +20,7 @@ How a run proceeds:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -330,7 +331,9 @@ def _predict(X: pd.DataFrame, explain: int) -> tuple[pd.DataFrame, int]:
     a cascade forwarded to its accurate model."""
     model = _model()
     if explain and isinstance(model, Cascade):
-        out, forward = explanations.route_explained(model, X, explain)
+        out, forward = model.route(
+            X, functools.partial(explanations.predict_explained, top=explain)
+        )
     elif explain:
         out, forward = explanations.predict_explained(model, X, explain), ()
     else:

@@ -186,3 +186,19 @@ def test_a_run_that_logged_no_probabilities_is_refused_with_the_fix(tracking, ru
     assert "without proba_FAVOR" in err and "Train the experiment again" in err
     code, _, err = run_cli("cascade", accurate_run, accurate_run)
     assert code == 2 and "one run" in err
+
+
+def test_each_row_of_a_cascade_is_explained_by_the_model_that_answered_it(two_models, sentences):
+    from train.explain import predict_explained
+
+    fast, accurate = two_models
+    frame = sentences[["text", "target"]]
+    threshold = float(np.median(fast.predict(frame).filter(like="proba_").max(axis=1)))
+    cascade = Cascade(fast, accurate, threshold)
+    explained = predict_explained(cascade, frame, top=3)
+    _, forward = cascade.route(frame)
+    pd.testing.assert_frame_equal(explained.drop(columns="explanation"), cascade.predict(frame))
+    by_accurate = predict_explained(accurate, frame, top=3)["explanation"]
+    by_fast = predict_explained(fast, frame, top=3)["explanation"]
+    assert explained["explanation"][forward].equals(by_accurate[forward])
+    assert explained["explanation"][~forward].equals(by_fast[~forward])
