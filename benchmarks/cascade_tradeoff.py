@@ -37,11 +37,32 @@ from train.predict import load_model
 
 
 def numpy_twin(model):
-    """The same fitted model with every sentence encoder on the numpy runtime."""
-    twin = copy.deepcopy(model)
-    for name, step in twin.estimator.get_params(deep=True).items():
-        if name.endswith("runtime") and isinstance(step, str):
-            twin.estimator.set_params(**{name: "numpy"})
+    """The same fitted model with every sentence encoder on the numpy runtime.
+
+    Fitted copies (a target's model, the copies of ``shared_per_target``) are not reached by
+    ``set_params``, which changes only the unfitted parameters, so every object is walked."""
+    from features.embeddings import SentenceEmbeddings
+
+    twin, seen = copy.deepcopy(model), set()
+
+    def walk(value):
+        if id(value) in seen or isinstance(value, (str, bytes, int, float)):
+            return
+        seen.add(id(value))
+        if isinstance(value, SentenceEmbeddings):
+            value.runtime = "numpy"
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        elif hasattr(value, "__dict__") and not isinstance(value, type):
+            children = vars(value).values()
+        else:
+            return
+        for child in list(children):
+            walk(child)
+
+    walk(twin)
     return twin
 
 

@@ -4,6 +4,7 @@ the errors a user can fix into one line and exit status 2."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from train.app import COMMANDS
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout left early (`stance show RUN | head`): not a failure of the
+        # command. Python would report it again on exit while flushing, unless stdout goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:
         if not isinstance(error, _mlflow_errors()):
             raise

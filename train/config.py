@@ -26,7 +26,8 @@ import tomli_w
 
 from train.errors import ConfigError
 
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "semeval2016", "fnc1", "argq")
+TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+FORMATS = (*TABLE_FORMATS, "semeval2016", "fnc1", "argq")
 BAD_ROW_POLICIES = ("error", "quarantine")
 SPLIT_METHODS = ("stratified", "by_target", "by_group")
 STRATEGIES = ("joint", "per_target", "shared_per_target")
@@ -83,6 +84,10 @@ DEFAULTS: dict[str, Any] = {
         "refit_on_valid": False,
         "label_weights": {},
         "clf": {},
+        # A model to start from (runs:/RUN_ID/model, models:/NAME@ALIAS or a file): its
+        # probabilities join the features as the `prior` step. "" starts from nothing.
+        "init_from": "",
+        "prior_weight": 1.0,
     },
     # The search space of `stance search`: {override key: {low, high[, log]} or {choices}}.
     "search": {"metric": "", "space": {}},
@@ -105,7 +110,20 @@ def _thaw(value):
     return value
 
 
+# The type of ``data.path``: one path, or a list of them (files or folders).
+PATHS = "paths"
+
+
 def _check_type(where: str, value, expected):
+    if expected is PATHS:
+        if isinstance(value, str) or (
+            isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value)
+        ):
+            return value
+        raise ConfigError(
+            f"{where} must be a path or a non-empty list of paths, found {value!r} "
+            f"({type(value).__name__})."
+        )
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is Mapping:
@@ -155,7 +173,7 @@ def _f(kind):
 @dataclass(frozen=True)
 class DataConfig(_Section):
     format: str = _f(str)
-    path: str = _f(str)
+    path: str | tuple = _f(PATHS)
     columns: Mapping = _f(Mapping)
     labels: tuple = _f(tuple)
     label_map: Mapping = _f(Mapping)
@@ -167,18 +185,28 @@ class DataConfig(_Section):
     def __post_init__(self):
         _choice("data.format", self.format, FORMATS)
         _choice("data.on_bad_rows", self.on_bad_rows, BAD_ROW_POLICIES)
-        if not self.path:
+        if not all(p.strip() for p in self.paths):
             raise ConfigError(
                 "data.path is empty; set it to a file or folder under the data root, e.g. path = "
-                '"sample/sentences.csv".'
+                '"sample/sentences.csv", or to a list of them.'
+            )
+        if len(self.paths) > 1 and self.format not in TABLE_FORMATS:
+            raise ConfigError(
+                f"data.path lists {len(self.paths)} paths, but the {self.format} loader reads one "
+                "folder; list several paths only for csv, tsv, jsonl or parquet files."
             )
         for name in self.columns:
             _choice("a key of data.columns", name, RECORD_FIELDS)
-        if self.format in ("csv", "tsv", "jsonl", "parquet") and not self.labels:
+        if self.format in TABLE_FORMATS and not self.labels:
             raise ConfigError(
                 f"data.labels is empty; a {self.format} dataset must list its labels, e.g. labels "
                 '= ["FAVOR", "AGAINST", "NONE"].'
             )
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """``path`` as a list: several files (or folders of them) are read as one dataset."""
+        return (self.path,) if isinstance(self.path, str) else tuple(self.path)
 
 
 @dataclass(frozen=True)
@@ -206,6 +234,8 @@ class ModelConfig(_Section):
     refit_on_valid: bool = _f(bool)
     label_weights: Mapping = _f(Mapping)
     clf: Mapping = _f(Mapping)
+    init_from: str = _f(str)
+    prior_weight: float = _f(float)
 
     def __post_init__(self):
         # Imported here, not at the top: they import scikit-learn (2 s), which `stance --help`
@@ -224,6 +254,10 @@ class ModelConfig(_Section):
                 raise ConfigError(
                     f"model.label_weights.{label} must be a positive number, found {weight!r}."
                 )
+        if not self.prior_weight > 0:
+            raise ConfigError(
+                f"model.prior_weight must be a positive number, found {self.prior_weight}."
+            )
 
 
 def _check_kwargs(where: str, cls, params: Mapping):

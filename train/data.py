@@ -118,9 +118,59 @@ def _records(
     return out
 
 
+# The files a folder named in data.path contributes, by data.format.
+TABLE_SUFFIXES = {
+    "csv": (".csv",),
+    "tsv": (".tsv", ".tab"),
+    "jsonl": (".jsonl", ".ndjson"),
+    "parquet": (".parquet",),
+}
+
+
+def table_files(config: DataConfig, root: Path) -> list[Path]:
+    """Every file ``data.path`` names, in order: a file as given, a folder as its files of the
+    experiment's format, sorted by name (so a folder of annotation rounds reads the same way on
+    every machine)."""
+    files: list[Path] = []
+    for given in config.paths:
+        path = root / given
+        if path.is_dir():
+            suffixes = TABLE_SUFFIXES[config.format]
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+            )
+            if not found:
+                raise DataError(
+                    f"{path}: the folder holds no {config.format} files (names ending in "
+                    f"{' or '.join(suffixes)}). Fix: put the annotated files there, or name the "
+                    "files themselves in data.path."
+                )
+            files += found
+        else:
+            files.append(path)
+    seen: set[Path] = set()
+    for path in files:
+        key = path.resolve()
+        if key in seen:
+            raise DataError(
+                f"{path} is named twice by data.path {list(config.paths)}; each file is read once."
+            )
+        seen.add(key)
+    return files
+
+
 def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
-    """CSV, TSV, JSONL or Parquet with the columns named in ``data.columns``."""
-    path = root / config.path
+    """CSV, TSV, JSONL or Parquet files with the columns named in ``data.columns``: one file, or
+    several (a list, or a folder) read as one dataset, every row keeping its own file and line."""
+    parts, files = [], []
+    for path in table_files(config, root):
+        records, source = _load_table_file(config, path)
+        parts.append(records)
+        files.append(source)
+    return pd.concat(parts, ignore_index=True), files
+
+
+def _load_table_file(config: DataConfig, path: Path) -> tuple[pd.DataFrame, SourceFile]:
     frame, problems, found = read_table(path, config.format)
     # weight and split are experiment-file fields only, so they are not command-line ColumnNames.
     named = tables.ColumnNames.from_mapping(config.columns)
@@ -154,7 +204,7 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
         records.at[position, "text"] = raw
     if config.target:
         records["target"] = config.target
-    return records, [SourceFile(str(path), sha256_of(path), len(records))]
+    return records, SourceFile(str(path), sha256_of(path), len(records))
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -166,7 +216,7 @@ def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list
     """SemEval-2016 Task 6 in the TweetEval packaging:
     ``TARGET/{train,val,test}_{text,labels}.txt``.
     """
-    folder = tables.require_path(root / config.path, "SemEval-2016 folder", folder=True)
+    folder = tables.require_path(root / config.paths[0], "SemEval-2016 folder", folder=True)
     mapping_file = folder / "mapping.txt"
     codes = {"0": "NONE", "1": "AGAINST", "2": "FAVOR"}
     if mapping_file.exists():
@@ -219,7 +269,7 @@ def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list
 
 def load_fnc1(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
     """FNC-1: the headline is the target, the body (joined by Body ID) is the text."""
-    folder = tables.require_path(root / config.path, "FNC-1 folder", folder=True)
+    folder = tables.require_path(root / config.paths[0], "FNC-1 folder", folder=True)
     parts, files = [], []
     for prefix, split in (("train", "train"), ("competition_test", "test")):
         stances_path, bodies_path = (
@@ -265,7 +315,7 @@ def load_argq(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Source
     """IBM ArgQ 30k: topic is the target, ``stance_WA`` (1 / -1) gives PRO / CON, ``set`` the
     split.
     """
-    path = root / config.path
+    path = root / config.paths[0]
     frame, problems, _ = read_table(path, "csv")
     needed = ("argument", "topic", "set", "stance_WA", "stance_WA_conf")
     missing = [c for c in needed if c not in frame.columns]

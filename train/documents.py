@@ -198,15 +198,30 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-AGGREGATIONS = ("mean", "majority")
+AGGREGATIONS = ("mean", "majority", "stance")
+# The label a sentence carries when it takes no side; the ``stance`` rule weighs it apart.
+NEUTRAL_LABEL = "NONE"
+# ``stance``: a document takes a side when its sentences' mean probability of taking one
+# (1 - P(NONE)) reaches this. Chosen on pseudo-documents of SemEval-2016 validation tweets
+# (benchmarks/document_aggregation.py; benchmarks/RESULTS.md).
+STANCE_PRESENCE = 0.6
 
 
-def aggregate(sentences: pd.DataFrame, labels: tuple[str, ...], rule: str) -> dict:
+def aggregate(
+    sentences: pd.DataFrame,
+    labels: tuple[str, ...],
+    rule: str,
+    presence: float = STANCE_PRESENCE,
+) -> dict:
     """One document-level row from its sentence rows.
 
     ``mean``: the label with the highest mean probability over sentences.
     ``majority``: the most frequent sentence label, ties broken by mean probability.
-    Both report the share of sentences with each label and the mean probabilities.
+    ``stance``: a document is NONE when its sentences' mean probability of taking a side
+    is below ``presence``; otherwise it takes the side its sentences take, each weighted by
+    how much stance it carries (1 - P(NONE)), so that a few outspoken sentences are not
+    drowned by the neutral reporting around them. Without a NONE label it is ``mean``.
+    All report the share of sentences with each label and the mean probabilities.
     """
     proba = sentences[[f"proba_{label}" for label in labels]].to_numpy()
     mean = proba.mean(axis=0) if len(proba) else np.full(len(labels), np.nan)
@@ -217,12 +232,24 @@ def aggregate(sentences: pd.DataFrame, labels: tuple[str, ...], rule: str) -> di
     elif rule == "majority":
         best = np.flatnonzero(counts == counts.max())
         label = labels[best[np.argmax(mean[best])]]
+    elif rule == "stance" and NEUTRAL_LABEL in labels:
+        label = _stance_label(proba, labels, presence)
     else:
         label = labels[int(np.argmax(mean))]
     row = {"label": label}
     row |= {f"proba_{name}": value for name, value in zip(labels, mean)}
     row |= {f"share_{name}": value for name, value in zip(labels, share)}
     return row
+
+
+def _stance_label(proba: np.ndarray, labels: tuple[str, ...], presence: float) -> str:
+    neutral = labels.index(NEUTRAL_LABEL)
+    carried = 1.0 - proba[:, neutral]
+    if carried.mean() < presence:
+        return NEUTRAL_LABEL
+    sides = [i for i in range(len(labels)) if i != neutral]
+    weighted = carried @ proba[:, sides]
+    return labels[sides[int(np.argmax(weighted))]]
 
 
 DOCUMENT_SUFFIXES = (".txt", ".md", "")

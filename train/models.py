@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, reads_target, text_column
 from features.pipeline import build_features
+from features.prior import PriorModel
 from features.target import TargetSpecificCopies
 from train import modelfile
 
@@ -130,7 +131,7 @@ def pipelines(estimator) -> list[tuple[str, Pipeline]]:
     return [("joint", estimator)]
 
 
-def build_model(config) -> BaseEstimator:
+def build_model(config, prior=None) -> BaseEstimator:
     """The estimator an experiment describes: ``Pipeline([("features", ...), ("clf", ...)])``.
 
     ``model.strategy`` picks how targets share what is learned: ``"joint"``, one
@@ -138,8 +139,17 @@ def build_model(config) -> BaseEstimator:
     :class:`PerTargetClassifier`); ``"shared_per_target"``, one model on
     features copied per target (:class:`features.TargetSpecificCopies`), which
     learns weights for all targets and for each at once.
+
+    With ``model.init_from``, the probabilities of the model it names (``prior``, loaded
+    by the caller) join the features as the ``prior`` step: a new target with few rows
+    starts from what a model of other targets learned.
     """
     features = build_features({name: dict(params) for name, params in config.features.items()})
+    if config.model.init_from:
+        # ``prior``: the model loaded from model.init_from (None only to check parameters).
+        features.transformer_list.append(
+            ("prior", PriorModel(model=prior, weight=config.model.prior_weight))
+        )
     clf = build_classifier(config.model.classifier, dict(config.model.clf), config.seed)
     if config.model.strategy == "shared_per_target":
         features = TargetSpecificCopies(features, shared_weight=config.model.shared_weight)
@@ -435,14 +445,17 @@ class Cascade:
         return Path(path)
 
 
-def needs_target(config) -> bool:
+def needs_target(config, prior=None) -> bool:
     """Whether the model reads each row's target: a per-target strategy routes by it, and a
     feature step may read it (each step says so itself, see :func:`features.base.reads_target`)."""
     steps = build_features(
         {name: dict(params) for name, params in config.features.items()}
     ).transformer_list
-    return config.model.strategy in PER_TARGET_STRATEGIES or any(
-        reads_target(step) for _, step in steps
+    reads_prior = bool(config.model.init_from) and getattr(prior, "needs_target", True)
+    return (
+        config.model.strategy in PER_TARGET_STRATEGIES
+        or reads_prior
+        or any(reads_target(step) for _, step in steps)
     )
 
 

@@ -43,7 +43,14 @@ from train import explain as explanations
 from train import modelfile, workers
 from train.errors import DataError, ModelError, StanceError
 from train.models import Cascade, StanceModel
-from train.tables import ColumnNames, Table, format_of, missing_marker, separator_hint
+from train.tables import (
+    ColumnNames,
+    Table,
+    format_of,
+    missing_marker,
+    separator_hint,
+    write_atomic,
+)
 
 REJECT_COLUMNS = ["line", "id", "reason", "text"]
 
@@ -468,8 +475,8 @@ def _run_chunk(task) -> dict:
     ):  # pragma: no cover - an invariant
         raise AssertionError(f"chunk {chunk.index}: predicted + rejected != read: {counts}")
     stem = parts / f"{chunk.index:08d}"
-    _write_atomic(out, Path(f"{stem}.out"), fmt)
-    _write_atomic(rejects.astype({"line": "int64"}), Path(f"{stem}.rejects"), "csv")
+    write_atomic(out, Path(f"{stem}.out"), fmt)
+    write_atomic(rejects.astype({"line": "int64"}), Path(f"{stem}.rejects"), "csv")
     counts["seconds"] = time.perf_counter() - started
     Path(f"{stem}.json.tmp").write_text(json.dumps(counts))
     os.replace(f"{stem}.json.tmp", f"{stem}.json")  # the chunk counts as done only once this exists
@@ -496,27 +503,6 @@ def _ordered(tasks: Iterator, jobs: int, model: StanceModel) -> Iterator[dict]:
 
 
 # --------------------------------------------------------------------------- output
-
-
-def _write_atomic(frame: pd.DataFrame, path: Path, fmt: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    _write(frame, temporary, fmt)
-    os.replace(temporary, path)
-
-
-def _write(frame: pd.DataFrame, target, fmt: str, header: bool = True) -> None:
-    if fmt in ("csv", "tsv"):
-        frame.to_csv(
-            target,
-            index=False,
-            sep="," if fmt == "csv" else "\t",
-            header=header,
-            lineterminator="\n",
-        )
-    elif fmt == "jsonl":
-        frame.to_json(target, orient="records", lines=True, force_ascii=False)
-    else:
-        frame.to_parquet(target, index=False)
 
 
 def _join_parts(files: list[Path], destination, fmt: str, header: bool = True) -> None:
@@ -588,7 +574,11 @@ def _prepare_parts(parts: Path, fingerprint: dict | None, resume: bool) -> set[i
 
 
 def predict_file(
-    model: str, source: str, output: str, options: PredictOptions = PredictOptions(), log=None
+    model: str | LoadedModel,
+    source: str,
+    output: str,
+    options: PredictOptions = PredictOptions(),
+    log=None,
 ) -> PredictSummary:
     """Predict every row (or document) of ``source`` with ``model`` and write ``output``.
 
@@ -612,7 +602,7 @@ def predict_file(
     rejects_path = options.rejects or _default_rejects(output)
     _refuse_to_overwrite(source, output, rejects_path)
     _check_destinations(output, rejects_path)
-    loaded = load_model(model)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
     stance_model = loaded.model
     if options.explain:
         explanations.check_explainable(stance_model)

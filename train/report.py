@@ -141,8 +141,8 @@ def model_card(facts: dict) -> str:
         "",
         f"Labels the stance of a sentence toward a target as one of {', '.join(labels)}, with a "
         "probability per label. "
-        f"Trained on {config['data']['format']} data ({config['data']['path']}); it is meant for "
-        "text of the same kind "
+        f"Trained on {config['data']['format']} data ({_paths(config['data']['path'])}); it is "
+        "meant for text of the same kind "
         + (
             "about the same targets."
             if config["model"]["strategy"] in PER_TARGET_STRATEGIES
@@ -199,6 +199,12 @@ def model_card(facts: dict) -> str:
         + (
             ", refitted on train + validation before the test evaluation"
             if config["model"]["refit_on_valid"]
+            else ""
+        )
+        + (
+            f", starting from {config['model']['init_from']} (its probabilities are the `prior` "
+            f"features, weight {config['model']['prior_weight']})"
+            if config["model"].get("init_from")
             else ""
         )
         + f". Code at git commit {facts['git']['git_commit']} (uncommitted changes: "
@@ -285,3 +291,7 @@ def _limits(facts: dict) -> list[str]:
         "opponents and world knowledge are beyond it."
     )
     return limits
+
+
+def _paths(path: str | list) -> str:
+    return path if isinstance(path, str) else ", ".join(path)

@@ -149,6 +149,10 @@ def run_kind(tags: dict) -> str:
             f"cascade of {tags[schema.CASCADE_FAST][:8]} (fast) and "
             f"{tags[schema.CASCADE_ACCURATE][:8]} (accurate)"
         )
+    if kind == "benchmark":
+        return f"benchmark {tags[schema.BENCHMARK]}"
+    if kind == "selection":
+        return f"selection for annotation, scored by {tags[schema.SELECTED_WITH]}"
     if tags.get(schema.REPRODUCES):
         return f"training, reproducing {tags[schema.REPRODUCES][:8]}"
     return "training"
@@ -200,7 +204,12 @@ def describe_run(run_id: str) -> str:
     listed = [f"  {name:<{width}}  {_figure(metrics[name])}" for name in sorted(metrics)] or [
         "  none"
     ]
-    return "\n".join([*lines, "", "metrics:", *listed])
+    settings = []
+    if schema.kind(tags) in ("selection", "benchmark"):  # no model card: its settings are params
+        params = run["params"]
+        width = max((len(name) for name in params), default=0)
+        settings = ["", "params:", *[f"  {k:<{width}}  {params[k]}" for k in sorted(params)]]
+    return "\n".join([*lines, *settings, "", "metrics:", *listed])
 
 
 def _figure(value: float) -> str:
@@ -333,6 +342,13 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
                 f"{now}. "
                 "Restore the original file to reproduce the run, or train anew with `stance train`."
             )
+    read_then = {logged.get("relative_path", logged["path"]) for logged in manifest["files"]}
+    if added := sorted(set(current) - read_then):
+        raise DataError(
+            f"{root / added[0]}: the experiment reads this file now, but run {run_id} did not "
+            f"({len(added)} such file(s)); a folder in data.path has gained files since. Move them "
+            "out to reproduce the run, or train anew with `stance train`."
+        )
     dirty = original["tags"].get("git_dirty") == "true"
     if dirty:
         log(

@@ -4,7 +4,7 @@ Commands write runs through :mod:`train.tracking`; ``stance runs``, ``show``, ``
 and ``reproduce`` read them back (:mod:`train.runs`). Both take every name from here, so
 a reader never guesses what a writer meant. A leaf module: it imports nothing.
 
-A run is one of six kinds, told by its tags:
+A run is one of eight kinds, told by its tags:
 
 ========== =============================== ==========================================
 kind       made by                         tag that marks it
@@ -15,6 +15,8 @@ evaluation ``stance evaluate``              ``stance.evaluated_model`` (the mode
 search     ``stance search`` (the parent)   ``stance.search`` (the study's name)
 trial      one trial of a search            ``mlflow.parentRunId`` (its search)
 cascade    ``stance cascade``               ``stance.cascade_accurate`` (and ``_fast``)
+selection  ``stance select``                ``stance.selected_with`` (the model URI)
+benchmark  a script of benchmarks/          ``stance.benchmark`` (the script's name)
 ========== =============================== ==========================================
 """
 
@@ -36,6 +38,8 @@ MODEL_FILE_SHA256 = (
 )
 CASCADE_FAST = "stance.cascade_fast"  # on a cascade: the run of its fast model
 CASCADE_ACCURATE = "stance.cascade_accurate"  # and of its accurate model
+BENCHMARK = "stance.benchmark"  # on a benchmark's run: which script logged it
+SELECTED_WITH = "stance.selected_with"  # on a selection: the model that scored the corpus
 REPRODUCES = "stance.reproduces"  # on a training run made by `stance reproduce`: the run it repeats
 PARENT = "mlflow.parentRunId"  # MLflow's own: a trial's search
 RUN_NAME = "mlflow.runName"
@@ -68,7 +72,7 @@ def evaluation_file(kind: str, split: str) -> str:
 
 # --------------------------------------------------------------------------- kinds
 
-KINDS = ("training", "cv", "evaluation", "search", "trial", "cascade")
+KINDS = ("training", "cv", "evaluation", "search", "trial", "cascade", "selection", "benchmark")
 # The rows whose predictions a run of each kind logs and scores its headline on
 # (predictions(rows), <rows>_<metric>); searches and trials log none.
 PREDICTED_ROWS = {
@@ -78,6 +82,8 @@ PREDICTED_ROWS = {
     "search": "test",
     "trial": "test",
     "cascade": "test",
+    "selection": "test",  # selections and benchmarks log no predictions: nothing to pair
+    "benchmark": "test",
 }
 
 
@@ -93,4 +99,8 @@ def kind(tags: dict) -> str:
         return "evaluation"
     if tags.get(CASCADE_ACCURATE):
         return "cascade"
+    if tags.get(SELECTED_WITH):
+        return "selection"
+    if tags.get(BENCHMARK):
+        return "benchmark"
     return "training"

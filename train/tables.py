@@ -12,13 +12,18 @@ import csv
 import io
 import itertools
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from train.errors import DataError
+
+if TYPE_CHECKING:  # the writers take frames; reading needs no pandas
+    import pandas as pd
 
 # Lines of a JSON stream searched for a key the first record lacks (held in memory).
 JSON_LOOK_AHEAD = 10_000
@@ -445,3 +450,26 @@ def read_all(source: str | Path, fmt: str) -> tuple[list[str], Batch]:
     if not batches:
         return columns, Batch(columns)
     return columns, batches[0]
+
+
+def write_atomic(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    """Write ``frame`` beside ``path`` and rename it there: a reader never sees half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    write_table(frame, temporary, fmt)
+    os.replace(temporary, path)
+
+
+def write_table(frame: pd.DataFrame, target, fmt: str, header: bool = True) -> None:
+    """``frame`` as CSV, TSV, JSON lines or Parquet, to a path or an open binary stream."""
+    if fmt in ("csv", "tsv"):
+        frame.to_csv(
+            target,
+            index=False,
+            sep="," if fmt == "csv" else "\t",
+            header=header,
+            lineterminator="\n",
+        )
+    elif fmt == "jsonl":
+        frame.to_json(target, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_parquet(target, index=False)

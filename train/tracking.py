@@ -28,7 +28,7 @@ from filelock import FileLock, Timeout
 from mlflow.models import infer_signature
 
 from features.pipeline import extras_needed
-from train import modelfile, schema
+from train import modelfile, schema, tables
 from train.data import LoadedData, repeated_texts
 from train.errors import TrackingError
 from train.models import ARTIFACT_KEY, MODEL_PACKAGES, Cascade, StanceModel, extra_packages
@@ -574,6 +574,42 @@ def log_cascade(params: dict, metrics: dict[str, float], curve: pd.DataFrame, fi
 
 
 @retry_when_locked
+def log_selection(
+    params: dict, metrics: dict[str, float], selected: pd.DataFrame, artifact: str, fmt: str
+) -> None:
+    """What `stance select` read and chose: corpus hash, model, strategy, counts, and the rows
+    handed to the annotator, so a model's annotation history can be followed run by run."""
+    mlflow.log_params(params)
+    mlflow.log_metrics(metrics)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(artifact).name
+        tables.write_atomic(selected, path, fmt)
+        mlflow.log_artifact(str(path), str(Path(artifact).parent))
+
+
+def log_learning_curve(
+    experiment: str,
+    params: dict,
+    curves: pd.DataFrame,
+    table: pd.DataFrame,
+    text: str,
+    figure,
+    metrics: dict[str, float],
+) -> str:
+    """A learning-curve benchmark as a run of its own (benchmarks/learning_curve.py): every
+    round of every curve, the summary table, its markdown and the figure."""
+    tags = {schema.BENCHMARK: "learning_curve"}
+    with command_run(experiment, {}, tags) as run_id:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(curves.to_csv(index=False), "learning_curve/curves.csv")
+        mlflow.log_text(table.to_csv(index=False), "learning_curve/summary.csv")
+        mlflow.log_text(text, "learning_curve/summary.md")
+        mlflow.log_figure(figure, "learning_curve/curves.png")
+    return run_id
+
+
+@retry_when_locked
 def log_predictions(split: str, frame: pd.DataFrame) -> None:
     """Per-row predictions, so that two runs on the same rows can be compared pairwise."""
     mlflow.log_text(frame.to_csv(index=False), schema.predictions(split))
@@ -620,7 +656,7 @@ def fetched_model(uri: str):
     from train.errors import ModelError
 
     configure()
-    uri = _full_run_uri(uri)
+    uri = full_run_uri(uri)
     with tempfile.TemporaryDirectory(prefix="stance-model-") as folder:
         try:
             run_id = _source_run_id(uri)
@@ -662,7 +698,7 @@ def _source_run_id(uri: str) -> str | None:
     return None
 
 
-def _full_run_uri(uri: str) -> str:
+def full_run_uri(uri: str) -> str:
     """``runs:/PREFIX/path`` with the prefix widened to the run's full id, so a model is named the
     way ``compare`` and ``reproduce`` name its run; MLflow itself resolves only full ids."""
     run_id, sep, path = uri.removeprefix("runs:/").partition("/")

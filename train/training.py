@@ -5,6 +5,7 @@ Read :func:`train` in one go; each step is one call into the module that owns it
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from train.data import (
     repeated_texts,
     split_dataset,
 )
-from train.errors import ConfigError, DataError
+from train.errors import ConfigError, DataError, ModelError
 from train.metrics import bootstrap_interval, compute_metrics, per_target_table, report_text
 from train.models import (
     StanceModel,
@@ -43,8 +44,9 @@ def fit_stance_model(
     """Fit the experiment's estimator on ``frame`` and wrap it with its labels and settings."""
     _check_training_labels(config.labels, frame["label"])
     weights = frame["weight"].to_numpy() if config.data.use_weights else None
+    prior = prior_model(config.model.init_from) if config.model.init_from else None
     try:
-        estimator = fit_model(build_model(config), frame, weights)
+        estimator = fit_model(build_model(config, prior), frame, weights)
     except ValueError as error:
         # By scikit-learn's contract, feature steps and classifiers check their
         # parameters in fit, so a bad value in the experiment surfaces here.
@@ -63,10 +65,27 @@ def fit_stance_model(
         estimator,
         config.labels,
         config.to_dict(),
-        needs_target(config),
+        needs_target(config, prior),
         dict(config.model.label_weights),
         versions=versions or {},
     )
+
+
+@functools.lru_cache(maxsize=2)
+def prior_model(uri: str) -> StanceModel:
+    """The model ``model.init_from`` names, loaded once per process (a search fits many trials
+    on it) through the model-file allow-list, as `stance predict` loads a model."""
+    from train.predict import load_model  # imports the workers and readers that predict needs
+
+    try:
+        model = load_model(uri).model
+    except ModelError as error:
+        raise ModelError(f"model.init_from = {uri!r}: {error}") from None
+    if not isinstance(model, StanceModel):
+        raise ConfigError(
+            f"model.init_from = {uri!r} names a cascade; start from one of its two training runs."
+        )
+    return model
 
 
 def _check_training_labels(labels: tuple[str, ...], found: pd.Series) -> None:

@@ -504,3 +504,68 @@ def test_a_label_that_reads_none_is_still_a_label(tmp_path):
     )
     data = load_dataset(data_config(path, labels=["Favor", "Against", "None"]), tmp_path)
     assert list(data.rows["label"]) == ["Favor", "Against", "None"]
+
+
+# --------------------------------------------------------------------------- several files
+
+
+def files_config(paths, **changes):
+    layers = {"data": {"format": "csv", "path": paths, "labels": ["FAVOR", "AGAINST", "NONE"]}}
+    layers["data"] |= changes
+    return Config.from_layers(layers).data
+
+
+def test_a_list_of_files_is_one_dataset_each_row_traced_to_its_own_file(tmp_path):
+    write(tmp_path, GOOD, "old.csv")
+    write(tmp_path, ["b1,Round one says yes,carbon tax,FAVOR", "b2,,carbon tax,NONE"], "new.csv")
+    config = files_config(["old.csv", "new.csv"], on_bad_rows="quarantine")
+    data = load_dataset(config, tmp_path)
+    assert [Path(f.path).name for f in data.files] == ["old.csv", "new.csv"]
+    assert len(data.rows) + len(data.rejects) == data.rows_read == 5
+    assert list(data.rows["id"]) == ["a1", "a2", "a3", "b1"]
+    rejected = data.rejects.iloc[0]
+    assert Path(rejected["source"]).name == "new.csv" and rejected["line"] == 3
+
+
+def test_a_folder_is_read_as_its_files_of_the_format_in_name_order(tmp_path):
+    rounds = tmp_path / "rounds"
+    rounds.mkdir()
+    write(rounds, ["b2,Second round row,carbon tax,AGAINST"], "round-2.csv")
+    write(rounds, ["b1,First round row,carbon tax,FAVOR"], "round-1.csv")
+    (rounds / "notes.txt").write_text("not data")
+    write(tmp_path, GOOD, "old.csv")
+    config = files_config(["old.csv", "rounds"])
+    data = load_dataset(config, tmp_path)
+    assert [Path(f.path).name for f in data.files] == ["old.csv", "round-1.csv", "round-2.csv"]
+    assert list(data.rows["id"])[-2:] == ["b1", "b2"]
+
+
+def test_the_same_id_or_a_conflicting_label_across_files_is_caught_as_within_one(tmp_path):
+    write(tmp_path, GOOD, "old.csv")
+    write(
+        tmp_path,
+        ["a1,Another text,carbon tax,NONE", "b2,The tax is fair,carbon tax,AGAINST"],
+        "new.csv",
+    )
+    config = files_config(["old.csv", "new.csv"])
+    with pytest.raises(DataError) as error:
+        load_dataset(config, tmp_path)
+    message = str(error.value)
+    assert "new.csv, line 2: duplicate id 'a1'" in message
+    assert "conflicting labels for the same text and target" in message
+
+
+def test_paths_that_cannot_be_one_dataset_are_refused(tmp_path):
+    write(tmp_path, GOOD, "old.csv")
+    (tmp_path / "empty").mkdir()
+    twice = files_config(["old.csv", "./old.csv"])
+    with pytest.raises(DataError, match="named twice"):
+        load_dataset(twice, tmp_path)
+    with pytest.raises(DataError, match="holds no csv files"):
+        load_dataset(files_config(["old.csv", "empty"]), tmp_path)
+    from train.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="non-empty list of paths"):
+        files_config([])
+    with pytest.raises(ConfigError, match="loader reads one folder"):
+        Config.from_layers({"data": {"format": "argq", "path": ["a.csv", "b.csv"]}})

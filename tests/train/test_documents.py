@@ -95,6 +95,34 @@ def test_majority_rule_breaks_ties_by_mean_probability():
     assert aggregate(tied, labels, "majority")["label"] == "FAVOR"  # 0.9 against 0.8 mean
 
 
+def test_stance_rule_lets_outspoken_sentences_outweigh_neutral_reporting():
+    labels = ("FAVOR", "AGAINST", "NONE")
+    # Two sentences argue FAVOR, one leans AGAINST a little, three report: the mean says
+    # NONE (0.48), and the stance rule finds the argument.
+    sentences = rows(
+        ["FAVOR", "FAVOR", "NONE", "NONE", "NONE", "NONE"],
+        [
+            [0.8, 0.1, 0.1],
+            [0.7, 0.1, 0.2],
+            [0.1, 0.4, 0.5],
+            [0.1, 0.2, 0.7],
+            [0.1, 0.1, 0.8],
+            [0.3, 0.1, 0.6],
+        ],
+    )
+    assert aggregate(sentences, labels, "mean")["label"] == "NONE"
+    assert aggregate(sentences, labels, "stance", presence=0.4)["label"] == "FAVOR"
+    # Below the presence threshold the document takes no side at all.
+    assert aggregate(sentences, labels, "stance", presence=0.6)["label"] == "NONE"
+    # Without a NONE label the rule is the mean.
+    pro_con = pd.DataFrame(
+        {"proba_PRO": [0.6, 0.3], "proba_CON": [0.4, 0.7], "label": ["PRO", "CON"]}
+    )
+    assert aggregate(pro_con, ("PRO", "CON"), "stance") == aggregate(
+        pro_con, ("PRO", "CON"), "mean"
+    )
+
+
 def test_a_document_without_sentences_has_no_label():
     row = aggregate(rows([], []), ("FAVOR", "AGAINST", "NONE"), "mean")
     assert row["label"] is None

@@ -75,3 +75,39 @@ def test_the_fast_semeval_experiment_trains_end_to_end_and_predicts_from_its_run
     predicted = pd.read_csv(tmp_path / "out.csv")
     assert list(predicted["id"]) == [1, 2]
     assert set(predicted["label"]) <= {"FAVOR", "AGAINST", "NONE"}
+
+
+def test_a_model_starts_from_another_whose_probabilities_become_features(sentences, tmp_path):
+    # The prior learns the carbon tax; the new model has the strikes' rows only.
+    carbon = sentences[sentences["target"] == "carbon tax"].assign(weight=1.0)
+    strikes = sentences[sentences["target"] != "carbon tax"].assign(weight=1.0)
+    prior = fit_stance_model(config(), carbon)
+    path = prior.save(tmp_path / "prior.pkl")
+    from train.models import StanceModel
+    from train.training import prior_model
+
+    prior_model.cache_clear()
+    started = fit_stance_model(config(f'model.init_from="{path}"', "model.prior_weight=3"), strikes)
+    names = list(started.estimator.named_steps["features"].get_feature_names_out())
+    assert [n for n in names if n.startswith("prior__")] == [
+        f"prior__proba_{label}" for label in LABELS
+    ]
+    step = dict(started.estimator.named_steps["features"].transformer_list)["prior"]
+    expected = prior.predict(strikes)[[f"proba_{label}" for label in LABELS]].to_numpy() * 3
+    np.testing.assert_allclose(step.transform(strikes[["text", "target"]]), expected)
+    # Saved and loaded through the allow-list, the prior inside included, with equal predictions.
+    loaded = StanceModel.load(started.save(tmp_path / "started.pkl"))
+    assert loaded.predict(strikes).equals(started.predict(strikes))
+    scratch = fit_stance_model(config(), strikes)
+    assert not scratch.predict(carbon).equals(started.predict(carbon))
+
+
+def test_starting_from_a_missing_model_names_the_key(sentences, tmp_path):
+    from train.errors import ModelError
+
+    with pytest.raises(ModelError, match="model.init_from = .*No model at"):
+        fit_stance_model(
+            config(f'model.init_from="{tmp_path / "absent.pkl"}"'), sentences.assign(weight=1.0)
+        )
+    with pytest.raises(ConfigError, match="prior_weight must be a positive number"):
+        config("model.prior_weight=0")

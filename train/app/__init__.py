@@ -16,6 +16,7 @@ from train.app import (
     reproduce,
     runs,
     search,
+    select,
     show,
     train,
 )
@@ -28,6 +29,7 @@ COMMANDS = {
     "cv": crossvalidate,
     "search": search,
     "cascade": cascade,
+    "select": select,
     "runs": runs,
     "compare": compare,
     "show": show,

@@ -56,10 +56,11 @@ def add_parser(commands) -> None:
     )
     parser.add_argument(
         "--aggregate",
-        choices=["mean", "majority"],
+        choices=["mean", "majority", "stance"],
         default="mean",
-        help="document label: highest mean probability (mean) or most frequent sentence label "
-        "(majority)",
+        help="document label: highest mean probability (mean), most frequent sentence label "
+        "(majority), or the side its sentences take, each weighted by how much stance it "
+        "carries, NONE when little does (stance)",
     )
     parser.add_argument(
         "--keep-text", action="store_true", help="copy text and target into the output"

@@ -1,0 +1,327 @@
+"""Learning curves on targets a model has not seen: does `stance select` pick better rows than
+chance, and does starting from a model of other targets beat starting from nothing?
+
+Protocol (issue 34), for each held-out target and each of ``--seeds`` seeds:
+
+* SemEval-2016: each of the five targets in turn. The rows to annotate are that target's
+  training tweets; its test tweets score each round. The prior is one model of the other four
+  targets' training tweets.
+* ArgQ: five topics of the test split (its topics appear in no training row), each in turn. A
+  topic's arguments are halved, seeded: one half to annotate, the other to score. The prior is
+  one model of every training topic.
+
+Each round adds ``--batch`` rows (25) chosen by :func:`train.selection.pick`, the function
+`stance select` runs, with the labels revealed from the data as an annotator would give them,
+up to ``--rounds`` rounds (8, so 200 rows); after each, the model is refitted on every row
+annotated so far and scored on the held-out rows (F_avg on SemEval, macro-F1 on ArgQ).
+
+Arms: the start (``scratch``: the model sees only the annotated rows; ``prior``: the same
+model with the prior's probabilities as features, `model.init_from`) times the strategy
+(``diverse``, ``random``). From scratch the first round has no model to ask, so it is a
+seeded random draw for both strategies (the same rows); from the prior, every round is
+chosen by the strategy. A model fitted on rows of one label only predicts that label; a
+label no annotated row carries is never predicted (both, as a real first round would).
+
+The model is the sample experiment's (experiments/sample.toml: word and character n-grams,
+target relatedness, sentiment, style, logistic regression with C = 10 and balanced classes),
+made for a few hundred rows; nothing here was tuned on these targets' test rows.
+
+    STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen python \\
+        benchmarks/learning_curve.py --dataset semeval2016 --dataset argq
+
+Results: a markdown table on stdout, the curves as CSV and PNG in benchmarks/out/, and one
+MLflow run per dataset (experiment ``learning-curves``) holding both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
+
+from train import tracking  # noqa: E402
+from train.config import PUBLIC_LABELS, Config  # noqa: E402
+from train.data import data_root, load_dataset  # noqa: E402
+from train.metrics import compute_metrics  # noqa: E402
+from train.selection import pick  # noqa: E402
+from train.training import fit_stance_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "out"
+SAMPLE = REPO / "experiments" / "sample.toml"
+DATASETS = {
+    "semeval2016": {"format": "semeval2016", "path": "semeval2016-tweeteval", "metric": "f_avg"},
+    "argq": {
+        "format": "argq",
+        "path": "ibm-argq-30k/arg_quality_rank_30k.csv",
+        "metric": "macro_f1",
+    },
+}
+ARGQ_TOPICS = 5
+
+
+def base_config(
+    dataset, labels, prior_path: str | None = None, prior_weight: float = 1.0
+) -> Config:
+    """The sample experiment's model on the dataset's labels (only those annotated so far)."""
+    spec = DATASETS[dataset]
+    overrides = [
+        f'data.format="{spec["format"]}"',
+        f'data.path="{spec["path"]}"',
+        f"data.labels={list(labels)!r}".replace("'", '"'),
+        "data.use_weights=false",
+        "data.on_bad_rows=quarantine",  # as the experiments of both datasets do
+    ]
+    if prior_path:
+        overrides += [f'model.init_from="{prior_path}"', f"model.prior_weight={prior_weight}"]
+    return Config.from_toml(SAMPLE, overrides)
+
+
+def tasks_of(dataset: str, root: Path, split: str) -> list[dict]:
+    """One held-out target per entry: its rows to annotate, its rows to score (``split``:
+    ``test``, or ``valid`` to choose settings), and the rows the prior learns from."""
+    config = base_config(dataset, ())  # labels come from the loader for the public formats
+    rows = load_dataset(config.data, root).rows
+    train = rows[rows["split"] == "train"].reset_index(drop=True)
+    held = []
+    if dataset == "semeval2016":
+        for target in sorted(train["target"].unique()):
+            held.append(
+                {
+                    "target": target,
+                    "pool": train[train["target"] == target].reset_index(drop=True),
+                    "score": rows[(rows["split"] == split) & (rows["target"] == target)],
+                    "prior_rows": train[train["target"] != target],
+                }
+            )
+    else:
+        # ArgQ splits by topic: a test (or, to choose settings, dev) topic has no training row.
+        unseen = rows[rows["split"] == split]
+        topics = sorted(unseen["target"].unique())
+        drawn = np.random.default_rng(0).choice(len(topics), ARGQ_TOPICS, replace=False)
+        for topic in sorted(topics[i] for i in drawn):
+            own = unseen[unseen["target"] == topic].reset_index(drop=True)
+            half = np.random.default_rng(1).permutation(len(own)) < len(own) // 2
+            held.append(
+                {
+                    "target": topic,
+                    "pool": own[half].reset_index(drop=True),
+                    "score": own[~half].reset_index(drop=True),
+                    "prior_rows": train,
+                }
+            )
+    return held
+
+
+def fit(dataset, rows: pd.DataFrame, labels, prior_path: str | None, prior_weight: float):
+    """A model of ``rows``, on the labels they carry; None where they carry one label only."""
+    present = tuple(label for label in labels if label in set(rows["label"]))
+    if len(present) < 2:
+        return None, present
+    config = base_config(dataset, present, prior_path, prior_weight)
+    return fit_stance_model(config, rows.assign(weight=1.0)), present
+
+
+def curve(
+    dataset, held, labels, start, strategy, seed, prior_path, batch, rounds, prior_weight
+) -> list[dict]:
+    """One learning curve: a row per round."""
+    metric = DATASETS[dataset]["metric"]
+    pool, score = held["pool"], held["score"]
+    prior = prior_path if start == "prior" else None
+    chosen = np.zeros(len(pool), dtype=bool)
+    model = None
+    if start in ("prior", "joined"):  # the model of the other targets chooses the first round
+        from train.training import prior_model
+
+        model = prior_model(prior_path)
+    results = []
+    for round_number in range(1, rounds + 1):
+        left = np.flatnonzero(~chosen)
+        draw = seed * 1000 + round_number  # each round its own stream, as a new `--seed` would be
+        if model is None:  # nothing to ask yet (scratch's first round, or a one-label model)
+            picks = left[np.random.default_rng(draw).permutation(len(left))[:batch]]
+        else:
+            proba = model.predict(pool.iloc[left]).filter(like="proba_").to_numpy()
+            picks = left[pick(pool["text"].iloc[left].tolist(), proba, batch, strategy, draw)]
+        chosen[picks] = True
+        annotated = pool[chosen]
+        if start == "joined":  # the other targets' rows and the new ones, one training set
+            annotated = pd.concat([held["prior_rows"], annotated], ignore_index=True)
+        fitted, present = fit(dataset, annotated, labels, prior, prior_weight)
+        if fitted is None:
+            predicted = np.full(len(score), present[0], dtype=object)
+            model = None if not prior else model
+        else:
+            predicted = fitted.predict(score)["label"].to_numpy()
+            model = fitted
+        value = compute_metrics(score["label"], predicted, labels)[metric]
+        results.append(
+            {
+                "dataset": dataset,
+                "target": held["target"],
+                "start": start,
+                "strategy": strategy,
+                "seed": seed,
+                # Rows asked for; a topic smaller than that gives all it has (one ArgQ topic
+                # has 195 to annotate), so its last round repeats its whole pool.
+                "annotated": round_number * batch,
+                "rows_annotated": int(chosen.sum()),
+                metric: 100 * value,
+            }
+        )
+    return results
+
+
+def run(args, dataset: str) -> pd.DataFrame:
+    held = tasks_of(dataset, data_root(), args.rows)
+    labels = PUBLIC_LABELS[DATASETS[dataset]["format"]]
+    OUT.mkdir(parents=True, exist_ok=True)
+    work, priors = [], {}
+    for entry in held:
+        key = id(entry["prior_rows"])  # ArgQ's topics share one prior: fit it once
+        if key not in priors:
+            fitted, _ = fit(dataset, entry["prior_rows"], labels, None, args.prior_weight)
+            priors[key] = OUT / f"learning_curve_prior_{dataset}_{len(priors)}.pkl"
+            fitted.save(priors[key])
+        for start in args.starts:
+            for strategy in args.strategies:
+                for seed in range(args.seeds):
+                    work.append((entry, start, strategy, seed, str(priors[key])))
+    rows = Parallel(n_jobs=args.jobs)(
+        delayed(curve)(
+            dataset,
+            entry,
+            labels,
+            start,
+            strategy,
+            seed,
+            prior,
+            args.batch,
+            args.rounds,
+            args.prior_weight,
+        )
+        for entry, start, strategy, seed, prior in work
+    )
+    return pd.DataFrame([row for part in rows for row in part])
+
+
+def summary(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean over targets of the per-target mean over seeds, and the spread (sd over seeds of
+    the mean over targets), per arm and number of annotations."""
+    per_seed = frame.groupby(["start", "strategy", "seed", "annotated"])[metric].mean()
+    table = per_seed.groupby(["start", "strategy", "annotated"]).agg(["mean", "std"])
+    return table.reset_index()
+
+
+def figure(table: pd.DataFrame, metric: str, dataset: str):
+    fig, axis = plt.subplots(figsize=(6, 4))
+    styles = {"diverse": "-", "random": "--"}
+    colors = {"prior": "tab:blue", "scratch": "tab:orange", "joined": "tab:green"}
+    for (start, strategy), arm in table.groupby(["start", "strategy"]):
+        axis.errorbar(
+            arm["annotated"],
+            arm["mean"],
+            yerr=arm["std"],
+            label=f"{start}, {strategy}",
+            linestyle=styles[strategy],
+            color=colors[start],
+            capsize=2,
+        )
+    axis.set_xlabel("rows annotated on the unseen target")
+    axis.set_ylabel(f"{metric} on its held-out rows")
+    axis.set_title(f"{dataset}: learning curves (mean over targets, sd over seeds)")
+    axis.legend()
+    fig.tight_layout()
+    return fig
+
+
+def markdown(table: pd.DataFrame, metric: str, dataset: str) -> str:
+    wide = table.pivot_table(index=["start", "strategy"], columns="annotated", values="mean")
+    spread = table.pivot_table(
+        index=["start", "strategy"], columns="annotated", values="std", dropna=False
+    )
+    lines = [
+        f"### {dataset}: {metric} by rows annotated (mean over targets; ± sd over seeds)",
+        "",
+        "| start | strategy | " + " | ".join(str(c) for c in wide.columns) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in wide.columns) + " |",
+    ]
+    for (start, strategy), values in wide.iterrows():
+        cells = [f"{v:.2f} ± {spread.loc[(start, strategy), c]:.2f}" for c, v in values.items()]
+        lines.append(f"| {start} | {strategy} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for n in (50, 100):
+        if n not in wide.columns:
+            continue
+        for start in ("scratch", "prior"):
+            if {(start, "diverse"), (start, "random")} - set(wide.index):
+                continue
+            gain = wide.loc[(start, "diverse"), n] - wide.loc[(start, "random"), n]
+            lines.append(f"- {n} rows, from {start}: diverse - random = {gain:+.2f} points")
+    if 50 in wide.columns:
+        for strategy in ("diverse", "random"):
+            if {("prior", strategy), ("scratch", strategy)} - set(wide.index):
+                continue
+            gain = wide.loc[("prior", strategy), 50] - wide.loc[("scratch", strategy), 50]
+            lines.append(f"- 50 rows, {strategy}: prior - scratch = {gain:+.2f} points")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", action="append", choices=sorted(DATASETS), required=True)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=25)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--rows",
+        choices=["test", "valid"],
+        default="test",
+        help="rows to score: test, or valid (SemEval's validation tweets, ArgQ's dev topics) to "
+        "choose settings such as --prior-weight",
+    )
+    parser.add_argument("--prior-weight", type=float, default=1.0, help="model.prior_weight")
+    parser.add_argument("--starts", nargs="+", default=["scratch", "prior"])
+    parser.add_argument("--strategies", nargs="+", default=["diverse", "random"])
+    args = parser.parse_args()
+    for dataset in args.dataset:
+        started = time.perf_counter()
+        frame = run(args, dataset)
+        seconds = time.perf_counter() - started
+        metric = DATASETS[dataset]["metric"]
+        table = summary(frame, metric)
+        stem = OUT / f"learning_curve_{dataset}_{args.rows}"
+        frame.to_csv(f"{stem}.csv", index=False)
+        fig = figure(table, metric, dataset)
+        fig.savefig(f"{stem}.png", dpi=120)
+        text = markdown(table, metric, dataset)
+        print(text + f"\n\n{dataset}: {seconds:.0f} s wall, --jobs {args.jobs}\n", flush=True)
+        params = {
+            "dataset": dataset,
+            "seeds": args.seeds,
+            "batch": args.batch,
+            "rounds": args.rounds,
+            "model": "experiments/sample.toml",
+            "rows": args.rows,
+            "prior_weight": args.prior_weight,
+        }
+        tracking.log_learning_curve(
+            "learning-curves", params, frame, table, text, fig, {"wall_seconds": seconds}
+        )
+        plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
