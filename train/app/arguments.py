@@ -49,3 +49,49 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
 def progress_to_stderr(message: str) -> None:
     """Progress and notes go to stderr, so that stdout holds only the command's result."""
     print(message, file=sys.stderr)
+
+
+def add_reading_options(parser: argparse.ArgumentParser, source: str) -> None:
+    """How a command that scores a corpus reads it: a table of sentences (its format and
+    columns) or, with --documents, plain-text documents; the workers and the rejects file.
+    `stance predict` and `stance select` read alike, through train.predict."""
+    parser.add_argument(
+        "--input-format",
+        choices=FORMATS,
+        help="input format (default: from the extension; csv for stdin)",
+    )
+    parser.add_argument("--text-column", help="default: text")
+    parser.add_argument("--target-column", help="default: target")
+    parser.add_argument(
+        "--id-column",
+        help="kept in the output (default: the column 'id' where there is one); "
+        "rows without an id get their line number",
+    )
+    parser.add_argument("--target", help="one target for every row (and for --documents)")
+    parser.add_argument(
+        "--documents",
+        action="store_true",
+        help=f"{source} holds plain-text documents: split them into sentences",
+    )
+    parser.add_argument(
+        "--jobs", type=at_least_one, default=None, help="worker processes (default: all cores)"
+    )
+    parser.add_argument(
+        "--rejects", help="rejects file (default: OUTPUT.rejects.csv beside the output)"
+    )
+
+
+def reading_options(args, **more):
+    """The ``PredictOptions`` of :func:`add_reading_options`' arguments, and ``more``."""
+    from train.predict import PredictOptions
+    from train.tables import ColumnNames
+
+    return PredictOptions(
+        columns=ColumnNames(text=args.text_column, target=args.target_column, id=args.id_column),
+        target=args.target,
+        documents=args.documents,
+        input_format=args.input_format,
+        jobs=args.jobs,
+        rejects=args.rejects,
+        **more,
+    )

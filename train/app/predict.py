@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from train.app.arguments import FORMATS, MODEL_HELP, at_least_one
+from train.app.arguments import (
+    FORMATS,
+    MODEL_HELP,
+    add_reading_options,
+    at_least_one,
+    reading_options,
+)
 
 
 def add_parser(commands) -> None:
@@ -29,24 +35,6 @@ def add_parser(commands) -> None:
         help="output format (default: from the extension; csv for stdout)",
     )
     parser.add_argument(
-        "--input-format",
-        choices=FORMATS,
-        help="input format (default: from the extension; csv for stdin)",
-    )
-    parser.add_argument("--text-column", help="default: text")
-    parser.add_argument("--target-column", help="default: target")
-    parser.add_argument(
-        "--id-column",
-        help="kept in the output (default: the column 'id' where there is one); "
-        "rows without an id get their line number",
-    )
-    parser.add_argument("--target", help="one target for every row (and for --documents)")
-    parser.add_argument(
-        "--documents",
-        action="store_true",
-        help="INPUT holds plain-text documents: split them into sentences",
-    )
-    parser.add_argument(
         "--explain",
         type=at_least_one,
         default=0,
@@ -66,19 +54,14 @@ def add_parser(commands) -> None:
         "--keep-text", action="store_true", help="copy text and target into the output"
     )
     parser.add_argument(
-        "--jobs", type=at_least_one, default=None, help="worker processes (default: all cores)"
-    )
-    parser.add_argument(
         "--chunk-size", type=at_least_one, default=10_000, help="rows per chunk (default 10000)"
-    )
-    parser.add_argument(
-        "--rejects", help="rejects file (default: OUTPUT.rejects.csv beside the output)"
     )
     parser.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted run, skipping finished chunks",
     )
+    add_reading_options(parser, "INPUT")
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress",
@@ -91,20 +74,14 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from train.predict import PredictOptions, predict_file
-    from train.tables import ColumnNames
+    from train.predict import predict_file
 
-    options = PredictOptions(
-        columns=ColumnNames(text=args.text_column, target=args.target_column, id=args.id_column),
-        target=args.target,
-        documents=args.documents,
+    options = reading_options(
+        args,
         aggregate=args.aggregate,
-        input_format=args.input_format,
         output_format=args.output_format,
         chunk_size=args.chunk_size,
-        jobs=args.jobs,
         resume=args.resume,
-        rejects=args.rejects,
         keep_text=args.keep_text,
         explain=args.explain,
         progress=args.progress,

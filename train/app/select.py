@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from train.app.arguments import FORMATS, MODEL_HELP, at_least_one, progress_to_stderr
+from train.app.arguments import (
+    MODEL_HELP,
+    add_reading_options,
+    at_least_one,
+    progress_to_stderr,
+    reading_options,
+)
 
 # train.selection.STRATEGIES, spelt out: importing it would import scikit-learn into `--help`.
 STRATEGIES = ("diverse", "margin", "entropy", "random")
@@ -41,39 +47,16 @@ def add_parser(commands) -> None:
         help="files already annotated (earlier selections, training data): their ids and texts "
         "are not selected again",
     )
-    parser.add_argument("--target", help="one target for every row (required with --documents)")
-    parser.add_argument(
-        "--documents", action="store_true", help="CORPUS holds plain-text documents"
-    )
-    parser.add_argument("--input-format", choices=FORMATS, help="default: from the extension")
-    parser.add_argument("--text-column", help="default: text")
-    parser.add_argument("--target-column", help="default: target")
-    parser.add_argument("--id-column", help="default: the column 'id' where there is one")
-    parser.add_argument(
-        "--jobs", type=at_least_one, default=None, help="worker processes (default: all cores)"
-    )
-    parser.add_argument(
-        "--rejects", help="rejects file (default: OUTPUT.rejects.csv beside the output)"
-    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse)"
     )
+    add_reading_options(parser, "CORPUS")
 
 
 def run(args) -> int:
-    from train.predict import PredictOptions
     from train.selection import SelectOptions, select
-    from train.tables import ColumnNames
 
-    read = PredictOptions(
-        columns=ColumnNames(text=args.text_column, target=args.target_column, id=args.id_column),
-        target=args.target,
-        documents=args.documents,
-        input_format=args.input_format,
-        jobs=args.jobs,
-        rejects=args.rejects,
-        progress=False,
-    )
+    read = reading_options(args, progress=False)
     options = SelectOptions(
         n=args.n,
         strategy=args.strategy,
