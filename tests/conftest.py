@@ -82,6 +82,20 @@ def store_fails_at(monkeypatch):
     return fail
 
 
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    """The sample experiment's model (word n-grams only, for speed), fitted without MLflow and
+    saved as model.pkl."""
+    from train.config import Config
+    from train.data import load_dataset, split_dataset
+    from train.training import fit_stance_model
+
+    config = Config.from_toml(REPO / "experiments" / "sample.toml", ["features.char=false"])
+    rows = load_dataset(config.data, REPO / "data").rows
+    train = split_dataset(rows, config.split, config.seed)["train"]
+    return fit_stance_model(config, train).save(tmp_path_factory.mktemp("model") / "model.pkl")
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The public datasets in ../shared/data (or $STANCE_DATA_DIR).

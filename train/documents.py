@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -277,21 +277,35 @@ def document_sources(source: str | Path) -> list[tuple[str, Path | None]]:
             f"{path} does not exist; --documents expects a plain-text file, a folder of them, or - "
             "for stdin."
         )
-    files = sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file() and p.suffix in DOCUMENT_SUFFIXES and not p.name.startswith(".")
-    )
+    files = [p for p in path.rglob("*") if p.is_file() and is_document_name(p.name)]
     if not files:
         raise DataError(
             f"{path} holds no .txt files; --documents expects plain-text files or a folder of them."
         )
-    stems = [f.relative_to(path).with_suffix("").as_posix() for f in files]
+    return [
+        (doc_id, path / relative)
+        for relative, doc_id in document_ids([f.relative_to(path).as_posix() for f in files])
+    ]
+
+
+def document_ids(relative_paths: list[str]) -> list[tuple[str, str]]:
+    """``(relative path, document id)`` in corpus order, for the files' paths under the folder.
+
+    Shared by the local route and ``--engine spark``, whose executors see the same paths, so a
+    document has one id and one position (its ``line``) on both.
+    """
+    ordered = sorted(relative_paths, key=lambda relative: PurePosixPath(relative).parts)
+    stems = [PurePosixPath(relative).with_suffix("").as_posix() for relative in ordered]
     shared = {stem for stem, count in Counter(stems).items() if count > 1}
     return [
-        (f.relative_to(path).as_posix() if stem in shared else stem, f)
-        for stem, f in zip(stems, files)
+        (relative, relative if stem in shared else stem) for relative, stem in zip(ordered, stems)
     ]
+
+
+def is_document_name(name: str) -> bool:
+    """Whether a file of this name is read as a document (hidden files and other suffixes are
+    not)."""
+    return not name.startswith(".") and PurePosixPath(name).suffix in DOCUMENT_SUFFIXES
 
 
 def read_document(file: Path | None) -> tuple[str, str | None]:
@@ -305,6 +319,11 @@ def read_document(file: Path | None) -> tuple[str, str | None]:
             raw = file.read_bytes()
         except OSError as error:
             return "", f"unreadable file: {error.strerror}"
+    return decode_document(raw)
+
+
+def decode_document(raw: bytes) -> tuple[str, str | None]:
+    """A document's bytes as text and ``None``, or ``""`` and why they cannot be read."""
     try:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as error:

@@ -348,7 +348,7 @@ def _predict(X: pd.DataFrame, explain: int) -> tuple[pd.DataFrame, int]:
     return out, int(np.count_nonzero(forward))
 
 
-def _predict_sentences(
+def predict_sentences(
     frame: pd.DataFrame, keep_text: bool, explain: int = 0
 ) -> tuple[pd.DataFrame, int]:
     forwarded = 0
@@ -371,7 +371,7 @@ def _empty_prediction() -> pd.DataFrame:
     )
 
 
-def _predict_documents(
+def predict_documents(
     frame: pd.DataFrame, rule: str, explain: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
     """Sentence and document rows, rejects, the sentences predicted and how many a cascade
@@ -444,12 +444,12 @@ def _run_chunk(task) -> dict:
     chunk, parts, fmt, options = task
     started = time.perf_counter()
     if options.documents:
-        out, rejects, sentences, forwarded = _predict_documents(
+        out, rejects, sentences, forwarded = predict_documents(
             chunk.frame, options.aggregate, options.explain
         )
         predicted = int((out["level"] == "document").sum()) if len(out) else 0
     else:
-        out, forwarded = _predict_sentences(chunk.frame, options.keep_text, options.explain)
+        out, forwarded = predict_sentences(chunk.frame, options.keep_text, options.explain)
         rejects, sentences = pd.DataFrame(columns=REJECT_COLUMNS), 0
         predicted = len(out)
     if len(rejects):  # reading's rejects and prediction's, in input order

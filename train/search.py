@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from train import crossval, schema, tracking
 from train.config import Config
@@ -77,13 +78,24 @@ def _score(
     return crossval.summarise(per_fold)
 
 
+# A process sharing a study beats every HEARTBEAT_S while it runs a trial; a trial without a
+# beat for STALE_AFTER_S belongs to a process that died, and is marked FAIL rather than waited for.
+HEARTBEAT_S = 10
+STALE_AFTER_S = 60
+WAIT_POLL_S = 1.0
+
+
 def _open_study(storage: str | None, name: str, seed: int, attempts: int = 5) -> optuna.Study:
     """Create or load the study. Processes started together on a new database race to
     create Optuna's tables; the loser of that race finds them on its next attempt."""
     for attempt in range(attempts):
         try:
             return optuna.create_study(
-                storage=storage,
+                storage=optuna.storages.RDBStorage(
+                    storage, heartbeat_interval=HEARTBEAT_S, grace_period=STALE_AFTER_S
+                )
+                if storage is not None
+                else None,
                 study_name=name,
                 direction="maximize",
                 load_if_exists=True,
@@ -100,6 +112,22 @@ def _open_study(storage: str | None, name: str, seed: int, attempts: int = 5) ->
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _wait_for_other_processes(study: optuna.Study, log) -> None:
+    """Wait until no trial of the study is running: trials that other processes sharing it are
+    still scoring count toward the best, and every process of one study should name the same
+    best. A trial whose process died stops beating and is failed after ``STALE_AFTER_S``."""
+    waiting = None
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if not running:
+            return
+        if running != waiting:
+            log(f"waiting for {running} trials that other processes are running in this study")
+            waiting = running
+        time.sleep(WAIT_POLL_S)
 
 
 def run_search(
@@ -175,6 +203,8 @@ def run_search(
             return metrics[metric]
 
         study.optimize(objective, n_trials=trials, n_jobs=trial_jobs)
+        if storage is not None:
+            _wait_for_other_processes(study, log)
         best = study.best_trial
         best_params = {
             key: suggest(optuna.trial.FixedTrial(best.params), key, spec)

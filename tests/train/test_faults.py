@@ -45,19 +45,6 @@ def unwritable_folder(tmp_path) -> Path:
     folder.chmod(0o755)
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    from train.config import Config
-    from train.data import load_dataset, split_dataset
-    from train.training import fit_stance_model
-
-    config = Config.from_toml(SAMPLE, ["features.char=false"])
-    train = split_dataset(load_dataset(config.data, Path(DATA)).rows, config.split, config.seed)[
-        "train"
-    ]
-    return fit_stance_model(config, train).save(tmp_path_factory.mktemp("model") / "model.pkl")
-
-
 @pytest.fixture
 def table(tmp_path) -> Path:
     path = tmp_path / "in.csv"

@@ -25,29 +25,12 @@ from train.models import (
     build_model,
     fit_model,
     needs_target,
-    runtime_versions,
 )
 from train.predict import PredictOptions, predict_file
 from train.tables import ColumnNames
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = "Iran's missile strikes"
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    """The sample experiment's model, fitted without MLflow and saved as model.pkl."""
-    config = Config.from_toml(REPO / "experiments" / "sample.toml", ["features.char=false"])
-    data = load_dataset(config.data, REPO / "data")
-    train = split_dataset(data.rows, config.split, config.seed)["train"]
-    model = StanceModel(
-        fit_model(build_model(config), train),
-        config.labels,
-        config.to_dict(),
-        needs_target(config),
-        versions=runtime_versions(),
-    )
-    return model.save(tmp_path_factory.mktemp("model") / "model.pkl")
 
 
 @pytest.fixture

@@ -62,6 +62,18 @@ def add_parser(commands) -> None:
         help="continue an interrupted run, skipping finished chunks",
     )
     add_reading_options(parser, "INPUT")
+    parser.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local: worker processes on this machine (default); spark: a Spark cluster, which "
+        "reads INPUT (a file or folder Spark can reach) and writes OUTPUT as a folder of Parquet "
+        "files (needs the spark extra and Java)",
+    )
+    parser.add_argument(
+        "--master",
+        help="Spark master URL with --engine spark (default: local[*], every core here)",
+    )
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress",
@@ -74,6 +86,7 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
+    from train.errors import StanceError
     from train.predict import predict_file
 
     options = reading_options(
@@ -86,5 +99,12 @@ def run(args) -> int:
         explain=args.explain,
         progress=args.progress,
     )
+    if args.engine == "spark":
+        from train.spark import DEFAULT_MASTER, predict_spark
+
+        predict_spark(args.model, args.input, args.output, options, args.master or DEFAULT_MASTER)
+        return 0
+    if args.master:
+        raise StanceError("--master names a Spark master; it goes with --engine spark.")
     predict_file(args.model, args.input, args.output, options)
     return 0

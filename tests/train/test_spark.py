@@ -1,0 +1,216 @@
+"""`stance predict --engine spark` on a real local Spark (local[2]): the same labels,
+probabilities, rejects and counts as the local route, for sentences and documents."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCUMENTS = REPO.parent / "shared" / "documents"
+TARGET = "Iran's missile strikes"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark for the whole test run: starting one takes seconds. CI installs PySpark
+    and a JRE, so there a missing one fails rather than skips."""
+    from train.errors import StanceError
+    from train.spark import require_spark, session
+
+    try:
+        require_spark()
+    except StanceError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    with session("local[2]") as started:
+        yield started
+
+
+def counts(stderr: str) -> tuple[int, ...]:
+    found = re.search(r"read ([\d,]+), predicted ([\d,]+), rejected ([\d,]+)", stderr)
+    assert found, stderr
+    return tuple(int(value.replace(",", "")) for value in found.groups())
+
+
+def assert_same_predictions(spark_out: pd.DataFrame, local_out: pd.DataFrame) -> None:
+    assert list(spark_out.columns) == list(local_out.columns)
+    pd.testing.assert_frame_equal(
+        spark_out.reset_index(drop=True),
+        local_out.reset_index(drop=True),
+        check_dtype=False,
+        check_exact=False,
+        rtol=0,
+        atol=1e-9,
+    )
+
+
+@pytest.fixture
+def messy_csv(tmp_path) -> Path:
+    """The sample sentences with one row of each kind the local route rejects."""
+    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(
+        columns={"sentence": "text"}
+    )[["id", "text", "target"]]
+    frame.loc[3, "text"] = ""
+    frame.loc[5, "target"] = None
+    frame.loc[8, "text"] = "NaN"
+    path = tmp_path / "in.csv"
+    frame.to_csv(path, index=False)
+    # A line with a field too many: rejected as malformed, with its line number.
+    with path.open("a") as handle:
+        handle.write('extra-1,"One field too many.",remote work,surplus\n')
+    return path
+
+
+def test_sentences_equal_the_local_route(spark, run_cli, model_path, messy_csv, tmp_path):
+    local = tmp_path / "local.parquet"
+    code, _, local_err = run_cli("predict", model_path, messy_csv, "-o", local, "--keep-text")
+    assert code == 0, local_err
+    out = tmp_path / "spark-out"
+    code, _, spark_err = run_cli(
+        "predict", model_path, messy_csv, "-o", out, "--keep-text", "--engine", "spark"
+    )
+    assert code == 0, spark_err
+
+    assert counts(spark_err) == counts(local_err)
+    read, predicted, rejected = counts(spark_err)
+    assert (rejected, predicted + rejected) == (4, read)
+    # Spark writes the rows in input order across its part files, as the local route writes them.
+    assert_same_predictions(pd.read_parquet(out), pd.read_parquet(local))
+    spark_rejects = pd.read_parquet(tmp_path / "spark-out.rejects")
+    local_rejects = pd.read_csv(tmp_path / "local.rejects.csv", keep_default_na=False)
+    assert set(spark_rejects["file"]) == {f"file:{messy_csv}"}
+    assert spark_rejects["line"].tolist() == local_rejects["line"].tolist()
+    assert spark_rejects["reason"].tolist() == local_rejects["reason"].tolist()
+    assert spark_rejects["id"].astype(str).tolist() == local_rejects["id"].astype(str).tolist()
+
+
+def test_a_folder_of_parquet_files_keeps_file_and_line_order(spark, run_cli, model_path, tmp_path):
+    from train.predict import PredictOptions, predict_file
+
+    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(
+        columns={"sentence": "text"}
+    )[["id", "text", "target"]]
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    halves = [frame.iloc[:150], frame.iloc[150:]]
+    for name, half in zip(["a.parquet", "b.parquet"], halves):
+        half.to_parquet(folder / name, index=False)
+    expected = []
+    for name in ["a.parquet", "b.parquet"]:
+        local = tmp_path / f"local-{name}"
+        predict_file(str(model_path), str(folder / name), str(local), PredictOptions(jobs=1))
+        expected.append(pd.read_parquet(local))
+
+    code, _, err = run_cli(
+        "predict", model_path, folder, "-o", tmp_path / "out", "--engine", "spark"
+    )
+    assert code == 0, err
+    assert counts(err) == (len(frame), len(frame), 0)
+    assert_same_predictions(pd.read_parquet(tmp_path / "out"), pd.concat(expected))
+    assert not (tmp_path / "out.rejects").exists()
+
+
+def test_documents_equal_the_local_route(spark, run_cli, model_path, tmp_path):
+    if not DOCUMENTS.is_dir():
+        pytest.fail(f"the two articles are missing from {DOCUMENTS}")
+    corpus = tmp_path / "articles"
+    shutil.copytree(DOCUMENTS, corpus / "iran")
+    (corpus / "empty.txt").write_text("   \n")
+    (corpus / "latin1.txt").write_bytes("Caf\xe9 owners disagree.".encode("latin-1"))
+    (corpus / "notes.md").write_text("The strikes were a mistake. Nobody gained.")
+    common = ["--documents", "--target", TARGET, "--aggregate", "stance"]
+    local = tmp_path / "local.parquet"
+    code, _, local_err = run_cli("predict", model_path, corpus, "-o", local, *common)
+    assert code == 0, local_err
+    out = tmp_path / "docs"
+    code, _, spark_err = run_cli(
+        "predict", model_path, corpus, "-o", out, *common, "--engine", "spark"
+    )
+    assert code == 0, spark_err
+
+    assert counts(spark_err) == counts(local_err) == (5, 3, 2)
+    assert (
+        re.search(r"(\d+) sentences", spark_err)[1] == re.search(r"(\d+) sentences", local_err)[1]
+    )
+    spark_rows, local_rows = pd.read_parquet(out), pd.read_parquet(local)
+    assert_same_predictions(spark_rows, local_rows)
+    assert (spark_rows["level"] == "document").sum() == 3
+    spark_rejects = pd.read_parquet(tmp_path / "docs.rejects")
+    local_rejects = pd.read_csv(tmp_path / "local.rejects.csv", keep_default_na=False)
+    for column in ["line", "id", "reason"]:
+        assert spark_rejects[column].tolist() == local_rejects[column].tolist()
+
+
+def test_a_file_without_the_text_column_is_named(spark, run_cli, model_path, tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    pd.DataFrame({"text": ["Remote work saves hours."], "target": ["remote work"]}).to_csv(
+        folder / "good.csv", index=False
+    )
+    pd.DataFrame({"sentence": ["No text column here."], "target": ["remote work"]}).to_csv(
+        folder / "bad.csv", index=False
+    )
+    code, _, err = run_cli(
+        "predict", model_path, folder, "-o", tmp_path / "out", "--engine", "spark"
+    )
+    assert code == 2
+    assert "bad.csv" in err and "no column 'text'" in err and "--text-column" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["-o", "OUT/preds.csv"], "folder of Parquet files"),
+        (["-o", "OUT/out", "--resume"], "--resume belongs to the local route"),
+        (["-o", "OUT/out", "--jobs", "2"], "--master local[2]"),
+        (["-o", "-"], "stdin and stdout"),
+    ],
+)
+def test_options_of_the_local_route_are_refused(
+    run_cli, model_path, messy_csv, tmp_path, arguments, expected
+):
+    arguments = [a.replace("OUT", str(tmp_path)) for a in arguments]
+    code, _, err = run_cli("predict", model_path, messy_csv, *arguments, "--engine", "spark")
+    assert code == 2
+    assert expected in err
+
+
+def test_master_without_spark_is_refused(run_cli, model_path, messy_csv, tmp_path):
+    code, _, err = run_cli(
+        "predict", model_path, messy_csv, "-o", tmp_path / "o.csv", "--master", "local[2]"
+    )
+    assert code == 2
+    assert "--engine spark" in err
+
+
+def test_missing_pyspark_names_the_install_command(
+    run_cli, model_path, messy_csv, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark raises ImportError
+    code, _, err = run_cli(
+        "predict", model_path, messy_csv, "-o", tmp_path / "out", "--engine", "spark"
+    )
+    assert code == 2
+    assert "stance[spark]" in err and "uv sync --extra spark" in err
+
+
+def test_missing_java_names_the_debian_package(
+    run_cli, model_path, messy_csv, tmp_path, monkeypatch
+):
+    pytest.importorskip("pyspark")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    code, _, err = run_cli(
+        "predict", model_path, messy_csv, "-o", tmp_path / "out", "--engine", "spark"
+    )
+    assert code == 2
+    assert "apt-get install default-jre-headless" in err

@@ -1,0 +1,599 @@
+"""``stance predict --engine spark``: batch prediction on Spark, by the local route's rules.
+
+The rules hold because the same code applies them. Each input file is read whole by one
+Spark task through :func:`train.predict.sentence_chunks` (documents through
+:func:`train.documents.decode_document`), so lines, ids and the reasons rows are rejected
+for are those of ``stance predict`` without Spark. The rows are then spread over every core
+and predicted by :func:`train.predict.predict_sentences` or
+:func:`train.predict.predict_documents`, with the model file the driver wrote and handed to
+Spark (``SparkContext.addFile``); each Python worker checks its sha256 and loads it once,
+through the allow-list of types.
+
+How a run proceeds:
+
+1. read: one row per input row, of kind ``row`` or ``reject`` (``error`` for a file that is
+   not a table the model can read: its message stops the run);
+2. predict: predictions, with the rejects passed through, and per batch the rows it read and
+   those a cascade forwarded, so that the counts are summed, not inferred;
+3. the result is kept (``persist``) and written as two folders of Parquet files, the
+   predictions and the rejects, both in input order: file, then line.
+
+Measured against the alternatives (benchmarks/spark_predict.py, RESULTS "Spark"): this
+``mapInPandas`` route over the stance model, and MLflow's ``spark_udf`` over the logged model.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from train import documents as docs
+from train import explain as explanations
+from train import modelfile, workers
+from train.errors import DataError, StanceError
+from train.models import StanceModel
+from train.predict import (
+    LoadedModel,
+    PredictOptions,
+    PredictSummary,
+    load_model,
+    predict_documents,
+    predict_sentences,
+    sentence_chunks,
+)
+from train.tables import FORMATS
+
+DEFAULT_MASTER = "local[*]"
+INSTALL = "pip install 'stance[spark]' (in a clone of this repository: uv sync --extra spark)"
+JAVA_PACKAGE = "default-jre-headless"
+REJECT_COLUMNS = ["file", "line", "id", "reason", "text"]
+_READ_COLUMNS = ["kind", "file", "line", "id", "text", "target", "reason"]
+_LONG = {"line", "sentence_index", "start", "end", "rows_read", "forwarded"}
+_DOUBLE_PREFIXES = ("proba_", "share_")
+
+# PySpark 4.3 warns at every pandas conversion that it does not yet fully support pandas 3; the
+# tests hold this route to the local one's output, value for value, so the warning says nothing.
+warnings.filterwarnings(
+    "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+)
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def predict_spark(
+    model: str | LoadedModel,
+    source: str,
+    output: str,
+    options: PredictOptions | None = None,
+    master: str = DEFAULT_MASTER,
+    log=None,
+) -> PredictSummary:
+    """Predict every row (or document) of ``source`` on Spark and write ``output``, a folder of
+    Parquet files with the columns of :func:`train.predict.predict_file`'s output.
+
+    Rejects go to a folder beside it (``OUTPUT.rejects``, or ``options.rejects``), with the
+    file each came from. Returns the counts; rows predicted + rows rejected = rows read.
+    """
+    options = options or PredictOptions()
+    log = log or (lambda message: print(message, file=sys.stderr))
+    started = time.perf_counter()
+    _check_options(source, output, options)
+    require_spark()
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    stance_model = loaded.model
+    if options.explain:
+        explanations.check_explainable(stance_model)
+    if options.documents and stance_model.needs_target and not options.target:
+        raise DataError(
+            'This model reads the target, and documents have no target column: pass --target "...".'
+        )
+    fmt = None if options.documents else input_format(source, options.input_format)
+    if fmt and Path(source).is_file():
+        # A local file's columns are checked before Spark starts, as the local route does.
+        sentence_chunks(source, replace(options, input_format=fmt), stance_model.needs_target)
+    rejects_path = options.rejects or default_rejects(output)
+    with (
+        tempfile.TemporaryDirectory(prefix="stance-spark-") as folder,
+        session(master) as spark,
+        _one_file_per_task(spark),
+    ):
+        staged = Path(folder) / "model.pkl"
+        sha256 = modelfile.save(stance_model, staged)
+        # Spark hands out files by name: the hash in the name keeps two models apart.
+        model_file = staged.rename(staged.with_name(f"stance-model-{sha256[:16]}.pkl"))
+        spark.sparkContext.addFile(str(model_file))
+        worker = _WorkerModel(model_file.name, sha256)
+        if options.documents:
+            read = _read_documents(spark, source, options)
+            kept = read.repartition(_partitions(spark))
+            predicted = kept.mapInPandas(
+                functools.partial(
+                    _predict_document_batches,
+                    worker=worker,
+                    rule=options.aggregate,
+                    explain=options.explain,
+                ),
+                _schema(_unified_columns(stance_model.labels, options)),
+            )
+        else:
+            read, files = _read_tables(spark, source, fmt, options, stance_model.needs_target)
+            # Enough files keep every core busy reading and predicting its own, in one pass;
+            # fewer (one big file) are read first, and their rows spread over the cores.
+            kept = read if files >= _partitions(spark) else read.repartition(_partitions(spark))
+            predicted = kept.mapInPandas(
+                functools.partial(_predict_sentence_batches, worker=worker, options=options),
+                _schema(_unified_columns(stance_model.labels, options)),
+            )
+        summary, unseen = _write(
+            predicted, stance_model, options, output, rejects_path, documents=options.documents
+        )
+    summary.seconds = time.perf_counter() - started
+    unit = "documents" if options.documents else "rows"
+    log(summary.line(unit))
+    note = stance_model.unseen_target_note(unseen, unit)
+    if note:
+        log(note)
+    return summary
+
+
+def require_spark() -> None:
+    """PySpark installed and a Java runtime to start it, or an error naming what installs them."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise StanceError(
+            f"--engine spark needs PySpark, which is not installed: {INSTALL}."
+        ) from None
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise StanceError(
+            "--engine spark needs a Java runtime (17 or newer) and found none: no java on PATH and "
+            f"no JAVA_HOME. On Debian or Ubuntu: apt-get install {JAVA_PACKAGE}."
+        )
+
+
+@contextmanager
+def session(master: str):
+    """The active SparkSession (a test's, or the caller's), else a new one on ``master``, stopped
+    at the end."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
+    if master.startswith("local"):
+        # Python workers start from PYSPARK_PYTHON, else whichever python3 is on PATH, which need
+        # not have this package; locally they are this interpreter.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(master).appName("stance predict")
+    # Spark's progress bars would write over the summary line on stderr.
+    builder = builder.config("spark.ui.showConsoleProgress", "false")
+    if master.startswith("local"):
+        # Local tasks run inside the driver's JVM, whose default heap (1 GiB) a file of a
+        # million sentences, read whole, outgrows.
+        builder = builder.config("spark.ui.enabled", "false").config("spark.driver.memory", "4g")
+    try:
+        spark = builder.getOrCreate()
+    except Exception as error:  # py4j and PySpark raise several types for a JVM that will not start
+        raise StanceError(
+            f"Spark did not start on {master}: {error}. Check the master URL and that Java 17 or "
+            f"newer runs (apt-get install {JAVA_PACKAGE})."
+        ) from None
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+@contextmanager
+def _one_file_per_task(spark):
+    """Each input file its own task while this command plans its reads: Spark would pack small
+    files into one task up to 128 MB, so that eight files of a million rows made two tasks."""
+    settings = {"spark.sql.files.maxPartitionBytes": "1", "spark.sql.files.openCostInBytes": "0"}
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def input_format(source: str, given: str | None) -> str:
+    """The input's table format: given, from its extension, or from the files of a local folder."""
+    if given:
+        return given
+    suffix = PurePosixPath(source.rstrip("/")).suffix.lower()
+    if suffix in FORMATS:
+        return FORMATS[suffix]
+    path = Path(source)
+    if path.is_dir():
+        found = {
+            FORMATS[p.suffix.lower()]
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in FORMATS
+        }
+        if len(found) == 1:
+            return found.pop()
+        if not found:
+            raise DataError(
+                f"{source} holds no .csv, .tsv, .jsonl or .parquet files; expected a table or a "
+                "folder of them (with --documents: plain-text documents)."
+            )
+        raise DataError(
+            f"{source} holds tables of several formats ({', '.join(sorted(found))}); name the one "
+            "to read with --input-format."
+        )
+    raise DataError(
+        f"Cannot tell the format of {source} from its name; pass --input-format "
+        "(csv, tsv, jsonl or parquet)."
+    )
+
+
+def default_rejects(output: str) -> str:
+    stripped = output.rstrip("/")
+    name = PurePosixPath(stripped).name
+    stem = name.split(".")[0] or name
+    return stripped[: len(stripped) - len(name)] + stem + ".rejects"
+
+
+def _check_options(source: str, output: str, options: PredictOptions) -> None:
+    if "-" in (source, output):
+        raise StanceError(
+            "--engine spark reads and writes paths its executors can reach; stdin and stdout "
+            "cannot be. Name an input and an output folder."
+        )
+    if options.resume:
+        raise StanceError(
+            "--resume belongs to the local route; Spark retries a failed task itself. Run the "
+            "command again to redo an interrupted run."
+        )
+    if options.jobs is not None:
+        raise StanceError(
+            "--jobs sets the local route's workers; with --engine spark the master sets the cores "
+            "(--master local[2], or the cluster's executors)."
+        )
+    if options.output_format not in (None, "parquet"):
+        raise StanceError(
+            f"--engine spark writes a folder of Parquet files, not {options.output_format}; leave "
+            "out --format, or read the folder and convert it."
+        )
+    suffix = PurePosixPath(output.rstrip("/")).suffix.lower()
+    if suffix in FORMATS and FORMATS[suffix] != "parquet":
+        raise StanceError(
+            f"--engine spark writes a folder of Parquet files; {output} is named like a "
+            f"{FORMATS[suffix]} file. Name a folder, such as {output.rsplit('.', 1)[0]}/."
+        )
+    if os.path.abspath(source) == os.path.abspath(output):
+        raise StanceError(f"The output {output} is the input; name another folder.")
+
+
+def _partitions(spark) -> int:
+    # Two per core, so that a core that finishes early takes on more work.
+    return max(2, 2 * spark.sparkContext.defaultParallelism)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_tables(spark, source: str, fmt: str, options: PredictOptions, needs_target: bool):
+    """The rows of every table file under ``source``, and how many files there are."""
+    suffixes = [suffix.lstrip(".") for suffix, name in FORMATS.items() if name == fmt]
+    files = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", "*.{" + ",".join(suffixes) + "}")
+        .load(source)
+        .select("path", "content")
+    )
+    reader = functools.partial(
+        _table_rows, fmt=fmt, options=replace(options, input_format=fmt), needs_target=needs_target
+    )
+    return files.mapInPandas(reader, _schema(_READ_COLUMNS)), files.rdd.getNumPartitions()
+
+
+def _table_rows(batches, fmt: str, options: PredictOptions, needs_target: bool):
+    for batch in batches:
+        for path, content in zip(batch["path"], batch["content"]):
+            yield _table_file_rows(path, content, fmt, options, needs_target)
+
+
+def _table_file_rows(
+    path: str, content: bytes, fmt: str, options: PredictOptions, needs_target: bool
+) -> pd.DataFrame:
+    """One file's rows, read by the local route's reader from a private copy of its bytes."""
+    with tempfile.TemporaryDirectory(prefix="stance-spark-read-") as folder:
+        local = Path(folder) / f"input.{fmt}"
+        local.write_bytes(content)
+        try:
+            _, chunks = sentence_chunks(str(local), options, needs_target)
+            parts = []
+            for chunk in chunks:
+                parts.append(chunk.frame.assign(kind="row"))
+                parts.append(chunk.rejects.assign(kind="reject"))
+        except StanceError as error:
+            message = str(error).replace(str(local), path)
+            return _frame({"kind": ["error"], "file": [path], "reason": [message]}, _READ_COLUMNS)
+    return _frame(pd.concat(parts, ignore_index=True).assign(file=path), _READ_COLUMNS)
+
+
+def _read_documents(spark, source: str, options: PredictOptions):
+    """One row per document: its place in the corpus (``line``), id and text, or why it was
+    rejected. Ids and places come from :func:`train.documents.document_ids`, as locally."""
+    listing = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(source)
+        .select("path")
+    )
+    root = _qualified(spark, source)
+    relative = {}
+    for (path,) in listing.collect():
+        name = path[len(root) :].lstrip("/") if path.startswith(root) else PurePosixPath(path).name
+        if not name:  # the source is the file itself
+            name = PurePosixPath(path).name
+        if docs.is_document_name(PurePosixPath(name).name):
+            relative[name] = path
+    if not relative:
+        raise DataError(
+            f"{source} holds no .txt files; --documents expects plain-text files or a folder "
+            "of them."
+        )
+    places = pd.DataFrame(
+        [
+            (relative[name], line, doc_id)
+            for line, (name, doc_id) in enumerate(docs.document_ids(list(relative)), start=1)
+        ],
+        columns=["path", "line", "id"],
+    )
+    contents = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(source)
+        .select("path", "content")
+    )
+    listed = spark.createDataFrame(places)
+    reader = functools.partial(_document_rows, target=options.target or "")
+    return listed.join(contents, "path").mapInPandas(reader, _schema(_READ_COLUMNS))
+
+
+def _qualified(spark, source: str) -> str:
+    """``source`` as Spark names the files under it (``file:/data/docs``, ``hdfs://nn/docs``)."""
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(source)
+    system = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
+    return system.makeQualified(jvm_path).toString().rstrip("/")
+
+
+def _document_rows(batches, target: str):
+    for batch in batches:
+        rows = []
+        for path, line, doc_id, content in zip(
+            batch["path"], batch["line"], batch["id"], batch["content"]
+        ):
+            text, problem = docs.decode_document(bytes(content))
+            if problem:
+                rows.append(("reject", path, line, doc_id, "", None, problem))
+            else:
+                rows.append(("row", path, line, doc_id, text, target, None))
+        yield _frame(pd.DataFrame(rows, columns=_READ_COLUMNS), _READ_COLUMNS)
+
+
+# --------------------------------------------------------------------------- predicting
+
+
+class _WorkerModel:
+    """The model as each Python worker loads it: once, from the file Spark handed out, checked
+    against the driver's hash. Picklable: it carries the file's name, not the model."""
+
+    _loaded: dict[str, StanceModel] = {}
+
+    def __init__(self, name: str, sha256: str):
+        self.name, self.sha256 = name, sha256
+
+    def get(self):
+        if self.sha256 not in self._loaded:
+            from pyspark import SparkFiles
+            from threadpoolctl import threadpool_limits
+
+            # One task per core, as the local route's workers: a BLAS of many threads in each
+            # would oversubscribe them.
+            threadpool_limits(limits=1)
+            self._loaded.clear()
+            self._loaded[self.sha256] = StanceModel.load(
+                SparkFiles.get(self.name), self.sha256, f"the model handed to Spark ({self.name})"
+            )
+        return self._loaded[self.sha256]
+
+
+def _predict_sentence_batches(batches, worker: _WorkerModel, options: PredictOptions):
+    columns = _unified_columns(worker.get().labels, options)
+    with workers.sharing(worker.get()):
+        for batch in batches:
+            if batch.empty:
+                continue
+            rows = batch[batch["kind"] == "row"].reset_index(drop=True)
+            passed = batch[batch["kind"] != "row"]
+            out, forwarded = predict_sentences(rows, options.keep_text, options.explain)
+            out = out.assign(kind="row", file=rows["file"], line=rows["line"])
+            if not options.keep_text:
+                out["target"] = rows["target"]  # for the note on unseen targets; not written
+            frame = pd.concat([out, passed], ignore_index=True)
+            yield _with_counts(frame, len(batch), forwarded, columns)
+
+
+def _predict_document_batches(batches, worker: _WorkerModel, rule: str, explain: int):
+    model = worker.get()
+    columns = _unified_columns(model.labels, PredictOptions(documents=True, explain=explain))
+    with workers.sharing(model):
+        for batch in batches:
+            if batch.empty:
+                continue
+            rows = batch[batch["kind"] == "row"].reset_index(drop=True)
+            passed = batch[batch["kind"] != "row"]
+            out, rejects, _, forwarded = predict_documents(rows, rule, explain)
+            files = dict(zip(rows["line"], rows["file"]))
+            lines = dict(zip(rows["id"], rows["line"]))
+            if len(out):
+                out = out.assign(kind="row")
+                # Sentence and document rows keep their document's place, for input order.
+                out["line"] = out["id"].map(lines)
+                out["file"] = out["line"].map(files)
+            rejects = rejects.assign(kind="reject", file=rejects["line"].map(files))
+            frame = pd.concat([out, rejects, passed], ignore_index=True)
+            yield _with_counts(frame, len(batch), forwarded, columns)
+
+
+def _with_counts(
+    frame: pd.DataFrame, rows_read: int, forwarded: int, columns: list[str]
+) -> pd.DataFrame:
+    """The batch's counts ride on its first row, so that summing the columns counts them once."""
+    frame["rows_read"] = 0
+    frame["forwarded"] = 0
+    if len(frame):
+        frame.loc[0, "rows_read"] = rows_read
+        frame.loc[0, "forwarded"] = forwarded
+    return _frame(frame, columns)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def output_columns(labels, options: PredictOptions) -> list[str]:
+    """The columns of the predictions, in the local route's order."""
+    probas = [f"proba_{label}" for label in labels]
+    if options.documents:
+        columns = ["id", "level", "sentence_index", "start", "end", "target", "text", "label"]
+        columns += probas + [f"share_{label}" for label in labels]
+    else:
+        columns = ["id"] + (["target", "text"] if options.keep_text else []) + ["label"] + probas
+    return columns + (["explanation"] if options.explain else [])
+
+
+def _unified_columns(labels, options: PredictOptions) -> list[str]:
+    columns = ["kind", "file", "line", "reason", "rows_read", "forwarded"]
+    for name in output_columns(labels, options) + ["target", "text"]:
+        if name not in columns:
+            columns.append(name)
+    return columns
+
+
+def _write(predicted, model, options: PredictOptions, output: str, rejects_path: str, documents):
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    predicted = predicted.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        is_predicted = (F.col("kind") == "row") & (
+            F.col("level") == "document" if documents else F.lit(True)
+        )
+        totals = predicted.agg(
+            F.sum("rows_read").alias("rows_read"),
+            F.sum(is_predicted.cast("long")).alias("predicted"),
+            F.sum((F.col("kind") == "reject").cast("long")).alias("rejected"),
+            F.sum(
+                ((F.col("kind") == "row") & (F.col("level") == "sentence")).cast("long")
+                if documents
+                else F.lit(0)
+            ).alias("sentences"),
+            F.sum("forwarded").alias("forwarded"),
+            F.sum((F.col("kind") == "error").cast("long")).alias("errors"),
+        ).first()
+        if totals["errors"]:
+            messages = [
+                row["reason"]
+                for row in predicted.filter(F.col("kind") == "error")
+                .orderBy("file")
+                .select("reason")
+                .limit(3)
+                .collect()
+            ]
+            more = totals["errors"] - len(messages)
+            raise DataError(
+                " ".join(messages) + (f" ({more} more files like these)" if more else "")
+            )
+        summary = PredictSummary(
+            rows_read=int(totals["rows_read"] or 0),
+            predicted=int(totals["predicted"] or 0),
+            rejected=int(totals["rejected"] or 0),
+            sentences=int(totals["sentences"] or 0),
+            forwarded=int(totals["forwarded"] or 0),
+        )
+        if summary.predicted + summary.rejected != summary.rows_read:  # pragma: no cover
+            raise AssertionError(f"predicted + rejected != read: {summary}")
+        order = ["file", "line"]
+        if documents:
+            # Within a document: its sentences in order, then the document's own row.
+            order += [(F.col("level") == "document").cast("int"), "sentence_index"]
+        (
+            predicted.filter(F.col("kind") == "row")
+            .orderBy(*order)
+            .select(*output_columns(model.labels, options))
+            .write.mode("overwrite")
+            .parquet(output)
+        )
+        if summary.rejected:
+            (
+                predicted.filter(F.col("kind") == "reject")
+                .orderBy("file", "line")
+                .select(*REJECT_COLUMNS)
+                .write.mode("overwrite")
+                .parquet(rejects_path)
+            )
+            summary.rejects_path = rejects_path
+        targets = {
+            row["target"]: row["count"]
+            for row in predicted.filter(is_predicted).groupBy("target").count().collect()
+        }
+        unseen = model.unseen_targets(pd.Series(list(targets), dtype=object))
+        return summary, Counter({target: targets[target] for target in unseen})
+    finally:
+        predicted.unpersist()
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def _kind_of(column: str) -> str:
+    if column in _LONG:
+        return "long"
+    if column.startswith(_DOUBLE_PREFIXES):
+        return "double"
+    return "string"
+
+
+def _schema(columns: list[str]):
+    from pyspark.sql import types as T
+
+    kinds = {"long": T.LongType(), "double": T.DoubleType(), "string": T.StringType()}
+    return T.StructType([T.StructField(name, kinds[_kind_of(name)], True) for name in columns])
+
+
+def _frame(data, columns: list[str]) -> pd.DataFrame:
+    """``data`` with exactly ``columns``, typed as :func:`_schema` declares them (nulls allowed)."""
+    frame = pd.DataFrame(data).reindex(columns=columns)
+    for name in columns:
+        kind = _kind_of(name)
+        if kind == "long":
+            frame[name] = frame[name].astype("Int64")
+        elif kind == "double":
+            frame[name] = frame[name].astype("float64")
+        else:
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame
