@@ -116,13 +116,21 @@ def wait_for(url: str, process: subprocess.Popen, timeout_s: float, log: Path) -
 
 
 @contextmanager
-def mlflow_server(backend_uri: str, folder: Path, jobs: bool = False, start_timeout_s: float = 240):
+def mlflow_server(
+    backend_uri: str,
+    folder: Path,
+    jobs: bool = False,
+    workers: int = 2,
+    wait: bool = True,
+    start_timeout_s: float = 240,
+):
     """``mlflow server`` on 127.0.0.1 over ``backend_uri``, artifacts proxied into ``folder``;
-    yields ``(tracking URI, seconds until it answered)``.
+    yields ``(tracking URI, seconds until it answered /health)``, or with ``wait=False``
+    ``(tracking URI, None)`` as soon as it is started.
 
-    ``jobs=False`` starts it as the README says to: without MLflow's job runner, whose seven
-    Python processes, started with the server for GenAI jobs that stance never submits, held
-    both cores of a 2-core machine through the first command (benchmarks/shared_store.py).
+    The defaults start it as the README says to: 2 workers, and without MLflow's job runner,
+    whose seven Python processes serve GenAI jobs that stance never submits
+    (benchmarks/shared_store.py measures what each costs the first commands).
     """
     port = free_port()
     log = folder / "mlflow-server.log"
@@ -141,7 +149,7 @@ def mlflow_server(backend_uri: str, folder: Path, jobs: bool = False, start_time
         "--port",
         str(port),
         "--workers",
-        "2",
+        str(workers),
     ]
     with open(log, "wb") as handle:
         process = subprocess.Popen(
@@ -153,8 +161,7 @@ def mlflow_server(backend_uri: str, folder: Path, jobs: bool = False, start_time
         )
     uri = f"http://127.0.0.1:{port}"
     try:
-        seconds = wait_for(f"{uri}/health", process, start_timeout_s, log)
-        yield uri, seconds
+        yield uri, wait_for(f"{uri}/health", process, start_timeout_s, log) if wait else None
     finally:
         try:
             os.killpg(process.pid, 15)
