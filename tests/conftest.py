@@ -88,12 +88,15 @@ def model_path(tmp_path_factory) -> Path:
     saved as model.pkl."""
     from train.config import Config
     from train.data import load_dataset, split_dataset
+    from train.models import runtime_versions
     from train.training import fit_stance_model
 
     config = Config.from_toml(REPO / "experiments" / "sample.toml", ["features.char=false"])
     rows = load_dataset(config.data, REPO / "data").rows
     train = split_dataset(rows, config.split, config.seed)["train"]
-    return fit_stance_model(config, train).save(tmp_path_factory.mktemp("model") / "model.pkl")
+    # With the versions a logged model's requirements are pinned to (tests log this model too).
+    model = fit_stance_model(config, train, runtime_versions())
+    return model.save(tmp_path_factory.mktemp("model") / "model.pkl")
 
 
 @pytest.fixture
