@@ -214,3 +214,17 @@ def test_missing_java_names_the_debian_package(
     )
     assert code == 2
     assert "apt-get install default-jre-headless" in err
+
+
+def test_explanations_equal_the_local_route(spark, run_cli, model_path, messy_csv, tmp_path):
+    local = tmp_path / "local.parquet"
+    code, _, err = run_cli("predict", model_path, messy_csv, "-o", local, "--explain", "3")
+    assert code == 0, err
+    out = tmp_path / "explained"
+    code, _, err = run_cli(
+        "predict", model_path, messy_csv, "-o", out, "--explain", "3", "--engine", "spark"
+    )
+    assert code == 0, err
+    spark_rows = pd.read_parquet(out)
+    assert spark_rows["explanation"].str.len().gt(0).all()
+    assert_same_predictions(spark_rows, pd.read_parquet(local))
