@@ -142,3 +142,33 @@ def run_cli():
         return code, out.getvalue(), err.getvalue()
 
     return run
+
+
+@pytest.fixture
+def search_command():
+    """The command line of a `stance search` process on the sample experiment (its slow steps
+    off), sharing ``study`` in ``storage``, for tests that start several at once."""
+    import sys
+
+    def command(storage: str, study: str, trials: int = 3) -> list[str]:
+        return [
+            sys.executable,
+            "-c",
+            "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))",
+            "search",
+            str(REPO / "experiments" / "sample.toml"),
+            "--trials",
+            str(trials),
+            "--storage",
+            storage,
+            "--study-name",
+            study,
+            "--data-dir",
+            str(REPO / "data"),
+            "--set",
+            "features.char=false",
+            "--set",
+            "features.sentiment=false",
+        ]
+
+    return command

@@ -289,15 +289,19 @@ def sentence_chunks(
     return table.columns, generate()
 
 
+def check_document_target(options: PredictOptions, needs_target: bool) -> None:
+    if needs_target and not options.target:
+        raise DataError(
+            'This model reads the target, and documents have no target column: pass --target "...".'
+        )
+
+
 def document_chunks(
     source: str, options: PredictOptions, needs_target: bool
 ) -> tuple[list[Path], Iterator[Chunk]]:
     """List the documents now (a bad path fails before any output exists) and return
     their files and a generator of chunks that reads each document in its turn."""
-    if needs_target and not options.target:
-        raise DataError(
-            'This model reads the target, and documents have no target column: pass --target "...".'
-        )
+    check_document_target(options, needs_target)
     documents = docs.document_sources(source)
     return [file for _, file in documents if file is not None], _document_chunks(documents, options)
 

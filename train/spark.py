@@ -47,12 +47,13 @@ from train.predict import (
     LoadedModel,
     PredictOptions,
     PredictSummary,
+    check_document_target,
     load_model,
     predict_documents,
     predict_sentences,
     sentence_chunks,
 )
-from train.tables import FORMATS
+from train.tables import FORMATS, format_of
 
 DEFAULT_MASTER = "local[*]"
 INSTALL = "pip install 'stance[spark]' (in a clone of this repository: uv sync --extra spark)"
@@ -95,10 +96,8 @@ def predict_spark(
     stance_model = loaded.model
     if options.explain:
         explanations.check_explainable(stance_model)
-    if options.documents and stance_model.needs_target and not options.target:
-        raise DataError(
-            'This model reads the target, and documents have no target column: pass --target "...".'
-        )
+    if options.documents:
+        check_document_target(options, stance_model.needs_target)
     fmt = None if options.documents else input_format(source, options.input_format)
     if fmt and Path(source).is_file():
         # A local file's columns are checked before Spark starts, as the local route does.
@@ -218,11 +217,8 @@ def _one_file_per_task(spark):
 
 def input_format(source: str, given: str | None) -> str:
     """The input's table format: given, from its extension, or from the files of a local folder."""
-    if given:
-        return given
-    suffix = PurePosixPath(source.rstrip("/")).suffix.lower()
-    if suffix in FORMATS:
-        return FORMATS[suffix]
+    if given or PurePosixPath(source.rstrip("/")).suffix.lower() in FORMATS:
+        return format_of(source.rstrip("/"), given)
     path = Path(source)
     if path.is_dir():
         found = {
@@ -337,15 +333,11 @@ def _table_file_rows(
 def _read_documents(spark, source: str, options: PredictOptions):
     """One row per document: its place in the corpus (``line``), id and text, or why it was
     rejected. Ids and places come from :func:`train.documents.document_ids`, as locally."""
-    listing = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(source)
-        .select("path")
-    )
+    files = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(source)
     root = _qualified(spark, source)
     relative = {}
-    for (path,) in listing.collect():
+    # Selecting the path alone, Spark lists the files without reading them.
+    for (path,) in files.select("path").collect():
         name = path[len(root) :].lstrip("/") if path.startswith(root) else PurePosixPath(path).name
         if not name:  # the source is the file itself
             name = PurePosixPath(path).name
@@ -363,15 +355,11 @@ def _read_documents(spark, source: str, options: PredictOptions):
         ],
         columns=["path", "line", "id"],
     )
-    contents = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(source)
-        .select("path", "content")
-    )
     listed = spark.createDataFrame(places)
     reader = functools.partial(_document_rows, target=options.target or "")
-    return listed.join(contents, "path").mapInPandas(reader, _schema(_READ_COLUMNS))
+    return listed.join(files.select("path", "content"), "path").mapInPandas(
+        reader, _schema(_READ_COLUMNS)
+    )
 
 
 def _qualified(spark, source: str) -> str:

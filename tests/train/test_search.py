@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -221,27 +220,12 @@ def test_search_folds_can_be_grouped_as_in_stance_cv(tracking):
     assert "cv_macro_f1" in children(parent)[0].data.metrics
 
 
-def test_two_processes_share_one_sqlite_study(tracking, tmp_path):
+def test_two_processes_share_one_sqlite_study(tracking, search_command, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     # Create the MLflow store's tables first: two processes racing to create a new
     # SQLite store's schema is MLflow's own limitation, not the study's.
     MlflowClient(tracking).search_experiments()
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))",
-        "search",
-        SAMPLE,
-        "--trials",
-        "3",
-        "--storage",
-        storage,
-        "--study-name",
-        "shared",
-        "--data-dir",
-        DATA,
-        *FAST,
-    ]
+    command = search_command(storage, "shared")
     processes = [
         subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(2)

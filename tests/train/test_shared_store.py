@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -102,24 +101,9 @@ def test_runs_through_the_server_log_everything_and_every_command_reads_them(
     assert "identical metrics" in out
 
 
-def test_two_searches_share_one_study_on_postgres(served, databases, tmp_path):
+def test_two_searches_share_one_study_on_postgres(served, databases, search_command, tmp_path):
     storage = databases["optuna"]
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from train.cli import main; sys.exit(main(sys.argv[1:]))",
-        "search",
-        SAMPLE,
-        "--trials",
-        "3",
-        "--storage",
-        storage,
-        "--study-name",
-        "team",
-        "--data-dir",
-        DATA,
-        *FAST,
-    ]
+    command = search_command(storage, "team")
     processes = [
         subprocess.Popen(
             command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
