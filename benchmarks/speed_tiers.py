@@ -15,8 +15,10 @@ For each ``--model NAME=URI`` (a model file, ``runs:/RUN/model`` or ``models:/..
         python benchmarks/speed_tiers.py --rows 200000 --accurate-rows 3000 \
         --model semeval2016=runs:/RUN/model --model semeval2016-fast=runs:/RUN/model ...
 
-A model whose NAME lacks ``-fast`` is predicted on ``--accurate-rows`` rows (the encoder runs at
-a few hundred rows/s); NAME's first word picks the data (``semeval2016-numpy`` reads SemEval).
+``--code NAME=FOLDER`` runs one model with the code of another checkout (``git worktree add``), so
+that the speed of two commits compares in one invocation. A model whose NAME lacks ``-fast`` is
+predicted on ``--accurate-rows`` rows (the encoder runs at a few hundred rows/s); NAME's first
+word picks the data (``semeval2016-numpy`` reads SemEval).
 Chunks are sized so that each worker gets at least four. Results: markdown on stdout, JSON in
 benchmarks/out/speed_tiers.json.
 """
@@ -98,10 +100,10 @@ def build_input(dataset: str, n: int) -> Path:
     return path
 
 
-def timed(command: list[str]) -> tuple[float, float]:
+def timed(command: list[str], cwd: Path = REPO) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) summed over the process and its children."""
     started = time.perf_counter()
-    process = psutil.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = psutil.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
     while process.poll() is None:
         try:
@@ -123,12 +125,21 @@ def main() -> None:
     parser.add_argument("--accurate-rows", type=int, default=3_000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="run model NAME with the code of FOLDER (a checkout of another commit, e.g. from "
+        "`git worktree add`), so that two commits compare in one invocation",
+    )
     args = parser.parse_args()
     models = dict(entry.split("=", 1) for entry in args.model)
+    code = {name: Path(folder).resolve() for name, folder in (e.split("=", 1) for e in args.code)}
     inputs = {}
     for name in models:
         dataset = name.split("-")[0]
-        rows = args.rows if name.endswith("-fast") else args.accurate_rows
+        rows = args.rows if "-fast" in name else args.accurate_rows
         inputs[name] = build_input(dataset, rows)
     rows_of = {name: len(pd.read_csv(path, usecols=["id"])) for name, path in inputs.items()}
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
@@ -140,7 +151,7 @@ def main() -> None:
             # Chunks small enough that every worker gets several, however few the rows.
             rows = rows_of[name]
             command += ["--chunk-size", str(min(10_000, max(500, rows // (4 * args.jobs))))]
-            timings[name].append(timed(command))
+            timings[name].append(timed(command, code.get(name, REPO)))
     results = []
     for name, runs in timings.items():
         rows = rows_of[name]
@@ -149,6 +160,7 @@ def main() -> None:
             {
                 "model": name,
                 "uri": models[name],
+                "code": str(code.get(name, REPO)),
                 "rows": rows,
                 "jobs": args.jobs,
                 "seconds": round(seconds, 1),

@@ -12,6 +12,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, text_column, unique_inverse
+from features.gramindex import GramIndex, gram_index
 from features.text import TARGET_SEPARATOR, NgramAnalyzer, Tokenizer, cue_words
 
 
@@ -61,13 +62,17 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
             document_grams = analyze(document)
             grams.extend(document_grams)
             lengths[row] = len(document_grams)
-        rows = np.repeat(np.arange(len(documents)), lengths)
         columns = np.fromiter(
             map(vocabulary.get, grams, repeat(-1, len(grams))), dtype=np.int64, count=len(grams)
         )
         known = columns >= 0
+        # CSR straight from the row lengths: the (data, (row, column)) form goes through COO,
+        # which cost as much as the lookups.
+        rows = np.repeat(np.arange(len(documents)), lengths)
+        indptr = np.zeros(len(documents) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows[known], minlength=len(documents)), out=indptr[1:])
         counts = sp.csr_matrix(
-            (np.ones(int(known.sum())), (rows[known], columns[known])),
+            (np.ones(int(indptr[-1])), columns[known], indptr),
             shape=(len(documents), len(vocabulary)),
         )
         counts.sum_duplicates()
@@ -211,6 +216,34 @@ class WordNgrams(_TfidfNgrams):
             )
         return super().fit(X, y)
 
+    def _count(self, documents) -> sp.csr_matrix:
+        index = self._gram_index()
+        if index is None:
+            return super()._count(documents)
+        tokenizer = self.counter_.analyzer.tokenizer
+        if self.cross_target_words:
+            targets, texts = _split_targets(documents)
+            cues_of = {
+                target: [index.cues[cue] for cue in set(cue_words(target)) if cue in index.cues]
+                for target in set(targets)
+            }
+            row_cues = [cues_of[target] for target in targets]
+        else:
+            texts, row_cues = documents, None
+        counts = index.count(tokenizer.many(texts), row_cues)
+        if self.binary:
+            counts.data[:] = 1.0
+        return counts
+
+    def _gram_index(self) -> GramIndex | None:
+        """Integer keys for this vocabulary, where its n-grams can be split back into tokens:
+        not with target prefixes (a target may hold any character) or NLTK's tweet tokenizer
+        (whose phone-number tokens hold spaces)."""
+        if self.by_target or self.tokenizer not in ("regex", "whitespace"):
+            return None
+        cues = tuple(self.target_cues_) if self.cross_target_words else None
+        return gram_index(self.counter_, self.counter_.vocabulary_, self.ngram_range, cues)
+
     def _documents(self, X):
         texts = super()._documents(X)
         if not (self.by_target or self.cross_target_words):
@@ -218,6 +251,16 @@ class WordNgrams(_TfidfNgrams):
         targets = text_column(X, TARGET, type(self).__name__)
         # One string per row keeps de-duplication cheap; the analyzer splits it again.
         return np.asarray([t + TARGET_SEPARATOR + x for t, x in zip(targets, texts)], dtype=object)
+
+
+def _split_targets(documents) -> tuple[list[str], list[str]]:
+    """``target + TARGET_SEPARATOR + text`` documents back into targets and texts."""
+    targets, texts = [], []
+    for document in documents:
+        target, _, text = document.partition(TARGET_SEPARATOR)
+        targets.append(target)
+        texts.append(text)
+    return targets, texts
 
 
 class TargetNgrams(WordNgrams):

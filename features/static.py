@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import weakref
+from itertools import chain, repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -245,7 +246,7 @@ class StaticEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
                 blocks.append(product.sum(axis=1, keepdims=True))
         values = np.hstack(blocks, dtype=np.float64)
         values *= float(self.weight)
-        return sp.csr_matrix(values)
+        return _dense_csr(values)
 
     def _texts(self, X) -> np.ndarray:
         texts = text_column(X, TEXT, "StaticEmbeddings")
@@ -275,6 +276,21 @@ class StaticEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "n_features_out_")
         return np.asarray(self._names(), dtype=object)
+
+
+def _dense_csr(values: np.ndarray) -> sp.csr_matrix:
+    """A dense block as CSR, every cell stored: ``sp.csr_matrix(values)`` searches the block for
+    zeros first, which took a fifth of a fast model's prediction time. A zero kept adds 0.0 to
+    every product, so the model's output is the same, bit for bit."""
+    rows, columns = values.shape
+    return sp.csr_matrix(
+        (
+            values.ravel(),
+            np.tile(np.arange(columns, dtype=np.int32), rows),
+            np.arange(0, rows * columns + 1, columns, dtype=np.int64),
+        ),
+        shape=(rows, columns),
+    )
 
 
 class _Pieces:
@@ -316,18 +332,16 @@ class _Pieces:
     def counts(self, texts: np.ndarray) -> sp.csr_matrix:
         """Texts by word pieces: how often each piece occurs in each text."""
         words = [_WORDS.findall(text.lower()) for text in texts]
+        flat = list(chain.from_iterable(words))
         with self._lock:
-            new = {w for row in words for w in row if w not in self.index}
-            if new:
-                self._learn(sorted(new))
-            index = self.index
-            codes = np.fromiter(
-                (index[w] for row in words for w in row),
-                dtype=np.int64,
-                count=sum(map(len, words)),
-            )
+            # dict.get through map runs in C; only a batch with new words pays a second pass.
+            codes = np.fromiter(map(self.index.get, flat, repeat(-1)), np.int64, count=len(flat))
+            if (codes < 0).any():
+                self._learn(sorted({w for w, code in zip(flat, codes) if code < 0}))
+                codes = np.fromiter(map(self.index.__getitem__, flat), np.int64, count=len(flat))
             matrix = self._matrix
-        indptr = np.cumsum([0] + [len(row) for row in words])
+        indptr = np.zeros(len(words) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, words), np.int64, count=len(words)), out=indptr[1:])
         by_word = sp.csr_matrix(
             (np.ones(len(codes), np.float32), codes, indptr), shape=(len(texts), matrix.shape[0])
         )

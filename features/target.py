@@ -164,28 +164,30 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
         targets = text_column(X, TARGET, "TargetSpecificCopies")
         shared = sp.csr_matrix(self.features_.transform(X))
         shared.sum_duplicates()  # canonical: each row's columns sorted, so sums run in one order
-        # Target k's block starts after the shared block and k earlier target blocks;
-        # an unseen target (code -1) gets no block. Built straight into CSR arrays: each row
-        # holds its shared entries, then (for a known target) the same entries shifted into
-        # the target's block, which keeps every row's columns sorted.
+        # Target k's block starts after the shared block and k earlier target blocks; an unseen
+        # target (code -1) gets no block. Each row holds its shared entries, then the same
+        # entries moved into its target's block: two CSR blocks side by side, which scipy joins
+        # in C (a scatter of every entry cost more than the features themselves).
         code = pd.Index(self.targets_).get_indexer(targets)
-        rows = shared.shape[0]
         counts = np.diff(shared.indptr)
+        offset = np.repeat(self.n_shared_ * code, counts)
         kept = code >= 0
-        indptr = np.zeros(rows + 1, dtype=np.int64)
-        np.cumsum(counts * (1 + kept), out=indptr[1:])
-        row_of = np.repeat(np.arange(rows), counts)
-        place = indptr[row_of] + (np.arange(len(shared.data)) - shared.indptr[row_of])
-        indices = np.empty(indptr[-1], dtype=np.int64)
-        values = np.empty(indptr[-1], dtype=np.float64)
-        indices[place] = shared.indices
-        values[place] = shared.data * float(self.shared_weight)
-        copied = kept[row_of]
-        target_place = place[copied] + counts[row_of[copied]]
-        indices[target_place] = shared.indices[copied] + self.n_shared_ * (1 + code[row_of[copied]])
-        values[target_place] = shared.data[copied]
-        width = self.n_shared_ * (1 + len(self.targets_))
-        return sp.csr_matrix((values, indices, indptr), shape=(rows, width))
+        own_indptr = np.zeros(len(code) + 1, dtype=np.int64)
+        np.cumsum(counts * kept, out=own_indptr[1:])
+        if kept.all():
+            own_data, own_indices = shared.data, shared.indices + offset
+        else:
+            entries = offset >= 0
+            own_data, own_indices = shared.data[entries], shared.indices[entries] + offset[entries]
+        own = sp.csr_matrix(
+            (own_data, own_indices, own_indptr),
+            shape=(len(code), self.n_shared_ * len(self.targets_)),
+        )
+        weighted = sp.csr_matrix(
+            (shared.data * float(self.shared_weight), shared.indices, shared.indptr),
+            shape=shared.shape,
+        )
+        return sp.hstack([weighted, own], format="csr")
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "features_")

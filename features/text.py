@@ -87,9 +87,14 @@ def _role(token: str) -> int:
 
 def mark_negation(tokens: list[str]) -> list[str]:
     """Append ``_NEG`` to tokens after a negation word (NLTK's list) until the clause ends."""
+    roles = list(map(_ROLES.get, tokens))
+    if None in roles:
+        roles = list(map(_role, tokens))
+    # Most sentences that pass the cheap filter ("know", "no one's") negate nothing.
+    if _NEGATES not in roles:
+        return tokens
     out, negated = [], False
-    for token in tokens:
-        role = _role(token)
+    for token, role in zip(tokens, roles):
         if role == _ENDS_SCOPE:
             negated = False
             out.append(token)
@@ -99,6 +104,10 @@ def mark_negation(tokens: list[str]) -> list[str]:
             out.append(token)
             negated = role == _NEGATES
     return out
+
+
+# The last batch's tokens, per tokenizer setting (see Tokenizer.many).
+_RECENT: dict[Tokenizer, dict[str, list[str]]] = {}
 
 
 class Tokenizer:
@@ -205,6 +214,18 @@ class Tokenizer:
         if self._stem is not None:
             tokens = [self._stem_token(t) for t in tokens]
         return tokens
+
+    def many(self, texts) -> list[list[str]]:
+        """The tokens of each text. Texts this process tokenized in its last batch with the same
+        settings are not tokenized again: a model's word and target-cue steps read the same texts
+        one after the other. The lists returned are shared; do not change them."""
+        recent = _RECENT.get(self)
+        if recent:
+            token_lists = [recent.get(text) or self(text) for text in texts]
+        else:
+            token_lists = list(map(self, texts))
+        _RECENT[self] = dict(zip(texts, token_lists))
+        return token_lists
 
     def _stem_token(self, token: str) -> str:
         stemmed = self._cache.get(token)

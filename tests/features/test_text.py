@@ -86,3 +86,13 @@ def test_target_cues_cross_only_the_cues_of_the_rows_target():
     analyzer = NgramAnalyzer(Tokenizer(), (1, 1), target_cues=frozenset({"ban", "subsid"}))
     assert analyzer("We should ban whaling\x1fcruel hunt") == ["ban|cruel", "ban|hunt"]
     assert analyzer("Adopt atheism\x1fcruel hunt") == []
+
+
+def test_many_reuses_a_batch_only_for_the_same_settings():
+    texts = ["I don't like it, but fine", "no war", "#StopTheWar now"]
+    plain, negating = Tokenizer(), Tokenizer(negation=True)
+    assert plain.many(texts) == [plain(t) for t in texts]
+    # The second tokenizer has other settings: the first one's batch must not answer for it.
+    assert negating.many(texts) == [negating(t) for t in texts]
+    assert negating.many(texts)[0] == ["i", "don't", "like_NEG", "it_NEG", ",", "but", "fine"]
+    assert plain.many(texts[::-1]) == [plain(t) for t in texts[::-1]]

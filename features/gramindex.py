@@ -1,0 +1,170 @@
+"""A fitted n-gram vocabulary as integer keys, so that a batch is counted by numpy.
+
+Counting n-grams the scikit-learn way builds one string per n-gram ("no war") and looks each up in
+the vocabulary, one Python operation per n-gram. Here each *token* is looked up once, an n-gram is
+the integer ``t1 * T**(n-1) + ... + tn`` over token ids, and a sorted array of the vocabulary's keys
+answers all of a batch's n-grams in one ``searchsorted``. The counts are the same, bit for bit
+(``tests/features/test_gramindex.py`` compares the two on every tokenizer setting).
+"""
+
+from __future__ import annotations
+
+import weakref
+from itertools import chain, repeat
+
+import numpy as np
+import scipy.sparse as sp
+
+# Keys must stay below 2**63; a vocabulary whose keys would not is counted the string way.
+_KEY_LIMIT = 2**62
+
+
+class Unindexable(ValueError):
+    """The vocabulary cannot be keyed (tokens with spaces, or too many tokens for int64 keys)."""
+
+
+class GramIndex:
+    """The n-grams of a vocabulary as sorted integer keys.
+
+    Parameters
+    ----------
+    vocabulary : dict of str to int
+        A fitted ``CountVectorizer.vocabulary_`` of space-joined tokens, each n-gram optionally
+        prefixed with ``"cue|"`` (:class:`features.ngrams.WordNgrams` with cue crosses).
+    ngram_range : tuple of int
+    cues : tuple of str or None
+        The cue words n-grams are crossed with, or None for plain n-grams.
+
+    Raises
+    ------
+    Unindexable
+        When an n-gram does not split into ``ngram_range`` tokens, or keys would overflow.
+
+    Examples
+    --------
+    >>> index = GramIndex({"no": 0, "war": 1, "no war": 2}, (1, 2), None)
+    >>> index.count([["no", "war"], ["war"]], None).toarray().tolist()
+    [[1.0, 1.0, 1.0], [0.0, 1.0, 0.0]]
+    """
+
+    def __init__(self, vocabulary: dict, ngram_range, cues: tuple[str, ...] | None):
+        self.low, self.high = (int(n) for n in ngram_range)
+        self.n_columns = len(vocabulary)
+        cue_ids = None if cues is None else {cue: i for i, cue in enumerate(cues)}
+        tokens: dict[str, int] = {}
+        grams: dict[int, list[tuple[int, list[int], int]]] = {
+            n: [] for n in range(self.low, self.high + 1)
+        }
+        for gram, column in vocabulary.items():
+            cue_id = 0
+            if cue_ids is not None:
+                cue, bar, gram = gram.partition("|")
+                if not bar or cue not in cue_ids:
+                    raise Unindexable(f"n-gram {gram!r} has no known cue")
+                cue_id = cue_ids[cue]
+            parts = gram.split(" ")
+            if len(parts) not in grams or "" in parts:
+                raise Unindexable(f"n-gram {gram!r} does not split into {ngram_range} tokens")
+            grams[len(parts)].append(
+                (cue_id, [tokens.setdefault(part, len(tokens)) for part in parts], column)
+            )
+        self.base = max(len(tokens), 1)
+        if max(len(cues or ()), 1) * self.base**self.high >= _KEY_LIMIT:
+            raise Unindexable(f"{len(tokens):,} tokens are too many for int64 keys")
+        self.token_ids = tokens
+        self.cues = cue_ids
+        self.keys: dict[int, np.ndarray] = {}
+        self.columns: dict[int, np.ndarray] = {}
+        for n, entries in grams.items():
+            keys = np.array(
+                [self._key(cue_id, ids, n) for cue_id, ids, _ in entries], dtype=np.int64
+            )
+            columns = np.array([column for _, _, column in entries], dtype=np.int64)
+            order = np.argsort(keys, kind="stable")
+            self.keys[n], self.columns[n] = keys[order], columns[order]
+
+    def _key(self, cue_id: int, ids: list[int], n: int) -> int:
+        key = cue_id
+        for token_id in ids:
+            key = key * self.base + token_id
+        return key
+
+    def count(self, token_lists: list[list[str]], row_cues: list[list[int]] | None):
+        """Rows of n-gram counts (CSR, canonical) for tokenized rows.
+
+        ``row_cues`` holds, per row, the ids of the cues its target carries (in ``cues`` order);
+        a row with none gets no n-grams, as the string analyzer emits none.
+        """
+        n_rows = len(token_lists)
+        lengths = np.fromiter(map(len, token_lists), np.int64, count=n_rows)
+        flat = list(chain.from_iterable(token_lists))
+        ids = np.fromiter(map(self.token_ids.get, flat, repeat(-1)), np.int64, count=len(flat))
+        row_of = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
+        row_end = np.cumsum(lengths)
+        rows, columns = [], []
+        for n in range(self.low, self.high + 1):
+            windows = len(ids) - n + 1
+            if windows <= 0:
+                continue
+            starts = np.arange(windows)
+            window_row = row_of[:windows]
+            usable = starts + n <= row_end[window_row]
+            key = np.zeros(windows, dtype=np.int64)
+            for offset in range(n):
+                part = ids[offset : offset + windows]
+                usable &= part >= 0
+                key = key * self.base + part
+            chosen = np.flatnonzero(usable)
+            key, window_row = key[chosen], window_row[chosen]
+            if row_cues is not None:
+                key, window_row = self._crossed(key, window_row, row_cues, n)
+            column = self._lookup(n, key)
+            known = column >= 0
+            rows.append(window_row[known])
+            columns.append(column[known])
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        columns = np.concatenate(columns) if columns else np.zeros(0, np.int64)
+        counts = sp.csr_matrix(
+            (np.ones(len(rows)), (rows, columns)), shape=(n_rows, self.n_columns)
+        )
+        counts.sum_duplicates()
+        return counts
+
+    def _crossed(self, key, window_row, row_cues, n):
+        """Each n-gram once per cue of its row's target, the cue in the key's top digit."""
+        per_row = np.fromiter(map(len, row_cues), np.int64, count=len(row_cues))
+        cue_flat = np.fromiter(chain.from_iterable(row_cues), np.int64, count=int(per_row.sum()))
+        cue_start = np.cumsum(per_row) - per_row
+        times = per_row[window_row]
+        source = np.repeat(np.arange(len(key)), times)
+        # The position of each copy among its n-gram's copies: 0, 1, ... per n-gram.
+        first_copy = np.repeat(np.cumsum(times) - times, times)
+        nth = np.arange(len(source)) - first_copy
+        rows = window_row[source]
+        cue = cue_flat[cue_start[rows] + nth]
+        return cue * self.base**n + key[source], rows
+
+    def _lookup(self, n: int, key: np.ndarray) -> np.ndarray:
+        keys = self.keys[n]
+        if not len(keys):
+            return np.full(len(key), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+        return np.where(keys[at] == key, self.columns[n][at], -1)
+
+
+_INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def gram_index(owner, vocabulary: dict, ngram_range, cues) -> GramIndex | None:
+    """The owner's index, built on first use and kept while the owner lives (never pickled, so
+    model files are unchanged); None where the vocabulary cannot be keyed."""
+    try:
+        return _INDEXES[owner]
+    except KeyError:
+        pass
+    try:
+        index = GramIndex(vocabulary, ngram_range, cues)
+    except Unindexable:
+        index = None
+    _INDEXES[owner] = index
+    return index
