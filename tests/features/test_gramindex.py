@@ -80,7 +80,11 @@ def _string_counts(step: WordNgrams, X: pd.DataFrame):
     return _TfidfNgrams._count(step, step._documents(X))
 
 
-@pytest.mark.parametrize("params", SETTINGS, ids=lambda p: ",".join(map(str, p.items())) or "default")
+def _setting_id(params: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in params.items()) or "default"
+
+
+@pytest.mark.parametrize("params", SETTINGS, ids=_setting_id)
 def test_integer_keys_count_what_the_strings_count(params):
     step = WordNgrams(**params).fit(TRAIN)
     assert step._gram_index() is not None
