@@ -6,9 +6,9 @@ Run on demand, not in the test suite:
 
 What it does, all in one run so that ratios compare like with like:
 
-1. Builds CSV inputs of ArgQ arguments (text, topic as target) repeated to
-   100k and 1M rows, and a folder of 10,000 documents (the two articles in
-   ../shared/documents, repeated).
+1. Builds CSV inputs of 100k and 1M rows of distinct texts (ArgQ arguments, each joined
+   with the first words of another; the topic as target), and a folder of 10,000
+   documents (the two articles in ../shared/documents, repeated).
 2. Fits the models (without MLflow): a word 1-2-gram TF-IDF + linear SVM, and
    the configurations of experiments/ (semeval2016, fnc1, argq).
 3. Measures the one-core vectorize-only floor: the word 1-2-gram model's
@@ -41,6 +41,8 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from speed_tiers import distinct_rows  # noqa: E402
 
 from train.config import Config  # noqa: E402
 from train.data import data_root, load_dataset, split_dataset  # noqa: E402
@@ -105,19 +107,17 @@ def fit_and_save(name: str, experiment: str, overrides: list[str], root: Path) -
 
 
 def build_inputs(root: Path, sizes: list[int]) -> dict[int, Path]:
+    """ArgQ arguments, each joined with the first words of another, so that no text repeats:
+    repeated texts would flatter every route that de-duplicates."""
     arguments = pd.read_csv(
         root / "ibm-argq-30k" / "arg_quality_rank_30k.csv", usecols=["argument", "topic"]
     )
-    arguments = arguments.rename(columns={"argument": "text", "topic": "target"})
     paths = {}
     for size in sizes:
-        path = OUT / f"sentences_{size}.csv"
+        path = OUT / f"distinct_{size}.csv"
         if not path.exists():
-            repeated = pd.concat(
-                [arguments] * (size // len(arguments) + 1), ignore_index=True
-            ).head(size)
-            repeated.insert(0, "id", range(size))
-            repeated.to_csv(path, index=False)
+            rows = distinct_rows(arguments["argument"].tolist(), arguments["topic"].tolist(), size)
+            rows.to_csv(path, index=False)
         paths[size] = path
     return paths
 

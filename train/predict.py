@@ -606,6 +606,7 @@ def predict_file(
     rejects_path = options.rejects or _default_rejects(output)
     _refuse_to_overwrite(source, output, rejects_path)
     _check_destinations(output, rejects_path)
+    workers.keep_freed_memory()
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     stance_model = loaded.model
     if options.explain:
