@@ -72,7 +72,8 @@ def _more_pairs(pairs: pd.DataFrame, n: int) -> pd.DataFrame:
     seen = set(zip(pairs["Headline"], pairs["articleBody"]))
     rows, i = [], 0
     while len(rows) < n:
-        body = (i * 7919 + (i // len(headlines)) * 104729 + 13) % len(bodies)
+        # Pass k over the headlines moves every headline's body on by one: all pairs, in time.
+        body = ((i % len(headlines)) * 7919 + i // len(headlines)) % len(bodies)
         pair = (headlines[i % len(headlines)], bodies[body])
         if pair not in seen:
             seen.add(pair)
