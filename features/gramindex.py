@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 # Keys must stay below 2**63; a vocabulary whose keys would not is counted the string way.
 _KEY_LIMIT = 2**62
+_UNIGRAM_TABLE_LIMIT = 4_000_000
 
 
 class Unindexable(ValueError):
@@ -82,6 +83,12 @@ class GramIndex:
             columns = np.array([column for _, _, column in entries], dtype=np.int64)
             order = np.argsort(keys, kind="stable")
             self.keys[n], self.columns[n] = keys[order], columns[order]
+        # Unigram keys are small (cue x token): a table answers them without a binary search,
+        # where it stays under 32 MB.
+        self.unigram_columns = None
+        if self.low == 1 and max(len(cues or ()), 1) * self.base <= _UNIGRAM_TABLE_LIMIT:
+            self.unigram_columns = np.full(max(len(cues or ()), 1) * self.base, -1, np.int64)
+            self.unigram_columns[self.keys[1]] = self.columns[1]
 
     def _key(self, cue_id: int, ids: list[int], n: int) -> int:
         key = cue_id
@@ -145,6 +152,8 @@ class GramIndex:
         return cue * self.base**n + key[source], rows
 
     def _lookup(self, n: int, key: np.ndarray) -> np.ndarray:
+        if n == 1 and self.unigram_columns is not None:
+            return self.unigram_columns[key]
         keys = self.keys[n]
         if not len(keys):
             return np.full(len(key), -1, dtype=np.int64)

@@ -147,3 +147,15 @@ def test_any_sentences_count_alike(train_texts, predict_texts):
             strings = _string_counts(step, X)
             assert (keyed != strings).nnz == 0
             np.testing.assert_array_equal(keyed.indices, strings.indices)
+
+
+def test_unigrams_without_their_table_count_alike(monkeypatch):
+    # A vocabulary too wide for the unigram table falls back to the sorted keys.
+    monkeypatch.setattr("features.gramindex._UNIGRAM_TABLE_LIMIT", 0)
+    step = WordNgrams(cross_target_words=2, negation=True).fit(TRAIN)
+    assert step._gram_index().unigram_columns is None
+    keyed = step._count(step._documents(PREDICT))
+    strings = _string_counts(step, PREDICT)
+    assert keyed.nnz == strings.nnz > 0
+    np.testing.assert_array_equal(keyed.indices, strings.indices)
+    np.testing.assert_array_equal(keyed.data, strings.data)
