@@ -108,6 +108,7 @@ class GramIndex:
         ids = np.fromiter(map(self.token_ids.get, flat, repeat(-1)), np.int64, count=len(flat))
         row_of = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
         row_end = np.cumsum(lengths)
+        cues = None if row_cues is None else _RowCues(row_cues)
         rows, columns = [], []
         for n in range(self.low, self.high + 1):
             windows = len(ids) - n + 1
@@ -123,33 +124,18 @@ class GramIndex:
                 key = key * self.base + part
             chosen = np.flatnonzero(usable)
             key, window_row = key[chosen], window_row[chosen]
-            if row_cues is not None:
-                key, window_row = self._crossed(key, window_row, row_cues, n)
+            if cues is not None:
+                key, window_row = cues.cross(key, window_row, self.base**n)
             column = self._lookup(n, key)
             known = column >= 0
             rows.append(window_row[known])
             columns.append(column[known])
-        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        columns = np.concatenate(columns) if columns else np.zeros(0, np.int64)
-        counts = sp.csr_matrix(
-            (np.ones(len(rows)), (rows, columns)), shape=(n_rows, self.n_columns)
+        empty = np.zeros(0, np.int64)
+        return count_matrix(
+            np.concatenate(rows) if rows else empty,
+            np.concatenate(columns) if columns else empty,
+            (n_rows, self.n_columns),
         )
-        counts.sum_duplicates()
-        return counts
-
-    def _crossed(self, key, window_row, row_cues, n):
-        """Each n-gram once per cue of its row's target, the cue in the key's top digit."""
-        per_row = np.fromiter(map(len, row_cues), np.int64, count=len(row_cues))
-        cue_flat = np.fromiter(chain.from_iterable(row_cues), np.int64, count=int(per_row.sum()))
-        cue_start = np.cumsum(per_row) - per_row
-        times = per_row[window_row]
-        source = np.repeat(np.arange(len(key)), times)
-        # The position of each copy among its n-gram's copies: 0, 1, ... per n-gram.
-        first_copy = np.repeat(np.cumsum(times) - times, times)
-        nth = np.arange(len(source)) - first_copy
-        rows = window_row[source]
-        cue = cue_flat[cue_start[rows] + nth]
-        return cue * self.base**n + key[source], rows
 
     def _lookup(self, n: int, key: np.ndarray) -> np.ndarray:
         if n == 1 and self.unigram_columns is not None:
@@ -159,6 +145,36 @@ class GramIndex:
             return np.full(len(key), -1, dtype=np.int64)
         at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
         return np.where(keys[at] == key, self.columns[n][at], -1)
+
+
+class _RowCues:
+    """The cue ids of each row's target, flattened once per batch for every n."""
+
+    def __init__(self, row_cues: list[list[int]]):
+        self.per_row = np.fromiter(map(len, row_cues), np.int64, count=len(row_cues))
+        self.flat = np.fromiter(
+            chain.from_iterable(row_cues), np.int64, count=int(self.per_row.sum())
+        )
+        self.start = np.cumsum(self.per_row) - self.per_row
+
+    def cross(self, key: np.ndarray, window_row: np.ndarray, cue_place: int):
+        """Each n-gram once per cue of its row's target, the cue in the key's top digit (worth
+        ``cue_place``)."""
+        times = self.per_row[window_row]
+        source = np.repeat(np.arange(len(key)), times)
+        # The position of each copy among its n-gram's copies: 0, 1, ... per n-gram.
+        first_copy = np.repeat(np.cumsum(times) - times, times)
+        nth = np.arange(len(source)) - first_copy
+        rows = window_row[source]
+        cue = self.flat[self.start[rows] + nth]
+        return cue * cue_place + key[source], rows
+
+
+def count_matrix(rows: np.ndarray, columns: np.ndarray, shape) -> sp.csr_matrix:
+    """One count per (row, column) pair, summed, as canonical CSR (columns sorted in each row)."""
+    counts = sp.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=shape)
+    counts.sum_duplicates()
+    return counts
 
 
 _INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

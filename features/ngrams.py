@@ -12,7 +12,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, text_column, unique_inverse
-from features.gramindex import GramIndex, gram_index
+from features.gramindex import GramIndex, count_matrix, gram_index
 from features.text import TARGET_SEPARATOR, NgramAnalyzer, Tokenizer, cue_words
 
 
@@ -48,12 +48,16 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
         if fit:
             self.counter_ = self._counter().fit(uniques)
             return self.counter_.transform(uniques), inverse
-        return self._count(uniques), inverse
+        counts = self._count(uniques)
+        if self.binary:
+            counts.data[:] = 1.0
+        return counts, inverse
 
     def _count(self, documents) -> sp.csr_matrix:
         """``counter_.transform`` without its per-n-gram Python loop: all n-grams of
         the batch are looked up in one ``map`` over the vocabulary's C-level
-        ``dict.get``, and numpy builds the matrix. Same counts, about 1.7 times faster."""
+        ``dict.get``, and numpy builds the matrix. Same counts, about 1.7 times faster.
+        Raw counts: ``binary`` is applied by the caller."""
         vocabulary = self.counter_.vocabulary_
         analyze = self.counter_.build_analyzer()
         grams: list[str] = []
@@ -65,20 +69,9 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
         columns = np.fromiter(
             map(vocabulary.get, grams, repeat(-1, len(grams))), dtype=np.int64, count=len(grams)
         )
-        known = columns >= 0
-        # CSR straight from the row lengths: the (data, (row, column)) form goes through COO,
-        # which cost as much as the lookups.
         rows = np.repeat(np.arange(len(documents)), lengths)
-        indptr = np.zeros(len(documents) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows[known], minlength=len(documents)), out=indptr[1:])
-        counts = sp.csr_matrix(
-            (np.ones(int(indptr[-1])), columns[known], indptr),
-            shape=(len(documents), len(vocabulary)),
-        )
-        counts.sum_duplicates()
-        if self.binary:
-            counts.data[:] = 1.0
-        return counts
+        known = columns >= 0
+        return count_matrix(rows[known], columns[known], (len(documents), len(vocabulary)))
 
     def fit(self, X, y=None):
         self._check_params()
@@ -230,10 +223,7 @@ class WordNgrams(_TfidfNgrams):
             row_cues = [cues_of[target] for target in targets]
         else:
             texts, row_cues = documents, None
-        counts = index.count(tokenizer.many(texts), row_cues)
-        if self.binary:
-            counts.data[:] = 1.0
-        return counts
+        return index.count(tokenizer.many(texts), row_cues)
 
     def _gram_index(self) -> GramIndex | None:
         """Integer keys for this vocabulary, where its n-grams can be split back into tokens:

@@ -177,7 +177,7 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
         if kept.all():
             own_data, own_indices = shared.data, shared.indices + offset
         else:
-            entries = offset >= 0
+            entries = np.repeat(kept, counts)
             own_data, own_indices = shared.data[entries], shared.indices[entries] + offset[entries]
         own = sp.csr_matrix(
             (own_data, own_indices, own_indptr),
