@@ -3,7 +3,8 @@
 Counting n-grams the scikit-learn way builds one string per n-gram ("no war") and looks each up in
 the vocabulary, one Python operation per n-gram. Here each *token* is looked up once, an n-gram is
 the integer ``t1 * T**(n-1) + ... + tn`` over token ids, and a sorted array of the vocabulary's keys
-answers all of a batch's n-grams in one ``searchsorted``. The counts are the same, bit for bit
+answers all of a batch's n-grams in one ``searchsorted`` (unigrams, whose keys are small, in a
+table). The counts are the same, bit for bit
 (``tests/features/test_gramindex.py`` compares the two on every tokenizer setting).
 """
 
