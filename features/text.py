@@ -212,7 +212,7 @@ class Tokenizer:
         if self.negation and _MAY_NEGATE.search(text):
             tokens = mark_negation(tokens)
         if self._stem is not None:
-            tokens = [self._stem_token(t) for t in tokens]
+            tokens = self._stemmed(tokens)
         return tokens
 
     def many(self, texts) -> list[list[str]]:
@@ -226,6 +226,18 @@ class Tokenizer:
             token_lists = list(map(self, texts))
         _RECENT[self] = dict(zip(texts, token_lists))
         return token_lists
+
+    def _stemmed(self, tokens: list[str]) -> list[str]:
+        # Nearly every token of a long text has been stemmed before: a C-level map over the
+        # cache costs a tenth of a Python call per token, and a miss fills the cache and retries.
+        lookup = self._cache.__getitem__
+        try:
+            return list(map(lookup, tokens))
+        except KeyError:
+            for token in tokens:
+                if token not in self._cache:
+                    self._stem_token(token)
+            return list(map(lookup, tokens))
 
     def _stem_token(self, token: str) -> str:
         stemmed = self._cache.get(token)

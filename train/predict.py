@@ -181,6 +181,15 @@ class Chunk:
     rows_read: int
 
 
+def _one_object_per_value(values: list[str]) -> pd.Series:
+    """A column in which equal strings are one object, kept as Python objects rather than
+    copied into Arrow: a chunk then pickles to its worker with each distinct text once (an FNC-1
+    body serves dozens of headlines), and the feature steps that group equal texts find repeats
+    by identity instead of comparing kilobytes."""
+    first: dict[str, str] = {}
+    return pd.Series([first.setdefault(v, v) for v in values], dtype=object)
+
+
 def _blank(value) -> bool:
     return value is None or not str(value).strip()
 
@@ -277,8 +286,8 @@ def sentence_chunks(
                     {
                         "line": [batch.lines[i] for i in keep],
                         "id": [ids[i] if ids[i] is not None else str(batch.lines[i]) for i in keep],
-                        "text": [texts[i] for i in keep],
-                        "target": [targets[i] for i in keep],
+                        "text": _one_object_per_value([texts[i] for i in keep]),
+                        "target": _one_object_per_value([targets[i] for i in keep]),
                     }
                 )
                 yield Chunk(index, frame, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(batch))

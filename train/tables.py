@@ -8,6 +8,7 @@ the caller can stop with its line number or set it aside.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
@@ -105,6 +106,19 @@ def format_of(path: str | Path, given: str | None = None) -> str:
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
+# Text files are decoded with surrogateescape through this counting wrapper, so that a file with
+# no byte outside UTF-8 (nearly all) skips the per-value search for escaped bytes.
+_ESCAPED = [0]
+_surrogateescape = codecs.lookup_error("surrogateescape")
+
+
+def _count_and_escape(error: UnicodeError):
+    _ESCAPED[0] += 1
+    return _surrogateescape(error)
+
+
+codecs.register_error("stance-surrogateescape", _count_and_escape)
+
 
 def separator_hint(columns: list[str], fmt: str) -> str:
     """A sentence for a missing-column error when the header was split on the wrong separator.
@@ -131,20 +145,24 @@ def separator_hint(columns: list[str], fmt: str) -> str:
 # as the word: "NaN" is not a sentence anyone annotated. Labels are left alone, where
 # "None" can be a user's label.
 MISSING_MARKERS = frozenset({"nan", "na", "n/a", "#n/a", "null", "none", "<na>"})
+_LONGEST_MARKER = max(map(len, MISSING_MARKERS))
 
 
 def missing_marker(value) -> str | None:
     """The value, where it is a missing-value marker such as 'NaN' or 'NULL'; else None."""
-    return (
-        value.strip()
-        if isinstance(value, str) and value.strip().casefold() in MISSING_MARKERS
-        else None
-    )
+    if not isinstance(value, str):
+        return None
+    stripped = value.strip()
+    # The length test spares casefolding a copy of every long text.
+    if len(stripped) <= _LONGEST_MARKER and stripped.casefold() in MISSING_MARKERS:
+        return stripped
+    return None
 
 
 def has_surrogates(value: str) -> bool:
     """Whether decoding with surrogateescape met bytes that are not UTF-8."""
-    return _SURROGATE.search(value) is not None
+    # isascii() reads a flag CPython keeps on every string: most texts need no scan.
+    return not value.isascii() and _SURROGATE.search(value) is not None
 
 
 def visible(value: str) -> str:
@@ -179,16 +197,20 @@ class Table:
     def __init__(self, source: str | Path, fmt: str, batch_size: int = 10_000):
         self.source, self.format, self.batch_size = str(source), fmt, batch_size
         self._handle = None
+        self._escaped_before = _ESCAPED[0]
         if fmt in ("csv", "tsv", "jsonl"):
             if self.source == "-":
                 self._handle = io.TextIOWrapper(
-                    sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=""
+                    sys.stdin.buffer,
+                    encoding="utf-8-sig",
+                    errors="stance-surrogateescape",
+                    newline="",
                 )
             else:
                 self._handle = open(
                     require_path(self.source),
                     encoding="utf-8-sig",
-                    errors="surrogateescape",
+                    errors="stance-surrogateescape",
                     newline="",
                 )
         if fmt in ("csv", "tsv"):
@@ -252,6 +274,11 @@ class Table:
     def __exit__(self, *exc):
         self.close()
 
+    def _may_have_escapes(self) -> bool:
+        """False while no byte outside UTF-8 has been decoded since this table opened (by any
+        table: a decoder reads ahead of the rows handed out, so the count is never late)."""
+        return _ESCAPED[0] != self._escaped_before
+
     def batches(self, columns: list[str] | None = None) -> Iterator[Batch]:
         """Batches holding ``columns`` (default: all), in file order."""
         wanted = columns or self.columns
@@ -286,7 +313,9 @@ class Table:
                 )
                 record = (record + [None] * width)[:width]
             values = [record[p] for p in positions]
-            if any(v is not None and has_surrogates(v) for v in values):
+            if self._may_have_escapes() and any(
+                v is not None and has_surrogates(v) for v in values
+            ):
                 batch.problems.setdefault(len(batch), UNDECODABLE)
                 values = [visible(v) if v is not None else None for v in values]
             batch.rows.append(values)
@@ -331,7 +360,7 @@ class Table:
         for number, line in enumerate(self._handle, start=1):
             if not line.strip():
                 continue
-            if has_surrogates(line):
+            if self._may_have_escapes() and has_surrogates(line):
                 yield number, {}, UNDECODABLE, visible(line)
                 continue
             try:

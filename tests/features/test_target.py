@@ -47,6 +47,18 @@ def test_relatedness_without_bins_has_four_named_columns(sentences):
     assert step.transform(sentences).shape == (len(sentences), 4)
 
 
+@pytest.mark.parametrize("stemmer", ["porter", None])
+def test_relatedness_tfidf_from_shared_tokens_equals_the_vectorizer_bit_for_bit(sentences, stemmer):
+    # The step tokenizes each text once for cosine and overlaps; the cosine must stay what the
+    # fitted TfidfVectorizer gives, so that models trained before predict the same.
+    step = TargetRelatedness(stemmer=stemmer).fit(sentences)
+    texts = sentences["text"].tolist() + ["words the vocabulary never saw: zyxwv qqq", ""]
+    mine = step._tfidf(step.tokenizer_.many(texts))
+    theirs = step.vectorizer_.transform(texts)
+    assert (mine != theirs).nnz == 0 and mine.nnz == theirs.nnz
+    assert np.array_equal(mine.indices, theirs.indices) and np.array_equal(mine.data, theirs.data)
+
+
 def test_relatedness_ignores_stop_words_of_the_target():
     # "the" and "of" occur in both, but say nothing about the text being on topic.
     frame = pd.DataFrame({"text": ["the best of the season"], "target": ["the cost of the war"]})

@@ -88,6 +88,23 @@ def test_csv_problems_are_reported_in_place_and_reading_goes_on(tmp_path):
     assert rows[2][1][0] == "bad \\xff byte", "undecodable bytes are kept visible, not dropped"
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_bad_byte_far_into_a_file_is_still_reported_after_clean_batches(tmp_path, fmt):
+    # Clean files skip the search for escaped bytes until the decoder meets one; the row that
+    # holds it, thousands of rows and several batches on, must still be flagged.
+    path = tmp_path / f"rows.{fmt}"
+    if fmt == "csv":
+        lines = [b"text,target"] + [f"row {i},t".encode() for i in range(5000)]
+        lines[4000] = b"bad \xff byte,t"
+    else:
+        lines = [f'{{"text": "row {i}", "target": "t"}}'.encode() for i in range(5000)]
+        lines[4000] = b'{"text": "bad \xff byte", "target": "t"}'
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    _, rows = read_rows(path, fmt, batch_size=700)
+    flagged = [line for line, _, problem in rows if problem and "not valid UTF-8" in problem]
+    assert flagged == [4001] and len(rows) == 5000
+
+
 def test_an_unclosed_quote_names_the_lines_it_swallowed(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text('text,target\nok,t\n"open,t\nnext,t\n', encoding="utf-8")
