@@ -500,19 +500,20 @@ def _ordered(tasks: Iterator, jobs: int, model: StanceModel) -> Iterator[dict]:
     """Run tasks on ``jobs`` processes, at most 2 per process in flight, yielding results in task
     order.
     """
-    if jobs == 1:
-        with workers.sharing(model):
+    with workers.fewer_collections():
+        if jobs == 1:
+            with workers.sharing(model):
+                for task in tasks:
+                    yield _run_chunk(task)
+            return
+        with workers.pool(jobs, model) as pool:
+            pending = deque()
             for task in tasks:
-                yield _run_chunk(task)
-        return
-    with workers.pool(jobs, model) as pool:
-        pending = deque()
-        for task in tasks:
-            pending.append(pool.submit(_run_chunk, task))
-            if len(pending) >= 2 * jobs:
+                pending.append(pool.submit(_run_chunk, task))
+                if len(pending) >= 2 * jobs:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 # --------------------------------------------------------------------------- output

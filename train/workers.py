@@ -14,6 +14,7 @@ before it could shut its pool down) would otherwise sit on its memory, about
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -102,6 +103,33 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES)) and bool(
         mallopt(_M_MMAP_THRESHOLD, _KEEP_FREED_BYTES)
     )
+
+
+# Container allocations between young-generation collections while a batch job runs (Python's
+# default is 700).
+_BATCH_GC_THRESHOLD = 50_000
+
+
+@contextmanager
+def fewer_collections():
+    """Spare a batch job most of Python's cyclic garbage collection, for its duration.
+
+    Tokenizing allocates a list per text and a string per token, and with the default
+    thresholds the collector ran every 700 of them and, as chunks survived, went through the
+    whole heap again and again: a tenth of a word model's prediction time (1M rows, `--jobs 2`).
+    What is alive on entry (the loaded model, imported modules) is frozen out of collection;
+    young collections run every 50,000 allocations; cycles are still collected. Both settings
+    are restored on exit. Enter it before forking, and the workers inherit it.
+    """
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_BATCH_GC_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _start_spawned_worker(value) -> None:  # pragma: no cover - platforms without fork
