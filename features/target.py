@@ -94,16 +94,20 @@ class TargetRelatedness(DenseFeatures):
         cosine = np.asarray(target_vectors.multiply(text_vectors).sum(axis=1)).ravel()
         text_words = [self._content(tokens) for tokens in text_tokens]
         target_words = [self._content(tokens) for tokens in target_tokens]
+        # Per row only the intersection, which Python's sets walk from the smaller side (a
+        # headline's few words); sizes and ratios by numpy, to the same bits as float division.
+        shared = np.fromiter(
+            (len(target_words[j] & text_words[i]) for i, j in zip(text_index, target_index)),
+            np.int64,
+            count=len(cosine),
+        )
+        wanted = np.fromiter(map(len, target_words), np.int64, count=len(targets))[target_index]
+        found = np.fromiter(map(len, text_words), np.int64, count=len(texts))[text_index]
+        union = wanted + found - shared
         values = np.zeros((len(cosine), len(self._names())))
-        for row, (i, j) in enumerate(zip(text_index, target_index)):
-            wanted, found = target_words[j], text_words[i]
-            shared = len(wanted & found)
-            union = len(wanted | found)
-            values[row, :3] = (
-                float(shared > 0),
-                shared / len(wanted) if wanted else 0.0,
-                shared / union if union else 0.0,
-            )
+        values[:, 0] = shared > 0
+        np.divide(shared, wanted, out=values[:, 1], where=wanted > 0)
+        np.divide(shared, union, out=values[:, 2], where=union > 0)
         values[:, 3] = np.clip(cosine, 0.0, 1.0)
         if self.bins:
             bin_index = np.searchsorted(SIMILARITY_BINS, values[:, 3], side="right")

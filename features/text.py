@@ -106,8 +106,19 @@ def mark_negation(tokens: list[str]) -> list[str]:
     return out
 
 
-# The last batch's tokens, per tokenizer setting (see Tokenizer.many).
+# The last batch's tokens, per tokenizer setting, and the last batches' splits (tokens before
+# negation and stemming, with the text as split), per splitting setting (see Tokenizer.many).
 _RECENT: dict[Tokenizer, dict[str, list[str]]] = {}
+_RECENT_SPLITS: dict[tuple, tuple[dict[str, tuple[list[str], str]], ...]] = {}
+_SPLIT_BATCHES_KEPT = 3
+
+
+def _find_split(batches, text: str):
+    for batch in batches:
+        split = batch.get(text)
+        if split is not None:
+            return split
+    return None
 
 
 class Tokenizer:
@@ -198,6 +209,10 @@ class Tokenizer:
         return hash(tuple(sorted(self.__getstate__().items())))
 
     def __call__(self, text: str) -> list[str]:
+        return self._finish(*self._split_text(text))
+
+    def _split_text(self, text: str) -> tuple[list[str], str]:
+        """The tokens before negation marking and stemming, and the text as it was split."""
         if self.split_hashtags and "#" in text:
             text = _HASHTAG.sub(_expand_hashtag, text)
         if self.lowercase and self.kind != "tweet":
@@ -209,22 +224,48 @@ class Tokenizer:
                 "<url>" if _URL.match(t) else ("@user" if t.startswith("@") and len(t) > 1 else t)
                 for t in tokens
             ]
+        return tokens, text
+
+    def _finish(self, tokens: list[str], text: str) -> list[str]:
         if self.negation and _MAY_NEGATE.search(text):
             tokens = mark_negation(tokens)
         if self._stem is not None:
             tokens = self._stemmed(tokens)
         return tokens
 
+    def _splitting(self) -> tuple:
+        """The settings that decide the split; negation and stemming come after it."""
+        return (self.kind, self.lowercase, self.normalize_urls, self.split_hashtags)
+
     def many(self, texts) -> list[list[str]]:
-        """The tokens of each text. Texts this process tokenized in its last batch with the same
-        settings are not tokenized again: a model's word and target-cue steps read the same texts
-        one after the other. The lists returned are shared; do not change them."""
-        recent = _RECENT.get(self)
-        if recent:
-            token_lists = [recent.get(text) or self(text) for text in texts]
+        """The tokens of each text. What this process did in its last batches is not done again:
+        texts of the last batch with the same settings are not tokenized at all (a model's word
+        and target-cue steps read the same texts one after the other), and texts that another
+        tokenizer splitting the same way met in the last three batches are not split again,
+        only negated or stemmed (FNC-1's body words and its stemmed relatedness step). The
+        lists returned are shared; do not change them."""
+        finished = _RECENT.get(self, {})
+        earlier = _RECENT_SPLITS.get(self._splitting(), ())
+        # A batch is either texts met just before (another column's step) or new ones (the next
+        # chunk): when its first texts are new, the lookups are skipped for all of them.
+        probe = texts[:8]
+        if not any(text in finished or _find_split(earlier, text) for text in probe):
+            splits = dict(zip(texts, map(self._split_text, texts)))
+            token_lists = [self._finish(*splits[text]) for text in texts]
         else:
-            token_lists = list(map(self, texts))
+            splits, token_lists = {}, []
+            for text in texts:
+                tokens = finished.get(text)
+                if tokens is None:
+                    split = splits.get(text) or _find_split(earlier, text)
+                    if split is None:
+                        split = self._split_text(text)
+                    splits[text] = split
+                    tokens = self._finish(*split)
+                token_lists.append(tokens)
         _RECENT[self] = dict(zip(texts, token_lists))
+        if splits:
+            _RECENT_SPLITS[self._splitting()] = (splits, *earlier)[:_SPLIT_BATCHES_KEPT]
         return token_lists
 
     def _stemmed(self, tokens: list[str]) -> list[str]:

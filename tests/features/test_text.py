@@ -96,3 +96,16 @@ def test_many_reuses_a_batch_only_for_the_same_settings():
     assert negating.many(texts) == [negating(t) for t in texts]
     assert negating.many(texts)[0] == ["i", "don't", "like_NEG", "it_NEG", ",", "but", "fine"]
     assert plain.many(texts[::-1]) == [plain(t) for t in texts[::-1]]
+
+
+def test_many_shares_splits_between_tokenizers_that_split_alike():
+    # FNC-1's word step marks negation and its relatedness step stems; both split the same way,
+    # so the second reuses the first's split. The tokens must be what each gives alone.
+    texts = ["They didn't strike the bases", "Strikes, not talks", "", "#NoWar www.x.org @a"]
+    negating = Tokenizer(negation=True)
+    stemming = Tokenizer(stemmer="porter")
+    hashtags = Tokenizer(split_hashtags=True)  # splits otherwise: must not take the others' splits
+    for tokenizer in (negating, stemming, hashtags, negating, stemming):
+        assert tokenizer.many(texts) == [Tokenizer(**tokenizer.__getstate__())(t) for t in texts]
+    assert stemming.many(texts)[1] == ["strike", ",", "not", "talk"]
+    assert negating.many(texts)[0] == ["they", "didn't", "strike_NEG", "the_NEG", "bases_NEG"]
