@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import chain, repeat
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -13,7 +11,7 @@ from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, DenseFeatures, RawTextInput, text_column, unique_inverse
-from features.gramindex import count_matrix
+from features.gramindex import gram_index
 from features.text import Tokenizer
 
 # Upper edges of the similarity bins. A linear model cannot threshold a single
@@ -66,17 +64,15 @@ class TargetRelatedness(DenseFeatures):
         # Distinct tokens first: a body repeats most of its words.
         return frozenset(filter(str.isalnum, set(tokens) - ENGLISH_STOP_WORDS))
 
-    def _tfidf(self, token_lists: list[list[str]]) -> sp.csr_matrix:
-        """What ``vectorizer_.transform`` gives, from tokens already split: each text is
+    def _tfidf(self, texts, token_lists: list[list[str]]) -> sp.csr_matrix:
+        """What ``vectorizer_.transform(texts)`` gives, from the texts' tokens: each text is
         tokenized once for both the cosine and the word overlaps (stemming long FNC-1 bodies was
-        most of this step's time). The same operations in the same order, so the same bits."""
-        vocabulary = self.vectorizer_.vocabulary_
-        lengths = np.fromiter(map(len, token_lists), np.int64, count=len(token_lists))
-        flat = chain.from_iterable(token_lists)
-        columns = np.fromiter(map(vocabulary.get, flat, repeat(-1)), np.int64, count=lengths.sum())
-        rows = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
-        known = columns >= 0
-        counts = count_matrix(rows[known], columns[known], (len(token_lists), len(vocabulary)))
+        most of this step's time). Counted by the word steps' index, then the transformer's
+        operations in its order, so the same bits."""
+        index = gram_index(self.vectorizer_, self.vectorizer_.vocabulary_, (1, 1), None)
+        if index is None:  # pragma: no cover - regex tokens hold no spaces: always indexable
+            return self.vectorizer_.transform(texts)
+        counts = index.count(token_lists, None)
         np.log(counts.data, counts.data)
         counts.data += 1.0
         counts.data *= self.vectorizer_.idf_[counts.indices]
@@ -89,8 +85,8 @@ class TargetRelatedness(DenseFeatures):
         # FNC-1 has 50k pairs but fewer than 2k bodies and 2k headlines.
         text_tokens = self.tokenizer_.many(texts)
         target_tokens = self.tokenizer_.many(targets)
-        text_vectors = normalize(self._tfidf(text_tokens))[text_index]
-        target_vectors = normalize(self._tfidf(target_tokens))[target_index]
+        text_vectors = normalize(self._tfidf(texts, text_tokens))[text_index]
+        target_vectors = normalize(self._tfidf(targets, target_tokens))[target_index]
         cosine = np.asarray(target_vectors.multiply(text_vectors).sum(axis=1)).ravel()
         text_words = [self._content(tokens) for tokens in text_tokens]
         target_words = [self._content(tokens) for tokens in target_tokens]

@@ -250,8 +250,9 @@ class Tokenizer:
         # chunk): when its first texts are new, the lookups are skipped for all of them.
         probe = texts[:8]
         if not any(text in finished or _find_split(earlier, text) for text in probe):
-            splits = dict(zip(texts, map(self._split_text, texts)))
-            token_lists = [self._finish(*splits[text]) for text in texts]
+            split_list = list(map(self._split_text, texts))
+            token_lists = [self._finish(*split) for split in split_list]
+            splits = dict(zip(texts, split_list))
         else:
             splits, token_lists = {}, []
             for text in texts:

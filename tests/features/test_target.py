@@ -53,7 +53,7 @@ def test_relatedness_tfidf_from_shared_tokens_equals_the_vectorizer_bit_for_bit(
     # fitted TfidfVectorizer gives, so that models trained before predict the same.
     step = TargetRelatedness(stemmer=stemmer).fit(sentences)
     texts = sentences["text"].tolist() + ["words the vocabulary never saw: zyxwv qqq", ""]
-    mine = step._tfidf(step.tokenizer_.many(texts))
+    mine = step._tfidf(texts, step.tokenizer_.many(texts))
     theirs = step.vectorizer_.transform(texts)
     assert (mine != theirs).nnz == 0 and mine.nnz == theirs.nnz
     assert np.array_equal(mine.indices, theirs.indices) and np.array_equal(mine.data, theirs.data)
