@@ -223,6 +223,9 @@ class WordNgrams(_TfidfNgrams):
             row_cues = [cues_of[target] for target in targets]
         else:
             texts, row_cues = documents, None
+        flat = tokenizer.flat(texts)
+        if flat is not None:
+            return index.count_flat(*flat, len(texts), row_cues)
         return index.count(tokenizer.many(texts), row_cues)
 
     def _gram_index(self) -> GramIndex | None:

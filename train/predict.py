@@ -44,6 +44,7 @@ from train import modelfile, workers
 from train.errors import DataError, ModelError, StanceError
 from train.models import Cascade, StanceModel
 from train.tables import (
+    LONGEST_MARKER,
     ColumnNames,
     Table,
     format_of,
@@ -194,6 +195,22 @@ def _blank(value) -> bool:
     return value is None or not str(value).strip()
 
 
+def _suspect_rows(batch, texts: list, targets: list | None) -> list[int]:
+    """The rows of a batch that may be rejected, in order: those with a read problem and those
+    whose text or target, stripped, is short enough to be blank or a missing-value marker.
+    Every other row is kept without a look at it in Python."""
+    suspects = set(batch.problems)
+    for values in (texts, targets):
+        if values is None:
+            continue
+        if set(map(type, values)) - {str}:  # None: a missing cell
+            suspects.update(range(len(values)))
+            break
+        lengths = np.fromiter(map(len, map(str.strip, values)), np.int64, count=len(values))
+        suspects.update(np.flatnonzero(lengths <= LONGEST_MARKER).tolist())
+    return sorted(suspects)
+
+
 def sentence_chunks(
     source: str, options: PredictOptions, needs_target: bool
 ) -> tuple[list[str], Iterator[Chunk]]:
@@ -254,8 +271,9 @@ def sentence_chunks(
                     else [options.target or ""] * len(batch)
                 )
                 ids = batch.column(id_column) if has_id else [str(line) for line in batch.lines]
-                keep, rejects = [], []
-                for i in range(len(batch)):
+                rejects, rejected = [], set()
+                suspects = _suspect_rows(batch, texts, targets if needs_target else None)
+                for i in suspects:
                     reason = batch.problems.get(i)
                     if reason is None and _blank(texts[i]):
                         reason = "empty text"
@@ -271,9 +289,8 @@ def sentence_chunks(
                             f"missing target: the cell reads {marker!r}, which is taken as a "
                             "missing value"
                         )
-                    if reason is None:
-                        keep.append(i)
-                    else:
+                    if reason is not None:
+                        rejected.add(i)
                         rejects.append(
                             (
                                 batch.lines[i],
@@ -282,6 +299,7 @@ def sentence_chunks(
                                 texts[i] if texts[i] is not None else batch.raw.get(i),
                             )
                         )
+                keep = [i for i in range(len(batch)) if i not in rejected]
                 frame = pd.DataFrame(
                     {
                         "line": [batch.lines[i] for i in keep],

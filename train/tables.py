@@ -145,7 +145,7 @@ def separator_hint(columns: list[str], fmt: str) -> str:
 # as the word: "NaN" is not a sentence anyone annotated. Labels are left alone, where
 # "None" can be a user's label.
 MISSING_MARKERS = frozenset({"nan", "na", "n/a", "#n/a", "null", "none", "<na>"})
-_LONGEST_MARKER = max(map(len, MISSING_MARKERS))
+LONGEST_MARKER = max(map(len, MISSING_MARKERS))
 
 
 def missing_marker(value) -> str | None:
@@ -154,7 +154,7 @@ def missing_marker(value) -> str | None:
         return None
     stripped = value.strip()
     # The length test spares casefolding a copy of every long text.
-    if len(stripped) <= _LONGEST_MARKER and stripped.casefold() in MISSING_MARKERS:
+    if len(stripped) <= LONGEST_MARKER and stripped.casefold() in MISSING_MARKERS:
         return stripped
     return None
 

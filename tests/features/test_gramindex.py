@@ -98,6 +98,26 @@ def test_integer_keys_count_what_the_strings_count(params):
         np.testing.assert_array_equal(keyed.data, strings.data)
 
 
+@pytest.mark.parametrize("params", SETTINGS, ids=_setting_id)
+def test_batches_split_by_arrow_count_what_the_strings_count(params):
+    # 66 rows and more: the word step splits with pyarrow and looks tokens up in bulk
+    # (Tokenizer.flat), where its settings let it; non-ASCII and blank rows are among them.
+    step = WordNgrams(**params).fit(TRAIN)
+    tokenizer = step.counter_.analyzer.tokenizer
+    for X in (TRAIN, PREDICT):
+        batch = pd.concat([X] * 11, ignore_index=True)
+        flat = tokenizer.flat(list(batch["text"]))
+        assert (flat is not None) == (
+            tokenizer.kind == "regex" and not tokenizer.negation and tokenizer.stemmer is None
+        )
+        keyed = step._count(step._documents(batch))
+        strings = _string_counts(step, batch)
+        assert keyed.nnz == strings.nnz > 0
+        np.testing.assert_array_equal(keyed.indptr, strings.indptr)
+        np.testing.assert_array_equal(keyed.indices, strings.indices)
+        np.testing.assert_array_equal(keyed.data, strings.data)
+
+
 def test_prefixes_and_the_tweet_tokenizer_keep_the_string_path():
     # A target may hold any character and a tweet token may hold spaces: neither splits back.
     assert WordNgrams(by_target=True).fit(TRAIN)._gram_index() is None
@@ -140,9 +160,10 @@ def test_any_sentences_count_alike(train_texts, predict_texts):
 
     if not any(t.strip() for t in train_texts):
         train_texts = train_texts + ["ban it"]
-    for params in ({"ngram_range": (1, 3), "negation": True}, {"cross_target_words": 1}):
+    tiled = (predict_texts * 64)[:64]  # enough rows for the Arrow split (Tokenizer.flat)
+    for params in ({"ngram_range": (1, 3), "negation": True}, {"cross_target_words": 1}, {}):
         step = WordNgrams(**params).fit(frame(train_texts))
-        for X in (frame(train_texts), frame(predict_texts)):
+        for X in (frame(train_texts), frame(predict_texts), frame(tiled)):
             keyed = step._count(step._documents(X))
             strings = _string_counts(step, X)
             assert (keyed != strings).nnz == 0

@@ -3,9 +3,17 @@
 import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features import Tokenizer
-from features.text import NgramAnalyzer, cue_words, mark_negation, spell_out_hashtags
+from features.text import (
+    _ARROW_MIN_TEXTS,
+    NgramAnalyzer,
+    cue_words,
+    mark_negation,
+    spell_out_hashtags,
+)
 
 
 def test_regex_tokenizer_keeps_hashtags_and_normalizes_handles_and_urls():
@@ -109,3 +117,42 @@ def test_many_shares_splits_between_tokenizers_that_split_alike():
         assert tokenizer.many(texts) == [Tokenizer(**tokenizer.__getstate__())(t) for t in texts]
     assert stemming.many(texts)[1] == ["strike", ",", "not", "talk"]
     assert negating.many(texts)[0] == ["they", "didn't", "strike_NEG", "the_NEG", "bases_NEG"]
+
+
+# Pieces that sit on the token pattern's edges: each alternative's start, the characters its
+# classes split on (Python's \s takes \v and \x1c-\x1f, RE2's does not), and non-ASCII text,
+# which the Arrow route must leave to Python.
+_EDGES = st.sampled_from(
+    [
+        "http://", "https://", "www.", "u.s.", "e.g.", "@", "#", "'", "-", ".", ":", "/", "!",
+        "?", ",", "_", " ", "  ", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1f", "\xa0",
+        "’", "é", "İ", "ß", "😀", "A", "b", "Z", "7", "war", "Don't", "well-known", "StopTheWar",
+    ]
+)  # fmt: skip
+_TEXTS = st.lists(st.lists(_EDGES, max_size=12).map("".join), min_size=1, max_size=20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    texts=_TEXTS,
+    options=st.sampled_from(
+        [{}, {"lowercase": False}, {"normalize_urls": False}, {"split_hashtags": True}]
+    ),
+)
+def test_a_batch_split_by_arrow_gives_the_tokens_of_python_re(texts, options):
+    tokenizer = Tokenizer(**options)
+    batch = (texts * _ARROW_MIN_TEXTS)[: max(_ARROW_MIN_TEXTS, len(texts))]
+    assert tokenizer._split_texts(batch) == [tokenizer._split_text(text) for text in batch]
+
+
+def test_a_batch_split_by_arrow_keeps_blank_texts_and_texts_left_to_python():
+    texts = ["", "  ", "No war!! See www.x.org, @Ann", "target\x1fthe U.S. strikes", "Café’s war"]
+    batch = texts * _ARROW_MIN_TEXTS
+    tokens = Tokenizer().many(batch)
+    assert tokens[:5] == [
+        [],
+        [],
+        ["no", "war", "!!", "see", "<url>", "@user"],
+        ["target", "the", "u.s.", "strikes"],  # \x1f is whitespace to Python
+        ["café’s", "war"],
+    ]
