@@ -299,13 +299,20 @@ def sentence_chunks(
                                 texts[i] if texts[i] is not None else batch.raw.get(i),
                             )
                         )
-                keep = [i for i in range(len(batch)) if i not in rejected]
+                lines = batch.lines
+                if None in ids:  # a JSON line without the id key: numbered by its line
+                    ids = [str(n) if v is None else v for v, n in zip(ids, lines)]
+                if rejected:
+                    keep = [i for i in range(len(batch)) if i not in rejected]
+                    lines, ids, texts, targets = (
+                        [values[i] for i in keep] for values in (lines, ids, texts, targets)
+                    )
                 frame = pd.DataFrame(
                     {
-                        "line": [batch.lines[i] for i in keep],
-                        "id": [ids[i] if ids[i] is not None else str(batch.lines[i]) for i in keep],
-                        "text": _one_object_per_value([texts[i] for i in keep]),
-                        "target": _one_object_per_value([targets[i] for i in keep]),
+                        "line": lines,
+                        "id": ids,
+                        "text": _one_object_per_value(texts),
+                        "target": _one_object_per_value(targets),
                     }
                 )
                 yield Chunk(index, frame, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(batch))

@@ -13,6 +13,7 @@ import csv
 import io
 import itertools
 import json
+import operator
 import os
 import re
 import sys
@@ -291,40 +292,47 @@ class Table:
     def _delimited_batches(self, wanted):
         positions = [self.columns.index(c) for c in wanted]
         width = len(self.columns)
+        reader, next_record = self._reader, self._reader.__next__
+        # Bound once: this loop runs once per row of inputs of millions of rows.
+        pick = operator.itemgetter(*positions) if len(positions) > 1 else None  # gives tuples
+        escaped_before, batch_size = self._escaped_before, self.batch_size
         batch = Batch(list(wanted))
-        start = self._reader.line_num + 1
+        rows, lines = batch.rows, batch.lines
+        start = reader.line_num + 1
         while True:
             try:
-                record = next(self._reader)
+                record = next_record()
             except StopIteration:
                 break
             except csv.Error as error:
-                batch.problems[len(batch)] = _malformed(error, start, self._reader.line_num)
-                batch.rows.append([None] * len(wanted))
-                batch.lines.append(start)
-                start = self._reader.line_num + 1
+                batch.problems[len(rows)] = _malformed(error, start, reader.line_num)
+                rows.append([None] * len(wanted))
+                lines.append(start)
+                start = reader.line_num + 1
                 continue
             if not record:  # a blank line is not a row
-                start = self._reader.line_num + 1
+                start = reader.line_num + 1
                 continue
             if len(record) != width:
-                batch.problems[len(batch)] = (
+                batch.problems[len(rows)] = (
                     f"malformed line: expected {width} fields, found {len(record)}"
                 )
                 record = (record + [None] * width)[:width]
-            values = [record[p] for p in positions]
-            if self._may_have_escapes() and any(
+            values = pick(record) if pick else [record[p] for p in positions]
+            # As _may_have_escapes, inline.
+            if _ESCAPED[0] != escaped_before and any(
                 v is not None and has_surrogates(v) for v in values
             ):
-                batch.problems.setdefault(len(batch), UNDECODABLE)
+                batch.problems.setdefault(len(rows), UNDECODABLE)
                 values = [visible(v) if v is not None else None for v in values]
-            batch.rows.append(values)
-            batch.lines.append(start)
-            start = self._reader.line_num + 1
-            if len(batch) >= self.batch_size:
+            rows.append(values)
+            lines.append(start)
+            start = reader.line_num + 1
+            if len(rows) >= batch_size:
                 yield batch
                 batch = Batch(list(wanted))
-        if len(batch):
+                rows, lines = batch.rows, batch.lines
+        if rows:
             yield batch
 
     def look_ahead_for(self, keys: list[str], limit: int = JSON_LOOK_AHEAD) -> int:
