@@ -14,9 +14,6 @@ from itertools import chain
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from nltk.sentiment.util import NEGATION_RE
-from nltk.stem import PorterStemmer, SnowballStemmer
-from nltk.tokenize import TweetTokenizer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 # One pass of re.findall: URLs, @mentions, #hashtags, words with inner
@@ -95,13 +92,22 @@ _ROLES: dict[str, int] = {}
 _ROLES_LIMIT = 500_000
 
 
+@functools.cache
+def _negation_pattern() -> re.Pattern:
+    # NLTK is imported where it is used: importing it takes 0.4 s, which a word model that
+    # neither negates nor stems need not spend.
+    from nltk.sentiment.util import NEGATION_RE
+
+    return NEGATION_RE
+
+
 def _role(token: str) -> int:
     role = _ROLES.get(token)
     if role is None:
         if _SCOPE_END.match(token):
             role = _ENDS_SCOPE
         else:
-            role = _NEGATES if NEGATION_RE.search(token) else _PLAIN
+            role = _NEGATES if _negation_pattern().search(token) else _PLAIN
         if len(_ROLES) < _ROLES_LIMIT:
             _ROLES[token] = role
     return role
@@ -198,6 +204,8 @@ class Tokenizer:
 
     def _build(self):
         if self.kind == "tweet":
+            from nltk.tokenize import TweetTokenizer
+
             split = TweetTokenizer(preserve_case=not self.lowercase, reduce_len=True).tokenize
         elif self.kind == "regex":
             # The pattern has no nested quantifiers, so the standard library's
@@ -207,11 +215,15 @@ class Tokenizer:
         else:
             split = str.split
         self._split = split
-        self._stem = {
-            "porter": PorterStemmer(),
-            "snowball": SnowballStemmer("english"),
-            None: None,
-        }[self.stemmer]
+        self._stem = None
+        if self.stemmer == "porter":
+            from nltk.stem import PorterStemmer
+
+            self._stem = PorterStemmer()
+        elif self.stemmer == "snowball":
+            from nltk.stem import SnowballStemmer
+
+            self._stem = SnowballStemmer("english")
         self._cache = {}
 
     # The stemmer cache and bound methods are rebuilt on load rather than pickled.

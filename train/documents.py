@@ -6,18 +6,18 @@ abbreviations, curly quotes), so no model is downloaded at run time.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections import Counter
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from nltk.tokenize.punkt import (
-    PunktLanguageVars,
-    PunktParameters,
-    PunktSentenceTokenizer,
-)
+
+if TYPE_CHECKING:
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 # Lower-case, without the final period, as Punkt stores them. Multi-period
 # abbreviations ("u.s") are matched as one token by Punkt's word pattern.
@@ -108,26 +108,27 @@ ABBREVIATIONS = {
 }
 
 
-class _NewsLanguageVars(PunktLanguageVars):
-    # Curly and guillemet closing quotes may follow the period of a sentence end.
-    sent_end_chars = (".", "?", "!")
-    internal_punctuation = ",:;"
-
-
-class _NewsSentenceTokenizer(PunktSentenceTokenizer):
-    # Punkt keeps ASCII closing quotes and brackets with the sentence they end;
-    # news text uses curly quotes too, so they are added here.
-    _re_boundary_realignment = re.compile(r"[\"'’”»)\]}]+?(?:\s+|(?=--)|(?=—)|$)", re.MULTILINE)
-
-
+@functools.cache
 def sentence_splitter() -> PunktSentenceTokenizer:
-    """A Punkt tokenizer with this project's abbreviations; needs no NLTK data."""
+    """A Punkt tokenizer with this project's abbreviations; needs no NLTK data. Built on first
+    use: importing NLTK takes 0.4 s, which `stance predict` on sentences need not spend."""
+    from nltk.tokenize.punkt import PunktLanguageVars, PunktParameters, PunktSentenceTokenizer
+
+    class NewsLanguageVars(PunktLanguageVars):
+        # Curly and guillemet closing quotes may follow the period of a sentence end.
+        sent_end_chars = (".", "?", "!")
+        internal_punctuation = ",:;"
+
+    class NewsSentenceTokenizer(PunktSentenceTokenizer):
+        # Punkt keeps ASCII closing quotes and brackets with the sentence they end;
+        # news text uses curly quotes too, so they are added here.
+        _re_boundary_realignment = re.compile(r"[\"'’”»)\]}]+?(?:\s+|(?=--)|(?=—)|$)", re.MULTILINE)
+
     params = PunktParameters()
     params.abbrev_types = set(ABBREVIATIONS)
-    return _NewsSentenceTokenizer(params, lang_vars=_NewsLanguageVars())
+    return NewsSentenceTokenizer(params, lang_vars=NewsLanguageVars())
 
 
-_SPLITTER = sentence_splitter()
 _PARAGRAPH = re.compile(r"\n\s*\n")
 # Quoted speech often holds several sentences ("‘All is well! ... So far, so
 # good!’"); a split inside it would cut the quote from its speaker, so spans
@@ -189,7 +190,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     for block in _PARAGRAPH.split(text) if text else []:
         start = text.index(block, position)
         position = start + len(block)
-        for a, b in _merge_quoted(block, list(_SPLITTER.span_tokenize(block))):
+        for a, b in _merge_quoted(block, list(sentence_splitter().span_tokenize(block))):
             piece = block[a:b]
             lead = len(piece) - len(piece.lstrip())
             trail = len(piece.rstrip())
