@@ -279,7 +279,7 @@ class Tokenizer:
         split = self._arrow_split(texts)
         if split is None:
             return None
-        token_lists, left_to_python = split
+        token_lists, left_to_python, _ = split
         tokens = pc.list_flatten(token_lists)
         token_rows = pc.list_parent_indices(token_lists).to_numpy()
         # Empty strings are the split of blank texts only; the texts left to Python come below.
@@ -311,25 +311,28 @@ class Tokenizer:
 
     def _arrow_split(self, texts):
         """The split of a batch by pyarrow's kernels, as an Arrow list array (a blank text
-        gives one empty string), and which rows it cannot split as Python's ``re`` does; None
-        where it does not apply."""
+        gives one empty string); which rows it cannot split as Python's ``re`` does; and the
+        texts as split (hashtags expanded, where the settings ask). None where it does not
+        apply."""
         if self.kind != "regex" or len(texts) < _ARROW_MIN_TEXTS:
             return None
         try:
             array = pa.array(texts, pa.string())
         except (pa.ArrowException, UnicodeEncodeError):  # not all str, or lone surrogates
             return None
+        if self.split_hashtags:
+            # Python's re expands the hashtags (nearly every tweet has one); Arrow splits.
+            texts = [_HASHTAG.sub(_expand_hashtag, t) if "#" in t else t for t in texts]
+            array = pa.array(texts, pa.string())
         left_to_python = pc.or_(
             pc.invert(pc.string_is_ascii(array)), pc.match_substring_regex(array, r"[\x1c-\x1f]")
         )
-        if self.split_hashtags:  # hashtags are expanded by Python's re before the split
-            left_to_python = pc.or_(left_to_python, pc.match_substring(array, "#"))
         if self.lowercase:
             array = pc.ascii_lower(array)
         trimmed = pc.ascii_trim_whitespace(
             pc.replace_substring_regex(array, _ASCII_TOKEN_PATTERN, r" \0 ")
         )
-        return pc.ascii_split_whitespace(trimmed), left_to_python
+        return pc.ascii_split_whitespace(trimmed), left_to_python, texts
 
     def _split_texts(self, texts) -> list[tuple[list[str], str]]:
         """:meth:`_split_text` of every text; the regex split of a batch's plain-ASCII texts is
@@ -339,9 +342,9 @@ class Tokenizer:
         split = self._arrow_split(texts)
         if split is None:
             return list(map(self._split_text, texts))
-        token_lists, left_to_python = split
+        token_lists, left_to_python, as_split = split
         token_lists = token_lists.to_pylist()
-        lowered = list(map(str.lower, texts)) if self.lowercase else list(texts)
+        lowered = list(map(str.lower, as_split)) if self.lowercase else list(as_split)
         # The few rows that need more than the split, patched one by one: blank texts, URLs
         # and mentions to normalize, texts left to Python.
         for row, tokens in enumerate(token_lists):
