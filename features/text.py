@@ -320,6 +320,8 @@ class Tokenizer:
             array = pa.array(texts, pa.string())
         except (pa.ArrowException, UnicodeEncodeError):  # not all str, or lone surrogates
             return None
+        if array.null_count:  # None among the texts: Python's route says what it makes of it
+            return None
         if self.split_hashtags:
             # Python's re expands the hashtags (nearly every tweet has one); Arrow splits.
             texts = [_HASHTAG.sub(_expand_hashtag, t) if "#" in t else t for t in texts]
