@@ -62,20 +62,30 @@ class GramIndex:
         columns = np.fromiter(vocabulary.values(), np.int64, count=len(vocabulary))
         cue_of = np.zeros(len(vocabulary), np.int64)
         if cue_ids is not None:
-            halves = pc.split_pattern(grams, "|", max_splits=1)
-            known = pa.array(list(cue_ids), pa.string())
-            cue_of = pc.index_in(pc.list_element(_padded(halves), 0), value_set=known)
-            unknown = pc.or_(pc.is_null(cue_of), pc.less(pc.list_value_length(halves), 2))
-            _refuse_first(unknown, grams, "has no known cue")
+            halves = pc.list_slice(  # "cue|n-gram" at its first bar; None where there is none
+                pc.split_pattern(grams, "|", max_splits=1), 0, 2, return_fixed_size_list=True
+            )
+            cue_of = pc.index_in(
+                pc.list_element(halves, 0), value_set=pa.array(list(cue_ids), pa.string())
+            )
+            grams_after_cue = pc.list_element(halves, 1)
+            _refuse_first(
+                pc.or_(pc.is_null(cue_of), pc.is_null(grams_after_cue)), grams, "has no known cue"
+            )
             cue_of = cue_of.to_numpy().astype(np.int64)
-            grams = pc.list_element(_padded(halves), 1)
+            grams = grams_after_cue
         parts = pc.split_pattern(grams, " ")
-        lengths = pc.list_value_length(parts)
+        lengths = pc.list_value_length(parts).to_numpy()
         tokens = pc.list_flatten(parts)
-        bad = pc.or_(
-            pc.or_(pc.less(lengths, self.low), pc.greater(lengths, self.high)), _has_empty(parts)
+        # Two spaces in a row, or one at an end, leave an empty token.
+        empty = pc.equal(pc.binary_length(tokens), 0).to_numpy(zero_copy_only=False)
+        has_empty = np.zeros(len(parts), bool)
+        has_empty[pc.list_parent_indices(parts).to_numpy()[empty]] = True
+        _refuse_first(
+            (lengths < self.low) | (lengths > self.high) | has_empty,
+            grams,
+            f"does not split into {ngram_range} tokens",
         )
-        _refuse_first(bad, grams, f"does not split into {ngram_range} tokens")
         # Ids in order of first appearance, as a dict filled n-gram by n-gram would give them.
         encoded = pc.dictionary_encode(tokens)
         token_strings = encoded.dictionary.to_pylist()
@@ -83,12 +93,11 @@ class GramIndex:
         if max(len(cues or ()), 1) * self.base**self.high >= _KEY_LIMIT:
             raise Unindexable(f"{len(token_strings):,} tokens are too many for int64 keys")
         self.token_ids = dict(zip(token_strings, range(len(token_strings))))
-        self._arrow_tokens = encoded.dictionary
+        self.token_values = encoded.dictionary  # the tokens in id order, for Arrow lookups
         self._key_tables: dict[int, pd.Index] = {}
         self.cues = cue_ids
         ids = encoded.indices.to_numpy().astype(np.int64)
         starts = parts.offsets.to_numpy()[:-1].astype(np.int64)
-        lengths = lengths.to_numpy()
         self.keys: dict[int, np.ndarray] = {}
         self.columns: dict[int, np.ndarray] = {}
         for n in range(self.low, self.high + 1):
@@ -98,7 +107,7 @@ class GramIndex:
                 keys = keys * self.base + ids[starts[chosen] + offset]
             order = np.argsort(keys, kind="stable")
             self.keys[n], self.columns[n] = keys[order], columns[chosen][order]
-        # Unigram keys are small (cue x token): a table answers them without a binary search,
+        # Unigram keys are small (cue x token): a plain table answers them without hashing,
         # where it stays under 32 MB.
         self.unigram_columns = None
         if self.low == 1 and max(len(cues or ()), 1) * self.base <= _UNIGRAM_TABLE_LIMIT:
@@ -125,15 +134,9 @@ class GramIndex:
         together and in order, ``token_rows`` giving each token's row (rows may come in any
         order; see :meth:`features.text.Tokenizer.flat`). Each token is looked up in Arrow's
         hash table instead of by a Python call."""
-        ids = pc.fill_null(pc.index_in(tokens, value_set=self._token_values()), -1)
+        ids = pc.fill_null(pc.index_in(tokens, value_set=self.token_values), -1)
         ids = ids.to_numpy().astype(np.int64, copy=False)
         return self._count_ids(ids, token_rows, n_rows, row_cues)
-
-    def _token_values(self):
-        if self._arrow_tokens is None:
-            # Ids were handed out in insertion order, so position is id.
-            self._arrow_tokens = pa.array(list(self.token_ids), pa.string())
-        return self._arrow_tokens
 
     def _count_ids(self, ids: np.ndarray, row_of: np.ndarray, n_rows: int, row_cues):
         cues = None if row_cues is None else _RowCues(row_cues)
@@ -177,23 +180,11 @@ class GramIndex:
         return np.where(at >= 0, self.columns[n][at], -1)
 
 
-def _padded(halves):
-    """``cue|n-gram`` split at its first bar, two elements per entry (the second empty where
-    there was no bar)."""
-    return pc.list_slice(halves, 0, 2, return_fixed_size_list=True)
-
-
-def _has_empty(parts) -> pa.Array:
-    """Per list, whether any of its strings is empty (two spaces in a row, or one at an end)."""
-    empty = pc.equal(pc.binary_length(pc.list_flatten(parts)), 0).to_numpy(zero_copy_only=False)
-    lists = pc.list_parent_indices(parts).to_numpy()
-    flags = np.zeros(len(parts), bool)
-    flags[lists[empty]] = True
-    return pa.array(flags)
-
-
 def _refuse_first(bad, grams, problem: str) -> None:
-    rows = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    """Raise for the first n-gram flagged in ``bad`` (an Arrow or numpy boolean array)."""
+    if isinstance(bad, pa.Array):
+        bad = bad.to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(bad)
     if len(rows):
         raise Unindexable(f"n-gram {grams[int(rows[0])].as_py()!r} {problem}")
 

@@ -279,7 +279,7 @@ class Tokenizer:
         split = self._arrow_split(texts)
         if split is None:
             return None
-        token_lists, left_to_python, _ = split
+        token_lists, left_to_python, _, _ = split
         tokens = pc.list_flatten(token_lists)
         token_rows = pc.list_parent_indices(token_lists).to_numpy()
         # Empty strings are the split of blank texts only; the texts left to Python come below.
@@ -311,9 +311,9 @@ class Tokenizer:
 
     def _arrow_split(self, texts):
         """The split of a batch by pyarrow's kernels, as an Arrow list array (a blank text
-        gives one empty string); which rows it cannot split as Python's ``re`` does; and the
-        texts as split (hashtags expanded, where the settings ask). None where it does not
-        apply."""
+        gives one empty string); which rows it cannot split as Python's ``re`` does; the texts
+        as split (hashtags expanded, where the settings ask), as a list and as the Arrow array
+        split (lowercased, where the settings ask). None where it does not apply."""
         if self.kind != "regex" or len(texts) < _ARROW_MIN_TEXTS:
             return None
         try:
@@ -334,7 +334,7 @@ class Tokenizer:
         trimmed = pc.ascii_trim_whitespace(
             pc.replace_substring_regex(array, _ASCII_TOKEN_PATTERN, r" \0 ")
         )
-        return pc.ascii_split_whitespace(trimmed), left_to_python, texts
+        return pc.ascii_split_whitespace(trimmed), left_to_python, texts, array
 
     def _split_texts(self, texts) -> list[tuple[list[str], str]]:
         """:meth:`_split_text` of every text; the regex split of a batch's plain-ASCII texts is
@@ -344,7 +344,7 @@ class Tokenizer:
         split = self._arrow_split(texts)
         if split is None:
             return list(map(self._split_text, texts))
-        token_lists, left_to_python, as_split = split
+        token_lists, left_to_python, as_split, array = split
         token_lists = token_lists.to_pylist()
         lowered = list(map(str.lower, as_split)) if self.lowercase else list(as_split)
         # The few rows that need more than the split, patched one by one: blank texts, URLs
@@ -353,8 +353,9 @@ class Tokenizer:
             if tokens == [""]:
                 token_lists[row] = []
         if self.normalize_urls:
-            needs = pc.match_substring_regex(pa.array(lowered, pa.string()), r"@|http|www\.")
-            for row in _rows(needs):
+            # On the array split: where it differs from Python's lowercasing (non-ASCII rows),
+            # the row is left to Python below, and _normalized checks the text again anyway.
+            for row in _rows(pc.match_substring_regex(array, r"@|http|www\.")):
                 token_lists[row] = self._normalized(token_lists[row], lowered[row])
         splits = list(zip(token_lists, lowered))
         for row in _rows(left_to_python):

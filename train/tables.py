@@ -319,7 +319,7 @@ class Table:
                 )
                 record = (record + [None] * width)[:width]
             values = pick(record) if pick else [record[p] for p in positions]
-            # As _may_have_escapes, inline.
+            # _may_have_escapes, inline: it would be a call per row.
             if _ESCAPED[0] != escaped_before and any(
                 v is not None and has_surrogates(v) for v in values
             ):
