@@ -12,10 +12,14 @@ the same sentence. ``stance select`` scores a corpus with a model (through
 ``random``
     a seeded uniform draw, the baseline the others must beat;
 ``diverse`` (the default)
-    coverage and uncertainty at once: the ``POOL_PER_PICK * N`` rows of smallest margin are
-    grouped into N clusters of similar wording (k-means on word TF-IDF vectors), and each
-    cluster gives its least certain row. Fifty picks are then fifty different kinds of
-    sentence, not fifty paraphrases of the hardest one.
+    coverage first, then doubt: the candidates are grouped into N clusters of similar
+    wording (k-means on latent semantic vectors: word TF-IDF reduced by a truncated SVD), and
+    each cluster gives, among its more typical half (the members nearest its centre), the row
+    the model is least sure of. Fifty picks are fifty kinds of sentence, each a common one,
+    not fifty paraphrases of the hardest one nor fifty outliers. Picking typical rows matters
+    most with a model of other targets: its least certain rows alone are the ones it gets
+    wrong, and a model trained on them learns to distrust it everywhere (benchmarks/RESULTS.md,
+    learning curves).
 
 The file written is one ``stance train`` reads back: the columns the model's own training
 data used for id, text, target and label (the label empty, for the annotator), then the
@@ -40,9 +44,11 @@ from train.predict import LoadedModel, PredictOptions, load_model, predict_file
 from train.tables import write_atomic
 
 STRATEGIES = ("diverse", "margin", "entropy", "random")
-# diverse: how many of the least certain rows each pick is chosen among. Larger pools cover more
-# of the corpus and are less uncertain on average; 10 keeps picks within the model's doubts.
-POOL_PER_PICK = 10
+# diverse: a larger corpus is clustered through a seeded uniform sample of this many rows, which
+# keeps its shape (what "typical" is measured against) at a bounded cost.
+CLUSTER_SAMPLE = 20_000
+# diverse: the dimensions of the latent semantic vectors the rows are clustered on.
+LSA_DIMENSIONS = 50
 
 
 @dataclass(frozen=True)
@@ -101,36 +107,55 @@ def pick(texts: list[str], proba: np.ndarray, n: int, strategy: str, seed: int) 
         return np.random.default_rng(seed).permutation(count)[:n]
     if strategy == "entropy":
         return np.argsort(-entropy(proba), kind="stable")[:n]
-    uncertain_first = np.argsort(margin(proba), kind="stable")
+    doubt = margin(proba)
+    uncertain_first = np.argsort(doubt, kind="stable")
     if strategy == "margin" or count <= n:
         return uncertain_first[:n]
-    pool = uncertain_first[: POOL_PER_PICK * n]
-    if len(pool) <= n:
-        return pool
-    clusters = _clusters([texts[i] for i in pool], n, seed)
-    # The pool is in order of doubt, so each cluster's first member is its least certain row.
-    _, first = np.unique(clusters, return_index=True)
-    chosen = pool[np.sort(first)]
+    pool = np.arange(count)
+    if count > CLUSTER_SAMPLE:
+        pool = np.sort(np.random.default_rng(seed).permutation(count)[:CLUSTER_SAMPLE])
+    clusters, distance = _clusters([texts[i] for i in pool], n, seed)
+    chosen = []
+    for cluster in np.unique(clusters):
+        members = np.flatnonzero(clusters == cluster)
+        typical = members[distance[members] <= np.median(distance[members])]
+        # Least certain first; among equals (a model with no opinion), the most typical.
+        best = np.lexsort((distance[typical], doubt[pool[typical]]))[0]
+        chosen.append(pool[typical[best]])
+    chosen = np.asarray(chosen, dtype=int)
     if len(chosen) < n:  # fewer distinct wordings than picks: fill with the next least certain
-        rest = pool[~np.isin(pool, chosen)]
+        rest = uncertain_first[~np.isin(uncertain_first, chosen)]
         chosen = np.concatenate([chosen, rest[: n - len(chosen)]])
-    return chosen
+    return chosen[:n]
 
 
-def _clusters(texts: list[str], n: int, seed: int) -> np.ndarray:
-    """A cluster number per text: k-means with ``n`` clusters on L2-normalised word 1-2-gram
-    TF-IDF, so that sentences sharing their wording fall together."""
+def _clusters(texts: list[str], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A cluster number per text and its distance to the cluster's centre: k-means with ``n``
+    clusters on unit-length latent semantic vectors (word 1-2-gram TF-IDF through a truncated
+    SVD), where sentences that share their meaning's vocabulary fall together. Raw TF-IDF is
+    too sparse for k-means: it makes one crowd and many one-sentence clusters of outliers."""
     import warnings
 
     from sklearn.cluster import KMeans
+    from sklearn.decomposition import TruncatedSVD
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
 
-    vectors = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform(texts)
+    try:
+        vectors = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform(texts)
+    except ValueError:  # no word in any text (only punctuation): one cluster, by order
+        return np.zeros(len(texts), dtype=int), np.zeros(len(texts))
+    dimensions = min(LSA_DIMENSIONS, vectors.shape[0] - 1, vectors.shape[1] - 1)
+    if dimensions >= 2:
+        vectors = normalize(TruncatedSVD(dimensions, random_state=seed).fit_transform(vectors))
     with warnings.catch_warnings():
         # Fewer distinct points than clusters: k-means says so, and pick() fills the gap.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return KMeans(n_clusters=n, n_init=3, random_state=seed).fit_predict(vectors)
+        kmeans = KMeans(n_clusters=min(n, vectors.shape[0]), n_init=3, random_state=seed)
+        clusters = kmeans.fit_predict(vectors)
+    distance = kmeans.transform(vectors)[np.arange(vectors.shape[0]), clusters]
+    return clusters, distance
 
 
 # --------------------------------------------------------------------------- corpus

@@ -63,14 +63,53 @@ def test_margin_and_entropy_pick_the_least_certain_rows():
     assert entropy(proba[chosen]).min() >= np.sort(entropy(proba))[-20]
 
 
-def test_random_depends_on_the_seed_and_diverse_on_the_pool_only():
+def test_random_depends_on_the_seed():
     texts, proba = _corpus(300)
     assert not np.array_equal(
         pick(texts, proba, 30, "random", 1), pick(texts, proba, 30, "random", 2)
     )
-    diverse = pick(texts, proba, 30, "diverse", 1)
-    pool = np.argsort(margin(proba), kind="stable")[:300]
-    assert set(diverse.tolist()) <= set(pool.tolist())
+
+
+def _families_and_outliers() -> tuple[list[str], np.ndarray]:
+    """Three families of 30 sentences sharing their wording, then three one-off sentences the
+    model is least sure of of all."""
+    families = [
+        ("fuel tax hurts rural drivers", "commuters"),
+        ("missile strikes escalate the war", "analysts"),
+        ("remote work helps young parents", "surveys"),
+    ]
+    texts = [f"The {claim}, {source} report {i}" for claim, source in families for i in range(30)]
+    texts += ["Zebra quartz jukebox", "Velvet origami harbour", "Cobalt lantern symphony"]
+    proba = np.array([[0.6, 0.3, 0.1]] * 90 + [[0.34, 0.33, 0.33]] * 3)
+    return texts, proba
+
+
+def test_diverse_takes_one_typical_row_per_kind_not_the_outliers_margin_takes():
+    texts, proba = _families_and_outliers()
+    assert set(pick(texts, proba, 3, "margin", 0).tolist()) == {90, 91, 92}
+    chosen = pick(texts, proba, 3, "diverse", 0)
+    assert sorted(i // 30 for i in chosen) == [0, 1, 2]  # one per family, no outlier
+
+
+def test_diverse_asks_about_the_least_certain_typical_row_of_each_kind():
+    texts, proba = _families_and_outliers()
+    doubtful = [5, 47, 72]  # one row in each family the model is unsure of, its plainest form
+    for row in doubtful:
+        texts[row] = texts[row].rsplit(" ", 1)[0]
+    proba[doubtful] = [0.4, 0.35, 0.25]
+    assert sorted(pick(texts, proba, 3, "diverse", 0).tolist()) == doubtful
+
+
+def test_diverse_on_a_large_corpus_clusters_a_seeded_sample(monkeypatch):
+    from train import selection
+
+    monkeypatch.setattr(selection, "CLUSTER_SAMPLE", 100)
+    texts, proba = _corpus(400)
+    first = pick(texts, proba, 20, "diverse", 3)
+    assert len(set(first.tolist())) == 20
+    assert np.array_equal(first, pick(texts, proba, 20, "diverse", 3))
+    sample = np.sort(np.random.default_rng(3).permutation(400)[:100])
+    assert set(first.tolist()) <= set(sample.tolist())
 
 
 def test_diverse_picks_cover_the_kinds_of_sentence_that_margin_piles_onto():
