@@ -4,11 +4,11 @@ chance, and does starting from a model of other targets beat starting from nothi
 Protocol (issue 34), for each held-out target and each of ``--seeds`` seeds:
 
 * SemEval-2016: each of the five targets in turn. The rows to annotate are that target's
-  training tweets; its test tweets score each round. The prior is one model of the other four
-  targets' training tweets.
+  training tweets; its test tweets score each round. The prior is the fast experiment
+  (semeval2016-fast.toml) trained on the other four targets' training tweets.
 * ArgQ: five topics of the test split (its topics appear in no training row), each in turn. A
   topic's arguments are halved, seeded: one half to annotate, the other to score. The prior is
-  one model of every training topic.
+  the fast experiment (argq-fast.toml) trained on every training topic.
 
 Each round adds ``--batch`` rows (25) chosen by :func:`train.selection.pick`, the function
 `stance select` runs, with the labels revealed from the data as an annotator would give them,
@@ -22,9 +22,10 @@ seeded random draw for both strategies (the same rows); from the prior, every ro
 chosen by the strategy. A model fitted on rows of one label only predicts that label; a
 label no annotated row carries is never predicted (both, as a real first round would).
 
-The model is the sample experiment's (experiments/sample.toml: word and character n-grams,
-target relatedness, sentiment, style, logistic regression with C = 10 and balanced classes),
-made for a few hundred rows; nothing here was tuned on these targets' test rows.
+The new target's model is the sample experiment's (experiments/sample.toml: word and character
+n-grams, target relatedness, sentiment, style, logistic regression with C = 10 and balanced
+classes), made for a few hundred rows; ``--experiment`` and ``--set`` change it. Settings were
+chosen with ``--rows half`` (SemEval) and ``--rows valid`` (ArgQ), never on test rows.
 
     STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen python \\
         benchmarks/learning_curve.py --dataset semeval2016 --dataset argq

@@ -35,7 +35,8 @@ def add_parser(commands) -> None:
         "--strategy",
         choices=STRATEGIES,
         default="diverse",
-        help="diverse (default): the least certain row of each of N clusters of similar wording; "
+        help="diverse (default): the least certain typical row of each of N clusters of "
+        "similar wording; "
         "margin, entropy: the least certain rows; random: a seeded draw",
     )
     parser.add_argument("--seed", type=int, default=13, help="for diverse and random (default 13)")
