@@ -17,9 +17,10 @@ annotated so far and scored on the held-out rows (F_avg on SemEval, macro-F1 on 
 
 Arms: the start (``scratch``: the model sees only the annotated rows; ``prior``: the same
 model with the prior's probabilities as features, `model.init_from`) times the strategy
-(``diverse``, ``random``). From scratch the first round has no model to ask, so it is a
-seeded random draw for both strategies (the same rows); from the prior, every round is
-chosen by the strategy. A model fitted on rows of one label only predicts that label; a
+(``diverse``, ``random``). From scratch the first round has no model to ask: ``diverse``
+takes it by ``typical`` (coverage alone, as `stance select --strategy typical` would with a
+model that knows nothing of the target), ``random`` by a seeded draw; from the prior, every
+round is chosen by the strategy. A model fitted on rows of one label only predicts that label; a
 label no annotated row carries is never predicted (both, as a real first round would).
 
 The new target's model is the sample experiment's (experiments/sample.toml: word and character
@@ -196,7 +197,11 @@ def curve(dataset, held, labels, start, strategy, seed, prior_path, recipe, batc
     for round_number in range(1, rounds + 1):
         left = np.flatnonzero(~chosen)
         draw = seed * 1000 + round_number  # each round its own stream, as a new `--seed` would be
-        if model is None:  # nothing to ask yet (scratch's first round, or a one-label model)
+        if model is None and strategy == "diverse":
+            # No model to ask yet: `stance select --strategy typical`, coverage alone.
+            flat = np.full((len(left), len(labels)), 1.0 / len(labels))
+            picks = left[pick(pool["text"].iloc[left].tolist(), flat, batch, "typical", draw)]
+        elif model is None:  # random's first round from scratch, or after a one-label model
             picks = left[np.random.default_rng(draw).permutation(len(left))[:batch]]
         else:
             proba = model.predict(pool.iloc[left]).filter(like="proba_").to_numpy()

@@ -78,7 +78,9 @@ def _families_and_outliers() -> tuple[list[str], np.ndarray]:
         ("missile strikes escalate the war", "analysts"),
         ("remote work helps young parents", "surveys"),
     ]
-    texts = [f"The {claim}, {source} report {i}" for claim, source in families for i in range(30)]
+    texts = [
+        f"The {claim}, {source} report {i + 10}" for claim, source in families for i in range(30)
+    ]
     texts += ["Zebra quartz jukebox", "Velvet origami harbour", "Cobalt lantern symphony"]
     proba = np.array([[0.6, 0.3, 0.1]] * 90 + [[0.34, 0.33, 0.33]] * 3)
     return texts, proba
@@ -98,6 +100,17 @@ def test_diverse_asks_about_the_least_certain_typical_row_of_each_kind():
         texts[row] = texts[row].rsplit(" ", 1)[0]
     proba[doubtful] = [0.4, 0.35, 0.25]
     assert sorted(pick(texts, proba, 3, "diverse", 0).tolist()) == doubtful
+
+
+def test_typical_takes_each_kinds_plainest_row_whatever_the_model_doubts():
+    texts, proba = _families_and_outliers()
+    plainest = [5, 47, 72]
+    for row in plainest:
+        texts[row] = texts[row].rsplit(" ", 1)[0]
+    chosen = pick(texts, proba, 3, "typical", 0)
+    assert sorted(chosen.tolist()) == plainest
+    doubting_elsewhere = np.roll(proba, 7, axis=0)
+    assert np.array_equal(chosen, pick(texts, doubting_elsewhere, 3, "typical", 0))
 
 
 def test_diverse_on_a_large_corpus_clusters_a_seeded_sample(monkeypatch):

@@ -11,7 +11,7 @@ from train.app.arguments import (
 )
 
 # train.selection.STRATEGIES, spelt out: importing it would import scikit-learn into `--help`.
-STRATEGIES = ("diverse", "margin", "entropy", "random")
+STRATEGIES = ("diverse", "typical", "margin", "entropy", "random")
 
 
 def add_parser(commands) -> None:
@@ -36,10 +36,13 @@ def add_parser(commands) -> None:
         choices=STRATEGIES,
         default="diverse",
         help="diverse (default): the least certain typical row of each of N clusters of "
-        "similar wording; "
-        "margin, entropy: the least certain rows; random: a seeded draw",
+        "similar wording; typical: the most typical row of each, the model's doubt left out "
+        "(a first round on a target the model has not seen); margin, entropy: the least "
+        "certain rows; random: a seeded draw",
     )
-    parser.add_argument("--seed", type=int, default=13, help="for diverse and random (default 13)")
+    parser.add_argument(
+        "--seed", type=int, default=13, help="for diverse, typical and random (default 13)"
+    )
     parser.add_argument(
         "--exclude",
         nargs="+",
