@@ -283,7 +283,7 @@ def figure(table: pd.DataFrame, metric: str, dataset: str):
         )
     axis.set_xlabel("rows annotated on the unseen target")
     axis.set_ylabel(f"{metric} on its held-out rows")
-    axis.set_title(f"{dataset}: learning curves (mean over targets, sd over seeds)")
+    axis.set_title(f"{dataset}: learning curves\n(mean over targets, sd over seeds)", fontsize=10)
     axis.legend()
     fig.tight_layout()
     return fig
