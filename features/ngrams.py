@@ -207,6 +207,19 @@ class WordNgrams(_TfidfNgrams):
             self.target_cues_ = tuple(
                 sorted(w for w, n in spread.items() if n >= self.cross_target_words)
             )
+            if not self.target_cues_:
+                # Every n-gram is emitted per cue word, so no cue means no feature at all;
+                # say why here rather than let the vectorizer report an empty vocabulary.
+                shown = ", ".join(repr(t) for t in targets[:3]) + (
+                    ", ..." if len(targets) > 3 else ""
+                )
+                raise ValueError(
+                    f"cross_target_words={self.cross_target_words} keeps the target words that "
+                    f"at least {self.cross_target_words} training targets share, and the "
+                    f"{len(targets)} target(s) here ({shown}) share none. Fix: train on rows of "
+                    "more targets, lower cross_target_words, or leave this step out of the "
+                    "experiment (for target_cues: features.target_cues = false)"
+                )
         return super().fit(X, y)
 
     def _count(self, documents) -> sp.csr_matrix:

@@ -67,6 +67,20 @@ def test_target_cues_and_whole_target_prefixes_are_exclusive(sentences):
         WordNgrams(by_target=True, cross_target_words=2).fit(sentences)
 
 
+def test_target_cues_on_targets_sharing_no_word_say_why_not_empty_vocabulary():
+    import pandas as pd
+
+    one_topic = pd.DataFrame(
+        {
+            "text": ["Uniforms erase choice", "Uniforms end teasing"],
+            "target": ["school uniform"] * 2,
+        }
+    )
+    with pytest.raises(ValueError, match=r"the 1 target\(s\) here \('school uniform'\) share none"):
+        WordNgrams(cross_target_words=2).fit(one_topic)
+    assert WordNgrams(cross_target_words=1).fit(one_topic).target_cues_ == ("school", "uniform")
+
+
 def test_document_frequency_counts_each_distinct_text_once():
     # One text paired with forty targets (an FNC-1 body with forty headlines) must not
     # look forty times as common as a text that occurs once.
