@@ -158,9 +158,9 @@ def _clusters(texts: list[str], n: int, seed: int) -> tuple[np.ndarray, np.ndarr
         # Fewer distinct points than clusters: k-means says so, and pick() fills the gap.
         warnings.simplefilter("ignore", ConvergenceWarning)
         kmeans = KMeans(n_clusters=min(n, vectors.shape[0]), n_init=3, random_state=seed)
-        clusters = kmeans.fit_predict(vectors)
-    distance = kmeans.transform(vectors)[np.arange(vectors.shape[0]), clusters]
-    return clusters, distance
+        to_centres = kmeans.fit_transform(vectors)
+    clusters = kmeans.labels_
+    return clusters, to_centres[np.arange(len(clusters)), clusters]
 
 
 # --------------------------------------------------------------------------- corpus

@@ -113,6 +113,14 @@ def test_typical_takes_each_kinds_plainest_row_whatever_the_model_doubts():
     assert np.array_equal(chosen, pick(texts, doubting_elsewhere, 3, "typical", 0))
 
 
+@pytest.mark.parametrize("strategy", ["diverse", "typical"])
+def test_clustering_rows_without_a_word_still_honours_n(strategy):
+    texts = ["!!!", "?!", "...", "--", ":)", ";-)", "!?!?", "***"]  # no word for TF-IDF to keep
+    proba = np.random.default_rng(0).dirichlet(np.ones(3), size=len(texts))
+    chosen = pick(texts, proba, 3, strategy, 0)
+    assert len(set(chosen.tolist())) == 3
+
+
 def test_diverse_on_a_large_corpus_clusters_a_seeded_sample(monkeypatch):
     from train import selection
 
