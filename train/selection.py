@@ -128,6 +128,8 @@ def pick(texts: list[str], proba: np.ndarray, n: int, strategy: str, seed: int) 
         best = np.lexsort((distance[typical], doubt[pool[typical]]))[0]
         chosen.append(pool[typical[best]])
     chosen = np.asarray(chosen, dtype=int)
+    # Cluster numbers carry no meaning: list the picks least certain first, as the docstring says.
+    chosen = chosen[np.lexsort((distance[np.searchsorted(pool, chosen)], doubt[chosen]))]
     if len(chosen) < n:  # fewer distinct wordings than picks: fill with the next least certain
         rest = uncertain_first[~np.isin(uncertain_first, chosen)]
         chosen = np.concatenate([chosen, rest[: n - len(chosen)]])

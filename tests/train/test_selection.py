@@ -113,6 +113,12 @@ def test_typical_takes_each_kinds_plainest_row_whatever_the_model_doubts():
     assert np.array_equal(chosen, pick(texts, doubting_elsewhere, 3, "typical", 0))
 
 
+def test_diverse_lists_its_picks_least_certain_first():
+    texts, proba = _corpus(300)
+    chosen = pick(texts, proba, 30, "diverse", 2)
+    assert np.all(np.diff(margin(proba[chosen])) >= 0)
+
+
 @pytest.mark.parametrize("strategy", ["diverse", "typical"])
 def test_clustering_rows_without_a_word_still_honours_n(strategy):
     texts = ["!!!", "?!", "...", "--", ":)", ";-)", "!?!?", "***"]  # no word for TF-IDF to keep
