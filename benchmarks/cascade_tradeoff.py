@@ -31,9 +31,9 @@ import sys
 from speed_tiers import OUT, build_input, timed
 
 from train import schema, tracking
+from train.artifact import open_model
 from train.cascade import logged_predictions, threshold_for_share, validation_curve
 from train.models import Cascade, confidence
-from train.predict import load_model
 
 
 def numpy_twin(model):
@@ -84,8 +84,8 @@ def main() -> None:
         for role, run in vars(args).items()
         if role in ("fast", "accurate")
     }
-    fast = load_model(f"runs:/{runs['fast']}/{schema.MODEL}").model
-    accurate = load_model(f"runs:/{runs['accurate']}/{schema.MODEL}").model
+    fast = open_model(f"runs:/{runs['fast']}/{schema.MODEL}").model
+    accurate = open_model(f"runs:/{runs['accurate']}/{schema.MODEL}").model
     labels, metric = accurate.labels, accurate.config["headline_metric"]
     valid = {role: logged_predictions(run, "valid", labels) for role, run in runs.items()}
     valid["accurate"] = valid["accurate"].loc[valid["fast"].index]

@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from train import documents as docs
+from train.artifact import open_model
 from train.config import Config
 from train.data import data_root, load_dataset
 from train.metrics import compute_metrics
-from train.predict import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 ARTICLES = REPO.parent / "shared" / "documents"
@@ -78,7 +78,7 @@ def scores(gold: list[str], labels: list[str]) -> dict[str, float]:
 
 
 def semeval(model_uri: str, seed: int) -> list[str]:
-    model = load_model(model_uri).model
+    model = open_model(model_uri).model
     config = Config.from_layers(
         {
             "data": {
@@ -126,7 +126,7 @@ def semeval(model_uri: str, seed: int) -> list[str]:
 
 
 def articles(model_uri: str, presence: float) -> list[str]:
-    model = load_model(model_uri).model
+    model = open_model(model_uri).model
     lines = [f"The two articles, sentences by {model_uri}:", ""]
     lines += ["| rule | " + " | ".join(ARTICLE_STANCE) + " |", "| --- | --- | --- |"]
     found = {}

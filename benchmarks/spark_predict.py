@@ -65,11 +65,11 @@ def udf_route(model: str, source: str, output: str) -> None:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from train.predict import load_model
+    from train.artifact import open_model
     from train.tracking import full_run_uri
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    labels = load_model(model).model.labels
+    labels = open_model(model).model.labels
     model = full_run_uri(model)  # spark_udf takes a run's whole id only
     spark = (
         SparkSession.builder.master(MASTER)

@@ -8,6 +8,8 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from features.state import Array, Int
+
 TEXT, TARGET = "text", "target"
 
 
@@ -71,6 +73,15 @@ class DenseFeatures(RawTextInput, TransformerMixin, BaseEstimator):
     maximum and ``transform`` divides by it, putting every feature on the same
     0-1 scale as TF-IDF weights.
     """
+
+    fitted_state = {"scale_": Array("float64", 1), "n_features_out_": Int()}
+
+    @staticmethod
+    def check_state(step):
+        if step.scale_.shape != (step.n_features_out_,):
+            raise ValueError(
+                f"scale_ has {len(step.scale_)} entries for {step.n_features_out_} features"
+            )
 
     def _prepare(self, X):
         """Hook to validate parameters and build helpers during ``fit``."""

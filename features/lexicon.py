@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.base import TEXT, DenseFeatures, text_column, unique_inverse
+from features.state import Int
 
 
 def _load_vader():
@@ -41,6 +42,9 @@ class SentimentLexicon(DenseFeatures):
     >>> bool(values[0, 3] > 0), bool(values[1, 4] > 0)
     (True, True)
     """
+
+    fitted_state = {**DenseFeatures.fitted_state, "lexicon_size_": Int()}
+    derived_state = ("_analyzer",)  # VADER's lexicon, loaded from its package on first use
 
     def __init__(self, column=TEXT):
         self.column = column

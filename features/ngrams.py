@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, text_column, unique_inverse
 from features.gramindex import GramIndex, count_matrix, gram_index
+from features.state import Child, Int, Strings
 from features.text import TARGET_SEPARATOR, NgramAnalyzer, Tokenizer, cue_words
 
 
@@ -23,6 +24,22 @@ class _TfidfNgrams(TransformerMixin, BaseEstimator):
     computed over distinct documents: a body that FNC-1 pairs with forty
     headlines counts once, not forty times, and is tokenized once.
     """
+
+    # What a model file keeps of a fitted step (features/state.py).
+    fitted_state = {
+        "counter_": Child(("CountVectorizer",)),
+        "tfidf_": Child(("TfidfTransformer",)),
+        "vocabulary_size_": Int(),
+    }
+
+    @staticmethod
+    def check_state(step):
+        size = len(step.counter_.vocabulary_)
+        if not size == step.vocabulary_size_ == step.tfidf_.n_features_in_:
+            raise ValueError(
+                f"the vocabulary has {size} n-grams, vocabulary_size_ says "
+                f"{step.vocabulary_size_} and the TF-IDF weights {step.tfidf_.n_features_in_}"
+            )
 
     def _analyzer(self):
         raise NotImplementedError
@@ -178,6 +195,11 @@ class WordNgrams(_TfidfNgrams):
         self.use_idf = use_idf
         self.column = column
 
+    fitted_state = {
+        **_TfidfNgrams.fitted_state,
+        "target_cues_": Strings("tuple", optional=True),  # with cross_target_words only
+    }
+
     def _analyzer(self):
         tokenizer = Tokenizer(
             kind=self.tokenizer,
@@ -283,6 +305,8 @@ class TargetNgrams(WordNgrams):
     >>> TargetNgrams(ngram_range=(1, 1)).fit(X).get_feature_names_out().tolist()
     ['ban', 'guns', 'should', 'we']
     """
+
+    derived_state = ("cross_target_words",)  # always 0 here: set by the constructor, not fit
 
     def __init__(
         self,

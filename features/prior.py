@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, RawTextInput, text_column
+from features.state import Child, Int, Strings
 
 
 class PriorModel(RawTextInput, TransformerMixin, BaseEstimator):
@@ -41,6 +42,9 @@ class PriorModel(RawTextInput, TransformerMixin, BaseEstimator):
     >>> PriorModel(Constant(), weight=2.0).fit(rows).transform(rows).tolist()
     [[1.5, 0.5], [1.5, 0.5]]
     """
+
+    fitted_state = {"labels_": Strings("tuple"), "n_features_in_": Int()}
+    part_params = {"model": Child(("StanceModel", "Cascade"))}
 
     def __init__(self, model=None, weight=1.0):
         self.model = model

@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from features.base import TARGET, TEXT, RawTextInput, text_column, unique_inverse
 from features.cache import cache_folder, file_sha256
 from features.embeddings import DIMENSION, _encoder, missing_extra
+from features.state import Array, Int, Pair
 from features.text import spell_out_hashtags
 
 # Bumped whenever the recipe below changes, so that an old cached table is not reused.
@@ -205,6 +206,20 @@ class StaticEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
 
     # The optional dependency group this step needs (pyproject.toml's extras).
     extra = "embeddings"
+    fitted_state = {
+        "vectors_": Pair(fields=(Array("int8", 2), Array("float32", 1))),
+        "idf_": Array("float32", 1),
+        "n_features_out_": Int(),
+    }
+
+    @staticmethod
+    def check_state(step):
+        codes, scales = step.vectors_
+        if codes.shape != (len(scales), DIMENSION) or step.idf_.shape != scales.shape:
+            raise ValueError(
+                f"the piece table ({list(codes.shape)}), its scales ({len(scales)}) and idf_ "
+                f"({len(step.idf_)}) must agree, with {DIMENSION} columns"
+            )
 
     def reads_target(self) -> bool:
         return bool(self.target_product or self.target_cosine)

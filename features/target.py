@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, DenseFeatures, RawTextInput, text_column, unique_inverse
 from features.gramindex import gram_index
+from features.state import Child, Int, Strings
 from features.text import Tokenizer
 
 # Upper edges of the similarity bins. A linear model cannot threshold a single
@@ -43,6 +44,12 @@ class TargetRelatedness(DenseFeatures):
     >>> TargetRelatedness().fit_transform(X).toarray()[:, 0].tolist()
     [1.0, 0.0]
     """
+
+    fitted_state = {
+        **DenseFeatures.fitted_state,
+        "tokenizer_": Child(("Tokenizer",)),
+        "vectorizer_": Child(("TfidfVectorizer",)),
+    }
 
     def __init__(self, stemmer="porter", bins=True):
         self.stemmer = stemmer
@@ -151,6 +158,9 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
     ['ban', 'it', 'keep', 'guns|ban', 'guns|it', 'guns|keep', 'taxes|ban', 'taxes|it', 'taxes|keep']
     """
 
+    fitted_state = {"targets_": Strings("array"), "features_": Child(), "n_shared_": Int()}
+    part_params = {"features": Child()}
+
     def __init__(self, features=None, shared_weight=1.0, max_targets=50):
         self.features = features
         self.shared_weight = shared_weight
@@ -184,6 +194,13 @@ class TargetSpecificCopies(RawTextInput, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "features_")
         targets = text_column(X, TARGET, "TargetSpecificCopies")
         shared = sp.csr_matrix(self.features_.transform(X))
+        if shared.shape[1] != self.n_shared_:
+            # The block offsets below assume this width; a model file that disagrees with its
+            # own features is refused here rather than building out-of-range columns.
+            raise ValueError(
+                f"TargetSpecificCopies expects {self.n_shared_} shared features, its features "
+                f"gave {shared.shape[1]}"
+            )
         shared.sum_duplicates()  # canonical: each row's columns sorted, so sums run in one order
         # Target k's block starts after the shared block and k earlier target blocks; an unseen
         # target (code -1) gets no block. Each row holds its shared entries, then the same

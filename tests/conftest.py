@@ -85,7 +85,7 @@ def store_fails_at(monkeypatch):
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory) -> Path:
     """The sample experiment's model (word n-grams only, for speed), fitted without MLflow and
-    saved as model.pkl."""
+    saved as a model folder."""
     from train.config import Config
     from train.data import load_dataset, split_dataset
     from train.models import runtime_versions
@@ -96,7 +96,7 @@ def model_path(tmp_path_factory) -> Path:
     train = split_dataset(rows, config.split, config.seed)["train"]
     # With the versions a logged model's requirements are pinned to (tests log this model too).
     model = fit_stance_model(config, train, runtime_versions())
-    return model.save(tmp_path_factory.mktemp("model") / "model.pkl")
+    return model.save(tmp_path_factory.mktemp("model") / "model")
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from train import schema, tracking
+from train.artifact import open_model
 from train.errors import StanceError
 from train.metrics import bootstrap_interval, compute_metrics, headline_value
 from train.models import Cascade, StanceModel, confidence
@@ -141,8 +142,6 @@ def build(fast_run: str, accurate_run: str, max_loss: float = 0.5, log=print) ->
     ``max_loss``: points of the headline metric (on validation) the cascade may give up
     against the accurate model, in return for speed.
     """
-    from train.predict import load_model  # imports the model file reader and its checks
-
     if not 0 <= max_loss <= 100:
         raise StanceError(
             f"--max-loss is in points of the headline metric, 0 to 100; found {max_loss}."
@@ -157,8 +156,8 @@ def build(fast_run: str, accurate_run: str, max_loss: float = 0.5, log=print) ->
             )
     if ids[0] == ids[1]:
         raise StanceError("The fast and the accurate run are one run; name two runs.")
-    fast_model = load_model(f"runs:/{ids[0]}/{schema.MODEL}").model
-    accurate_model = load_model(f"runs:/{ids[1]}/{schema.MODEL}").model
+    fast_model = open_model(f"runs:/{ids[0]}/{schema.MODEL}").model
+    accurate_model = open_model(f"runs:/{ids[1]}/{schema.MODEL}").model
     if not isinstance(fast_model, StanceModel) or not isinstance(accurate_model, StanceModel):
         raise StanceError("A cascade joins two trained models, not cascades.")
     labels = accurate_model.labels

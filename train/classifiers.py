@@ -22,6 +22,8 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from features.state import Array, Child, Children, Int, Labels
+
 
 class _SparseProbabilisticClassifier(ClassifierMixin, BaseEstimator):
     """What the two SVM classifiers share: sparse input, and the most probable class as the
@@ -82,6 +84,15 @@ class CalibratedLinearSVC(_SparseProbabilisticClassifier):
         self.ensemble = ensemble
         self.max_iter = max_iter
         self.random_state = random_state
+
+    # What a model file keeps (features/state.py); coef_ is the SVM's own array, stored once.
+    fitted_state = {
+        "n_features_in_": Int(),
+        "model_": Child(("LinearSVC", "CalibratedClassifierCV")),
+        "classes_": Labels(),
+        "coef_": Array("float64", 2),
+        "n_iter_": Int(),
+    }
 
     def fit(self, X, y, sample_weight=None):
         X, y = validate_data(self, X, y, accept_sparse="csr")
@@ -185,6 +196,22 @@ class NBSVM(_SparseProbabilisticClassifier):
         self.cv = cv
         self.max_iter = max_iter
         self.random_state = random_state
+
+    fitted_state = {
+        "n_features_in_": Int(),
+        "classes_": Labels(),
+        "svms_": Children(("CalibratedLinearSVC",)),
+        "ratios_": Array("float64", 2),
+        "n_iter_": Int(),
+    }
+
+    @staticmethod
+    def check_state(model):
+        if model.ratios_.shape != (len(model.svms_), model.n_features_in_):
+            raise ValueError(
+                f"ratios_ has shape {list(model.ratios_.shape)} for {len(model.svms_)} SVMs and "
+                f"{model.n_features_in_} features"
+            )
 
     def fit(self, X, y, sample_weight=None):
         X, y = validate_data(self, X, y, accept_sparse="csr")

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from train import schema, tracking
+from train.artifact import open_model
 from train.config import Config, DataConfig
 from train.data import data_root, load_dataset, split_dataset
 from train.errors import ConfigError, DataError
@@ -21,7 +22,6 @@ from train.metrics import (
     per_target_table,
     report_text,
 )
-from train.predict import load_model
 from train.report import confusion_figure
 from train.tables import COLUMN_OPTIONS, ColumnNames, Table, format_of, separator_hint
 
@@ -108,7 +108,7 @@ def evaluate_model(
     tracking.configure()
     is_experiment = source.endswith(".toml")
     split = split or "test"
-    loaded = load_model(model)
+    loaded = open_model(model)
     stance_model = loaded.model
     labels = stance_model.labels
     trained = stance_model.config

@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from features.base import TARGET, TEXT, reads_target, text_column
 from features.pipeline import build_features
 from features.prior import PriorModel
+from features.state import Bool, Child, ChildMap, Float, Json, Labels, Strings, Text
 from features.target import TargetSpecificCopies
 from train import modelfile
 
@@ -33,7 +34,7 @@ from train.classifiers import NBSVM, CalibratedLinearSVC, build_classifier  # no
 from train.config import PER_TARGET_STRATEGIES, UNSEEN_TARGETS_GET
 from train.errors import ConfigError, ModelError
 
-ARTIFACT_FORMAT = "stance-model/1"
+ARTIFACT_FORMAT = modelfile.FORMAT
 # Name of the StanceModel file among a logged MLflow model's artifacts.
 ARTIFACT_KEY = "stance_model"
 
@@ -65,6 +66,9 @@ class PerTargetClassifier(ClassifierMixin, BaseEstimator):
     >>> model.fit(X, ["FAVOR", "AGAINST", "FAVOR", "AGAINST"]).predict(X).tolist()
     ['FAVOR', 'AGAINST', 'FAVOR', 'AGAINST']
     """
+
+    fitted_state = {"classes_": Labels(), "joint_": Child(), "estimators_": ChildMap()}
+    part_params = {"estimator": Child()}
 
     def __init__(self, estimator=None, min_target_rows=30):
         self.estimator = estimator
@@ -308,6 +312,7 @@ class StanceModel:
         return list(self.config.get("features", {}))
 
     def save(self, path: str | Path) -> Path:
+        """Write the model folder (:mod:`train.modelfile`); the folder is returned."""
         modelfile.save(self, path)
         return Path(path)
 
@@ -315,16 +320,16 @@ class StanceModel:
     def load(
         path: str | Path, expected_sha256: str | None = None, source: str | None = None
     ) -> StanceModel | Cascade:
-        """Read a model file through :mod:`train.modelfile`'s allow-list: a file that names any
-        other type is refused before its code runs. See :func:`train.modelfile.load`.
+        """Build the model saved in the folder at ``path`` (:func:`train.modelfile.load`): data
+        only, checked part by part; nothing in the folder is run.
 
         A :class:`Cascade` is a model too: it predicts through the same calls.
         """
         path = Path(path)
         if not path.exists():
             raise ModelError(
-                f"No model at {source or path}; expected a file written by `stance train` "
-                "(model.pkl)."
+                f"No model at {source or path}; expected a model folder written by `stance train` "
+                "or `stance cascade`."
             )
         model = modelfile.load(path, expected_sha256, source)
         if not isinstance(model, StanceModel | Cascade):
@@ -443,6 +448,37 @@ class Cascade:
     def save(self, path: str | Path) -> Path:
         modelfile.save(self, path)
         return Path(path)
+
+
+# How a model file describes the model and the cascade (train/modelfile.py): every field is a
+# constructor argument, checked by type; the estimator is built part by part.
+modelfile.register_kind(
+    StanceModel,
+    params={
+        "estimator": Child(),
+        "labels": Strings("tuple"),
+        "config": Json(),
+        "needs_target": Bool(),
+        "label_weights": Json(),
+        "metrics": Json(),
+        "versions": Json(),
+        "format": Text(),
+    },
+)
+modelfile.register_kind(
+    Cascade,
+    params={
+        "fast": Child(("StanceModel",)),
+        "accurate": Child(("StanceModel",)),
+        "threshold": Float(),
+        "config": Json(),
+        "metrics": Json(),
+        "format": Text(),
+    },
+)
+modelfile.register_kind(PerTargetClassifier)
+modelfile.register_kind(TargetSpecificCopies)
+modelfile.register_kind(PriorModel)
 
 
 def needs_target(config, prior=None) -> bool:

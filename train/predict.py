@@ -5,7 +5,7 @@
 How a run proceeds:
 
 1. The model is loaded from a path, ``runs:/ID/model`` or ``models:/NAME@ALIAS``
-   (:func:`load_model`: fetched, its hash checked, read through the allow-list of types).
+   (:func:`train.artifact.open_model`: fetched, its fingerprint checked, built from data).
 2. The input is read in chunks; rows that cannot be predicted (empty text,
    missing target, undecodable bytes, malformed lines) are set aside with
    their line number and reason.
@@ -36,12 +36,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.embeddings import missing_extra
-from features.pipeline import extras_needed
 from train import documents as docs
 from train import explain as explanations
-from train import modelfile, workers
-from train.errors import DataError, ModelError, StanceError
+from train import workers
+from train.artifact import LoadedModel, open_model
+from train.errors import DataError, StanceError
 from train.models import Cascade, StanceModel
 from train.tables import (
     LONGEST_MARKER,
@@ -115,60 +114,6 @@ class PredictSummary:
 
 def _rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
-
-
-# --------------------------------------------------------------------------- model
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    model: StanceModel
-    path: Path | None  # the local file; None for a model fetched from the store, whose copy is gone
-    sha256: str | None  # of a fetched model's file, as checked; local files are not hashed to load
-
-    def file_sha256(self) -> str:
-        return self.sha256 or modelfile.file_sha256(self.path)
-
-    def identity(self) -> str:
-        """What --resume compares: a fetched file's hash, or a local file's path, size and time."""
-        if self.path is None:
-            return self.file_sha256()
-        stat = self.path.stat()
-        return hashlib.sha256(
-            f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
-        ).hexdigest()
-
-
-def load_model(uri: str) -> LoadedModel:
-    """The stance model a path, an MLflow model folder, ``runs:/`` or ``models:/`` URI names.
-
-    A model fetched from the store is checked against the sha256 its run recorded,
-    and its temporary copy is removed once loaded; every file is read through
-    :mod:`train.modelfile`'s allow-list of types.
-    """
-    if uri.startswith(("runs:/", "models:/")):
-        # Imported only here: it imports MLflow (seconds), which predicting a model file never
-        # needs.
-        from train import tracking
-
-        with tracking.fetched_model(uri) as fetched:
-            path = modelfile.find(fetched.path, uri)
-            sha256 = fetched.expected_sha256 or modelfile.file_sha256(path)
-            loaded = LoadedModel(StanceModel.load(path, fetched.expected_sha256, uri), None, sha256)
-    else:
-        path = Path(uri)
-        if not path.exists():
-            raise ModelError(
-                f"No model at {uri}; expected a model.pkl file, a model folder, runs:/RUN_ID/model "
-                "or models:/NAME@ALIAS."
-            )
-        path = modelfile.find(path, uri)
-        loaded = LoadedModel(StanceModel.load(path), path, None)
-    # A step whose optional packages are missing would fail in every worker, with a traceback each.
-    needing = extras_needed(loaded.model.step_names())
-    if needing and (problem := missing_extra()):
-        raise ModelError(f"{uri} uses the {next(iter(needing))} feature step: {problem}")
-    return loaded
 
 
 # --------------------------------------------------------------------------- input
@@ -642,7 +587,7 @@ def predict_file(
     _refuse_to_overwrite(source, output, rejects_path)
     _check_destinations(output, rejects_path)
     workers.keep_freed_memory()
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    loaded = model if isinstance(model, LoadedModel) else open_model(model)
     stance_model = loaded.model
     if options.explain:
         explanations.check_explainable(stance_model)

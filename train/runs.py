@@ -158,6 +158,29 @@ def run_kind(tags: dict) -> str:
     return "training"
 
 
+def _fingerprint_line(run_id: str, tags: dict) -> str:
+    """Whether the run's logged model is the one it recorded: the model's manifest against the
+    run's fingerprint tag."""
+    recorded = tags.get(schema.MODEL_FILE_SHA256)
+    found = tracking.logged_manifest_sha256(run_id)
+    if recorded is None:
+        return (
+            "NO FINGERPRINT recorded: predict, evaluate and register refuse this model; "
+            "retrain it with `stance reproduce RUN`"
+        )
+    if found is None:
+        return (
+            "the model is not in this version's format (a pickle of an earlier version): "
+            "convert it with `stance convert runs:/RUN/model NEW --trust-pickle`"
+        )
+    if found != recorded:
+        return (
+            f"MISMATCH: the stored model's manifest has sha256 {found[:16]}..., the run "
+            f"recorded {recorded[:16]}...; the model was changed after training and is refused"
+        )
+    return f"the stored model matches the run's fingerprint ({recorded[:16]}...)"
+
+
 def describe_run(run_id: str) -> str:
     """A run in words for the terminal: what made it, from which code, what it holds, and its
     model card (a training run's) or else its metrics. Spares a terminal user the MLflow UI."""
@@ -184,6 +207,7 @@ def describe_run(run_id: str) -> str:
         # artifacts.
         if finished:
             lines.append(f"model:      runs:/{full_id}/model")
+            lines.append(f"checked:    {_fingerprint_line(full_id, tags)}")
         else:  # the store failed between the card and the model: training kept the model on disk
             lines.append(
                 "model:      not logged; `stance train` kept it as "

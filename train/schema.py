@@ -34,7 +34,7 @@ EVALUATED_MODEL_SHA256 = (
 )
 EVALUATION_DATA = "stance.evaluation_data"
 MODEL_FILE_SHA256 = (
-    "stance.model_file_sha256"  # on runs that log a model: its file's sha256, checked on load
+    "stance.model_file_sha256"  # on runs that log a model: its manifest's sha256, checked on load
 )
 CASCADE_FAST = "stance.cascade_fast"  # on a cascade: the run of its fast model
 CASCADE_ACCURATE = "stance.cascade_accurate"  # and of its accurate model

@@ -43,9 +43,10 @@ import numpy as np
 import pandas as pd
 
 from train import tables
+from train.artifact import LoadedModel, open_model
 from train.data import sha256_of, text_keys
 from train.errors import DataError, StanceError
-from train.predict import LoadedModel, PredictOptions, load_model, predict_file
+from train.predict import PredictOptions, predict_file
 from train.tables import write_atomic
 
 STRATEGIES = ("diverse", "typical", "margin", "entropy", "random")
@@ -265,7 +266,7 @@ def select(
             f"{output} exists, and may hold annotations already made; nothing was written. Name "
             "another file with -o (and pass this one to --exclude), or pass --overwrite."
         )
-    loaded = load_model(model)
+    loaded = open_model(model)
     data_config = loaded.model.config.get("data", {})
     named = {"id": "id", "text": "text", "target": "target", "label": "label"}
     named |= dict(data_config.get("columns", {}))

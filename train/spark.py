@@ -38,17 +38,16 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from train import artifact, modelfile, workers
 from train import documents as docs
 from train import explain as explanations
-from train import modelfile, workers
+from train.artifact import LoadedModel, open_model
 from train.errors import DataError, StanceError
 from train.models import StanceModel
 from train.predict import (
-    LoadedModel,
     PredictOptions,
     PredictSummary,
     check_document_target,
-    load_model,
     predict_documents,
     predict_sentences,
     sentence_chunks,
@@ -92,7 +91,7 @@ def predict_spark(
     started = time.perf_counter()
     _check_options(source, output, options)
     require_spark()
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    loaded = model if isinstance(model, LoadedModel) else open_model(model)
     stance_model = loaded.model
     if options.explain:
         explanations.check_explainable(stance_model)
@@ -108,12 +107,12 @@ def predict_spark(
         session(master) as spark,
         _one_file_per_task(spark),
     ):
-        staged = Path(folder) / "model.pkl"
+        staged = Path(folder) / "model"
         sha256 = modelfile.save(stance_model, staged)
-        # Spark hands out files by name: the hash in the name keeps two models apart.
-        model_file = staged.rename(staged.with_name(f"stance-model-{sha256[:16]}.pkl"))
-        spark.sparkContext.addFile(str(model_file))
-        worker = _WorkerModel(model_file.name, sha256)
+        # Spark hands out files by name: the fingerprint in the name keeps two models apart.
+        model_folder = staged.rename(staged.with_name(f"stance-model-{sha256[:16]}"))
+        spark.sparkContext.addFile(str(model_folder), recursive=True)
+        worker = _WorkerModel(model_folder.name, sha256)
         if options.documents:
             read = _read_documents(spark, source, options)
             kept = read.repartition(_partitions(spark))
@@ -387,8 +386,8 @@ def _document_rows(batches, target: str):
 
 
 class _WorkerModel:
-    """The model as each Python worker loads it: once, from the file Spark handed out, checked
-    against the driver's hash. Picklable: it carries the file's name, not the model."""
+    """The model as each Python worker loads it: once, from the folder Spark handed out, checked
+    against the driver's fingerprint. Picklable: it carries the folder's name, not the model."""
 
     _loaded: dict[str, StanceModel] = {}
 
@@ -404,7 +403,7 @@ class _WorkerModel:
             # would oversubscribe them.
             threadpool_limits(limits=1)
             self._loaded.clear()
-            self._loaded[self.sha256] = StanceModel.load(
+            self._loaded[self.sha256] = artifact.read(
                 SparkFiles.get(self.name), self.sha256, f"the model handed to Spark ({self.name})"
             )
         return self._loaded[self.sha256]

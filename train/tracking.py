@@ -8,6 +8,7 @@ server. Open them with ``mlflow ui --backend-store-uri sqlite:///mlflow.db``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -303,7 +304,7 @@ def command_run(experiment: str, results: dict, tags: dict[str, str] | None = No
 # directory).
 UNLOGGED_FOLDER = Path("stance-unlogged")
 # What a command can hand to keep_unlogged, and the file each is kept as.
-UNLOGGED_FILES = {"model": "model.pkl", "metrics": "metrics.json", "predictions": "predictions.csv"}
+UNLOGGED_FILES = {"model": "model", "metrics": "metrics.json", "predictions": "predictions.csv"}
 
 
 @contextmanager
@@ -626,29 +627,29 @@ def log_report(
     mlflow.log_text(card, schema.MODEL_CARD)
 
 
-# The sha256 of a run's model file, recorded when the model is logged and checked whenever it is
-# fetched.
+# The sha256 of a run's model manifest (its fingerprint), recorded when the model is logged and
+# checked whenever it is fetched.
 MODEL_SHA256_TAG = schema.MODEL_FILE_SHA256
 
 
-# Where a stance model keeps its file inside a logged MLflow model (ARTIFACT_KEY's artifact).
-MODEL_FILE_IN_LOGGED_MODEL = "artifacts/model.pkl"
+# Where a stance model keeps its folder inside a logged MLflow model (ARTIFACT_KEY's artifact).
+MODEL_FILE_IN_LOGGED_MODEL = "artifacts/model"
 
 
 @dataclass(frozen=True)
 class FetchedModel:
-    # the model file, or for a URI that names something else, what it names; removed afterwards
+    # the model folder, or for a URI that names something else, what it names; removed afterwards
     path: Path
     run_id: str | None  # the run that logged it
-    expected_sha256: str | None  # None: the run predates recorded hashes
+    expected_sha256: str | None  # None: the run recorded no fingerprint
 
 
 @contextmanager
 def fetched_model(uri: str):
-    """Download a ``runs:/`` or ``models:/`` model's file to a temporary folder, removed
-    afterwards, with the sha256 its run recorded for that file.
+    """Download a ``runs:/`` or ``models:/`` model's folder to a temporary folder, removed
+    afterwards, with the fingerprint its run recorded.
 
-    Only the model file is fetched, not the logged model's copy of the code, lock file
+    Only the model folder is fetched, not the logged model's copy of the code, lock file
     and environment files, which prediction does not read: 1.8 MB less to copy per load.
     """
     from mlflow.exceptions import MlflowException
@@ -678,6 +679,23 @@ def fetched_model(uri: str):
                 f"Cannot fetch {uri} from {mlflow.get_tracking_uri()}: {error.message}"
             ) from None
         yield FetchedModel(Path(local), run_id, expected)
+
+
+def logged_manifest_sha256(run_id: str) -> str | None:
+    """The sha256 of the manifest of the run's logged model as the store holds it now, or None
+    where it has none (a model of the pickle format)."""
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="stance-manifest-") as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"runs:/{run_id}/{schema.MODEL}/{MODEL_FILE_IN_LOGGED_MODEL}/"
+                f"{modelfile.MANIFEST}",
+                dst_path=folder,
+            )
+        except MlflowException:
+            return None
+        return hashlib.sha256(Path(local).read_bytes()).hexdigest()
 
 
 def _source_run_id(uri: str) -> str | None:
@@ -752,13 +770,20 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
 
 
 def _check_logged_model_file(model_id: str, run) -> None:
-    """A registered model is trusted by whoever loads it from the registry, so its file must be
-    the one its run logged (the recorded sha256) and hold only allowed types."""
-    with fetched_model(f"models:/{model_id}") as fetched:
-        named = f"the model of run {run.info.run_id}"
-        StanceModel.load(
-            modelfile.find(fetched.path, named), run.data.tags.get(MODEL_SHA256_TAG), named
+    """A registered model is trusted by whoever loads it from the registry, so it must be the
+    one its run logged (the recorded fingerprint) and build from its data."""
+    from train.errors import ModelError
+
+    named = f"the model of run {run.info.run_id}"
+    expected = run.data.tags.get(MODEL_SHA256_TAG)
+    if expected is None:
+        raise ModelError(
+            f"{named} has no recorded fingerprint ({MODEL_SHA256_TAG}), so nothing shows that "
+            "its model is the one trained; it is not registered. Retrain it with `stance "
+            "reproduce RUN`."
         )
+    with fetched_model(f"models:/{model_id}") as fetched:
+        StanceModel.load(fetched.path, expected, named)
 
 
 def run_info(run_id: str) -> dict:
@@ -911,8 +936,9 @@ def _quiet_mlflow_logging(quieter: dict[str, int]):
 def log_model(model: StanceModel | Cascade, example: pd.DataFrame) -> str:
     """Log the model as an MLflow pyfunc that ships this project's code; returns its URI."""
     with tempfile.TemporaryDirectory() as folder:
-        artifact = Path(folder) / "model.pkl"
-        mlflow.set_tag(MODEL_SHA256_TAG, modelfile.save(model, artifact))
+        artifact = Path(folder) / "model"
+        fingerprint = modelfile.save(model, artifact)
+        mlflow.set_tag(MODEL_SHA256_TAG, fingerprint)
         output = model.predict(example)
         with _quiet_mlflow_logging(MODEL_LOGGING_LOGGERS):
             info = mlflow.pyfunc.log_model(
@@ -922,6 +948,8 @@ def log_model(model: StanceModel | Cascade, example: pd.DataFrame) -> str:
                 code_paths=[str(PROJECT_ROOT / "features"), str(PROJECT_ROOT / "train")],
                 signature=infer_signature(example, output),
                 input_example=example,
+                # The served model checks its folder against this run's recorded fingerprint.
+                model_config={"run_id": mlflow.active_run().info.run_id},
                 pip_requirements=pip_requirements(
                     model.versions, bool(extras_needed(model.step_names()))
                 ),

@@ -18,6 +18,7 @@ import pandas as pd
 from features.base import TARGET, TEXT
 from features.pipeline import build_features
 from train import report, tracking
+from train.artifact import open_model
 from train.config import PER_TARGET_STRATEGIES, Config
 from train.data import (
     data_root,
@@ -74,11 +75,9 @@ def fit_stance_model(
 @functools.lru_cache(maxsize=2)
 def prior_model(uri: str) -> StanceModel:
     """The model ``model.init_from`` names, loaded once per process (a search fits many trials
-    on it) through the model-file allow-list, as `stance predict` loads a model."""
-    from train.predict import load_model  # imports the workers and readers that predict needs
-
+    on it), built from its model folder with the checks `stance predict` makes."""
     try:
-        model = load_model(uri).model
+        model = open_model(uri).model
     except ModelError as error:
         raise ModelError(f"model.init_from = {uri!r}: {error}") from None
     if not isinstance(model, StanceModel):

@@ -30,8 +30,8 @@ def model_file(tmp_path_factory) -> Path:
     import contextlib
     import io
 
+    from train.artifact import open_model
     from train.cli import main
-    from train.predict import load_model
 
     folder = tmp_path_factory.mktemp("model")
     with pytest.MonkeyPatch.context() as patch:
@@ -40,7 +40,7 @@ def model_file(tmp_path_factory) -> Path:
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             assert main(["train", str(SAMPLE), "--data-dir", str(DATA), *FAST]) == 0
-        return load_model(f"runs:/{evaluation_run(out.getvalue())}/model").model.save(
+        return open_model(f"runs:/{evaluation_run(out.getvalue())}/model").model.save(
             folder / "model.pkl"
         )
 

@@ -6,6 +6,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from train import modelfile
 from train.classifiers import NBSVM, CalibratedLinearSVC
 from train.config import Config
 from train.errors import ModelError
@@ -250,21 +251,24 @@ def test_model_is_deterministic(sentences):
 
 def test_saved_model_round_trip_and_clear_errors(sentences, tmp_path):
     model = StanceModel(fit_model(build_model(config()), sentences), LABELS, {"name": "x"})
-    path = model.save(tmp_path / "model.pkl")
+    path = model.save(tmp_path / "model")
     loaded = StanceModel.load(path)
     pd.testing.assert_frame_equal(loaded.predict(sentences), model.predict(sentences))
     with pytest.raises(ModelError, match="needs a 'target' column"):
         loaded.predict(sentences[["text"]])
     with pytest.raises(ModelError, match="No model at"):
-        StanceModel.load(tmp_path / "absent.pkl")
+        StanceModel.load(tmp_path / "absent")
     import pickle
 
-    (tmp_path / "other.pkl").write_bytes(pickle.dumps({"not": "a model"}))
-    with pytest.raises(ModelError, match="holds a dict, not a stance model"):
-        StanceModel.load(tmp_path / "other.pkl")
-    (tmp_path / "broken.pkl").write_bytes(b"not a pickle")
-    with pytest.raises(ModelError, match="could not be loaded as a stance model"):
-        StanceModel.load(tmp_path / "broken.pkl")
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps({"not": "a model"}))
+    with pytest.raises(ModelError, match="pickle format .* stance convert .* --trust-pickle"):
+        StanceModel.load(tmp_path / "old.pkl")
+    modelfile.save(model.estimator, tmp_path / "bare")
+    with pytest.raises(ModelError, match="holds a Pipeline, not a stance model"):
+        StanceModel.load(tmp_path / "bare")
+    (tmp_path / "notes.txt").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="is not a stance model: expected a model folder"):
+        StanceModel.load(tmp_path / "notes.txt")
 
 
 def test_label_weights_move_the_decision_not_the_probabilities(sentences):

@@ -9,6 +9,7 @@ that ``stance --help`` answers in about 0.1 s instead of 2-3 s.
 from train.app import (
     cascade,
     compare,
+    convert,
     crossvalidate,
     evaluate,
     predict,
@@ -35,4 +36,5 @@ COMMANDS = {
     "show": show,
     "register": register,
     "reproduce": reproduce,
+    "convert": convert,
 }

@@ -7,7 +7,7 @@ import sys
 
 RUN_HELP = "a run id, or its first characters (at least four) where no other run starts with them"
 MODEL_HELP = (
-    "model.pkl or model folder, runs:/RUN/model (RUN: the id or its first four or more "
+    "a model folder, runs:/RUN/model (RUN: the id or its first four or more "
     "characters), "
     "models:/NAME@ALIAS or models:/NAME/VERSION"
 )
