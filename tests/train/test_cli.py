@@ -454,7 +454,7 @@ def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(
     store_fails_at("log_model")
     code, out, err = train(capsys, SAMPLE, "--data-dir", DATA)
     assert code == 2 and "Traceback" not in err and "run_id" not in out
-    kept = list((tmp_path / "stance-unlogged").glob("*/model.pkl"))
+    kept = list((tmp_path / "stance-unlogged").glob("*/model"))
     assert len(kept) == 1
     assert (
         "failed after the model was fitted: the tracking server went away. Kept: "
@@ -480,7 +480,7 @@ def test_a_store_failing_after_the_fit_keeps_the_model_and_says_where(
     shown = capsys.readouterr().out
     assert (
         "status:     FAILED" in shown
-        and f"model:      not logged; `stance train` kept it as stance-unlogged/{run_id}/model.pkl"
+        and f"model:      not logged; `stance train` kept it as stance-unlogged/{run_id}/model"
         in shown
     )
     assert "runs:/" not in shown
@@ -503,4 +503,4 @@ def test_a_disk_error_after_the_fit_keeps_the_model_and_names_the_cause(
         and "No space left on device" in err
         and "Fix the cause (disk space, permissions)" in err
     )
-    assert len(list((tmp_path / "stance-unlogged").glob("*/model.pkl"))) == 1
+    assert len(list((tmp_path / "stance-unlogged").glob("*/model"))) == 1

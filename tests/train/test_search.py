@@ -288,7 +288,7 @@ def test_a_store_failing_after_the_refit_keeps_the_chosen_model(tracking, tmp_pa
     store_fails_at("log_model")
     code, out, err = run_main("search", SAMPLE, "--trials", "2", "--data-dir", DATA, *FAST)
     assert code == 2 and "Traceback" not in err and "parent_run_id" not in out
-    kept = list((tmp_path / "stance-unlogged").glob("*/model.pkl"))
+    kept = list((tmp_path / "stance-unlogged").glob("*/model"))
     assert len(kept) == 1 and (kept[0].parent / "metrics.json").exists()
     assert "failed after the model was fitted" in err and str(kept[0].relative_to(tmp_path)) in err
     assert StanceModel.load(kept[0]).config["model"]["refit_on_valid"] is True
