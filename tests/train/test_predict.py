@@ -398,7 +398,7 @@ def test_not_a_stance_model_and_unreadable_input_exit_2(
         )
         == 2
     )
-    assert "not a stance model" in capsys.readouterr().err
+    assert "pickle format of earlier versions" in capsys.readouterr().err
     assert (
         main(
             [
