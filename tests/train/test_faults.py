@@ -299,14 +299,14 @@ def test_a_model_whose_extra_is_missing_is_refused_in_one_line(
     model_path, table, tmp_path, monkeypatch, run_cli
 ):
     # Before: every worker raised ImportError and the command ended in a traceback.
-    from train import predict
+    from train import artifact
     from train.models import StanceModel
 
     model = StanceModel.load(model_path)
     model.config = {**model.config, "features": {**model.config["features"], "embeddings": {}}}
     model.save(tmp_path / "embedded.pkl")
     monkeypatch.setattr(
-        predict,
+        artifact,
         "missing_extra",
         lambda: (
             "the 'embeddings' feature step needs tokenizers, which is not installed. Install the "
