@@ -338,6 +338,7 @@ class _Writer:
         self.arrays: dict[str, np.ndarray] = {}
         self._keys: dict[int, str] = {}
         self._held: list = []  # keeps saved arrays alive, so that no id is reused mid-save
+        self._kinds = kinds()  # once per save, not once per part
 
     def array(self, value: np.ndarray) -> str:
         key = self._keys.get(id(value))
@@ -360,9 +361,8 @@ class _Writer:
     def node(self, obj, where: str, depth: int = 0) -> dict:
         if depth > MAX_DEPTH:
             raise ModelFileError(f"{where}: the model is nested deeper than {MAX_DEPTH} parts.")
-        table = kinds()
         name = type(obj).__name__
-        kind = table.get(name)
+        kind = self._kinds.get(name)
         if kind is None or kind.cls is not type(obj):
             raise ModelFileError(
                 f"{where} is a {type(obj).__module__}.{name}, which the model format does not "
@@ -398,13 +398,11 @@ class _Writer:
 
     def _state(self, obj, kind: Kind, where: str, depth: int) -> dict | None:
         held = vars(obj)
+        params = obj.get_params(deep=False) if kind.is_estimator else kind.params
         fitted = [
             name
             for name in held
-            if name not in kind.derived
-            and not (kind.is_estimator and name in obj.get_params(deep=False))
-            and not (not kind.is_estimator and name in kind.params)
-            and name != "_sklearn_output_config"
+            if name not in kind.derived and name not in params and name != "_sklearn_output_config"
         ]
         undeclared = [name for name in fitted if name not in kind.state]
         if undeclared:
