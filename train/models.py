@@ -497,7 +497,17 @@ def needs_target(config, prior=None) -> bool:
 
 # What a saved model needs to load and predict (pinned in every logged model), besides
 # MLflow and the packages of the extras its steps use.
-MODEL_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "nltk", "joblib", "vadersentiment")
+MODEL_PACKAGES = (
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "pandas",
+    "nltk",
+    "joblib",
+    "vadersentiment",
+    "safetensors",  # the model folder's arrays (train/modelfile.py)
+    "pyarrow",  # and its string tables
+)
 
 
 @functools.cache

