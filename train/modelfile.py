@@ -25,9 +25,11 @@ model fetched from the store must match it (see :mod:`train.artifact`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +75,8 @@ from train.errors import ModelError
 FORMAT = "stance-model/2"
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.safetensors"
+# Arrays files at least this large are hashed on a second thread while the model is built.
+PARALLEL_HASH_BYTES = 1 << 20
 # Parts nested deeper than this are refused: a real model is under 12 deep (a cascade of
 # per-target models with a prior), and a file must not exhaust Python's stack.
 MAX_DEPTH = 40
@@ -489,6 +493,85 @@ def _json_value(value, where: str):
         raise ModelFileError(f"{where} is not plain data: {error}.") from None
 
 
+# The dtypes a model's arrays are written in (safetensors' names); anything else is refused.
+_DTYPES = {
+    "BOOL": np.dtype(np.bool_),
+    "U8": np.dtype("<u1"),
+    "I8": np.dtype("<i1"),
+    "I16": np.dtype("<i2"),
+    "U16": np.dtype("<u2"),
+    "I32": np.dtype("<i4"),
+    "U32": np.dtype("<u4"),
+    "I64": np.dtype("<i8"),
+    "U64": np.dtype("<u8"),
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+}
+
+
+def _array_views(buffer: bytearray) -> dict[str, np.ndarray]:
+    """The arrays of a safetensors file, as views of ``buffer``, refused with StateError unless
+    the header is exactly what the format allows.
+
+    Written here rather than calling ``safetensors.numpy.load``, which copies every array
+    out of the bytes into read-only ones (then copied again to be writable): on the 20 MB
+    SemEval-fast model the library's route took 16 ms of a 53 ms load, the views none
+    (benchmarks/model_format.py). The checks are the format's: a JSON header of at most
+    100 MB naming, for each array, a known dtype, a shape of non-negative integers and
+    byte offsets that match it; the arrays tile the data section with no gap or overlap.
+    """
+    if len(buffer) < 8:
+        raise StateError("shorter than a safetensors header")
+    size = int.from_bytes(buffer[:8], "little")
+    if size > min(len(buffer) - 8, 100_000_000):
+        raise StateError(f"the header claims {size} bytes, more than the file holds")
+    try:
+        header = json.loads(bytes(buffer[8 : 8 + size]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise StateError(f"the header is not JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise StateError("the header is not a JSON object")
+    header.pop("__metadata__", None)
+    start, data_size = 8 + size, len(buffer) - 8 - size
+    entries = []
+    for name, entry in header.items():
+        if not (isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"}):
+            raise StateError(f"array {name[:80]!r}: expected dtype, shape and data_offsets")
+        dtype = _DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
+        shape, offsets = entry["shape"], entry["data_offsets"]
+        if dtype is None:
+            raise StateError(f"array {name[:80]!r}: dtype {_shown(entry['dtype'])} is refused")
+        if not (isinstance(shape, list) and all(type(n) is int and 0 <= n < 2**40 for n in shape)):
+            raise StateError(f"array {name[:80]!r}: the shape is not a list of sizes")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(n) is int for n in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data_size
+        ):
+            raise StateError(f"array {name[:80]!r}: its byte offsets lie outside the file")
+        count = int(np.prod(shape, dtype=object))
+        if count * dtype.itemsize != offsets[1] - offsets[0]:
+            raise StateError(f"array {name[:80]!r}: its shape does not match its bytes")
+        entries.append((offsets[0], offsets[1], name, dtype, shape, count))
+    entries.sort()
+    end = 0
+    for begin, stop, name, *_ in entries:
+        if begin != end:
+            raise StateError(f"array {name[:80]!r}: the arrays overlap or leave a gap")
+        end = stop
+    if end != data_size:
+        raise StateError("bytes after the last array")
+    views = {}
+    for begin, _, name, dtype, shape, count in entries:
+        view = np.frombuffer(buffer, dtype=dtype, count=count, offset=start + begin)
+        # An array that does not start on a multiple of its item size is copied: compiled
+        # code (scipy's sparse products, Cython) may expect aligned memory.
+        views[name] = (view if view.flags.aligned else view.copy()).reshape(shape)
+    return views
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -520,16 +603,12 @@ def save(model, folder: str | Path) -> str:
 class _Reader:
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.arrays = arrays
-        self._made: dict[str, object] = {}
         self._kinds = kinds()
 
     def array(self, key, where: str) -> np.ndarray:
         if not isinstance(key, str) or key not in self.arrays:
             raise StateError(f"{where}: names an array the file does not hold ({key!r})")
-        if key not in self._made:
-            # A copy: aligned, writable and owning its memory, as an unpickled array is.
-            self._made[key] = np.array(self.arrays[key], copy=True)
-        return self._made[key]
+        return self.arrays[key]
 
     def strings(self, data, where: str) -> list[str]:
         if not (isinstance(data, dict) and set(data) == {"strings", "count"}):
@@ -570,7 +649,7 @@ class _Reader:
 
     def _build(self, kind: Kind, name: str, params: dict, where: str, depth: int):
         if kind.is_estimator:
-            accepted = set(kind.cls._get_param_names()) - kind.skipped
+            accepted = _param_names(kind.cls) - kind.skipped
         else:
             accepted = set(kind.params)
         unknown = sorted(set(params) - accepted)
@@ -671,7 +750,7 @@ class _Reader:
                 }[declared.container](items)
             case StrIndex():
                 table = self.strings(data, where)
-                index = {text: i for i, text in enumerate(table)}
+                index = dict(zip(table, range(len(table))))
                 if len(index) != len(table):
                     raise StateError(f"{where}: the vocabulary repeats an entry")
                 return index
@@ -729,6 +808,13 @@ class _Reader:
         if not isinstance(items, list) or not all(type(x) is str for x in items):
             raise StateError(f"{where}: expected a list of strings")
         return items
+
+
+@functools.cache
+def _param_names(cls: type) -> frozenset[str]:
+    """An estimator class's parameters, read once per process: inspect.signature, which
+    scikit-learn calls each time, was a third of loading a small model."""
+    return frozenset(cls._get_param_names())
 
 
 def _is_pair(value) -> bool:
@@ -827,27 +913,51 @@ def load(path: str | Path, expected_sha256: str | None = None, source: str | Non
                 "do not use it. Retrain, or load a model that matches its run."
             )
         manifest = _parse_manifest(data, named)
-        arrays_file = manifest_file.parent / ARRAYS
-        arrays_data = arrays_file.read_bytes()
+        buffer = _read_all(manifest_file.parent / ARRAYS)
     except OSError as error:
         raise ModelFileError(f"Cannot read the model {named}: {error.strerror or error}.") from None
-    if _sha256(arrays_data) != manifest["files"][ARRAYS]:
+    # The arrays file is hashed on a second thread while the model is built from it (hashlib
+    # lets go of the GIL): building treats every byte as hostile anyway, and nothing built is
+    # returned before the hash matches. On two cores this hides the hash, a fifth of a load.
+    hasher = hashlib.sha256()
+    hashing = threading.Thread(target=hasher.update, args=(buffer,))
+    if len(buffer) >= PARALLEL_HASH_BYTES:
+        hashing.start()
+    else:  # a thread costs more than it hides
+        hashing.run()
+    model = problem = None
+    try:
+        try:
+            arrays = _array_views(buffer)
+        except StateError as error:
+            problem = f"{named}: {ARRAYS} is not a valid safetensors file ({error})."
+        else:
+            model = _Reader(arrays).node(manifest["model"], "model")
+    except StateError as error:
+        problem = f"{named} does not fit its format: {error}."
+    except RecursionError:
+        problem = f"{named}: its parts are nested too deeply."
+    finally:
+        if hashing.ident is not None:  # started
+            hashing.join()
+    if hasher.hexdigest() != manifest["files"][ARRAYS]:
         raise ModelFileError(
             f"{named}: {ARRAYS} does not match the sha256 its manifest records: the file was "
             "changed or damaged after the model was saved. Do not use it; save the model again."
         )
-    try:
-        arrays = safetensors.numpy.load(arrays_data)
-    except Exception as error:  # the Rust reader raises its own error types for a bad header
-        raise ModelFileError(
-            f"{named}: {ARRAYS} is not a valid safetensors file ({error})."
-        ) from None
-    try:
-        return _Reader(arrays).node(manifest["model"], "model")
-    except StateError as error:
-        raise ModelFileError(f"{named} does not fit its format: {error}.") from None
-    except RecursionError:
-        raise ModelFileError(f"{named}: its parts are nested too deeply.") from None
+    if problem is not None:
+        raise ModelFileError(problem)
+    return model
+
+
+def _read_all(path: Path) -> bytearray:
+    """The whole file in one writable buffer, which the arrays are views of."""
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        buffer = bytearray(size)
+        if file.readinto(buffer) != size or file.read(1):
+            raise OSError(f"{path} changed size while it was read")
+    return buffer
 
 
 def _parse_manifest(data: bytes, named: str) -> dict:

@@ -562,7 +562,8 @@ def test_finding_1_and_2_no_cache_folder_and_no_file_written_but_the_output(tmp_
     written = {p.relative_to(tmp_path) for p in set(tmp_path.rglob("*")) - before}
     assert written == {Path("in.csv"), Path("out.csv")}
     bad = _tampered(path, tmp_path / "bad", _set("Pipeline", "params", "memory", str(tmp_path)))
-    code, err, _ = _predict_in_a_process(bad, tmp_path / "bad")
+    (tmp_path / "elsewhere").mkdir()
+    code, err, _ = _predict_in_a_process(bad, tmp_path / "elsewhere")
     assert code == 2 and "takes no parameter 'memory'" in err
 
 
@@ -635,7 +636,8 @@ def test_finding_6_a_file_naming_modules_imports_none_of_them(tmp_path, good_mod
     path, allowed = good_model
     for i, name in enumerate(["train.serving", "sklearn.utils._testing", "features.pipeline"]):
         bad = _tampered(path, tmp_path / f"bad{i}", _rename_kind("Pipeline", name))
-        code, err, imported = _predict_in_a_process(bad, tmp_path / f"bad{i}")
+        (tmp_path / f"run{i}").mkdir()
+        code, err, imported = _predict_in_a_process(bad, tmp_path / f"run{i}")
         assert code == 2 and "unknown kind" in err
         assert "train.serving" not in imported and "sklearn.utils._testing" not in imported
         assert imported <= allowed
