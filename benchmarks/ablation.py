@@ -2,7 +2,7 @@
 
 Run on demand, not in the test suite (each dataset takes 5-20 minutes):
 
-    STANCE_DATA_DIR=../shared/data uv run --extra embeddings python benchmarks/ablation.py
+    STANCE_DATA_DIR=../shared/data uv run --all-extras python benchmarks/ablation.py
     semeval2016 fnc1 argq
 
 For each experiment it runs, through the same `train()` that `stance train`

@@ -14,7 +14,7 @@ existed, so their logged predictions carry probabilities):
    ``--repeats`` times, alternating models; medians. The rows are speed_tiers.py's distinct texts.
 
     STANCE_DATA_DIR=../shared/data MLFLOW_TRACKING_URI=sqlite:///STORE \\
-        python3 -m uv run --frozen --extra embeddings python benchmarks/cascade_tradeoff.py \\
+        python3 -m uv run --frozen --all-extras python benchmarks/cascade_tradeoff.py \\
         --dataset semeval2016 --fast RUN --accurate RUN --rows 6000
 
 Results: markdown on stdout, JSON in benchmarks/out/cascade_<dataset>.json.

@@ -15,7 +15,7 @@ Documents whose stance is known honestly are scarce, so two kinds are scored:
    known (000_...: FAVOR, it defends the strikes; 004_...: AGAINST, it condemns them).
 
     STANCE_DATA_DIR=../shared/data MLFLOW_TRACKING_URI=sqlite:///STORE python3 -m uv run \\
-        --frozen --extra embeddings python benchmarks/document_aggregation.py \\
+        --frozen --all-extras python benchmarks/document_aggregation.py \\
         --semeval-model runs:/RUN/model --article-model runs:/RUN/model
 """
 

@@ -2,7 +2,7 @@
 full precision and int8, one thread each (as in every ``--jobs`` worker), on distinct ArgQ
 arguments. Medians of ``--repeats`` passes, alternating runtimes; ratios within this run.
 
-    STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen --extra embeddings \
+    STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen --all-extras \
         python benchmarks/encoder_speed.py --texts 1500 --repeats 3
 """
 

@@ -206,6 +206,8 @@ def _store_pickles(store: str) -> dict[str, tuple[Path, bool]]:
             name = run.data.tags.get("stance.experiment") or run.info.run_name
             if "stance.cascade_fast" in run.data.tags:
                 name += " cascade"
+            if name in found:  # two runs of one experiment
+                name += f" {run.info.run_id[:8]}"
             uses_encoder = any(key.startswith("features.embeddings") for key in run.data.params)
             found[name] = (pickle_path, uses_encoder)
     return found

@@ -12,7 +12,7 @@ For each ``--model NAME=URI`` (a model file, ``runs:/RUN/model`` or ``models:/..
    headlines, by the dataset's design), followed, beyond its 25,413 pairs, by pairs of its
    headlines with other bodies of the test set (no pair repeated).
 
-    STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen --extra embeddings \
+    STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen --all-extras \
         python benchmarks/speed_tiers.py --rows 200000 --accurate-rows 3000 \
         --model semeval2016=runs:/RUN/model --model semeval2016-fast=runs:/RUN/model ...
 

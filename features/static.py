@@ -162,7 +162,7 @@ class StaticEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
     model predicts with the same vectors it was trained on. Signed values: naive Bayes cannot
     take this step.
 
-    Needs the optional extra: ``uv sync --extra embeddings``.
+    Needs the optional extra ``embeddings`` (``python3 -m uv sync --frozen --all-extras``).
 
     Parameters
     ----------

@@ -144,6 +144,29 @@ def run_cli():
     return run
 
 
+def assert_distinct_trials_that_rerun_exactly(study, experiment_seed: int, train) -> None:
+    """What a study shared by two processes must show: every trial scored once with its own
+    parameters, two sampler seeds (the creator's is the experiment's), and a trial of the
+    joining process rerun by ``stance train`` with its parameters giving its value exactly.
+    ``train(overrides)`` runs that training and returns the run's validation macro-F1."""
+    import json
+
+    from train import schema
+    from train.search import toml_literal
+
+    scored = [t for t in study.trials if t.state.name == "COMPLETE"]
+    keys = [json.dumps(t.params, sort_keys=True) for t in scored]
+    assert len(set(keys)) == len(keys), keys
+    seeds = {t.user_attrs[schema.SAMPLER_SEED] for t in study.trials}
+    assert experiment_seed in seeds and len(seeds) == 2
+    joined = next(t for t in scored if t.user_attrs[schema.SAMPLER_SEED] != experiment_seed)
+    overrides = []
+    for key, value in joined.params.items():
+        value = json.loads(value) if isinstance(value, str) and value.startswith("[") else value
+        overrides += ["--set", f"{key}={toml_literal(value)}"]
+    assert train(overrides) == joined.value
+
+
 @pytest.fixture
 def search_command():
     """The command line of a `stance search` process on the sample experiment (its slow steps

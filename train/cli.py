@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from train.app import COMMANDS
-from train.errors import StanceError
+from train.errors import StanceError, Terminated
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it ended
 
 
 def _installed_version() -> str:
@@ -34,16 +37,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # SIGTERM (`kill`, a scheduler's timeout) unwinds like Ctrl-C: the open run is closed as
+    # KILLED instead of staying RUNNING forever. Only the main thread may set a handler.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return COMMANDS[args.command].run(args)
     except StanceError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        run = getattr(stop, "killed_run", None)
+        print(
+            ("stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted")
+            + (f"; run {run} is marked KILLED in the store" if run else ""),
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of stdout left early (`stance show RUN | head`): not a failure of the
         # command. Python would report it again on exit while flushing, unless stdout goes nowhere.
@@ -62,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _mlflow_errors() -> tuple[type[Exception], ...]:

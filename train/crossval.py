@@ -23,7 +23,8 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, Stratified
 
 from train import schema, tracking, workers
 from train.config import GROUPINGS, Config
-from train.data import data_root, load_dataset, split_dataset, text_copies
+from train.data import check_training_labels, data_root, load_dataset, split_dataset
+from train.duplicates import copy_groups
 from train.errors import ConfigError, DataError
 from train.metrics import compute_metrics
 from train.models import check_parameters
@@ -53,7 +54,7 @@ def hashtag_groups(texts: pd.Series) -> np.ndarray:
     counts = Counter(t for row in tags for t in row)
     common = {t for t, n in counts.items() if n > len(tags) / 2}
     # A text without a hashtag of its own is a group with every copy of it, named by its first row.
-    first, codes = text_copies(texts)
+    first, codes = copy_groups(texts)
     groups = []
     for position, row in enumerate(tags):
         kept = [t for t in row if t not in common]
@@ -77,8 +78,8 @@ def folds(
     check_counts(k, jobs=1)
     if grouping == "none":
         # Folds are drawn over distinct texts; every copy of a text follows it (see
-        # data.text_copies).
-        first, codes = text_copies(frame["text"])
+        # duplicates.copy_groups).
+        first, codes = copy_groups(frame["text"])
         labels = frame["label"].iloc[first]
         smallest = int(labels.value_counts().min())
         if smallest < k:
@@ -221,6 +222,7 @@ def run_cv(
     root = data_root(data_dir)
     data = load_dataset(config.data, root)
     frame = split_dataset(data.rows, config.split, config.seed)["train"]
+    check_training_labels(config.labels, frame["label"])  # before a run exists
     scheme = {
         "none": "stratified by label",
         "target": "grouped by target",

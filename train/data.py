@@ -25,6 +25,7 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from train import tables
 from train.config import DataConfig, SplitConfig, labels_for
+from train.duplicates import copy_groups
 from train.errors import DataError
 
 SPLITS = ("train", "valid", "test")
@@ -544,53 +545,45 @@ def near_duplicate_targets(targets: pd.Series) -> list[str]:
     return warnings
 
 
-# --------------------------------------------------------------------------- splits
-
-
-def text_keys(texts) -> list[str]:
-    """A text as repeats of it are recognised: case and runs of white space ignored."""
-    return [" ".join(str(text).casefold().split()) for text in texts]
-
-
-def text_copies(texts) -> tuple[np.ndarray, np.ndarray]:
-    """Each distinct text's first position, and for every row the number of its text in that
-    list (0, 1, ... in order of first appearance). Splits and folds are drawn over the
-    distinct texts and every copy follows its text: a sentence annotated twice must not be
-    trained on and tested on at once, which scores memory as skill."""
-    codes, _ = pd.factorize(pd.Series(text_keys(texts), dtype=object))
-    first = np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())
-    return first, codes
-
-
-def repeated_texts(splits: dict[str, pd.DataFrame]) -> dict[str, int]:
-    """How many rows repeat the text and target of an earlier row, and how many test rows have
-    a text that train has too (a dataset's own splits may share texts; carved ones never do).
-    A text under several targets is no repeat (FNC-1 pairs each article body with many
-    headlines), but across splits it still lets a model see test text in training."""
-    every = pd.concat(list(splits.values()), ignore_index=True)
-    pairs = pd.Series(
-        [f"{key}\x1f{target}" for key, target in zip(text_keys(every["text"]), every["target"])],
-        dtype=object,
-    )
-    counts = {"repeated_text_rows": int(pairs.duplicated().sum())}
-    if "train" in splits and "test" in splits:  # cross-validation reads train alone
-        in_train = set(text_keys(splits["train"]["text"]))
-        counts["test_rows_with_a_train_text"] = sum(
-            key in in_train for key in text_keys(splits["test"]["text"])
+def check_training_labels(labels: tuple[str, ...], found: pd.Series) -> None:
+    """Every label the experiment declares must occur in the training rows: a model cannot
+    output a class it never saw, and its scores for that class would be missing."""
+    counts = found.value_counts()
+    seen = ", ".join(f"{label} {counts.get(label, 0)}" for label in labels)
+    absent = [label for label in labels if label not in counts.index]
+    if len(labels) - len(absent) < 2:
+        raise DataError(
+            f"The training rows hold fewer than two labels ({seen}); a classifier needs rows of "
+            "two at least."
         )
-    return counts
+    if absent:
+        raise DataError(
+            f"Label {absent[0]!r} has no training rows ({seen}), so no model can learn it. "
+            "Annotate rows for it, "
+            f"leave it out of data.labels, or merge it into another label with [data.label_map]."
+        )
+
+
+# --------------------------------------------------------------------------- splits
 
 
 def _holdout(
     frame: pd.DataFrame, size: float, method: str, seed: int, what: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     if method == "stratified":
-        first, codes = text_copies(frame["text"])
+        first, codes = copy_groups(frame["text"])
         labels = frame["label"].iloc[first]
         stratify = labels if labels.value_counts().min() >= 2 else None
-        _, held_texts = train_test_split(
-            np.arange(len(first)), test_size=size, random_state=seed, stratify=stratify
-        )
+        try:
+            _, held_texts = train_test_split(
+                np.arange(len(first)), test_size=size, random_state=seed, stratify=stratify
+            )
+        except ValueError as error:  # too few texts for a share of them to be a whole row
+            raise DataError(
+                f"Cannot hold out a {what} split of {size:.0%} from {len(frame)} rows "
+                f"({len(first)} distinct texts): {str(error).rstrip('.')}. Annotate more rows, "
+                "or give the rows a split column (train, valid, test)."
+            ) from None
         held = np.isin(codes, held_texts)
         return frame[~held], frame[held]
     else:

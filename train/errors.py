@@ -19,3 +19,8 @@ class ModelError(StanceError):
 
 class TrackingError(StanceError):
     """The MLflow tracking store cannot be opened, or refused a request."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM). A KeyboardInterrupt, so that it unwinds
+    everything an interrupt does: the open run is marked KILLED, temporary files go."""

@@ -20,6 +20,7 @@ How a run proceeds:
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -41,6 +42,7 @@ from train import explain as explanations
 from train import workers
 from train.artifact import LoadedModel, open_model
 from train.errors import DataError, StanceError
+from train.modelfile import MANIFEST
 from train.models import Cascade, StanceModel
 from train.tables import (
     LONGEST_MARKER,
@@ -584,7 +586,7 @@ def predict_file(
         )
     _check_columns(options)
     rejects_path = options.rejects or _default_rejects(output)
-    _refuse_to_overwrite(source, output, rejects_path)
+    _refuse_to_overwrite(source, output, rejects_path, model_location(model))
     _check_destinations(output, rejects_path)
     workers.keep_freed_memory()
     loaded = model if isinstance(model, LoadedModel) else open_model(model)
@@ -663,12 +665,14 @@ def predict_file(
             work, indexes, None if to_stdout else Path(output), fmt, rejects_path, summary.rejected
         )
         shutil.rmtree(work)
-    except BaseException:
+    except BaseException as error:
         progress.close()
         for temporary in work.glob("*.tmp") if work.exists() else ():
             temporary.unlink()
         if to_stdout or source == "-":
             shutil.rmtree(work, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
+            raise _write_failure(error, work, not (to_stdout or source == "-")) from None
         raise
     summary.seconds = time.perf_counter() - started
     log(summary.line("documents" if options.documents else "rows"))
@@ -676,6 +680,23 @@ def predict_file(
     if note:
         log(note)
     return summary
+
+
+def _write_failure(error: OSError, work: Path, resumable: bool) -> StanceError:
+    """A file system error during the run (a full disk, a quota, a folder removed) in one line:
+    what failed, and what of the work is kept."""
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up"}.get(
+        error.errno, error.strerror or str(error)
+    )
+    where = f" writing {error.filename}" if error.filename else ""
+    finished = len(list(work.glob("0*.json"))) if work.exists() else 0
+    kept = (
+        f"The {finished} chunks finished are kept in {work} and nothing else was written; free "
+        "space and run the same command with --resume to finish byte for byte as one run would."
+        if resumable
+        else "Nothing is kept (stdin or stdout cannot be resumed); free space and run it again."
+    )
+    return StanceError(f"Prediction stopped: {reason}{where}. {kept}")
 
 
 def _merge_done(results: Iterator[dict], work: Path, done: set[int]) -> Iterator[dict]:
@@ -769,9 +790,28 @@ def _check_columns(options: PredictOptions) -> None:
         )
 
 
-def _refuse_to_overwrite(source: str, output: str, rejects: str) -> None:
+def model_location(model: str | LoadedModel) -> Path | None:
+    """Where the model lies on this machine, if it is a local path (a ``runs:/`` or
+    ``models:/`` model is fetched into a folder of its own)."""
+    if isinstance(model, LoadedModel):  # one built in memory has no path
+        return Path(model.path) if model.path else None
+    return None if "://" in model or ":/" in model else Path(model)
+
+
+def inside_model(path: Path, model: Path) -> bool:
+    """Whether ``path`` is the model, or a file in or under its folder (the model may be named by
+    its folder or by the manifest in it)."""
+    folder = model if model.is_dir() else model.parent if model.name == MANIFEST else None
+    target = path.resolve()
+    if target == model.resolve() or (path.exists() and model.exists() and path.samefile(model)):
+        return True
+    return folder is not None and folder.resolve() in target.parents
+
+
+def _refuse_to_overwrite(source: str, output: str, rejects: str, model: Path | None) -> None:
     """The output is renamed over OUTPUT once complete, so an output (or rejects file) that names
-    the input would silently replace the user's data with predictions."""
+    the input would silently replace the user's data with predictions, and one that names the
+    model, or a file inside its folder, would destroy the model."""
 
     def same(a: str, b: str) -> bool:
         if "-" in (a, b):
@@ -788,7 +828,13 @@ def _refuse_to_overwrite(source: str, output: str, rejects: str) -> None:
         if same(path, source):
             raise StanceError(
                 f"The {kind} {path} is the input {source}: writing it would replace the input. "
-                "Name another file."
+                "Name another file; nothing was read or written."
+            )
+        if model is not None and path != "-" and inside_model(Path(path), model):
+            raise StanceError(
+                f"The {kind} {path} is the model {model} or lies inside its folder: writing it "
+                "would damage the model. Name a file outside the model's folder; nothing was "
+                "read or written."
             )
     if same(output, rejects):
         raise StanceError(

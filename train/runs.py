@@ -19,6 +19,17 @@ from train.errors import DataError, StanceError
 from train.metrics import paired_bootstrap
 
 KEY_PARAMS = ("model.strategy", "model.classifier")
+# A run the store calls RUNNING whose process has ended without closing it (SIGKILL, a crash,
+# a reboot): it will never finish.
+GONE = "DIED"
+
+
+def _tags_of(row: pd.Series) -> dict:
+    return {
+        key.removeprefix("tags."): value
+        for key, value in row.items()
+        if key.startswith("tags.") and isinstance(value, str)
+    }
 
 
 def list_runs(
@@ -70,7 +81,10 @@ def list_runs(
             "data": _column(found, "params.data.digest"),
         }
     )
-    status = _column(found, "status")
+    status = _column(found, "status").copy()
+    for position, (_, row) in enumerate(found.iterrows()):
+        if status.iloc[position] == "RUNNING" and tracking.process_gone(_tags_of(row)):
+            status.iloc[position] = GONE
     if (status.fillna("FINISHED") != "FINISHED").any():
         # A run that failed (its store went away after the fit) or is still going has no model yet.
         table.insert(1, "status", status.fillna("?").to_numpy())
@@ -201,7 +215,13 @@ def describe_run(run_id: str) -> str:
     ]
     finished = run["status"] == "FINISHED"
     if not finished:
-        lines.insert(3, f"status:     {run['status']}")
+        status = run["status"]
+        if status == "RUNNING" and tracking.process_gone(tags):
+            status = (
+                f"{GONE} (RUNNING in the store, but its process {tags[schema.PID]} on this host "
+                "has ended)"
+            )
+        lines.insert(3, f"status:     {status}")
     if tracking.has_artifact(full_id, schema.MODEL_CARD):
         # `stance train` logs the card, then the model, which MLflow keeps outside the run's
         # artifacts.

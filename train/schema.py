@@ -28,6 +28,11 @@ EXPERIMENT = "stance.experiment"  # every run: the experiment's name
 CV = "stance.cv"
 SEARCH = "stance.search"
 SEARCH_METRIC = "stance.search_metric"  # on trials: the metric the search optimised
+SAMPLER_SEED = "stance.sampler_seed"  # on trials: the seed of the sampler that proposed it
+# The process that ran a run (tracking.process_tags), to tell a RUNNING run whose process died.
+HOST = "stance.host"
+PID = "stance.pid"
+PROCESS_STARTED = "stance.process_started"
 EVALUATED_MODEL = "stance.evaluated_model"
 EVALUATED_MODEL_SHA256 = (
     "stance.model_sha256"  # on evaluations: the sha256 of the model file scored

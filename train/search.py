@@ -8,17 +8,19 @@ configuration refitted on train + validation, under the parent run.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
 from train import crossval, schema, tracking
 from train.config import Config
-from train.data import data_root, load_dataset, split_dataset
+from train.data import check_training_labels, data_root, load_dataset, split_dataset
 from train.errors import ConfigError
 from train.metrics import compute_metrics, metric_names
 from train.models import check_parameters, runtime_versions
@@ -85,22 +87,47 @@ STALE_AFTER_S = 60
 WAIT_POLL_S = 1.0
 
 
-def _open_study(storage: str | None, name: str, seed: int, attempts: int = 5) -> optuna.Study:
-    """Create or load the study. Processes started together on a new database race to
-    create Optuna's tables; the loser of that race finds them on its next attempt."""
+def sampler_seed(seed: int, draw: int) -> int:
+    """The seed of a process's sampler: the experiment's seed alone for the process that created
+    the study (``draw`` 0), mixed with the process's own draw for every process that joined it.
+    Joining processes seeded alike would propose the same trials in lockstep."""
+    if draw == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, draw]).generate_state(1)[0])
+
+
+def _open_study(
+    storage: str | None, name: str, seed: int, attempts: int = 5
+) -> tuple[optuna.Study, int]:
+    """Create the study, or join it, and this process's sampler seed.
+
+    The process that creates a study (always, without ``storage``) samples with the
+    experiment's seed, so one process is deterministic; a process that finds the study there
+    draws its own number and samples with it mixed in (:func:`sampler_seed`), and every trial
+    records its seed. Processes started together on a new database race to create Optuna's
+    tables; the loser of that race finds them on its next attempt.
+    """
     for attempt in range(attempts):
         try:
-            return optuna.create_study(
-                storage=optuna.storages.RDBStorage(
+            backend = (
+                optuna.storages.RDBStorage(
                     storage, heartbeat_interval=HEARTBEAT_S, grace_period=STALE_AFTER_S
                 )
                 if storage is not None
-                else None,
-                study_name=name,
-                direction="maximize",
-                load_if_exists=True,
-                sampler=optuna.samplers.TPESampler(seed=seed),
+                else None
             )
+            try:
+                study = optuna.create_study(
+                    storage=backend,
+                    study_name=name,
+                    direction="maximize",
+                    sampler=optuna.samplers.TPESampler(seed=seed),
+                )
+                return study, seed
+            except optuna.exceptions.DuplicatedStudyError:
+                joined = sampler_seed(seed, secrets.randbits(32) | 1)
+                sampler = optuna.samplers.TPESampler(seed=joined)
+                return optuna.load_study(study_name=name, storage=backend, sampler=sampler), joined
         except Exception as error:  # SQLAlchemy's IntegrityError/OperationalError, by backend
             if (
                 storage is None
@@ -112,6 +139,17 @@ def _open_study(storage: str | None, name: str, seed: int, attempts: int = 5) ->
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _same_params(study: optuna.Study, trial: optuna.Trial) -> int | None:
+    """The number of an earlier trial, finished or still running in any process, that has the
+    parameters ``trial`` was given: a small discrete space runs out of new points, and
+    scoring one twice wastes the time and counts one configuration twice. Only earlier
+    numbers count, so that of two processes proposing one point at once, one scores it."""
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        if other.number < trial.number and other.params == trial.params:
+            return other.number
+    return None
 
 
 def _wait_for_other_processes(study: optuna.Study, log) -> None:
@@ -172,13 +210,16 @@ def run_search(
     root = data_root(data_dir)
     data = load_dataset(base.data, root)
     splits = split_dataset(data.rows, base.split, base.seed)
+    check_training_labels(base.labels, splits["train"]["label"])  # before a run exists
     # With --cv, jobs fit each trial's folds in processes, as `stance cv --jobs` does: true
     # parallelism, and trials stay in order, so TPE proposes the same ones as with one job.
     # Without it, trials run in threads (validation scores have no folds to spread).
     fold_jobs, trial_jobs = (jobs, 1) if cv else (1, jobs)
     name = study_name or f"{base.name}-search"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _open_study(storage, name, base.seed)
+    study, seed = _open_study(storage, name, base.seed)
+    if seed != base.seed:
+        log(f"joined study {name!r}: this process samples with seed {seed}")
     results = {}  # the refitted best model, kept on disk if the store fails before it is logged
     with tracking.command_run(base.name, results, {schema.SEARCH: name}) as parent_id:
         tracking.log_config(base)
@@ -188,6 +229,11 @@ def run_search(
 
         def objective(trial: optuna.Trial) -> float:
             params = {key: suggest(trial, key, spec) for key, spec in space.items()}
+            trial.set_user_attr(schema.SAMPLER_SEED, seed)
+            earlier = _same_params(study, trial)
+            if earlier is not None:
+                log(f"trial {trial.number}: the parameters of trial {earlier}, not scored again")
+                raise optuna.TrialPruned()
             started = time.perf_counter()
             metrics = _score(configured(params), splits, cv, group_by, fold_jobs)
             prefix = "cv_" if cv else "valid_"
@@ -197,7 +243,11 @@ def run_search(
                 params,
                 {f"{prefix}{k}": v for k, v in metrics.items()}
                 | {"seconds": time.perf_counter() - started},
-                tags={schema.EXPERIMENT: base.name, schema.SEARCH_METRIC: f"{prefix}{metric}"},
+                tags={
+                    schema.EXPERIMENT: base.name,
+                    schema.SEARCH_METRIC: f"{prefix}{metric}",
+                    schema.SAMPLER_SEED: str(seed),
+                },
             )
             log(f"trial {trial.number}: {metric} {metrics[metric]:.4f} {params}")
             return metrics[metric]

@@ -44,7 +44,8 @@ import pandas as pd
 
 from train import tables
 from train.artifact import LoadedModel, open_model
-from train.data import sha256_of, text_keys
+from train.data import sha256_of
+from train.duplicates import text_keys
 from train.errors import DataError, StanceError
 from train.predict import PredictOptions, predict_file
 from train.tables import write_atomic

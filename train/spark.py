@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from features.base import INSTALL_EXTRAS
 from train import artifact, modelfile, workers
 from train import documents as docs
 from train import explain as explanations
@@ -48,14 +49,17 @@ from train.predict import (
     PredictOptions,
     PredictSummary,
     check_document_target,
+    inside_model,
+    model_location,
     predict_documents,
     predict_sentences,
     sentence_chunks,
 )
+from train.scratch import scratch_folder
 from train.tables import FORMATS, format_of
 
 DEFAULT_MASTER = "local[*]"
-INSTALL = "pip install 'stance[spark]' (in a clone of this repository: uv sync --extra spark)"
+INSTALL = INSTALL_EXTRAS  # PySpark is the "spark" extra
 JAVA_PACKAGE = "default-jre-headless"
 REJECT_COLUMNS = ["file", "line", "id", "reason", "text"]
 _READ_COLUMNS = ["kind", "file", "line", "id", "text", "target", "reason"]
@@ -89,7 +93,7 @@ def predict_spark(
     options = options or PredictOptions()
     log = log or (lambda message: print(message, file=sys.stderr))
     started = time.perf_counter()
-    _check_options(source, output, options)
+    _check_options(source, output, options, model)
     require_spark()
     loaded = model if isinstance(model, LoadedModel) else open_model(model)
     stance_model = loaded.model
@@ -103,7 +107,7 @@ def predict_spark(
         sentence_chunks(source, replace(options, input_format=fmt), stance_model.needs_target)
     rejects_path = options.rejects or default_rejects(output)
     with (
-        tempfile.TemporaryDirectory(prefix="stance-spark-") as folder,
+        scratch_folder("spark") as folder,
         session(master) as spark,
         _one_file_per_task(spark),
     ):
@@ -249,7 +253,9 @@ def default_rejects(output: str) -> str:
     return stripped[: len(stripped) - len(name)] + stem + ".rejects"
 
 
-def _check_options(source: str, output: str, options: PredictOptions) -> None:
+def _check_options(
+    source: str, output: str, options: PredictOptions, model_name: str | LoadedModel
+) -> None:
     if "-" in (source, output):
         raise StanceError(
             "--engine spark reads and writes paths its executors can reach; stdin and stdout "
@@ -278,6 +284,23 @@ def _check_options(source: str, output: str, options: PredictOptions) -> None:
         )
     if os.path.abspath(source) == os.path.abspath(output):
         raise StanceError(f"The output {output} is the input; name another folder.")
+    if not _remote(source) and not Path(source.removeprefix("file:")).exists():
+        # Said before Spark starts (half a minute), not in PySpark's 30-line error after it.
+        raise DataError(f"No file or folder {source}; name an input that exists.")
+    model = model_location(model_name)
+    for kind, path in (("output", output), ("rejects folder", options.rejects)):
+        if model is not None and path and not _remote(path) and inside_model(Path(path), model):
+            raise StanceError(
+                f"The {kind} {path} is the model {model} or lies inside its folder: writing it "
+                "would damage the model. Name a folder outside the model's; nothing was read or "
+                "written."
+            )
+
+
+def _remote(path: str) -> bool:
+    """Whether Spark reads ``path`` from a file system of its own (hdfs://, s3a://, ...), which
+    this process cannot look at before Spark starts."""
+    return "://" in path and not path.startswith("file://")
 
 
 def _partitions(spark) -> int:
@@ -291,17 +314,30 @@ def _partitions(spark) -> int:
 def _read_tables(spark, source: str, fmt: str, options: PredictOptions, needs_target: bool):
     """The rows of every table file under ``source``, and how many files there are."""
     suffixes = [suffix.lstrip(".") for suffix, name in FORMATS.items() if name == fmt]
-    files = (
+    files = _load(
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", "*.{" + ",".join(suffixes) + "}")
-        .load(source)
-        .select("path", "content")
-    )
+        .option("pathGlobFilter", "*.{" + ",".join(suffixes) + "}"),
+        source,
+    ).select("path", "content")
     reader = functools.partial(
         _table_rows, fmt=fmt, options=replace(options, input_format=fmt), needs_target=needs_target
     )
     return files.mapInPandas(reader, _schema(_READ_COLUMNS)), files.rdd.getNumPartitions()
+
+
+def _load(reader, source: str):
+    """``reader.load(source)``, with a path that Spark cannot find said in one line."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        return reader.load(source)
+    except AnalysisException as error:
+        if getattr(error, "getCondition", lambda: None)() != "PATH_NOT_FOUND":
+            raise
+        raise DataError(
+            f"No file or folder {source} where Spark reads it; name an input that exists."
+        ) from None
 
 
 def _table_rows(batches, fmt: str, options: PredictOptions, needs_target: bool):
@@ -332,7 +368,7 @@ def _table_file_rows(
 def _read_documents(spark, source: str, options: PredictOptions):
     """One row per document: its place in the corpus (``line``), id and text, or why it was
     rejected. Ids and places come from :func:`train.documents.document_ids`, as locally."""
-    files = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(source)
+    files = _load(spark.read.format("binaryFile").option("recursiveFileLookup", "true"), source)
     root = _qualified(spark, source)
     relative = {}
     # Selecting the path alone, Spark lists the files without reading them.

@@ -283,6 +283,14 @@ class Table:
     def batches(self, columns: list[str] | None = None) -> Iterator[Batch]:
         """Batches holding ``columns`` (default: all), in file order."""
         wanted = columns or self.columns
+        repeated = [c for c in dict.fromkeys(wanted) if self.columns.count(c) > 1]
+        if repeated:
+            places = [str(i + 1) for i, c in enumerate(self.columns) if c == repeated[0]]
+            raise DataError(
+                f"{self.source}, line 1: the header names the column {repeated[0]!r} "
+                f"{len(places)} times (columns {', '.join(places)}), so which one to read is "
+                "unclear; rename the others."
+            )
         if self.format in ("csv", "tsv"):
             return self._delimited_batches(wanted)
         if self.format == "jsonl":

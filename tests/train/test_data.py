@@ -410,7 +410,7 @@ def _data_layers(path):
 
 
 def test_every_copy_of_a_text_lands_in_one_split_and_the_repeats_are_counted(tmp_path):
-    from train.data import repeated_texts, text_keys
+    from train.duplicates import repeated_texts, text_keys
 
     config = Config.from_layers(_data_layers(_sample_with_repeats(tmp_path)))
     data = load_dataset(config.data, tmp_path)
@@ -421,7 +421,9 @@ def test_every_copy_of_a_text_lands_in_one_split_and_the_repeats_are_counted(tmp
             homes.setdefault(key, set()).add(name)
     assert all(len(names) == 1 for names in homes.values())
     assert sum(len(frame) for frame in splits.values()) == 468
-    assert repeated_texts(splits) == {"repeated_text_rows": 50, "test_rows_with_a_train_text": 0}
+    counts = repeated_texts(splits)
+    assert counts["repeated_text_rows"] == 50
+    assert counts["test_rows_with_a_train_text"] == counts["valid_rows_with_a_train_text"] == 0
 
 
 def test_without_repeats_the_split_is_the_one_drawn_row_by_row(sentences):
@@ -442,7 +444,7 @@ def test_without_repeats_the_split_is_the_one_drawn_row_by_row(sentences):
 @pytest.mark.parametrize("grouping", ["none", "hashtag"])
 def test_cv_folds_keep_every_copy_of_a_text_in_one_fold(tmp_path, grouping):
     from train.crossval import folds
-    from train.data import text_keys
+    from train.duplicates import text_keys
 
     config = Config.from_layers(_data_layers(_sample_with_repeats(tmp_path)))
     rows = load_dataset(config.data, tmp_path).rows
@@ -468,13 +470,15 @@ def test_a_training_run_reports_its_repeated_texts(tmp_path, tracking, run_cli):
     assert code == 0, err
     assert (
         "50 rows repeat the text and target of an earlier row" in err
-        and "every copy of a text is in one split" in err
+        and "every text, its copies and near copies are in one split" in err
     )
     run_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
     run = mlflow.MlflowClient().get_run(run_id)
     assert (
         run.data.metrics["repeated_text_rows"] == 50
         and run.data.metrics["test_rows_with_a_train_text"] == 0
+        and run.data.metrics["valid_rows_with_a_train_text"] == 0
+        and "near_copy_rows" in run.data.metrics
     )
     manifest = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/data/manifest.json"))
     assert manifest["repeated_text_rows"] == 50

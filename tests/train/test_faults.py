@@ -212,6 +212,7 @@ def test_output_and_rejects_are_published_together_or_not_at_all(
     model_path, table, tmp_path, monkeypatch
 ):
     from train import predict
+    from train.errors import StanceError
 
     real = predict._join_parts
 
@@ -222,7 +223,7 @@ def test_output_and_rejects_are_published_together_or_not_at_all(
 
     # The output is joined first; a failure while joining the rejects must not leave it alone.
     monkeypatch.setattr(predict, "_join_parts", disk_full_on_rejects)
-    with pytest.raises(OSError):
+    with pytest.raises(StanceError, match="the disk is full.* kept in .*--resume"):
         predict.predict_file(
             str(model_path),
             str(table),
@@ -299,6 +300,7 @@ def test_a_model_whose_extra_is_missing_is_refused_in_one_line(
     model_path, table, tmp_path, monkeypatch, run_cli
 ):
     # Before: every worker raised ImportError and the command ended in a traceback.
+    from features.embeddings import INSTALL_HINT as HINT
     from train import artifact
     from train.models import StanceModel
 
@@ -308,16 +310,13 @@ def test_a_model_whose_extra_is_missing_is_refused_in_one_line(
     monkeypatch.setattr(
         artifact,
         "missing_extra",
-        lambda: (
-            "the 'embeddings' feature step needs tokenizers, which is not installed. Install the "
-            "extra with: uv sync --extra embeddings"
-        ),
+        lambda: f"the 'embeddings' feature step needs tokenizers, which is not installed. {HINT}",
     )
     code, _, err = run_cli("predict", tmp_path / "embedded.pkl", table, "-o", tmp_path / "out.csv")
     assert (
         code == 2
         and "uses the embeddings feature step" in err
-        and "uv sync --extra embeddings" in err
+        and "python3 -m uv sync --frozen --all-extras" in err
     )
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.csv").exists()
 
@@ -334,3 +333,176 @@ def test_a_run_that_fails_before_the_first_row_leaves_no_folder_behind(table, tm
     )
     assert code == 2 and "No model" in err
     assert not (tmp_path / "new").exists()
+
+
+# --------------------------------------------------------------------------- runs left behind
+
+
+def _slow_training_data(folder: Path) -> Path:
+    """About 12,000 distinct labelled sentences: a training long enough (seconds) to be
+    stopped while its run is open."""
+    sample = pd.read_csv(REPO / "data" / "sample" / "sentences.csv")
+    rows = sample.sample(12_000, replace=True, random_state=0).reset_index(drop=True)
+    rows["id"] = [f"r{i}" for i in range(len(rows))]
+    rows["sentence"] = [f"{text} (case {i})" for i, text in enumerate(rows["sentence"])]
+    path = folder / "big.csv"
+    rows.to_csv(path, index=False)
+    return path
+
+
+def _start_training_and_wait_for_its_run(tmp_path: Path):
+    import mlflow
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = _slow_training_data(tmp_path)
+    process = subprocess.Popen(
+        stance_command(
+            "train", SAMPLE, "--data-dir", tmp_path, "--set", f'data.path="{data.name}"'
+        ),
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": store},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = mlflow.MlflowClient(store)
+
+    def running():
+        experiment = client.get_experiment_by_name("sample") if process.poll() is None else None
+        return experiment and client.search_runs([experiment.experiment_id])
+
+    assert _wait_for(running, 120), process.communicate()[1][-2000:]
+    (run,) = running()
+    assert run.info.status == "RUNNING"
+    return process, client, run.info.run_id, store
+
+
+def test_a_training_stopped_with_sigterm_ends_as_killed_in_one_line(tmp_path):
+    # Before: the run stayed RUNNING in `stance runs` forever.
+    process, client, run_id, _ = _start_training_and_wait_for_its_run(tmp_path)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert err.strip().splitlines()[-1] == (
+        f"stopped by SIGTERM; run {run_id} is marked KILLED in the store"
+    )
+    assert client.get_run(run_id).info.status == "KILLED"
+
+
+def test_a_training_killed_with_sigkill_shows_as_died_not_running(tmp_path, monkeypatch, run_cli):
+    process, client, run_id, store = _start_training_and_wait_for_its_run(tmp_path)
+    process.kill()
+    process.wait(timeout=30)
+    assert client.get_run(run_id).info.status == "RUNNING"  # nothing could tell the store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    code, out, err = run_cli("runs", "sample")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith(run_id[:8]) or run_id in line)
+    assert "DIED" in row and "RUNNING" not in row
+    code, out, _ = run_cli("show", run_id)
+    assert code == 0 and "status:     DIED (RUNNING in the store" in out
+
+
+def test_a_live_run_of_this_host_is_not_called_gone(tracking):
+    from train import tracking as store
+
+    assert not store.process_gone(store.process_tags())
+    assert store.process_gone(store.process_tags() | {"stance.process_started": "1.0"})
+    assert not store.process_gone(store.process_tags() | {"stance.host": "another-machine"})
+
+
+@pytest.mark.parametrize(
+    "rows, problem",
+    [
+        (["1,The strikes were lawful.,Iran,FAVOR"], "hold out a test split"),
+        (
+            [f"{i},Sentence {i} on the strikes.,Iran,FAVOR" for i in range(40)],
+            "fewer than two labels",
+        ),
+    ],
+    ids=["one row", "one label"],
+)
+def test_a_training_file_that_cannot_train_stops_in_one_line_without_a_run(
+    tmp_path, tracking, run_cli, rows, problem
+):
+    # Before: one row gave a 28-line traceback from train_test_split; one label left a FAILED
+    # run in the store.
+    import mlflow
+
+    (tmp_path / "tiny.csv").write_text(
+        "id,sentence,target,stance,confidence\n" + "\n".join(f"{row},1.0" for row in rows) + "\n"
+    )
+    code, _, err = run_cli(
+        "train", SAMPLE, "--data-dir", tmp_path, "--set", 'data.path="tiny.csv"', *FAST
+    )
+    # Progress lines ("data: 40 rows read ...") may come first; the failure is one line.
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("error: ") and problem in last, err
+    assert err.count("error") == 1 and "Traceback" not in err
+    experiment = mlflow.MlflowClient().get_experiment_by_name("sample")
+    assert experiment is None or not mlflow.MlflowClient().search_runs([experiment.experiment_id])
+
+
+def test_a_full_disk_during_predict_is_one_line_and_resume_finishes_byte_identical(
+    model_path, tmp_path, monkeypatch, run_cli
+):
+    # Before: 39 lines of traceback for ENOSPC, though the data was safe.
+    import errno
+
+    from train import predict
+
+    rows = pd.DataFrame({"text": [f"Sentence {i} about the strikes." for i in range(3_000)]})
+    rows.assign(target="Iran's missile strikes").to_csv(tmp_path / "in.csv", index=False)
+    arguments = ["--jobs", "1", "--chunk-size", "500", "--no-progress"]
+    code, _, err = run_cli(
+        "predict", model_path, tmp_path / "in.csv", "-o", tmp_path / "whole.csv", *arguments
+    )
+    assert code == 0, err
+
+    real_write, calls = predict.write_atomic, []
+
+    def disk_fills_at_the_fourth_part(frame, path, fmt):
+        calls.append(path)
+        if len(calls) == 7:  # two files a chunk: the fourth chunk's predictions
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(frame, path, fmt)
+
+    monkeypatch.setattr(predict, "write_atomic", disk_fills_at_the_fourth_part)
+    out = tmp_path / "out.csv"
+    code, _, err = run_cli("predict", model_path, tmp_path / "in.csv", "-o", out, *arguments)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "Prediction stopped: the disk is full writing" in err
+    assert "The 3 chunks finished are kept in" in err and "--resume" in err
+    assert not out.exists()
+    monkeypatch.setattr(predict, "write_atomic", real_write)
+    code, _, err = run_cli(
+        "predict", model_path, tmp_path / "in.csv", "-o", out, *arguments, "--resume"
+    )
+    assert code == 0, err
+    assert out.read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+
+@pytest.mark.parametrize("command", ["train", "predict"])
+def test_a_header_naming_a_column_twice_is_refused_with_its_places(
+    tmp_path, tracking, run_cli, model_path, command
+):
+    # Before: accepted, and the first of the two columns silently used.
+    path = tmp_path / "twice.csv"
+    if command == "train":
+        path.write_text(
+            "id,sentence,target,stance,confidence,sentence\n"
+            "1,The strikes were lawful.,Iran,FAVOR,1.0,The strikes were reckless.\n"
+        )
+        argv = ["train", SAMPLE, "--data-dir", tmp_path, "--set", 'data.path="twice.csv"']
+        column, places = "sentence", "2, 6"
+    else:
+        path.write_text("text,target,text\nThe strikes were lawful.,Iran,They were reckless.\n")
+        argv = ["predict", model_path, path, "-o", tmp_path / "out.csv"]
+        column, places = "text", "1, 3"
+    code, _, err = run_cli(*argv)
+    assert code == 2, err
+    assert err.strip().splitlines()[-1] == (
+        f"error: {path}, line 1: the header names the column {column!r} 2 times (columns "
+        f"{places}), so which one to read is unclear; rename the others."
+    )
+    assert not (tmp_path / "out.csv").exists()

@@ -601,6 +601,47 @@ def test_an_output_or_rejects_file_that_names_the_input_is_refused(
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.parametrize(
+    "model_as, destination",
+    [
+        ("folder", "-o {model}"),
+        ("folder", "-o {model}/manifest.json"),
+        ("folder", "-o {model}/arrays.safetensors"),
+        ("folder", "-o {model}/sub/out.csv"),
+        ("folder", "-o {tmp}/out.csv --rejects {model}/rejects.csv"),
+        ("manifest", "-o {model}/manifest.json"),
+        ("manifest", "-o {model}/out.csv"),
+    ],
+)
+def test_an_output_or_rejects_file_that_is_the_model_or_inside_it_is_refused(
+    model_path, sentences_csv, tmp_path, run_cli, model_as, destination
+):
+    # The finding: `stance predict m.pkl in.csv -o m.pkl` replaced the model with predictions.
+    before = {p: p.read_bytes() for p in model_path.rglob("*") if p.is_file()}
+    model = model_path if model_as == "folder" else model_path / "manifest.json"
+    arguments = destination.format(model=model_path, tmp=tmp_path).split()
+    code, out, err = run_cli(
+        "predict", model, sentences_csv, *arguments, "--text-column", "sentence", "--format", "csv"
+    )
+    assert code == 2 and err.count("\n") == 1, err
+    assert "would damage the model" in err and "nothing was read or written" in err
+    assert {p: p.read_bytes() for p in model_path.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_an_output_beside_a_model_file_is_written(model_path, sentences_csv, tmp_path, run_cli):
+    # Only the model and its own folder are out of bounds, not the folder the model lies in.
+    code, _, err = run_cli(
+        "predict",
+        model_path / "manifest.json",
+        sentences_csv,
+        "-o",
+        model_path.parent / "beside.csv",
+    )
+    assert code == 0, err
+    assert (model_path.parent / "beside.csv").exists()
+
+
 def test_an_unbalanced_quote_is_rejected_with_the_lines_it_spans(model_path, tmp_path):
     # A lenient CSV parser reads lines 3-5 as one text, and line 7 to the end of the file, silently.
     path = tmp_path / "in.csv"

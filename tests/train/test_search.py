@@ -12,7 +12,9 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import assert_distinct_trials_that_rerun_exactly
 from train.cli import main
+from train.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = str(REPO / "experiments" / "sample.toml")
@@ -25,6 +27,14 @@ def run_main(*argv) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
     return code, out.getvalue(), err.getvalue()
+
+
+def _train(overrides: list[str]) -> float:
+    """The validation macro-F1 of `stance train` on the sample with ``overrides``."""
+    code, out, err = run_main("train", SAMPLE, "--data-dir", DATA, *FAST, *overrides)
+    assert code == 0, err
+    run_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("run_id: "))
+    return MlflowClient().get_run(run_id).data.metrics["valid_macro_f1"]
 
 
 def children(parent: str) -> list:
@@ -236,6 +246,7 @@ def test_two_processes_share_one_sqlite_study(tracking, search_command, tmp_path
     numbers = sorted(t.number for t in study.trials)
     assert numbers == list(range(6))  # none lost, none duplicated
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert_distinct_trials_that_rerun_exactly(study, Config.from_toml(SAMPLE).seed, _train)
     code, _, err = run_main(
         "search",
         SAMPLE,

@@ -4,6 +4,7 @@ processes sharing one Optuna study on PostgreSQL."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -12,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import assert_distinct_trials_that_rerun_exactly
 from tests.servers import missing_postgres, mlflow_server, postgres
+from train.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = str(REPO / "experiments" / "sample.toml")
@@ -28,7 +31,7 @@ def databases():
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        problem = problem or "psycopg is missing (uv sync --extra postgres)"
+        problem = problem or "psycopg is missing (python3 -m uv sync --frozen --all-extras)"
     if problem:
         if os.environ.get("CI") == "true":
             pytest.fail(problem)
@@ -101,7 +104,17 @@ def test_runs_through_the_server_log_everything_and_every_command_reads_them(
     assert "identical metrics" in out
 
 
-def test_two_searches_share_one_study_on_postgres(served, databases, search_command, tmp_path):
+def _train_sample(run_cli, overrides: list[str]) -> float:
+    from mlflow.tracking import MlflowClient
+
+    code, out, err = run_cli("train", SAMPLE, "--data-dir", DATA, *FAST, *overrides)
+    assert code == 0, err
+    return MlflowClient().get_run(run_id(out)).data.metrics["valid_macro_f1"]
+
+
+def test_two_searches_share_one_study_on_postgres(
+    served, databases, search_command, tmp_path, run_cli
+):
     storage = databases["optuna"]
     command = search_command(storage, "team")
     processes = [
@@ -119,6 +132,9 @@ def test_two_searches_share_one_study_on_postgres(served, databases, search_comm
     study = optuna.load_study(study_name="team", storage=storage)
     assert sorted(t.number for t in study.trials) == list(range(6))  # none lost, none twice
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert_distinct_trials_that_rerun_exactly(
+        study, Config.from_toml(SAMPLE).seed, functools.partial(_train_sample, run_cli)
+    )
     bests = [re.search(r"^best: .*$", out, re.MULTILINE).group(0) for out, _ in outputs]
     assert bests[0] == bests[1]
     assert f"{study.best_value:.4f}" in bests[0]
