@@ -11,8 +11,10 @@ Run on demand, not in the test suite:
 ``stance train``). For each run: its ``model.pkl`` is read through the old allow-list
 (``train.pickled``), written as a model folder, and both are timed loading (median of
 ``--repeats`` loads in this one process, alternating pickle and folder) and measured on disk.
-Then both predict the run's own dataset (up to ``--rows`` rows, ``--encoder-rows`` for models
-that run the sentence encoder) and every label and probability is compared bit for bit.
+Then both predict ``--rows`` rows of the run's own dataset (``--encoder-rows`` for models that
+run the sentence encoder; a smaller dataset is topped up with distinct texts made from its own,
+each joined with the first words of another) and every label and probability is compared bit
+for bit.
 With ``--old-checkout`` (a ``git worktree`` of that earlier commit, whose ``stance`` read
 pickles), two more checks run the two trees' own ``stance predict`` as subprocesses:
 
@@ -62,8 +64,15 @@ def _rows(model, limit: int):
     data_dir = Path(os.environ.get("STANCE_DATA_DIR", REPO / "data"))
     if config.data.path.startswith("sample/"):
         data_dir = REPO / "data"
-    rows = load_dataset(config.data, data_dir).rows
-    return rows.iloc[:limit][["text", "target"]].reset_index(drop=True)
+    rows = load_dataset(config.data, data_dir).rows[["text", "target"]]
+    if len(rows) < limit:
+        # A dataset smaller than the limit is topped up with distinct texts of its own: each of
+        # its texts joined with the first words of another, under the first one's target.
+        from speed_tiers import distinct_rows
+
+        more = distinct_rows(rows["text"].tolist(), rows["target"].tolist(), limit - len(rows))
+        rows = pd.concat([rows, more[["text", "target"]]], ignore_index=True)
+    return rows.iloc[:limit].reset_index(drop=True)
 
 
 def _stance(tree: Path, args: list[str]) -> float:
