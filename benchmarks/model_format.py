@@ -172,6 +172,16 @@ def measure(name: str, pickle_path: Path, out: Path, rows: int, repeats: int) ->
         StanceModel.load(folder)
         folder_s.append(time.perf_counter() - started)
     new = StanceModel.load(folder)
+    if not rows:  # --loads-only
+        return {
+            "model": name,
+            "pickle_load_s": statistics.median(pickle_s),
+            "folder_load_s": statistics.median(folder_s),
+            "pickle_mb": _size(pickle_path) / 1e6,
+            "folder_mb": _size(folder) / 1e6,
+            "rows": 0,
+            "identical": None,
+        }
     frame = _rows(old, rows)
     before, after = old.predict(frame), new.predict(frame)
     return {
@@ -233,6 +243,11 @@ def main() -> None:
     parser.add_argument("--throughput", nargs="*", default=[], metavar="NAME")
     parser.add_argument("--throughput-rows", type=int, default=200_000)
     parser.add_argument("--throughput-repeats", type=int, default=3)
+    parser.add_argument(
+        "--loads-only",
+        action="store_true",
+        help="time loads and sizes only (seconds, where predictions take half an hour)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     out = REPO / "benchmarks" / "out" / "model_format"
@@ -243,14 +258,14 @@ def main() -> None:
     results, speeds = [], []
     for name, (pickle_path, uses_encoder) in pickles.items():
         rows = args.encoder_rows if uses_encoder else args.rows
-        result = measure(name, pickle_path, out, rows, args.repeats)
-        if args.old_checkout:
+        result = measure(name, pickle_path, out, 0 if args.loads_only else rows, args.repeats)
+        if args.old_checkout and not args.loads_only:
             result["documents_identical"] = same_documents(
                 name, pickle_path, out / name, args.old_checkout.resolve(), out
             )
         results.append(result)
         print(json.dumps(result), flush=True)
-    for name in args.throughput:
+    for name in [] if args.loads_only else args.throughput:
         pickle_path = pickles[name][0]
         speeds.append(
             throughput(
@@ -275,7 +290,7 @@ def main() -> None:
             f"| {r['model']} | {r['pickle_load_s']:.3f} | {r['folder_load_s']:.3f} | "
             f"{r['folder_load_s'] / r['pickle_load_s']:.2f}x | {r['pickle_mb']:.2f} | "
             f"{r['folder_mb']:.2f} | {r['folder_mb'] / r['pickle_mb']:.2f}x | {r['rows']:,} | "
-            f"{'yes' if r['identical'] else 'NO'} | {documents} |"
+            f"{ {True: 'yes', False: 'NO', None: 'not run'}[r['identical']] } | {documents} |"
         )
     if speeds:
         print("\n| model | rows | pickle rows/s | folder rows/s | ratio | same output |")
