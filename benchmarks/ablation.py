@@ -54,7 +54,8 @@ def _only_word_ngrams(config) -> list[str]:
 def _run(experiment: Path, overrides: list[str], data_dir: str, tag: str) -> dict:
     from features import embeddings
     from train.config import Config
-    from train.data import data_root, load_dataset, split_dataset
+    from train.data import load_dataset, split_dataset
+    from train.sources import data_root
     from train.training import train
 
     config = Config.from_toml(experiment, overrides)

@@ -30,8 +30,9 @@ import pandas as pd
 from train import documents as docs
 from train.artifact import open_model
 from train.config import Config
-from train.data import data_root, load_dataset
+from train.data import load_dataset
 from train.metrics import compute_metrics
+from train.sources import data_root
 
 REPO = Path(__file__).resolve().parents[1]
 ARTICLES = REPO.parent / "shared" / "documents"

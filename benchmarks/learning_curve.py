@@ -54,9 +54,10 @@ from joblib import Parallel, delayed  # noqa: E402
 
 from train import tracking  # noqa: E402
 from train.config import PUBLIC_LABELS, Config  # noqa: E402
-from train.data import data_root, load_dataset  # noqa: E402
+from train.data import load_dataset  # noqa: E402
 from train.metrics import compute_metrics  # noqa: E402
 from train.selection import pick  # noqa: E402
+from train.sources import data_root  # noqa: E402
 from train.training import fit_stance_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

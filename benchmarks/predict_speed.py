@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 from speed_tiers import distinct_rows  # noqa: E402
 
 from train.config import Config  # noqa: E402
-from train.data import data_root, load_dataset, split_dataset  # noqa: E402
+from train.data import load_dataset, split_dataset  # noqa: E402
 from train.models import (  # noqa: E402
     StanceModel,
     build_model,
@@ -53,6 +53,7 @@ from train.models import (  # noqa: E402
     needs_target,
     runtime_versions,
 )
+from train.sources import data_root  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out"
 MODELS = {

@@ -35,7 +35,7 @@ from speed_tiers import distinct_rows  # noqa: E402
 from features.gramindex import GramIndex  # noqa: E402
 from features.ngrams import WordNgrams  # noqa: E402
 from features.text import Tokenizer  # noqa: E402
-from train.data import data_root  # noqa: E402
+from train.sources import data_root  # noqa: E402
 
 BATCH = 10_000
 

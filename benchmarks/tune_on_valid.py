@@ -19,8 +19,9 @@ import statistics
 import time
 
 from train.config import Config
-from train.data import data_root, load_dataset, split_dataset
+from train.data import load_dataset, split_dataset
 from train.metrics import compute_metrics
+from train.sources import data_root
 from train.training import fit_stance_model
 
 

@@ -1,26 +1,36 @@
-"""The feature pipeline: scikit-learn transformers over a DataFrame of ``text`` and ``target``."""
+"""The feature pipeline: scikit-learn transformers over a DataFrame of ``text`` and ``target``.
 
-from features.embeddings import SentenceEmbeddings
-from features.lexicon import SentimentLexicon
-from features.ngrams import CharNgrams, TargetNgrams, WordNgrams
-from features.pipeline import FEATURE_STEPS, build_features, register_step
-from features.static import StaticEmbeddings
-from features.style import StyleFeatures
-from features.target import TargetRelatedness, TargetSpecificCopies
-from features.text import Tokenizer
+The names below are imported on first use (PEP 562), not with the package: importing
+``features.steps`` for the step names must not import scikit-learn, so that the CLI can check
+an experiment's step names in milliseconds.
+"""
 
-__all__ = [
-    "CharNgrams",
-    "FEATURE_STEPS",
-    "SentenceEmbeddings",
-    "SentimentLexicon",
-    "StaticEmbeddings",
-    "StyleFeatures",
-    "TargetNgrams",
-    "TargetRelatedness",
-    "TargetSpecificCopies",
-    "Tokenizer",
-    "WordNgrams",
-    "build_features",
-    "register_step",
-]
+import importlib
+
+_HOMES = {
+    "CharNgrams": "features.ngrams",
+    "FEATURE_STEPS": "features.pipeline",
+    "SentenceEmbeddings": "features.embeddings",
+    "SentimentLexicon": "features.lexicon",
+    "StaticEmbeddings": "features.static",
+    "StyleFeatures": "features.style",
+    "TargetNgrams": "features.ngrams",
+    "TargetRelatedness": "features.target",
+    "TargetSpecificCopies": "features.target",
+    "Tokenizer": "features.text",
+    "WordNgrams": "features.ngrams",
+    "build_features": "features.pipeline",
+    "register_step": "features.pipeline",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'features' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

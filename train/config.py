@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -24,6 +25,7 @@ from typing import Any
 
 import tomli_w
 
+from features.steps import BUILTIN_STEPS
 from train.errors import ConfigError
 
 TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
@@ -238,13 +240,8 @@ class ModelConfig(_Section):
     prior_weight: float = _f(float)
 
     def __post_init__(self):
-        # Imported here, not at the top: they import scikit-learn (2 s), which `stance --help`
-        # and the CLI's argument errors, importing this module for GROUPINGS, should not pay.
-        from train.classifiers import CLASSIFIERS
-
         _choice("model.strategy", self.strategy, STRATEGIES)
-        _choice("model.classifier", self.classifier, sorted(CLASSIFIERS))
-        _check_kwargs(f"model.clf (for {self.classifier})", CLASSIFIERS[self.classifier], self.clf)
+        _choice("model.classifier", self.classifier, classifier_names())
         if not self.shared_weight > 0:
             raise ConfigError(
                 f"model.shared_weight must be a positive number, found {self.shared_weight}."
@@ -258,6 +255,11 @@ class ModelConfig(_Section):
             raise ConfigError(
                 f"model.prior_weight must be a positive number, found {self.prior_weight}."
             )
+        # Last, and imported here rather than at the top: the classes import scikit-learn (1-2 s),
+        # which `stance --help` and every mistake found above should not wait for.
+        from train.classifiers import CLASSIFIERS
+
+        _check_kwargs(f"model.clf (for {self.classifier})", CLASSIFIERS[self.classifier], self.clf)
 
 
 def _check_kwargs(where: str, cls, params: Mapping):
@@ -267,6 +269,62 @@ def _check_kwargs(where: str, cls, params: Mapping):
             close = difflib.get_close_matches(key, accepted, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"Unknown parameter {key!r} in {where}; accepted: {accepted}.{hint}")
+
+
+# The built-in classifiers' names, checked before scikit-learn is imported. train.classifiers maps
+# them to their classes (a test holds the two equal); register_classifier adds names there.
+BUILTIN_CLASSIFIERS = (
+    "logreg",
+    "linear_svm",
+    "nbsvm",
+    "complement_nb",
+    "multinomial_nb",
+    "bernoulli_nb",
+)
+
+
+def step_names() -> list[str]:
+    """The feature steps an experiment may name: the built-in ones, and those registered, which
+    exist only once features.pipeline (where register_step lives) has been imported."""
+    pipeline = sys.modules.get("features.pipeline")
+    return sorted(pipeline.FEATURE_STEPS if pipeline else BUILTIN_STEPS)
+
+
+def classifier_names() -> list[str]:
+    """The classifiers an experiment may name, as :func:`step_names` does for steps."""
+    classifiers = sys.modules.get("train.classifiers")
+    return sorted(classifiers.CLASSIFIERS if classifiers else BUILTIN_CLASSIFIERS)
+
+
+def _read_experiment(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"Experiment file {path} does not exist; the experiments/ folder lists the ones "
+            "that do."
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder; expected an experiment file (.toml).") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}.") from None
+    raw.setdefault("name", path.stem)
+    return raw
+
+
+def _merged(experiment: Mapping, overrides) -> dict:
+    """Defaults, then the experiment, then the overrides; steps switched on with ``true`` get
+    their defaults, steps switched off with ``false`` are dropped."""
+    merged = _merge(copy.deepcopy(DEFAULTS), experiment)
+    for override in overrides:
+        _apply_override(merged, override)
+    merged["features"] = {
+        k: _step_defaults(k) if v is True else v
+        for k, v in merged["features"].items()
+        if v is not False
+    }
+    return merged
 
 
 @dataclass(frozen=True)
@@ -293,6 +351,10 @@ class Config(_Section):
     @classmethod
     def from_dict(cls, raw: Mapping, where: str = ""):
         raw = dict(raw)
+        # Step names first: a typo there is found without importing a step.
+        if isinstance(raw.get("features"), Mapping):
+            for step in raw["features"]:
+                _choice("a [features] step", step, step_names())
         sections = {"data": DataConfig, "split": SplitConfig, "model": ModelConfig}
         for key, section in sections.items():
             if key in raw:
@@ -318,7 +380,7 @@ class Config(_Section):
                 f"[features] enables no step; enable at least one of {sorted(FEATURE_STEPS)}."
             )
         for step, params in self.features.items():
-            _choice("a [features] step", step, sorted(FEATURE_STEPS))
+            _choice("a [features] step", step, step_names())
             if not isinstance(params, Mapping):
                 raise ConfigError(
                     f"features.{step} must be a table of its parameters, or true / false to switch "
@@ -353,30 +415,19 @@ class Config(_Section):
 
     @classmethod
     def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> Config:
-        path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"Experiment file {path} does not exist; the experiments/ folder lists the ones "
-                "that do."
-            ) from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path} is not valid TOML: {error}.") from None
-        raw.setdefault("name", path.stem)
-        return cls.from_layers(raw, overrides)
+        return cls.from_layers(_read_experiment(path), overrides)
 
     @classmethod
     def from_layers(cls, experiment: Mapping, overrides: list[str] = ()) -> Config:
-        merged = _merge(copy.deepcopy(DEFAULTS), experiment)
-        for override in overrides:
-            _apply_override(merged, override)
-        merged["features"] = {
-            k: _step_defaults(k) if v is True else v
-            for k, v in merged["features"].items()
-            if v is not False
-        }
-        return cls.from_dict(merged)
+        return cls.from_dict(_merged(experiment, overrides))
+
+    @staticmethod
+    def data_from_toml(path: str | Path, overrides: list[str] = ()) -> DataConfig:
+        """The experiment's ``[data]`` section alone, resolved and checked as in the whole
+        config: a command checks the files it names before the rest of the config, whose
+        checks import scikit-learn."""
+        merged = _merged(_read_experiment(path), overrides)
+        return DataConfig.from_dict(_check_type("data", merged["data"], Mapping), "data.")
 
     def to_dict(self) -> dict:
         out = {}
@@ -471,8 +522,6 @@ def _step_defaults(step: str) -> dict:
 
 
 def _apply_override(merged: dict, override: str):
-    from features.pipeline import FEATURE_STEPS
-
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ConfigError(
@@ -484,12 +533,12 @@ def _apply_override(merged: dict, override: str):
         step, _, param = key.partition("__")
         if step == "clf":
             path = ["model", "clf", param]
-        elif step in FEATURE_STEPS:
+        elif step in step_names():
             path = ["features", step, param]
         else:
             raise ConfigError(
                 f"Override {key!r}: {step!r} is not a pipeline step; steps are 'clf' and "
-                f"{sorted(FEATURE_STEPS)}."
+                f"{step_names()}."
             )
     else:
         path = key.split(".")

@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
-from train import schema, tracking, workers
+from train import progress, schema, tracking, workers
 from train.config import GROUPINGS, Config
-from train.data import check_training_labels, data_root, load_dataset, split_dataset
+from train.data import check_training_labels, load_dataset, split_dataset
 from train.duplicates import copy_groups
 from train.errors import ConfigError, DataError
 from train.metrics import compute_metrics
 from train.models import check_parameters
+from train.sources import data_root
 
 HASHTAG = re.compile(r"#\w+")
 
@@ -111,7 +112,13 @@ def folds(
 
 
 def cross_validate(
-    config: Config, frame: pd.DataFrame, k: int, grouping: str = "none", log=None, jobs: int = 1
+    config: Config,
+    frame: pd.DataFrame,
+    k: int,
+    grouping: str = "none",
+    log=None,
+    jobs: int = 1,
+    bar=None,
 ) -> tuple[list[dict], np.ndarray]:
     """Metrics of each fold's held-out rows, and every row's out-of-fold label.
 
@@ -135,6 +142,8 @@ def cross_validate(
                 f"fold {number}/{k}: {name} {per_fold[-1][name]:.4f}, {len(train_rows)} rows "
                 f"fitted, {seconds:.1f}s"
             )
+        if bar is not None:
+            bar.update(1)
 
     # The config does not pickle, so folds run in parallel only where workers are forked.
     parallel = jobs > 1 and workers.can_fork()
@@ -212,6 +221,7 @@ def run_cv(
     data_dir: str | None = None,
     log=print,
     jobs: int = 1,
+    show_progress: bool | None = False,
 ) -> CVResult:
     """Cross-validate an experiment on its training split and log the result as an MLflow run."""
     check_counts(k, jobs)
@@ -239,7 +249,11 @@ def run_cv(
     with tracking.command_run(config.name, results, {schema.CV: f"{k}-fold, {grouping}"}) as run_id:
         tracking.log_config(config)
         tracking.log_data(data, {"train": frame}, root)
-        per_fold, out_of_fold = cross_validate(config, frame, k, grouping, log, jobs)
+        bar = progress.bar(show_progress, k, "folds", "cross-validating", log)
+        try:
+            per_fold, out_of_fold = cross_validate(config, frame, k, grouping, bar.log, jobs, bar)
+        finally:
+            bar.close()
         predictions = results["predictions"] = pd.DataFrame(
             {"id": frame["id"], "label": frame["label"], "predicted": out_of_fold}
         )

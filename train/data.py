@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -27,6 +26,7 @@ from train import tables
 from train.config import DataConfig, SplitConfig, labels_for
 from train.duplicates import copy_groups
 from train.errors import DataError
+from train.sources import check_columns, column_mapping, table_files
 
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {
@@ -49,13 +49,6 @@ SEMEVAL_TARGETS = {
     "feminist": "Feminist Movement",
     "hillary": "Hillary Clinton",
 }
-
-
-def data_root(cli_value: str | None = None) -> Path:
-    """The folder experiment paths are relative to: ``--data-dir``, else ``$STANCE_DATA_DIR``, else
-    ``./data``.
-    """
-    return Path(cli_value or os.environ.get("STANCE_DATA_DIR") or "data")
 
 
 @dataclass
@@ -119,47 +112,6 @@ def _records(
     return out
 
 
-# The files a folder named in data.path contributes, by data.format.
-TABLE_SUFFIXES = {
-    "csv": (".csv",),
-    "tsv": (".tsv", ".tab"),
-    "jsonl": (".jsonl", ".ndjson"),
-    "parquet": (".parquet",),
-}
-
-
-def table_files(config: DataConfig, root: Path) -> list[Path]:
-    """Every file ``data.path`` names, in order: a file as given, a folder as its files of the
-    experiment's format, sorted by name (so a folder of annotation rounds reads the same way on
-    every machine)."""
-    files: list[Path] = []
-    for given in config.paths:
-        path = root / given
-        if path.is_dir():
-            suffixes = TABLE_SUFFIXES[config.format]
-            found = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes
-            )
-            if not found:
-                raise DataError(
-                    f"{path}: the folder holds no {config.format} files (names ending in "
-                    f"{' or '.join(suffixes)}). Fix: put the annotated files there, or name the "
-                    "files themselves in data.path."
-                )
-            files += found
-        else:
-            files.append(path)
-    seen: set[Path] = set()
-    for path in files:
-        key = path.resolve()
-        if key in seen:
-            raise DataError(
-                f"{path} is named twice by data.path {list(config.paths)}; each file is read once."
-            )
-        seen.add(key)
-    return files
-
-
 def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[SourceFile]]:
     """CSV, TSV, JSONL or Parquet files with the columns named in ``data.columns``: one file, or
     several (a list, or a folder) read as one dataset, every row keeping its own file and line."""
@@ -173,30 +125,8 @@ def load_table(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Sourc
 
 def _load_table_file(config: DataConfig, path: Path) -> tuple[pd.DataFrame, SourceFile]:
     frame, problems, found = read_table(path, config.format)
-    # weight and split are experiment-file fields only, so they are not command-line ColumnNames.
-    named = tables.ColumnNames.from_mapping(config.columns)
-    mapping = {name: named.column(name) for name in tables.COLUMN_OPTIONS}
-    mapping.update({name: config.columns.get(name, name) for name in ("weight", "split")})
-    required = ["text", "label"] + ([] if config.target else ["target"])
-    for name in required:
-        if mapping[name] not in frame.columns:
-            raise DataError(
-                f"{path}: missing column {mapping[name]!r} (the {name} column). Found columns "
-                f"{found}.{tables.separator_hint(found, config.format)} "
-                "Fix: rename the column in the file or map it in the experiment, e.g. "
-                f'[data.columns] {name} = "<your column>"'
-                + (
-                    '; or give every row one target with data.target = "...".'
-                    if name == "target"
-                    else "."
-                )
-            )
-    for name in ("id", "weight", "split"):
-        if name in config.columns and mapping[name] not in frame.columns:
-            raise DataError(
-                f"{path}: data.columns.{name} names column {mapping[name]!r}, which is not in the "
-                f"file. Found columns {found}."
-            )
+    mapping = column_mapping(config)
+    check_columns(config, path, found)
     if not config.use_weights:
         mapping.pop("weight")
     records = _records(frame, problems, str(path), mapping)

@@ -12,7 +12,7 @@ import pandas as pd
 from train import schema, tracking
 from train.artifact import open_model
 from train.config import Config, DataConfig
-from train.data import data_root, load_dataset, split_dataset
+from train.data import load_dataset, split_dataset
 from train.errors import ConfigError, DataError
 from train.metrics import (
     bootstrap_interval,
@@ -23,6 +23,7 @@ from train.metrics import (
     report_text,
 )
 from train.report import confusion_figure
+from train.sources import data_root
 from train.tables import COLUMN_OPTIONS, ColumnNames, Table, format_of, separator_hint
 
 # --------------------------------------------------------------------------- `stance evaluate`

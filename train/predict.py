@@ -39,7 +39,7 @@ import pandas as pd
 
 from train import documents as docs
 from train import explain as explanations
-from train import workers
+from train import progress, workers
 from train.artifact import LoadedModel, open_model
 from train.errors import DataError, StanceError
 from train.modelfile import MANIFEST
@@ -127,6 +127,22 @@ class Chunk:
     frame: pd.DataFrame  # line, id, text, target of rows to predict
     rejects: pd.DataFrame  # line, id, reason, text
     rows_read: int
+    # How far into the input this chunk ends, in the unit of the input's extent (bytes, Parquet
+    # rows or documents): what a progress bar counts.
+    position: int = 0
+
+
+@dataclass
+class Chunks:
+    """An input's chunks, and how much input there is, for a progress bar: ``extent`` in
+    ``unit`` (None where unknown: stdin)."""
+
+    chunks: Iterator[Chunk]
+    extent: int | None
+    unit: str
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return iter(self.chunks)
 
 
 def _one_object_per_value(values: list[str]) -> pd.Series:
@@ -160,7 +176,7 @@ def _suspect_rows(batch, texts: list, targets: list | None) -> list[int]:
 
 def sentence_chunks(
     source: str, options: PredictOptions, needs_target: bool
-) -> tuple[list[str], Iterator[Chunk]]:
+) -> tuple[list[str], Chunks]:
     """Open the input (checking its columns now) and return a generator of chunks."""
     fmt = format_of(source, options.input_format)
     table = Table(source, fmt, options.chunk_size)
@@ -262,12 +278,18 @@ def sentence_chunks(
                         "target": _one_object_per_value(targets),
                     }
                 )
-                yield Chunk(index, frame, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(batch))
+                yield Chunk(
+                    index,
+                    frame,
+                    pd.DataFrame(rejects, columns=REJECT_COLUMNS),
+                    len(batch),
+                    table.position(),
+                )
         if index < 0:  # an input with a header and no rows still gets an output with a header
             empty = pd.DataFrame({"line": [], "id": [], "text": [], "target": []})
             yield Chunk(0, empty, pd.DataFrame(columns=REJECT_COLUMNS), 0)
 
-    return table.columns, generate()
+    return table.columns, Chunks(generate(), *table.extent())
 
 
 def check_document_target(options: PredictOptions, needs_target: bool) -> None:
@@ -279,12 +301,14 @@ def check_document_target(options: PredictOptions, needs_target: bool) -> None:
 
 def document_chunks(
     source: str, options: PredictOptions, needs_target: bool
-) -> tuple[list[Path], Iterator[Chunk]]:
+) -> tuple[list[Path], Chunks]:
     """List the documents now (a bad path fails before any output exists) and return
     their files and a generator of chunks that reads each document in its turn."""
     check_document_target(options, needs_target)
     documents = docs.document_sources(source)
-    return [file for _, file in documents if file is not None], _document_chunks(documents, options)
+    return [file for _, file in documents if file is not None], Chunks(
+        _document_chunks(documents, options), len(documents), "documents"
+    )
 
 
 def _document_chunks(
@@ -306,7 +330,11 @@ def _document_chunks(
             target=options.target or ""
         )
         yield Chunk(
-            index, frame, pd.DataFrame(rejects, columns=REJECT_COLUMNS), len(kept) + len(rejects)
+            index,
+            frame,
+            pd.DataFrame(rejects, columns=REJECT_COLUMNS),
+            len(kept) + len(rejects),
+            min(start + per_chunk, len(documents)),
         )
 
 
@@ -449,6 +477,7 @@ def _run_chunk(task) -> dict:
         "rejected": len(rejects),
         "sentences": sentences,
         "forwarded": forwarded,
+        "position": chunk.position,
     }
     counts["unseen_targets"] = _model().unseen_targets(
         out.loc[out["level"] == "document", "target"]
@@ -589,7 +618,15 @@ def predict_file(
     _refuse_to_overwrite(source, output, rejects_path, model_location(model))
     _check_destinations(output, rejects_path)
     workers.keep_freed_memory()
-    loaded = model if isinstance(model, LoadedModel) else open_model(model)
+    # Shown from the start: loading an accurate model takes seconds.
+    unit = _extent_unit(source, options)
+    size = Path(source).stat().st_size if unit == "bytes" and Path(source).is_file() else None
+    bar = progress.bar(options.progress, size, unit, "loading the model")
+    try:
+        loaded = model if isinstance(model, LoadedModel) else open_model(model)
+    except BaseException:
+        bar.close()
+        raise
     stance_model = loaded.model
     if options.explain:
         explanations.check_explainable(stance_model)
@@ -625,7 +662,9 @@ def predict_file(
     jobs = options.jobs or os.cpu_count() or 1
     summary = PredictSummary()
     unseen = Counter()  # rows per target a per-target model has no weights for
-    progress = _progress(options.progress, "documents" if options.documents else "rows")
+    bar.total = chunks.extent
+    bar.set_description_str("predicting")
+    started_rows = time.perf_counter()
     stdout = sys.stdout.buffer if to_stdout else None
     written = 0
     try:
@@ -645,12 +684,20 @@ def predict_file(
             summary.sentences += counts["sentences"]
             summary.forwarded += counts.get("forwarded", 0)  # parts of older runs lack it
             unseen.update(counts.get("unseen_targets", {}))
-            progress.update(counts["rows_read"])
+            bar.update(counts.get("position", bar.n) - bar.n)
+            # The bar counts bytes (or documents); what a reader wants besides is rows.
+            rate = summary.rows_read / max(time.perf_counter() - started_rows, 1e-9)
+            bar.set_postfix_str(
+                f"{summary.sentences:,} sentences"
+                if options.documents
+                else f"{summary.rows_read:,} rows, {rate:,.0f} rows/s",
+                refresh=False,
+            )
             if stdout is not None:
                 _join_parts([work / f"{written:08d}.out"], stdout, fmt, header=written == 0)
                 stdout.flush()
                 written += 1
-        progress.close()
+        bar.close()
         if (
             summary.predicted + summary.rejected != summary.rows_read
         ):  # pragma: no cover - an invariant
@@ -666,7 +713,7 @@ def predict_file(
         )
         shutil.rmtree(work)
     except BaseException as error:
-        progress.close()
+        bar.close()
         for temporary in work.glob("*.tmp") if work.exists() else ():
             temporary.unlink()
         if to_stdout or source == "-":
@@ -850,19 +897,11 @@ def _default_rejects(output: str) -> str:
     return str(path.with_name(path.name.split(".")[0] + ".rejects.csv"))
 
 
-class _Quiet:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(enabled: bool | None, unit: str):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return _Quiet()
-    from tqdm import tqdm
-
-    return tqdm(unit=f" {unit}", unit_scale=True, file=sys.stderr, smoothing=0.1)
+def _extent_unit(source: str, options: PredictOptions) -> str:
+    """What a prediction's progress counts: documents, a Parquet file's rows, or bytes."""
+    if options.documents:
+        return "documents"
+    try:
+        return "rows" if format_of(source, options.input_format) == "parquet" else "bytes"
+    except DataError:  # reported in its turn, once the model is loaded
+        return "bytes"

@@ -14,9 +14,10 @@ import pandas as pd
 
 from train import schema, tracking
 from train.config import Config
-from train.data import data_root, load_dataset
+from train.data import load_dataset
 from train.errors import DataError, StanceError
 from train.metrics import paired_bootstrap
+from train.sources import data_root
 
 KEY_PARAMS = ("model.strategy", "model.classifier")
 # A run the store calls RUNNING whose process has ended without closing it (SIGKILL, a crash,

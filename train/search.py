@@ -18,12 +18,13 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from train import crossval, schema, tracking
+from train import crossval, progress, schema, tracking
 from train.config import Config
-from train.data import check_training_labels, data_root, load_dataset, split_dataset
+from train.data import check_training_labels, load_dataset, split_dataset
 from train.errors import ConfigError
 from train.metrics import compute_metrics, metric_names
 from train.models import check_parameters, runtime_versions
+from train.sources import data_root
 from train.training import fit_stance_model
 
 
@@ -179,6 +180,7 @@ def run_search(
     data_dir: str | None = None,
     log=print,
     group_by: str | None = None,
+    show_progress: bool | None = False,
 ) -> SearchResult:
     crossval.check_counts(cv, jobs)
     base = Config.from_toml(experiment, list(overrides))
@@ -252,7 +254,16 @@ def run_search(
             log(f"trial {trial.number}: {metric} {metrics[metric]:.4f} {params}")
             return metrics[metric]
 
-        study.optimize(objective, n_trials=trials, n_jobs=trial_jobs)
+        bar = progress.bar(show_progress, trials, "trials", "searching", log)
+        log = bar.log  # lines above the bar, not through it
+
+        def advance(study, trial) -> None:
+            bar.update(1)
+
+        try:
+            study.optimize(objective, n_trials=trials, n_jobs=trial_jobs, callbacks=[advance])
+        finally:
+            bar.close()
         if storage is not None:
             _wait_for_other_processes(study, log)
         best = study.best_trial

@@ -264,6 +264,25 @@ class Table:
             except Exception as error:  # pyarrow raises several types for a damaged file
                 raise DataError(f"{self.source} could not be read as Parquet: {error}.") from None
             self.columns = list(self._parquet.schema_arrow.names)
+            self._rows_read = 0
+
+    def extent(self) -> tuple[int | None, str]:
+        """How much there is to read, for a progress bar: a file's size in bytes, a Parquet
+        file's rows, or nothing known (stdin)."""
+        if self.format == "parquet":
+            return self._parquet.metadata.num_rows, "rows"
+        if self.source == "-":
+            return None, "bytes"
+        return os.fstat(self._handle.fileno()).st_size, "bytes"
+
+    def position(self) -> int:
+        """How much of :meth:`extent` has been read: bytes (to within the reader's buffer) or
+        Parquet rows."""
+        if self.format == "parquet":
+            return self._rows_read
+        if self.source == "-":
+            return 0
+        return self._handle.buffer.tell()
 
     def close(self):
         if self._handle is not None and self.source != "-":
@@ -431,6 +450,7 @@ class Table:
                     [[None if v is None else str(v) for v in values] for values in zip(*columns)],
                     {},
                 )
+            self._rows_read = line - 1 + len(rows)
             yield Batch(list(wanted), rows, list(range(line, line + len(rows))), problems)
             line += len(rows)
 

@@ -17,12 +17,11 @@ import pandas as pd
 
 from features.base import TARGET, TEXT
 from features.pipeline import build_features
-from train import report, tracking
+from train import progress, report, tracking
 from train.artifact import open_model
 from train.config import PER_TARGET_STRATEGIES, Config
 from train.data import (
     check_training_labels,
-    data_root,
     load_dataset,
     near_duplicate_targets,
     split_dataset,
@@ -38,6 +37,7 @@ from train.models import (
     needs_target,
     runtime_versions,
 )
+from train.sources import data_root
 
 
 def fit_stance_model(
@@ -113,9 +113,39 @@ class TrainResult:
 
 
 def train(
-    config: Config, data_dir: str | Path | None = None, log=print, extra_tags: dict | None = None
+    config: Config,
+    data_dir: str | Path | None = None,
+    log=print,
+    extra_tags: dict | None = None,
+    show_progress: bool | None = False,
 ) -> TrainResult:
-    """Train, evaluate and log one experiment. Returns the run id and every metric."""
+    """Train, evaluate and log one experiment. Returns the run id and every metric.
+
+    With ``show_progress``, a bar on stderr counts the stages (reading, fitting, scoring each
+    split, logging), named as each begins, with the lines of ``log`` above it."""
+    stages = [
+        "reading the data",
+        "fitting",
+        "scoring validation",
+        *(["refitting on train + validation"] if config.model.refit_on_valid else []),
+        "scoring test",
+        "logging the run",
+    ]
+    bar = progress.bar(show_progress, len(stages), "stages", stages[0], log)
+
+    def stage(name: str) -> None:
+        bar.update(1)
+        bar.set_description_str(name)
+
+    try:
+        result = _train(config, data_dir, bar.log, extra_tags, stage)
+        bar.update(1)  # the last stage, done
+        return result
+    finally:
+        bar.close()
+
+
+def _train(config: Config, data_dir, log, extra_tags, stage) -> TrainResult:
     check_parameters(config)  # a hyperparameter no fit accepts stops here, before data or a run
     tracking.configure()  # and so does a store that cannot be opened
     root = data_root(data_dir)
@@ -161,6 +191,7 @@ def train(
         tracking.log_data(data, splits, root, repeats)
 
         # 2. Model: the pipeline the config describes, fitted on train only.
+        stage("fitting")
         labels = config.labels
         started = time.perf_counter()
         stance_model = fitted["model"] = fit_stance_model(config, splits["train"], versions)
@@ -171,6 +202,7 @@ def train(
         metrics = {"train_seconds": train_seconds}
         for split in ("valid", "test"):
             if split == "test" and config.model.refit_on_valid:
+                stage("refitting on train + validation")
                 started = time.perf_counter()
                 stance_model = fitted["model"] = fit_stance_model(
                     config,
@@ -179,6 +211,7 @@ def train(
                 )
                 metrics["refit_seconds"] = time.perf_counter() - started
                 log(f"refit on train + valid: {metrics['refit_seconds']:.1f}s")
+            stage("scoring validation" if split == "valid" else "scoring test")
             frame = splits[split]
             predictions = stance_model.predict(frame)
             predicted = predictions["label"].to_numpy()
@@ -207,6 +240,7 @@ def train(
             plt.close(figure)
 
         # 4. The report: calibration, an interval for the headline, weights, errors, model card.
+        stage("logging the run")
         test = splits["test"]
         ece, bins = report.calibration(
             test["label"], predictions.filter(like="proba_").to_numpy(), labels

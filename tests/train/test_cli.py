@@ -198,7 +198,7 @@ def test_a_target_spelt_two_ways_is_flagged_where_targets_get_their_own_weights(
 
 
 def test_bad_override_is_a_clear_error(tracking, capsys):
-    code, _, err = train(capsys, SAMPLE, "--set", "clf__Cee=1")
+    code, _, err = train(capsys, SAMPLE, "--data-dir", DATA, "--set", "clf__Cee=1")
     assert code == 2 and "Unknown parameter 'Cee'" in err
 
 
@@ -219,17 +219,16 @@ def test_bad_feature_value_is_a_clear_error_not_a_traceback(tracking, capsys):
         ("word__min_df=-5", "[features.word]"),
     ],
 )
-def test_impossible_hyperparameters_stop_before_data_or_a_run(
+def test_impossible_hyperparameters_stop_before_the_data_is_loaded_or_a_run(
     tmp_path, monkeypatch, run_cli, command, override, named
 ):
     # Before, these failed in fit, after the data was read, leaving a FAILED run in the store.
+    # Only the data file's header is read first (train.preflight), and no store is opened.
     store = tmp_path / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     monkeypatch.chdir(tmp_path)
     extra = ["--trials", "1"] if command == "search" else []
-    code, _, err = run_cli(
-        command, SAMPLE, "--data-dir", tmp_path / "no-data-here", "--set", override, *extra
-    )
+    code, _, err = run_cli(command, SAMPLE, "--data-dir", DATA, "--set", override, *extra)
     assert (
         code == 2
         and named in err

@@ -46,6 +46,22 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_progress_options(parser: argparse.ArgumentParser) -> None:
+    """--progress / --no-progress (alias --quiet): a bar on stderr, by default when stderr is a
+    terminal."""
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar with a total and an ETA (default: when stderr is a terminal)",
+    )
+    progress.add_argument(
+        "--no-progress", "--quiet", dest="progress", action="store_false", help="no progress bar"
+    )
+
+
 def progress_to_stderr(message: str) -> None:
     """Progress and notes go to stderr, so that stdout holds only the command's result."""
     print(message, file=sys.stderr)

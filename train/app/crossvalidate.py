@@ -5,6 +5,7 @@ from __future__ import annotations
 from train.app.arguments import (
     DATA_DIR_HELP,
     add_overrides,
+    add_progress_options,
     at_least_one,
     at_least_two,
     progress_to_stderr,
@@ -31,6 +32,7 @@ def add_parser(commands) -> None:
     )
     add_overrides(parser)
     parser.add_argument("--data-dir", help=DATA_DIR_HELP)
+    add_progress_options(parser)
     parser.add_argument(
         "--jobs",
         type=at_least_one,
@@ -41,6 +43,9 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
+    from train import preflight
+
+    preflight.training_data(args.experiment, args.overrides, args.data_dir)
     from train.crossval import run_cv
 
     result = run_cv(
@@ -51,6 +56,7 @@ def run(args) -> int:
         args.data_dir,
         log=progress_to_stderr,
         jobs=args.jobs,
+        show_progress=args.progress,
     )
     name = result.headline
     for number, fold in enumerate(result.per_fold, start=1):

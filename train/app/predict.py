@@ -5,6 +5,7 @@ from __future__ import annotations
 from train.app.arguments import (
     FORMATS,
     MODEL_HELP,
+    add_progress_options,
     add_reading_options,
     at_least_one,
     reading_options,
@@ -74,19 +75,16 @@ def add_parser(commands) -> None:
         "--master",
         help="Spark master URL with --engine spark (default: local[*], every core here)",
     )
-    progress = parser.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="show a progress bar (default: when stderr is a terminal)",
-    )
-    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_options(parser)
 
 
 def run(args) -> int:
+    from train import preflight
     from train.errors import StanceError
+
+    preflight.prediction_input(
+        args.model, args.input, args.text_column, args.input_format, args.documents
+    )
     from train.predict import predict_file
 
     options = reading_options(

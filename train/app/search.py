@@ -9,6 +9,7 @@ import shlex
 from train.app.arguments import (
     DATA_DIR_HELP,
     add_overrides,
+    add_progress_options,
     at_least_one,
     at_least_two,
     progress_to_stderr,
@@ -54,13 +55,17 @@ def add_parser(commands) -> None:
     )
     add_overrides(parser)
     parser.add_argument("--data-dir", help=DATA_DIR_HELP)
+    add_progress_options(parser)
 
 
 def run(args) -> int:
-    from train.search import run_search
+    from train import preflight
 
     if args.group_by and not args.cv:
         raise StanceError("--group-by groups cross-validation folds; give --cv K with it.")
+    preflight.training_data(args.experiment, args.overrides, args.data_dir)
+    from train.search import run_search
+
     result = run_search(
         args.experiment,
         args.trials,
@@ -72,6 +77,7 @@ def run(args) -> int:
         args.data_dir,
         log=progress_to_stderr,
         group_by=args.group_by,
+        show_progress=args.progress,
     )
     print(f"parent_run_id: {result.parent_run_id}")
     print(f"study: {result.study_name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from train.app.arguments import (
     MODEL_HELP,
+    add_progress_options,
     add_reading_options,
     at_least_one,
     progress_to_stderr,
@@ -55,12 +56,13 @@ def add_parser(commands) -> None:
         "--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse)"
     )
     add_reading_options(parser, "CORPUS")
+    add_progress_options(parser)
 
 
 def run(args) -> int:
     from train.selection import SelectOptions, select
 
-    read = reading_options(args, progress=False)
+    read = reading_options(args, progress=args.progress)
     options = SelectOptions(
         n=args.n,
         strategy=args.strategy,

@@ -1,0 +1,96 @@
+"""How long `stance` takes to report a common mistake, and to train the sample: this tree
+against an earlier one, in one invocation.
+
+Run on demand, not in the test suite:
+
+    python3 -m uv run --frozen --all-extras python benchmarks/startup.py --old-checkout OLD_TREE
+
+``OLD_TREE`` is a ``git worktree`` of the earlier commit. Each case runs as a fresh
+``python -m train.cli ...`` process from a scratch folder, with ``PYTHONPATH`` naming the tree,
+alternating old and new, ``--repeats`` times; the table gives the median wall seconds of each
+and their ratio. The mistakes are those of tests/train/test_startup.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cases(scratch: Path, model: Path) -> dict[str, list[str]]:
+    sample = REPO / "experiments" / "sample.toml"
+    data = REPO / "data"
+    (scratch / "typo.toml").write_text(sample.read_text() + "\n[features.wrod]\nmin_df = 2\n")
+    (scratch / "sample").mkdir(exist_ok=True)
+    (scratch / "sample" / "sentences.csv").write_text(
+        "id,sentense,target,stance,confidence\n1,The strikes were lawful.,Iran,FAVOR,1.0\n"
+    )
+    (scratch / "no_text.csv").write_text("id,sentence\n1,The strikes were lawful.\n")
+    return {
+        "train nope.toml": ["train", str(scratch / "nope.toml")],
+        "train, a step name misspelt": [
+            "train", str(scratch / "typo.toml"), "--data-dir", str(data),
+        ],
+        "train, the text column missing": ["train", str(sample), "--data-dir", str(scratch)],
+        "predict, the input missing": [
+            "predict", str(model), str(scratch / "nope.csv"), "-o", str(scratch / "o.csv"),
+        ],
+        "predict, the text column missing": [
+            "predict", str(model), str(scratch / "no_text.csv"), "-o", str(scratch / "o.csv"),
+        ],
+        "train the sample (whole command)": [
+            "train", str(sample), "--data-dir", str(data),
+        ],
+    }  # fmt: skip
+
+
+def _seconds(tree: Path, args: list[str], scratch: Path) -> float:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}",
+    }
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "train.cli", *args],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old-checkout", type=Path, required=True)
+    parser.add_argument("--model", type=Path, help="a model folder both trees load")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="stance-startup-") as folder:
+        scratch = Path(folder)
+        model = args.model or scratch / "no-model-needed"
+        rows = []
+        for name, argv in _cases(scratch, model).items():
+            times = {"old": [], "new": []}
+            for _ in range(args.repeats):
+                for which, tree in (("old", args.old_checkout.resolve()), ("new", REPO)):
+                    times[which].append(_seconds(tree, argv, scratch))
+            old, new = statistics.median(times["old"]), statistics.median(times["new"])
+            rows.append((name, old, new))
+            print(f"{name}: {old:.2f} s -> {new:.2f} s", flush=True)
+    print("\n| case | before (s) | now (s) | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, old, new in rows:
+        print(f"| {name} | {old:.2f} | {new:.2f} | {new / old:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

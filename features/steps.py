@@ -1,0 +1,19 @@
+"""The names of the built-in feature steps, without importing them.
+
+An experiment's ``[features.NAME]`` tables are checked against these names before scikit-learn
+is imported (a typo is reported in milliseconds); ``features.pipeline.FEATURE_STEPS`` maps the
+same names to their classes, and steps registered with ``register_step`` join it there.
+"""
+
+BUILTIN_STEPS = (
+    "word",
+    "char",
+    "target_words",
+    "target_conditioned",
+    "target_cues",
+    "relatedness",
+    "sentiment",
+    "style",
+    "embeddings",
+    "static_embeddings",
+)

@@ -1,0 +1,69 @@
+"""What a command checks before it imports pandas, scikit-learn or MLflow.
+
+Those imports take seconds; a path that does not exist or a header without the text column
+takes milliseconds to find. Each check here is one the command would make later anyway, with
+the same message, so a mistake costs no more than it must. Nothing here imports more than the
+standard library, :mod:`train.config`, :mod:`train.tables` and :mod:`train.sources`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from train import tables
+from train.config import Config
+from train.errors import DataError, ModelError
+from train.sources import check_columns, data_root, table_files
+
+# The public datasets' loaders and the folder each reads (train.data).
+_DATASET_FOLDERS = {"semeval2016": "SemEval-2016 folder", "fnc1": "FNC-1 folder"}
+
+
+def training_data(experiment: str | Path, overrides: list[str], data_dir: str | None) -> None:
+    """The experiment's data files exist, and each CSV or TSV file's header names the columns
+    the experiment reads. (A JSON lines file names its columns line by line and is checked when
+    it is read; a Parquet file's schema needs pyarrow.)"""
+    data = Config.data_from_toml(experiment, overrides)
+    root = data_root(data_dir)
+    if data.format in _DATASET_FOLDERS:
+        tables.require_path(root / data.paths[0], _DATASET_FOLDERS[data.format], folder=True)
+        return
+    if data.format not in ("csv", "tsv", "jsonl", "parquet"):
+        return  # a loader with its own layout (ArgQ): checked when it reads
+    for path in table_files(data, root):
+        tables.require_path(path, "Data file")
+        if data.format in ("csv", "tsv"):
+            with tables.Table(path, data.format) as table:
+                check_columns(data, path, table.columns)
+
+
+def prediction_input(
+    model: str, source: str, text_column: str | None, input_format: str | None, documents: bool
+) -> None:
+    """The model folder and the input exist, and a CSV or TSV input names its text column (the
+    target column is checked once the model says whether it reads one)."""
+    if "://" not in model and ":/" not in model and not Path(model).exists():
+        raise ModelError(
+            f"No model at {model}; expected a model folder, runs:/RUN_ID/model or "
+            "models:/NAME@ALIAS."
+        )
+    if source == "-" or "://" in source:
+        return
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"No file or folder {source}; name an input that exists.")
+    if documents or path.is_dir():
+        return
+    try:
+        fmt = tables.format_of(source, input_format)
+    except DataError:
+        return  # said with the options that could fix it, by the command itself
+    if fmt in ("csv", "tsv"):
+        with tables.Table(path, fmt) as table:
+            column = text_column or "text"
+            if column not in table.columns:
+                hint = tables.separator_hint(table.columns, fmt)
+                raise DataError(
+                    f"{source}: no column {column!r}; found columns {table.columns}.{hint} Name "
+                    "the text column with --text-column."
+                )
