@@ -10,6 +10,7 @@ import sys
 import threading
 
 from train.app import COMMANDS
+from train.app.examples import EXAMPLES
 from train.errors import StanceError, Terminated
 
 EXIT_USAGE = 2
@@ -26,6 +27,15 @@ def _installed_version() -> str:
         return "(not installed)"
 
 
+class _KeepExamples(argparse.HelpFormatter):
+    """Wraps a description as argparse does, and prints the examples line by line as written."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("examples:\n"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stance", description="Train and use small, fast stance classifiers."
@@ -34,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS.values():
         command.add_parser(commands)
+    for name, subparser in commands.choices.items():
+        subparser.epilog = f"examples:\n{EXAMPLES[name]}"
+        subparser.formatter_class = _KeepExamples
     return parser
 
 

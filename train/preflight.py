@@ -38,10 +38,15 @@ def training_data(experiment: str | Path, overrides: list[str], data_dir: str | 
 
 
 def prediction_input(
-    model: str, source: str, text_column: str | None, input_format: str | None, documents: bool
+    model: str,
+    source: str,
+    columns: tables.ColumnNames,
+    input_format: str | None,
+    documents: bool,
 ) -> None:
-    """The model folder and the input exist, and a CSV or TSV input names its text column (the
-    target column is checked once the model says whether it reads one)."""
+    """The model folder and the input exist, and a CSV or TSV input has the columns named on
+    the command line: the text column, and the target and id columns where they were given (a
+    default target column is checked once the model says whether it reads one)."""
     if "://" not in model and ":/" not in model and not Path(model).exists():
         raise ModelError(
             f"No model at {model}; expected a model folder, runs:/RUN_ID/model or "
@@ -50,20 +55,35 @@ def prediction_input(
     if source == "-" or "://" in source:
         return
     path = Path(source)
-    if not path.exists():
-        raise DataError(f"No file or folder {source}; name an input that exists.")
-    if documents or path.is_dir():
+    if documents:
+        if not path.exists():
+            raise DataError(
+                f"{path} does not exist; --documents expects a plain-text file, a folder of "
+                "them, or - for stdin."
+            )
         return
+    if not path.exists():
+        raise DataError(f"{source} does not exist; name an input file or folder that does.")
     try:
         fmt = tables.format_of(source, input_format)
     except DataError:
         return  # said with the options that could fix it, by the command itself
-    if fmt in ("csv", "tsv"):
-        with tables.Table(path, fmt) as table:
-            column = text_column or "text"
-            if column not in table.columns:
-                hint = tables.separator_hint(table.columns, fmt)
-                raise DataError(
-                    f"{source}: no column {column!r}; found columns {table.columns}.{hint} Name "
-                    "the text column with --text-column."
-                )
+    if fmt not in ("csv", "tsv") or path.is_dir():
+        return
+    named = [columns.column("text")] + [c for c in (columns.target, columns.id) if c]
+    with tables.Table(path, fmt) as table:
+        missing = [c for c in named if c not in table.columns]
+    if missing:
+        fixes = {
+            columns.column("text"): "Name the text column with --text-column.",
+            columns.target: "The model reads the target: name its column with --target-column, "
+            'or give every row one target with --target "...".',
+            columns.id: "Name the id column with --id-column, or leave the option out to number "
+            "rows by their line.",
+        }
+        names = " or ".join(repr(c) for c in missing)
+        hint = tables.separator_hint(table.columns, fmt)
+        raise DataError(
+            f"{source}: no column {names}; found columns {table.columns}.{hint} "
+            + " ".join(dict.fromkeys(fixes[c] for c in missing))
+        )

@@ -27,7 +27,8 @@ def calibration(y_true, proba: np.ndarray, labels, bins: int = 10) -> tuple[floa
     correct = np.asarray(labels, dtype=object)[proba.argmax(axis=1)] == np.asarray(
         y_true, dtype=object
     )
-    edges = np.linspace(0, 1, bins + 1)
+    # k / bins rather than linspace: the edges print as 0.3, not 0.30000000000000004.
+    edges = np.arange(bins + 1) / bins
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
     rows = []
     for b in range(bins):
@@ -51,24 +52,74 @@ def calibration(y_true, proba: np.ndarray, labels, bins: int = 10) -> tuple[floa
 
 
 def confusion_figure(y_true, y_pred, labels, title: str):
-    figure, axis = plt.subplots(figsize=(1.2 * len(labels) + 3, 1.2 * len(labels) + 2.5))
-    ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=list(labels), ax=axis, colorbar=False, cmap="Blues"
-    )
-    axis.set_title(title)
+    """The confusion matrix twice: counts, and each true label's row as shares of it (its
+    recall on the diagonal), which a reader of an unbalanced test set can compare across
+    labels."""
+    size = 1.2 * len(labels) + 2.5
+    figure, (counts, shares) = plt.subplots(1, 2, figsize=(2 * size, size))
+    for axis, normalize, heading in (
+        (counts, None, "rows"),
+        (shares, "true", "share of each true label's rows"),
+    ):
+        ConfusionMatrixDisplay.from_predictions(
+            y_true,
+            y_pred,
+            labels=list(labels),
+            ax=axis,
+            colorbar=False,
+            cmap="Blues",
+            normalize=normalize,
+            values_format=None if normalize is None else ".2f",
+        )
+        axis.set_title(heading, fontsize="medium")
+    figure.suptitle(title)
     figure.tight_layout()
     return figure
 
 
 def reliability_figure(table: pd.DataFrame, ece: float, title: str):
-    figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    axis.plot(table["confidence"], table["accuracy"], marker="o")
-    axis.set_xlabel("mean predicted probability (top class)")
-    axis.set_ylabel("accuracy")
-    axis.set_xlim(0, 1)
-    axis.set_ylim(0, 1)
-    axis.set_title(f"{title}\nECE {ece:.3f}")
+    """Accuracy against mean confidence per bin, each point's size and label its row count,
+    over a histogram of the rows per bin: a bin of one row is noise, and must look it."""
+    figure, (curve, histogram) = plt.subplots(
+        2, 1, figsize=(4.8, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    curve.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    largest = max(int(table["rows"].max()), 1) if len(table) else 1
+    curve.plot(table["confidence"], table["accuracy"], color="tab:blue", linewidth=1)
+    curve.scatter(
+        table["confidence"],
+        table["accuracy"],
+        s=20 + 180 * table["rows"] / largest,
+        color="tab:blue",
+        zorder=3,
+    )
+    for confidence, accuracy, rows in zip(table["confidence"], table["accuracy"], table["rows"]):
+        curve.annotate(
+            f"n={rows:,}",
+            (confidence, accuracy),
+            textcoords="offset points",
+            # Left of the point near the right edge, where a label would be cut off.
+            xytext=(-8, -12) if confidence > 0.85 else (6, -10),
+            ha="right" if confidence > 0.85 else "left",
+            fontsize="x-small",
+        )
+    curve.set_ylabel("accuracy")
+    curve.set_xlim(0, 1)
+    curve.set_ylim(0, 1.05)
+    curve.set_title(f"{title}\nECE {ece:.3f} (point size: rows in the bin)")
+    histogram.bar(
+        table["bin_low"],
+        table["rows"],
+        width=table["bin_high"] - table["bin_low"],
+        align="edge",
+        color="tab:blue",
+        edgecolor="white",
+    )
+    histogram.set_xlabel("mean predicted probability (top class)")
+    histogram.set_ylabel("rows")
+    if len(table) and table["rows"].max() > 20 * table["rows"].min():
+        histogram.set_yscale("log")  # else the small bins, the ones to doubt, do not show
+        histogram.set_ylabel("rows (log)")
     figure.tight_layout()
     return figure
 

@@ -286,7 +286,7 @@ def _check_options(
         raise StanceError(f"The output {output} is the input; name another folder.")
     if not _remote(source) and not Path(source.removeprefix("file:")).exists():
         # Said before Spark starts (half a minute), not in PySpark's 30-line error after it.
-        raise DataError(f"No file or folder {source}; name an input that exists.")
+        raise DataError(f"{source} does not exist; name an input file or folder that does.")
     model = model_location(model_name)
     for kind, path in (("output", output), ("rejects folder", options.rejects)):
         if model is not None and path and not _remote(path) and inside_model(Path(path), model):
@@ -336,7 +336,7 @@ def _load(reader, source: str):
         if getattr(error, "getCondition", lambda: None)() != "PATH_NOT_FOUND":
             raise
         raise DataError(
-            f"No file or folder {source} where Spark reads it; name an input that exists."
+            f"{source} does not exist where Spark reads it; name an input file or folder that does."
         ) from None
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from train.app import COMMANDS
 from train.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -503,3 +504,14 @@ def test_a_disk_error_after_the_fit_keeps_the_model_and_names_the_cause(
         and "Fix the cause (disk space, permissions)" in err
     )
     assert len(list((tmp_path / "stance-unlogged").glob("*/model"))) == 1
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_s_help_ends_with_examples_of_itself(name, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main([name, "--help"])
+    out = capsys.readouterr().out
+    assert exit_code.value.code == 0
+    examples = out.split("\nexamples:\n", 1)[1].splitlines()
+    commands = [line for line in examples if line.startswith("  stance ")]
+    assert commands and all(line.split()[1] == name for line in commands)

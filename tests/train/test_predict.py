@@ -620,9 +620,7 @@ def test_an_output_or_rejects_file_that_is_the_model_or_inside_it_is_refused(
     before = {p: p.read_bytes() for p in model_path.rglob("*") if p.is_file()}
     model = model_path if model_as == "folder" else model_path / "manifest.json"
     arguments = destination.format(model=model_path, tmp=tmp_path).split()
-    code, out, err = run_cli(
-        "predict", model, sentences_csv, *arguments, "--text-column", "sentence", "--format", "csv"
-    )
+    code, out, err = run_cli("predict", model, sentences_csv, *arguments, "--format", "csv")
     assert code == 2 and err.count("\n") == 1, err
     assert "would damage the model" in err and "nothing was read or written" in err
     assert {p: p.read_bytes() for p in model_path.rglob("*") if p.is_file()} == before

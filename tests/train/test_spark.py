@@ -199,7 +199,9 @@ def test_an_input_that_does_not_exist_is_said_in_one_line_before_spark_starts(
     code, _, err = run_cli(
         "predict", model_path, source, "-o", tmp_path / "out", "--engine", "spark"
     )
-    assert code == 2 and err == f"error: No file or folder {source}; name an input that exists.\n"
+    assert code == 2 and err == (
+        f"error: {source} does not exist; name an input file or folder that does.\n"
+    )
 
 
 @pytest.mark.parametrize("where", ["-o {model}", "-o {tmp}/out --rejects {model}/rejects"])

@@ -13,7 +13,6 @@ def add_parser(commands) -> None:
         description="Earlier versions saved models as pickles, which can run code when read. "
         "This reads one, once, through the old allow-list of types, and writes the model as "
         "a folder of data that every other command loads. Only with --trust-pickle.",
-        epilog="example: stance convert old/model.pkl out/model --trust-pickle",
     )
     parser.add_argument("source", metavar="OLD", help=f"the pickle model: {MODEL_HELP}")
     parser.add_argument("target", metavar="NEW", help="the model folder to write (new or empty)")

@@ -81,10 +81,10 @@ def add_parser(commands) -> None:
 def run(args) -> int:
     from train import preflight
     from train.errors import StanceError
+    from train.tables import ColumnNames
 
-    preflight.prediction_input(
-        args.model, args.input, args.text_column, args.input_format, args.documents
-    )
+    columns = ColumnNames(text=args.text_column, target=args.target_column, id=args.id_column)
+    preflight.prediction_input(args.model, args.input, columns, args.input_format, args.documents)
     from train.predict import predict_file
 
     options = reading_options(
