@@ -11,7 +11,9 @@ The numpy encoder stays the reference: tests compare the two on fixed sentences.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -169,17 +171,43 @@ def model_file(encoder, precision: str) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantized = folder / f"{path.stem}.{os.getpid()}.tmp8.onnx"
-        quantize_dynamic(
-            str(temporary),
-            str(quantized),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-        )
+        with _without_quantization_advice():
+            quantize_dynamic(
+                str(temporary),
+                str(quantized),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+            )
         os.replace(quantized, temporary)
     check.write_text(file_sha256(temporary))
     os.replace(temporary, path)
     return path
+
+
+class _QuantizationAdvice(logging.Filter):
+    """onnxruntime's advice to pre-process a graph before quantizing it: meant for its own
+    users, it tells a `stance` user nothing they can act on (the graph is built here)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_quantization_advice():
+    """onnxruntime logs the advice on the root logger; drop it there, and keep logging's
+    basicConfig from installing a stderr handler as a side effect of that one call."""
+    root, advice, placeholder = logging.getLogger(), _QuantizationAdvice(), logging.NullHandler()
+    added = not root.handlers
+    if added:
+        root.addHandler(placeholder)
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+        if added:
+            root.removeHandler(placeholder)
 
 
 def _blas_threads() -> int:

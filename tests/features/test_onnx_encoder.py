@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,3 +89,26 @@ def test_vectors_do_not_depend_on_the_rows_batched_with_them():
     assert cosines(one, many[:1]).min() > 0.99999
     frame = pd.DataFrame({"text": SENTENCES, "target": ["tram"] * len(SENTENCES)})
     assert SentenceEmbeddings(runtime="onnx").fit(frame).transform(frame).shape == (7, 384)
+
+
+def test_onnxruntime_s_quantization_advice_is_not_shown_and_other_warnings_are():
+    # Before: every first use of an int8 model printed "Please consider to run pre-processing
+    # before quantization", which a stance user can do nothing about.
+    import subprocess
+    import sys
+
+    probe = (
+        "import logging\n"
+        "from features.onnx_encoder import _without_quantization_advice\n"
+        "with _without_quantization_advice():\n"
+        "    logging.warning('Please consider to run pre-processing before quantization.')\n"
+        "logging.warning('a warning of the user\\'s own')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert "pre-processing" not in done.stderr and "a warning of the user's own" in done.stderr
