@@ -41,7 +41,8 @@ def add_parser(commands) -> None:
         default=0,
         metavar="K",
         help="add an explanation column: the K features that added most to each row's label "
-        "(linear classifiers; sentence rows of documents)",
+        "score, each with its contribution (value times weight; linear classifiers; sentence "
+        "rows of documents)",
     )
     parser.add_argument(
         "--aggregate",
