@@ -225,7 +225,7 @@ def build(fast_run: str, accurate_run: str, max_loss: float = 0.5, log=print) ->
         }
         if digest := accurate_info["params"].get("data.digest"):
             params["data.digest"] = digest
-        figure = curve_figure(curve, metric, chosen, experiment)
+        figure = curve_figure(curve, metric, chosen, experiment, max_loss)
         tracking.log_cascade(params, metrics, curve, figure)
         plt.close(figure)
         tracking.log_predictions(
@@ -239,14 +239,36 @@ def build(fast_run: str, accurate_run: str, max_loss: float = 0.5, log=print) ->
     return CascadeResult(run_id, threshold, metrics, f"test_{metric}", curve)
 
 
-def curve_figure(curve: pd.DataFrame, metric: str, chosen: pd.Series, title: str):
-    """The validation metric against the share of rows forwarded, the chosen share marked."""
-    figure, axis = plt.subplots(figsize=(5, 3.5))
-    axis.plot(100 * curve["forwarded"], 100 * curve[metric], color="tab:blue")
-    axis.axvline(100 * chosen["forwarded"], color="tab:red", linestyle="--", label="chosen")
+def curve_figure(
+    curve: pd.DataFrame, metric: str, chosen: pd.Series, title: str, max_loss: float | None = None
+):
+    """The validation metric against the share of rows forwarded: the fast model alone (0 %)
+    and the accurate one alone (100 %) as levels, the band of ``max_loss`` points below the
+    accurate model that the choice must stay within, and the chosen share. The y axis starts
+    below the fast model's level, so a tenth of a point does not fill the height."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    forwarded, value = 100 * curve["forwarded"], 100 * curve[metric]
+    fast, accurate = value.iloc[0], value.iloc[-1]
+    if max_loss:
+        axis.axhspan(
+            accurate - max_loss, accurate, color="tab:green", alpha=0.12,
+            label=f"within {max_loss:g} points of the accurate model",
+        )  # fmt: skip
+    axis.axhline(accurate, color="tab:green", linewidth=1, label=f"accurate alone {accurate:.2f}")
+    axis.axhline(fast, color="tab:orange", linewidth=1, label=f"fast alone {fast:.2f}")
+    axis.plot(forwarded, value, color="tab:blue", label="cascade")
+    axis.axvline(
+        100 * chosen["forwarded"], color="tab:red", linestyle="--",
+        label=f"chosen: {100 * chosen['forwarded']:.1f} % forwarded, {100 * chosen[metric]:.2f}",
+    )  # fmt: skip
+    low = min(fast, value.min(), accurate - (max_loss or 0))
+    high = max(accurate, value.max())
+    margin = max(1.0, 0.25 * (high - low))  # a floor of a point: noise must look small
+    axis.set_ylim(low - margin, high + margin)
+    axis.set_xlim(0, 100)
     axis.set_xlabel("rows forwarded to the accurate model (%)")
     axis.set_ylabel(f"validation {metric}")
     axis.set_title(f"{title}: cascade")
-    axis.legend(loc="lower right")
+    axis.legend(loc="lower right", fontsize="x-small")
     figure.tight_layout()
     return figure

@@ -202,3 +202,24 @@ def test_each_row_of_a_cascade_is_explained_by_the_model_that_answered_it(two_mo
     by_fast = predict_explained(fast, frame, top=3)["explanation"]
     assert explained["explanation"][forward].equals(by_accurate[forward])
     assert explained["explanation"][~forward].equals(by_fast[~forward])
+
+
+def test_the_curve_shows_both_models_alone_the_allowed_band_and_an_honest_axis():
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    from train.cascade import curve_figure
+
+    forwarded = np.linspace(0, 1, 21)
+    curve = pd.DataFrame({"forwarded": forwarded, "macro_f1": 0.77 + 0.012 * forwarded})
+    figure = curve_figure(curve, "macro_f1", curve.iloc[12], "argq", max_loss=0.5)
+    axis = figure.axes[0]
+    labels = [line.get_label() for line in axis.get_lines()]
+    assert "accurate alone 78.20" in labels and "fast alone 77.00" in labels
+    (band,) = [patch for patch in axis.patches if "within 0.5 points" in patch.get_label()]
+    low, high = band.get_path().get_extents(band.get_transform() - axis.transData).intervaly
+    assert (round(low, 6), round(high, 6)) == (77.7, 78.2)
+    bottom, top = axis.get_ylim()
+    assert top - bottom >= 3  # a tenth of a point must not fill the height
+    plt.close(figure)
