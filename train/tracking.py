@@ -1020,4 +1020,23 @@ def log_model(model: StanceModel | Cascade, example: pd.DataFrame) -> str:
                 # where `stance` runs, so every model carries the lock of the code it ships.
                 uv_project_path=str(PROJECT_ROOT) if (PROJECT_ROOT / "uv.lock").exists() else None,
             )
+        _drop_local_paths(info.model_id, Path(folder) / "MLmodel-fixed")
     return info.model_uri
+
+
+def _drop_local_paths(model_id: str, work: Path) -> None:
+    """Rewrite the logged MLmodel without the paths of the machine that trained it: MLflow
+    records where the model code and the model folder were read from (a checkout, a temporary
+    folder), though loading uses only the file's name and the copy inside the logged model."""
+    work.mkdir()
+    location = mlflow.get_logged_model(model_id).artifact_location.rstrip("/")
+    local = Path(mlflow.artifacts.download_artifacts(f"{location}/MLmodel", dst_path=str(work)))
+    description = mlflow.models.Model.load(local)
+    flavor = description.flavors.get("python_function", {})
+    if "model_code_path" in flavor:
+        flavor["model_code_path"] = Path(flavor["model_code_path"]).name
+    for artifact in flavor.get("artifacts", {}).values():
+        if isinstance(artifact, dict) and "path" in artifact:
+            artifact["uri"] = artifact["path"]
+    description.save(local)
+    mlflow.MlflowClient().log_model_artifact(model_id, str(local))

@@ -51,6 +51,10 @@ def test_model_is_logged_as_code_quietly_and_serves_the_artifact(stance_model, s
     assert "python_model" not in flavor  # nothing of the wrapper is pickled
     # The project's lock travels with the model, whatever the working directory (here tmp_path).
     assert (Path(folder) / "uv.lock").read_bytes() == (REPO / "uv.lock").read_bytes()
+    # No path of the training machine: the code file and the model folder by their names in it.
+    assert flavor["model_code_path"] == "serving.py"
+    assert flavor["artifacts"]["stance_model"]["uri"] == "artifacts/model"
+    assert str(REPO) not in (Path(folder) / "MLmodel").read_text()
     served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(
         sentences[["text", "target"]]
     )
