@@ -6,8 +6,9 @@ control characters removed, runs of white space made one space. "Iran's strikes.
 "IRAN'S STRIKES !! 🚀 https://t.co/x" are copies.
 
 Two rows are *near* copies when their keys share at least :data:`NEAR_SIMILARITY` of their
-character 5-grams (Jaccard similarity, estimated by MinHash over :data:`HASHES` hash functions
-and found by locality-sensitive hashing): a word changed or added in a long sentence. Copies
+character 5-grams (Jaccard similarity of the two sets): a word changed or added in a long
+sentence. Candidates are found by MinHash over :data:`HASHES` hash functions and
+locality-sensitive hashing, then checked on their exact sets. Copies
 and near copies form one group; splits and folds are drawn over groups.
 """
 
@@ -21,10 +22,11 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-NEAR_SIMILARITY = 0.7
+NEAR_SIMILARITY = 0.8
 SHINGLE = 5
 HASHES = 32
-BANDS = 16  # of HASHES // BANDS hashes each: a pair at 0.7 becomes a candidate with p > 0.9999
+BANDS = 16  # of HASHES // BANDS hashes each: a pair at 0.8 becomes a candidate with p > 0.9999
+LARGEST_BUCKET = 512
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _MENTION = re.compile(r"(?<!\w)@\w+")
@@ -63,14 +65,16 @@ def text_keys(texts) -> list[str]:
     return [text_key(text) for text in texts]
 
 
-def _minhashes(keys: list[str]) -> np.ndarray:
-    """(len(keys), HASHES) MinHash signatures of each key's character 5-grams.
+def _minhashes(keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(len(keys), HASHES) MinHash signatures of each key's character 5-grams, with the
+    5-grams themselves (hashed, in key order) and where each key's start.
 
     Every key's code points go into one array, so that hashing is a few numpy passes rather
     than a loop per text; windows that cross from one key into the next are dropped.
     """
     padded = [key.ljust(SHINGLE, "\0") + "\0" for key in keys]
-    points = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    joined = "".join(padded).encode("utf-32-le", "surrogatepass")  # a lone surrogate is a point
+    points = np.frombuffer(joined, dtype=np.uint32).astype(np.uint64)
     lengths = np.fromiter((len(key) for key in padded), dtype=np.int64, count=len(padded))
     ends = np.cumsum(lengths)
     windows = np.lib.stride_tricks.sliding_window_view(points, SHINGLE)
@@ -92,33 +96,63 @@ def _minhashes(keys: list[str]) -> np.ndarray:
         for h in range(HASHES):
             mixed = (shingles * multipliers[h] + offsets[h]) >> np.uint64(16)
             signatures[:, h] = np.minimum.reduceat(mixed, first)
-    return signatures
+    return signatures, shingles, first
 
 
-def _near_pairs(signatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of rows whose signatures agree on at least NEAR_SIMILARITY of their hashes, among
-    rows that share a band. Within a band's bucket each row is compared with the one before it
-    and with the bucket's first: linear in the rows however large a bucket (one common opening
-    can fill one), and with 16 bands a true pair missed by one bucket is joined by another."""
+def _near_pairs(
+    signatures: np.ndarray, shingles: np.ndarray, first: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of keys whose 5-gram sets have a Jaccard similarity of NEAR_SIMILARITY or more.
+
+    Candidates are keys that share a band of their signatures, every pair of a bucket (a bucket
+    of more than LARGEST_BUCKET keys is a common opening, not a copy, and is passed over; true
+    copies share other bands too). Candidates whose signatures agree on less than
+    NEAR_SIMILARITY - 0.1 of their hashes are dropped; the rest are checked on their exact
+    5-gram sets, so the estimate's noise joins nothing. Every step depends on the keys alone,
+    not on their order.
+    """
     rows = HASHES // BANDS
-    left, right = [], []
+    candidates = []
     for band in range(BANDS):
         block = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows])
-        _, bucket = np.unique(
-            block.view(np.dtype((np.void, block.dtype.itemsize * rows))), return_inverse=True
+        _, bucket, sizes = np.unique(
+            block.view(np.dtype((np.void, block.dtype.itemsize * rows))),
+            return_inverse=True,
+            return_counts=True,
         )
         bucket = bucket.ravel()  # numpy 2 shapes the inverse like the (n, 1) view
-        order = np.argsort(bucket, kind="stable")
-        sorted_buckets = bucket[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(sorted_buckets)) + 1]
-        head = order[starts][np.searchsorted(starts, np.arange(len(order)), side="right") - 1]
-        follows = np.r_[False, sorted_buckets[1:] == sorted_buckets[:-1]]
-        later = order[follows]
-        for earlier in (order[np.flatnonzero(follows) - 1], head[follows]):
-            close = (signatures[earlier] == signatures[later]).mean(axis=1) >= NEAR_SIMILARITY
-            left.append(earlier[close])
-            right.append(later[close])
-    return np.concatenate(left), np.concatenate(right)
+        shared = np.flatnonzero((sizes >= 2) & (sizes <= LARGEST_BUCKET))
+        if not len(shared):
+            continue
+        members = np.flatnonzero(np.isin(bucket, shared))
+        members = members[np.argsort(bucket[members], kind="stable")]
+        size_of = sizes[bucket[members]]
+        for size in np.unique(size_of):  # buckets of one size as rows of a matrix: no loop
+            groups = members[size_of == size].reshape(-1, size)
+            a, b = np.triu_indices(size, 1)
+            left, right = groups[:, a].ravel(), groups[:, b].ravel()
+            agree = (signatures[left] == signatures[right]).mean(axis=1)
+            keep = agree >= NEAR_SIMILARITY - 0.1
+            candidates.append(left[keep] * len(signatures) + right[keep])
+    if not candidates:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    codes = np.unique(np.concatenate(candidates))
+    pairs = np.stack([codes // len(signatures), codes % len(signatures)], axis=1)
+    ends = np.r_[first[1:], len(shingles)]
+    sets: dict[int, np.ndarray] = {}
+
+    def grams(key: int) -> np.ndarray:
+        if key not in sets:
+            sets[key] = np.unique(shingles[first[key] : ends[key]])
+        return sets[key]
+
+    close = [
+        len(np.intersect1d(grams(a), grams(b), assume_unique=True))
+        >= NEAR_SIMILARITY * len(np.union1d(grams(a), grams(b)))
+        for a, b in pairs
+    ]
+    pairs = pairs[np.asarray(close, dtype=bool)] if len(pairs) else pairs
+    return pairs[:, 0], pairs[:, 1]
 
 
 def copy_groups(texts, near: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +166,7 @@ def copy_groups(texts, near: bool = True) -> tuple[np.ndarray, np.ndarray]:
     keys = text_keys(texts)
     codes, distinct = pd.factorize(pd.Series(keys, dtype=object))
     if near and len(distinct) > 1:
-        a, b = _near_pairs(_minhashes(list(distinct)))
+        a, b = _near_pairs(*_minhashes(list(distinct)))
         if len(a):
             graph = coo_matrix(
                 (np.ones(len(a), dtype=np.int8), (a, b)), shape=(len(distinct), len(distinct))

@@ -40,7 +40,7 @@ import pandas as pd
 from train import documents as docs
 from train import explain as explanations
 from train import progress, workers
-from train.artifact import LoadedModel, open_model
+from train.artifact import LoadedModel, is_store_uri, open_model
 from train.errors import DataError, StanceError
 from train.modelfile import MANIFEST
 from train.models import Cascade, StanceModel
@@ -664,7 +664,7 @@ def predict_file(
     unseen = Counter()  # rows per target a per-target model has no weights for
     bar.total = chunks.extent
     bar.set_description_str("predicting")
-    started_rows = time.perf_counter()
+    started_rows, resumed_rows = time.perf_counter(), 0
     stdout = sys.stdout.buffer if to_stdout else None
     written = 0
     try:
@@ -684,15 +684,19 @@ def predict_file(
             summary.sentences += counts["sentences"]
             summary.forwarded += counts.get("forwarded", 0)  # parts of older runs lack it
             unseen.update(counts.get("unseen_targets", {}))
-            bar.update(counts.get("position", bar.n) - bar.n)
-            # The bar counts bytes (or documents); what a reader wants besides is rows.
-            rate = summary.rows_read / max(time.perf_counter() - started_rows, 1e-9)
-            bar.set_postfix_str(
-                f"{summary.sentences:,} sentences"
-                if options.documents
-                else f"{summary.rows_read:,} rows, {rate:,.0f} rows/s",
-                refresh=False,
-            )
+            if chunks.extent is None:  # stdin or a pipe: no size, so rows
+                bar.update(counts["rows_read"])
+            else:
+                bar.update(counts.get("position", bar.n) - bar.n)
+            if chunks.unit == "bytes":  # what a reader wants besides is rows
+                rate = (summary.rows_read - resumed_rows) / max(
+                    time.perf_counter() - started_rows, 1e-9
+                )
+                bar.set_postfix_str(f"{summary.rows_read:,} rows, {rate:,.0f} rows/s", False)
+            elif chunks.unit == "documents":
+                bar.set_postfix_str(f"{summary.sentences:,} sentences", False)
+            if counts.get("resumed"):
+                resumed_rows += counts["rows_read"]
             if stdout is not None:
                 _join_parts([work / f"{written:08d}.out"], stdout, fmt, header=written == 0)
                 stdout.flush()
@@ -711,13 +715,14 @@ def predict_file(
         summary.rejects_path = _publish(
             work, indexes, None if to_stdout else Path(output), fmt, rejects_path, summary.rejected
         )
-        shutil.rmtree(work)
+        # Writing to stdout, the parts live in a private temporary folder: all of it goes.
+        shutil.rmtree(work.parent if to_stdout else work)
     except BaseException as error:
         bar.close()
         for temporary in work.glob("*.tmp") if work.exists() else ():
             temporary.unlink()
         if to_stdout or source == "-":
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work.parent if to_stdout else work, ignore_errors=True)
         if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
             raise _write_failure(error, work, not (to_stdout or source == "-")) from None
         raise
@@ -751,12 +756,12 @@ def _merge_done(results: Iterator[dict], work: Path, done: set[int]) -> Iterator
     index = 0
     for counts in results:
         while index in done:
-            yield json.loads((work / f"{index:08d}.json").read_text())
+            yield json.loads((work / f"{index:08d}.json").read_text()) | {"resumed": True}
             index += 1
         yield counts
         index += 1
     while index in done:
-        yield json.loads((work / f"{index:08d}.json").read_text())
+        yield json.loads((work / f"{index:08d}.json").read_text()) | {"resumed": True}
         index += 1
 
 
@@ -842,7 +847,7 @@ def model_location(model: str | LoadedModel) -> Path | None:
     ``models:/`` model is fetched into a folder of its own)."""
     if isinstance(model, LoadedModel):  # one built in memory has no path
         return Path(model.path) if model.path else None
-    return None if "://" in model or ":/" in model else Path(model)
+    return None if is_store_uri(model) else Path(model)
 
 
 def inside_model(path: Path, model: Path) -> bool:
@@ -898,9 +903,12 @@ def _default_rejects(output: str) -> str:
 
 
 def _extent_unit(source: str, options: PredictOptions) -> str:
-    """What a prediction's progress counts: documents, a Parquet file's rows, or bytes."""
+    """What a prediction's progress counts: documents, a Parquet file's rows, a file's bytes,
+    or the rows of stdin or a pipe, whose size is unknown."""
     if options.documents:
         return "documents"
+    if source == "-" or not Path(source).is_file():
+        return "rows"
     try:
         return "rows" if format_of(source, options.input_format) == "parquet" else "bytes"
     except DataError:  # reported in its turn, once the model is loaded

@@ -15,6 +15,12 @@ from train.config import Config
 from train.errors import DataError, ModelError
 from train.sources import check_columns, data_root, table_files
 
+
+def _store_uri(uri: str) -> bool:
+    """As train.artifact.is_store_uri, which cannot be imported here (it imports scikit-learn)."""
+    return uri.startswith(("runs:/", "models:/"))
+
+
 # The public datasets' loaders and the folder each reads (train.data).
 _DATASET_FOLDERS = {"semeval2016": "SemEval-2016 folder", "fnc1": "FNC-1 folder"}
 
@@ -32,7 +38,8 @@ def training_data(experiment: str | Path, overrides: list[str], data_dir: str | 
         return  # a loader with its own layout (ArgQ): checked when it reads
     for path in table_files(data, root):
         tables.require_path(path, "Data file")
-        if data.format in ("csv", "tsv"):
+        # A pipe (/dev/stdin, <(...)) can be read once only: the loader's turn.
+        if data.format in ("csv", "tsv") and path.is_file():
             with tables.Table(path, data.format) as table:
                 check_columns(data, path, table.columns)
 
@@ -47,7 +54,7 @@ def prediction_input(
     """The model folder and the input exist, and a CSV or TSV input has the columns named on
     the command line: the text column, and the target and id columns where they were given (a
     default target column is checked once the model says whether it reads one)."""
-    if "://" not in model and ":/" not in model and not Path(model).exists():
+    if not _store_uri(model) and not Path(model).exists():
         raise ModelError(
             f"No model at {model}; expected a model folder, runs:/RUN_ID/model or "
             "models:/NAME@ALIAS."
@@ -68,7 +75,7 @@ def prediction_input(
         fmt = tables.format_of(source, input_format)
     except DataError:
         return  # said with the options that could fix it, by the command itself
-    if fmt not in ("csv", "tsv") or path.is_dir():
+    if fmt not in ("csv", "tsv") or not path.is_file():  # a folder, or a pipe read once only
         return
     named = [columns.column("text")] + [c for c in (columns.target, columns.id) if c]
     with tables.Table(path, fmt) as table:

@@ -1,14 +1,19 @@
 """Temporary folders that a killed process does not leave behind for good.
 
 A folder made with :func:`scratch_folder` is removed when its ``with`` block ends, as a
-``tempfile.TemporaryDirectory`` is. A process killed with SIGKILL cannot remove it, so its name
-carries the process's id and start time, and the next process to make a folder of the same kind
-removes those whose process has ended.
+``tempfile.TemporaryDirectory`` is. A process killed with SIGKILL cannot remove it, so the
+folder holds an ``.owner`` file naming its process (host, PID namespace, pid and start time),
+and the next process to make a folder of the same kind removes those whose process has
+certainly ended. A folder without that file, of another user, of another host or of another
+PID namespace (a container sharing /tmp) is never touched: its process cannot be checked.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,29 +21,51 @@ from pathlib import Path
 
 import psutil
 
-
-def _process_mark(pid: int) -> str:
-    """The pid with the process's start time (in centiseconds), which tells a reused pid apart."""
-    return f"{pid}.{int(psutil.Process(pid).create_time() * 100)}"
+OWNER = ".owner"
 
 
-def _ended(mark: str) -> bool:
-    pid, _, _ = mark.partition(".")
+def _pid_namespace() -> int | None:
     try:
-        return _process_mark(int(pid)) != mark
-    except (psutil.NoSuchProcess, ValueError):
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux
+        return None
+
+
+def _this_process() -> dict:
+    me = psutil.Process()
+    return {
+        "host": socket.gethostname(),
+        "pid_namespace": _pid_namespace(),
+        "pid": me.pid,
+        "started": me.create_time(),
+    }
+
+
+def _ended(owner: dict) -> bool:
+    """Whether the process ``owner`` names has certainly ended; False wherever that cannot be
+    told from here."""
+    if owner.get("host") != socket.gethostname() or owner.get("pid_namespace") != _pid_namespace():
+        return False
+    try:
+        return psutil.Process(int(owner["pid"])).create_time() != owner["started"]
+    except psutil.NoSuchProcess:
         return True
-    except psutil.Error:  # a process we may not inspect: alive
+    except (psutil.Error, KeyError, TypeError, ValueError):  # not ours to inspect, or malformed
         return False
 
 
 def remove_leftovers(kind: str, root: Path | None = None) -> list[Path]:
-    """Remove the ``stance-KIND-*`` folders of processes that have ended; returns them."""
+    """Remove this user's ``stance-KIND-*`` folders whose process has ended; returns them."""
     root = Path(root or tempfile.gettempdir())
     removed = []
     for folder in root.glob(f"stance-{kind}-*"):
-        mark = folder.name.removeprefix(f"stance-{kind}-").split("-")[0]
-        if folder.is_dir() and mark.count(".") == 1 and _ended(mark):
+        try:
+            if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+            owner = json.loads((folder / OWNER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # no owner file: not a folder this module made
+            continue
+        if isinstance(owner, dict) and _ended(owner):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
@@ -46,8 +73,9 @@ def remove_leftovers(kind: str, root: Path | None = None) -> list[Path]:
 
 @contextmanager
 def scratch_folder(kind: str) -> Iterator[str]:
-    """A new, empty temporary folder ``stance-KIND-PID.START-XXXX``, removed on leaving."""
+    """A new, empty temporary folder ``stance-KIND-XXXX`` (but for its owner file), removed on
+    leaving."""
     remove_leftovers(kind)
-    prefix = f"stance-{kind}-{_process_mark(psutil.Process().pid)}-"
-    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+    with tempfile.TemporaryDirectory(prefix=f"stance-{kind}-") as folder:
+        (Path(folder) / OWNER).write_text(json.dumps(_this_process()), encoding="utf-8")
         yield folder

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -282,14 +283,19 @@ def _check_options(
             f"--engine spark writes a folder of Parquet files; {output} is named like a "
             f"{FORMATS[suffix]} file. Name a folder, such as {output.rsplit('.', 1)[0]}/."
         )
-    if os.path.abspath(source) == os.path.abspath(output):
+    if (
+        not _remote(source)
+        and not _remote(output)
+        and (os.path.abspath(_local(source)) == os.path.abspath(_local(output)))
+    ):
         raise StanceError(f"The output {output} is the input; name another folder.")
-    if not _remote(source) and not Path(source.removeprefix("file:")).exists():
+    if not _remote(source) and not Path(_local(source)).exists():
         # Said before Spark starts (half a minute), not in PySpark's 30-line error after it.
         raise DataError(f"{source} does not exist; name an input file or folder that does.")
     model = model_location(model_name)
-    for kind, path in (("output", output), ("rejects folder", options.rejects)):
-        if model is not None and path and not _remote(path) and inside_model(Path(path), model):
+    rejects = options.rejects or default_rejects(output)
+    for kind, path in (("output", output), ("rejects folder", rejects)):
+        if model is not None and not _remote(path) and inside_model(Path(_local(path)), model):
             raise StanceError(
                 f"The {kind} {path} is the model {model} or lies inside its folder: writing it "
                 "would damage the model. Name a folder outside the model's; nothing was read or "
@@ -297,10 +303,22 @@ def _check_options(
             )
 
 
+def _local(path: str) -> str:
+    """A path Spark reads from this machine's file system, without its ``file:`` scheme
+    (``file:///data/x``, ``file:/data/x``)."""
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    return path.removeprefix("file:")
+
+
+# A URI's scheme: two characters at least, so that a Windows drive (C:/) is a local path.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
 def _remote(path: str) -> bool:
     """Whether Spark reads ``path`` from a file system of its own (hdfs://, s3a://, ...), which
     this process cannot look at before Spark starts."""
-    return "://" in path and not path.startswith("file://")
+    return bool(_SCHEME.match(path)) and not path.startswith("file:")
 
 
 def _partitions(spark) -> int:

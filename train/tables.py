@@ -16,6 +16,7 @@ import json
 import operator
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -105,7 +106,9 @@ def format_of(path: str | Path, given: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-_SURROGATE = re.compile("[\udc80-\udcff]")
+# Any surrogate: those surrogateescape makes of bytes that are not UTF-8, and a lone one that a
+# JSON line spells as an escape ("\\ud83d", half of an emoji cut off), which no UTF-8 writer takes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Text files are decoded with surrogateescape through this counting wrapper, so that a file with
 # no byte outside UTF-8 (nearly all) skips the per-value search for escaped bytes.
@@ -161,14 +164,29 @@ def missing_marker(value) -> str | None:
 
 
 def has_surrogates(value: str) -> bool:
-    """Whether decoding with surrogateescape met bytes that are not UTF-8."""
+    """Whether the text holds a surrogate: bytes that are not UTF-8 (escaped on decoding), or a
+    lone surrogate from a JSON escape."""
     # isascii() reads a flag CPython keeps on every string: most texts need no scan.
     return not value.isascii() and _SURROGATE.search(value) is not None
 
 
+def _escaped(error: UnicodeError):
+    """surrogateescape's bytes back for the escapes it made; any other surrogate as \\udNNN."""
+    if isinstance(error, UnicodeEncodeError):
+        bad = error.object[error.start : error.end]
+        if all("\udc80" <= ch <= "\udcff" for ch in bad):
+            return _surrogateescape(error)
+        return "".join(f"\\u{ord(ch):04x}" for ch in bad), error.end
+    raise error
+
+
+codecs.register_error("stance-visible", _escaped)
+
+
 def visible(value: str) -> str:
-    """Show undecodable bytes as \\xNN so a rejects file can hold them."""
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """Show undecodable bytes as \\xNN (and a lone surrogate as \\udNNN) so a rejects file can
+    hold them."""
+    return value.encode("utf-8", "stance-visible").decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -271,18 +289,20 @@ class Table:
         file's rows, or nothing known (stdin)."""
         if self.format == "parquet":
             return self._parquet.metadata.num_rows, "rows"
-        if self.source == "-":
-            return None, "bytes"
-        return os.fstat(self._handle.fileno()).st_size, "bytes"
+        status = None if self.source == "-" else os.fstat(self._handle.fileno())
+        if status is None or not stat.S_ISREG(status.st_mode):  # stdin, a pipe: size unknown
+            return None, "rows"
+        return status.st_size, "bytes"
 
     def position(self) -> int:
         """How much of :meth:`extent` has been read: bytes (to within the reader's buffer) or
         Parquet rows."""
         if self.format == "parquet":
             return self._rows_read
-        if self.source == "-":
+        try:
+            return self._handle.buffer.tell()
+        except OSError:  # a pipe has no position
             return 0
-        return self._handle.buffer.tell()
 
     def close(self):
         if self._handle is not None and self.source != "-":
@@ -419,6 +439,10 @@ class Table:
         records = itertools.chain(self._head, self._pending)
         for number, record, problem, raw in records:
             row, nested = _cells(wanted, [record.get(c) for c in wanted])
+            if not nested and any(v is not None and has_surrogates(v) for v in row):
+                # A JSON escape of half a character ("\\ud83d"): no UTF-8 text can hold it.
+                nested = "undecodable text: a lone surrogate escape, half of a character"
+                row = [None if v is None else visible(v) for v in row]
             if problem := problem or nested:
                 batch.problems[len(batch)] = problem
                 batch.raw[len(batch)] = raw.rstrip("\r\n")

@@ -158,3 +158,32 @@ def test_no_variant_of_a_training_text_crosses_into_valid_or_test(rows, seed):
 def test_no_variant_of_a_text_is_in_two_cv_folds(rows, seed):
     for train_rows, held_rows in folds(rows, 5, "none", seed):
         assert not set(rows["origin"].iloc[train_rows]) & set(rows["origin"].iloc[held_rows])
+
+
+def _jaccard(a: str, b: str) -> float:
+    grams = [{key[i : i + 5] for i in range(max(1, len(key) - 4))} for key in map(text_key, (a, b))]
+    return len(grams[0] & grams[1]) / len(grams[0] | grams[1])
+
+
+def test_near_copies_are_checked_on_their_exact_grams_and_do_not_depend_on_row_order():
+    # Found in review: a 32-hash estimate joined texts of true similarity 0.5 into one group of
+    # 691 rows, missed pairs at 0.8-0.85, and gave other groups when the rows were shuffled.
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    words = "strike base missile general reply answer region troops drone sanction".split()
+    opening = "the committee reviewed the evidence on the events of that week and concluded"
+    texts = [f"{opening} {' '.join(rng.choice(words, 10))} case {i}" for i in range(400)]
+    planted = [f"{texts[i]} indeed" for i in range(0, 400, 20)]  # one word more: J > 0.8
+    every = texts + planted
+    _, codes = copy_groups(every)
+    for i, text in zip(range(0, 400, 20), planted):
+        assert codes[i] == codes[400 + i // 20], _jaccard(texts[i], text)
+    joined = [
+        (a, b) for a in range(len(every)) for b in range(a + 1, len(every)) if codes[a] == codes[b]
+    ]
+    assert all(_jaccard(every[a], every[b]) >= 0.8 for a, b in joined[:2000] if b - a != 0)
+    order = rng.permutation(len(every))
+    _, shuffled = copy_groups([every[i] for i in order])
+    same = {(codes[order[x]], shuffled[x]) for x in range(len(every))}
+    assert len(same) == len(set(codes)) == len(set(shuffled))

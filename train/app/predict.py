@@ -84,7 +84,10 @@ def run(args) -> int:
     from train.errors import StanceError
     from train.tables import ColumnNames
 
-    columns = ColumnNames(text=args.text_column, target=args.target_column, id=args.id_column)
+    # With --target the target column is not read (the two together are refused later, with
+    # their own message).
+    target_column = None if args.target else args.target_column
+    columns = ColumnNames(text=args.text_column, target=target_column, id=args.id_column)
     preflight.prediction_input(args.model, args.input, columns, args.input_format, args.documents)
     from train.predict import predict_file
 
