@@ -32,6 +32,7 @@ SAMPLER_SEED = "stance.sampler_seed"  # on trials: the seed of the sampler that 
 # The process that ran a run (tracking.process_tags), to tell a RUNNING run whose process died.
 HOST = "stance.host"
 PID = "stance.pid"
+PID_NAMESPACE = "stance.pid_namespace"
 PROCESS_STARTED = "stance.process_started"
 EVALUATED_MODEL = "stance.evaluated_model"
 EVALUATED_MODEL_SHA256 = (

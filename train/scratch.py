@@ -24,7 +24,8 @@ import psutil
 OWNER = ".owner"
 
 
-def _pid_namespace() -> int | None:
+def pid_namespace() -> int | None:
+    """This process's PID namespace (Linux), whose pids are the ones it can see."""
     try:
         return os.stat("/proc/self/ns/pid").st_ino
     except OSError:  # not Linux
@@ -35,7 +36,7 @@ def _this_process() -> dict:
     me = psutil.Process()
     return {
         "host": socket.gethostname(),
-        "pid_namespace": _pid_namespace(),
+        "pid_namespace": pid_namespace(),
         "pid": me.pid,
         "started": me.create_time(),
     }
@@ -44,7 +45,7 @@ def _this_process() -> dict:
 def _ended(owner: dict) -> bool:
     """Whether the process ``owner`` names has certainly ended; False wherever that cannot be
     told from here."""
-    if owner.get("host") != socket.gethostname() or owner.get("pid_namespace") != _pid_namespace():
+    if owner.get("host") != socket.gethostname() or owner.get("pid_namespace") != pid_namespace():
         return False
     try:
         return psutil.Process(int(owner["pid"])).create_time() != owner["started"]

@@ -38,7 +38,7 @@ from train.data import LoadedData
 from train.duplicates import repeated_texts
 from train.errors import TrackingError
 from train.models import ARTIFACT_KEY, MODEL_PACKAGES, Cascade, StanceModel, extra_packages
-from train.scratch import scratch_folder
+from train.scratch import pid_namespace, scratch_folder
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # A run may be named by the start of its id, as git names commits: hex, four characters at least.
@@ -322,6 +322,7 @@ def process_tags() -> dict[str, str]:
     me = psutil.Process()
     return {
         schema.HOST: socket.gethostname(),
+        schema.PID_NAMESPACE: str(pid_namespace()),
         schema.PID: str(me.pid),
         schema.PROCESS_STARTED: repr(me.create_time()),
     }
@@ -333,6 +334,9 @@ def process_gone(tags: dict) -> bool:
     tags existed, cannot be judged and is not called gone."""
     host, pid, started = (tags.get(k) for k in (schema.HOST, schema.PID, schema.PROCESS_STARTED))
     if host != socket.gethostname() or not (pid and started):
+        return False
+    # A container sharing the hostname has pids of its own: its processes cannot be seen here.
+    if tags.get(schema.PID_NAMESPACE, str(pid_namespace())) != str(pid_namespace()):
         return False
     try:
         return repr(psutil.Process(int(pid)).create_time()) != started

@@ -409,6 +409,9 @@ def test_a_live_run_of_this_host_is_not_called_gone(tracking):
     assert not store.process_gone(store.process_tags())
     assert store.process_gone(store.process_tags() | {"stance.process_started": "1.0"})
     assert not store.process_gone(store.process_tags() | {"stance.host": "another-machine"})
+    # A container with this hostname and its own pids: its runs cannot be judged from here.
+    gone_elsewhere = {"stance.process_started": "1.0", "stance.pid_namespace": "-1"}
+    assert not store.process_gone(store.process_tags() | gone_elsewhere)
 
 
 @pytest.mark.parametrize(
