@@ -171,28 +171,21 @@ def measure(name: str, pickle_path: Path, out: Path, rows: int, repeats: int) ->
         started = time.perf_counter()
         StanceModel.load(folder)
         folder_s.append(time.perf_counter() - started)
-    new = StanceModel.load(folder)
-    if not rows:  # --loads-only
-        return {
-            "model": name,
-            "pickle_load_s": statistics.median(pickle_s),
-            "folder_load_s": statistics.median(folder_s),
-            "pickle_mb": _size(pickle_path) / 1e6,
-            "folder_mb": _size(folder) / 1e6,
-            "rows": 0,
-            "identical": None,
-        }
-    frame = _rows(old, rows)
-    before, after = old.predict(frame), new.predict(frame)
-    return {
+    result = {
         "model": name,
         "pickle_load_s": statistics.median(pickle_s),
         "folder_load_s": statistics.median(folder_s),
         "pickle_mb": _size(pickle_path) / 1e6,
         "folder_mb": _size(folder) / 1e6,
-        "rows": len(frame),
-        "identical": bool(before.equals(after)),
+        "rows": 0,
+        "identical": None,
     }
+    if rows:  # not --loads-only
+        frame = _rows(old, rows)
+        result["rows"] = len(frame)
+        new = StanceModel.load(folder)
+        result["identical"] = bool(old.predict(frame).equals(new.predict(frame)))
+    return result
 
 
 def _named_pickles(pairs: list[str]) -> dict[str, Path]:
