@@ -243,6 +243,21 @@ def test_a_text_column_without_a_single_value_is_reported_not_a_crash(tmp_path):
         load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
 
 
+def test_a_lone_surrogate_escape_in_a_json_line_is_a_rejected_row_not_a_crash(tmp_path):
+    # Found in review: "\ud83d" (half an emoji, cut off) crashed training inside pyarrow.
+    lines = [
+        json.dumps({"text": "Fair tax", "target": "carbon tax", "label": "FAVOR"}),
+        '{"text": "Cut off \\ud83d", "target": "carbon tax", "label": "NONE"}',
+        json.dumps({"text": "Unfair tax", "target": "carbon tax", "label": "AGAINST"}),
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    data = load_dataset(data_config(path, on_bad_rows="quarantine"), tmp_path)
+    assert data.rows["text"].tolist() == ["Fair tax", "Unfair tax"]
+    assert data.rejects["line"].tolist() == [2]
+    assert data.rejects["reason"].iloc[0].startswith("undecodable text: a lone surrogate")
+
+
 def test_malformed_json_line_is_rejected(tmp_path):
     nested = json.dumps({"text": "Fair tax", "target": {"name": "carbon tax"}, "label": "FAVOR"})
     lines = [

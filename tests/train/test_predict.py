@@ -640,6 +640,25 @@ def test_an_output_beside_a_model_file_is_written(model_path, sentences_csv, tmp
     assert (model_path.parent / "beside.csv").exists()
 
 
+def test_an_input_read_from_a_pipe_is_predicted_whole(model_path, sentences_csv, tmp_path, run_cli):
+    # Found in review: reading a pipe's position failed ("Illegal seek"), and the check before
+    # loading read the pipe's header, so the real read began on its second line.
+    import os
+    import threading
+
+    fifo = tmp_path / "rows.pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(sentences_csv.read_bytes()))
+    writer.start()
+    code, _, err = run_cli(
+        "predict", model_path, fifo, "--input-format", "csv", "-o", tmp_path / "out.csv"
+    )
+    writer.join()
+    assert code == 0, err
+    expected = pd.read_csv(sentences_csv)
+    assert pd.read_csv(tmp_path / "out.csv")["id"].tolist() == expected["id"].tolist()
+
+
 def test_an_unbalanced_quote_is_rejected_with_the_lines_it_spans(model_path, tmp_path):
     # A lenient CSV parser reads lines 3-5 as one text, and line 7 to the end of the file, silently.
     path = tmp_path / "in.csv"

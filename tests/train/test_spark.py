@@ -204,7 +204,17 @@ def test_an_input_that_does_not_exist_is_said_in_one_line_before_spark_starts(
     )
 
 
-@pytest.mark.parametrize("where", ["-o {model}", "-o {tmp}/out --rejects {model}/rejects"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "-o {model}",
+        "-o {tmp}/out --rejects {model}/rejects",
+        # Found in review: a file: URI slipped past the check, and Spark overwrote the model.
+        "-o file://{model}",
+        "-o file:{model}/x",
+        "-o {tmp}/out --rejects file://{model}",
+    ],
+)
 def test_an_output_inside_the_model_is_refused_by_spark_too(
     run_cli, model_path, messy_csv, tmp_path, where
 ):
