@@ -52,6 +52,23 @@ def _cases(scratch: Path, model: Path) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+# What any training pays before its first row: the modules `stance train` imports (scikit-learn,
+# pandas, MLflow's SQL store and pyfunc, matplotlib), and MLflow's scan of the installed
+# packages, which `mlflow.pyfunc.log_model` runs for every model it logs and no option skips.
+FLOOR = {
+    "python itself": "pass",
+    "the imports of a training (no work)": (
+        "import train.training, train.tracking, matplotlib.pyplot, mlflow.pyfunc, "
+        "mlflow.store.tracking.sqlalchemy_store"
+    ),
+    "MLflow's installed-package scan in log_model": (
+        "import time, importlib_metadata; t = time.perf_counter(); "
+        "importlib_metadata.packages_distributions(); "
+        "print(time.perf_counter() - t)"
+    ),
+}
+
+
 def _seconds(tree: Path, args: list[str], scratch: Path) -> float:
     env = {
         **os.environ,
@@ -68,11 +85,34 @@ def _seconds(tree: Path, args: list[str], scratch: Path) -> float:
     return time.perf_counter() - started
 
 
+def _floor(repeats: int) -> None:
+    """Seconds of each ``FLOOR`` line in a fresh process of this tree (the scan: in-process)."""
+    print("\n| floor of this tree | seconds |")
+    print("|---|---:|")
+    for name, code in FLOOR.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", code],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            whole = time.perf_counter() - started
+            times.append(float(done.stdout) if done.stdout.strip() else whole)
+        print(f"| {name} | {statistics.median(times):.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old-checkout", type=Path, required=True)
     parser.add_argument("--model", type=Path, help="a model folder both trees load")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--floor", action="store_true", help="also time what every training pays before work"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stance-startup-") as folder:
         scratch = Path(folder)
@@ -90,6 +130,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, old, new in rows:
         print(f"| {name} | {old:.2f} | {new:.2f} | {new / old:.2f}x |")
+    if args.floor:
+        _floor(args.repeats)
 
 
 if __name__ == "__main__":

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.base import TEXT, DenseFeatures, text_column, unique_inverse
+from features.base import INSTALL_EXTRAS, TEXT, DenseFeatures, text_column, unique_inverse
 from features.state import Int
 
-
-def _load_vader():
-    try:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError as error:
-        raise ImportError(
-            "SentimentLexicon needs the VADER lexicon from the 'vadersentiment' package, which is "
-            "not installed. "
-            "Install it with: uv pip install vadersentiment"
-        ) from error
-    return SentimentIntensityAnalyzer()
+try:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+except ImportError as error:  # a core dependency: the environment is not the locked one
+    raise ImportError(
+        "SentimentLexicon needs the VADER lexicon from the 'vadersentiment' package, which is not "
+        f"installed. Install the locked environment with: {INSTALL_EXTRAS}"
+    ) from error
 
 
 class SentimentLexicon(DenseFeatures):
@@ -55,7 +51,7 @@ class SentimentLexicon(DenseFeatures):
     def _vader(self):
         # Loaded on first use and never pickled: the lexicon ships with the package.
         if getattr(self, "_analyzer", None) is None:
-            self._analyzer = _load_vader()
+            self._analyzer = SentimentIntensityAnalyzer()
         return self._analyzer
 
     def __getstate__(self):

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
 from features.cache import cache_folder, file_sha256
 
@@ -211,8 +212,6 @@ def _without_quantization_advice():
 
 
 def _blas_threads() -> int:
-    from threadpoolctl import threadpool_info
-
     counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
     return max(1, min(counts)) if counts else 1
 

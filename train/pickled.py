@@ -14,9 +14,15 @@ import importlib
 import pickle
 from pathlib import Path
 
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import BaseCrossValidator, BaseShuffleSplit
+
 from features.pipeline import FEATURE_STEPS
+from train import modelfile
 from train.classifiers import CLASSIFIERS
 from train.errors import ModelError
+from train.models import Cascade, StanceModel
 
 
 class UntrustedModelError(ModelError):
@@ -89,9 +95,6 @@ def _trusted(module: str, name: str):
     if (module, name) in (registered := _registered()):
         return registered[(module, name)]
     if module.startswith(ESTIMATOR_MODULES):
-        from sklearn.base import BaseEstimator
-        from sklearn.model_selection import BaseCrossValidator, BaseShuffleSplit
-
         found = getattr(importlib.import_module(module), name, None)
         if isinstance(found, type) and issubclass(
             found, (BaseEstimator, BaseCrossValidator, BaseShuffleSplit)
@@ -99,8 +102,6 @@ def _trusted(module: str, name: str):
             return found
         return None
     if module in NUMPY_SCALAR_MODULES:
-        import numpy as np
-
         found = getattr(np, name, None)
         if isinstance(found, type) and issubclass(found, np.generic):
             return found
@@ -121,8 +122,6 @@ def convert(source: str, target: str | Path, trust_pickle: bool) -> str:
     """Read the pickle model ``source`` (a file, an old model folder, or a ``runs:/`` /
     ``models:/`` URI of a run that logged one) and write it as a model folder at ``target``;
     returns the new model's fingerprint. Without ``trust_pickle`` nothing is read."""
-    from train import modelfile
-    from train.models import Cascade, StanceModel
 
     if not trust_pickle:
         raise ModelError(
@@ -133,6 +132,7 @@ def convert(source: str, target: str | Path, trust_pickle: bool) -> str:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ModelError(f"{target} exists; name a new folder for the converted model.")
     if source.startswith(("runs:/", "models:/")):
+        # MLflow (2 s) only for a model in the store.
         from train import tracking
 
         with tracking.fetched_model(source) as fetched:

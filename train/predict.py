@@ -525,7 +525,7 @@ def _join_parts(files: list[Path], destination, fmt: str, header: bool = True) -
     part's header too).
     """
     if fmt == "parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # 0.14 s, for Parquet outputs only
 
         tables = [pq.read_table(f) for f in files]
         schema = next((t.schema for t in tables if t.num_rows), tables[0].schema)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from tqdm import tqdm
+
 
 class Quiet:
     """A bar that shows nothing, for piped output and ``--no-progress``; its lines go to
@@ -53,7 +55,6 @@ def bar(asked: bool | None, total: int | None, unit: str, description: str = "",
     above the bar, or through ``log`` when no bar is shown."""
     if not shown(asked):
         return Quiet(log)
-    from tqdm import tqdm
 
     class Bar(tqdm):
         def log(self, message: str) -> None:

@@ -359,6 +359,8 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     """Retrain a run from its logged config after checking that its data is unchanged.
 
     Returns (old metrics, new metrics, facts about the original run)."""
+    # Imported here: training brings scikit-learn and matplotlib (0.5 s), which `stance runs`,
+    # `show` and `compare`, the other users of this module, never need.
     from train.training import train
 
     original = tracking.run_info(run_id)

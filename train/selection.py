@@ -36,13 +36,19 @@ from __future__ import annotations
 import hashlib
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.decomposition import TruncatedSVD
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 
-from train import tables
+from train import schema, tables, tracking
 from train.artifact import LoadedModel, open_model
 from train.data import sha256_of
 from train.duplicates import text_keys
@@ -143,14 +149,6 @@ def _clusters(texts: list[str], n: int, seed: int) -> tuple[np.ndarray, np.ndarr
     clusters on unit-length latent semantic vectors (word 1-2-gram TF-IDF through a truncated
     SVD), where sentences that share their meaning's vocabulary fall together. Raw TF-IDF is
     too sparse for k-means: it makes one crowd and many one-sentence clusters of outliers."""
-    import warnings
-
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.preprocessing import normalize
-
     try:
         vectors = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform(texts)
     except ValueError:  # no word in any text (only punctuation): one cluster, by order
@@ -328,8 +326,6 @@ def select(
 def _log_selection(
     model: str, loaded: LoadedModel, corpus: str, options: SelectOptions, result, fmt: str
 ) -> str:
-    from train import schema, tracking
-
     experiment = loaded.model.config.get("name") or "selection"
     # The full run id (a prefix may match another run later) or the file's absolute path.
     model_reference = (

@@ -38,6 +38,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from features.base import INSTALL_EXTRAS
 from train import artifact, modelfile, workers
@@ -451,7 +452,6 @@ class _WorkerModel:
     def get(self):
         if self.sha256 not in self._loaded:
             from pyspark import SparkFiles
-            from threadpoolctl import threadpool_limits
 
             # One task per core, as the local route's workers: a BLAS of many threads in each
             # would oversubscribe them.

@@ -273,6 +273,8 @@ class Table:
                 )
             self.columns = list(parsed[0].keys())
         else:
+            # pyarrow (0.14 s) for Parquet only: the preflight reads CSV and JSON headers with
+            # this module and reports a mistake in 0.1 s.
             import pyarrow.parquet as pq
 
             try:
@@ -455,7 +457,7 @@ class Table:
             yield batch
 
     def _parquet_batches(self, wanted):
-        import pyarrow as pa
+        import pyarrow as pa  # as above: Parquet only
 
         # A Parquet column has one type: only a list or struct column needs its values checked.
         schema = self._parquet.schema_arrow

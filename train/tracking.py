@@ -28,15 +28,17 @@ import mlflow
 import mlflow.data
 import pandas as pd
 import psutil
+import requests
 from filelock import FileLock, Timeout
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from features.pipeline import extras_needed
 from train import modelfile, schema, tables
 from train.data import LoadedData
 from train.duplicates import repeated_texts
-from train.errors import TrackingError
+from train.errors import ModelError, StanceError, TrackingError
 from train.models import ARTIFACT_KEY, MODEL_PACKAGES, Cascade, StanceModel, extra_packages
 from train.scratch import pid_namespace, scratch_folder
 
@@ -54,7 +56,6 @@ def store_uri() -> str:
 
 def configure() -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps logs readable
-    from mlflow.exceptions import MlflowException
 
     uri = store_uri()
     _check_server_answers(uri)
@@ -201,7 +202,6 @@ def _check_server_answers(uri: str) -> None:
     """
     if not uri.lower().startswith(("http://", "https://")) or uri in _SERVERS_ANSWERED:
         return
-    import requests
 
     try:
         # Through the same proxies MLflow's requests would take.
@@ -281,7 +281,6 @@ def git_state() -> dict[str, str]:
 @contextmanager
 def start_run(experiment: str, tags: dict[str, str]):
     """Open a run in the named MLflow experiment; yields the run id."""
-    from mlflow.exceptions import MlflowException
 
     configure()
     with _quiet_mlflow_logging(EXPERIMENT_SETUP_LOGGERS):
@@ -377,7 +376,6 @@ def keep_unlogged(results: dict):
     ``start_run``, whose own closing call to the failed store would otherwise replace
     the error raised here.
     """
-    from mlflow.exceptions import MlflowException
 
     try:
         yield
@@ -444,7 +442,6 @@ def retry_when_locked(call):
 
     @functools.wraps(call)
     def retried(*args, **kwargs):
-        from mlflow.exceptions import MlflowException
 
         for wait in (*LOCKED_RETRY_WAITS_S, None):
             try:
@@ -538,7 +535,6 @@ def _log_input(dataset, context: str, attempts: int = 3) -> None:
     """MLflow looks a dataset up in the experiment and inserts it if absent, in two steps, so
     two processes logging the same dataset at once (a search shared by several workers) can
     both try the insert; the loser's transaction is rolled back, and its retry finds the row."""
-    from mlflow.exceptions import MlflowException
 
     for attempt in range(attempts):
         try:
@@ -718,9 +714,6 @@ def fetched_model(uri: str):
     Only the model folder is fetched, not the logged model's copy of the code, lock file
     and environment files, which prediction does not read: 1.8 MB less to copy per load.
     """
-    from mlflow.exceptions import MlflowException
-
-    from train.errors import ModelError
 
     configure()
     uri = full_run_uri(uri)
@@ -750,7 +743,6 @@ def fetched_model(uri: str):
 def logged_manifest_sha256(run_id: str) -> str | None:
     """The sha256 of the manifest of the run's logged model as the store holds it now, or None
     where it has none (a model of the pickle format)."""
-    from mlflow.exceptions import MlflowException
 
     with scratch_folder("manifest") as folder:
         try:
@@ -795,9 +787,6 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
     """Register the run's model under ``name`` (a new version) and point ``alias`` at it; returns
     the version.
     """
-    from mlflow.exceptions import MlflowException
-
-    from train.errors import StanceError
 
     configure()
     run = mlflow.MlflowClient().get_run(run_id)
@@ -838,7 +827,6 @@ def register_model(run_id: str, name: str, alias: str | None = None) -> str:
 def _check_logged_model_file(model_id: str, run) -> None:
     """A registered model is trusted by whoever loads it from the registry, so it must be the
     one its run logged (the recorded fingerprint) and build from its data."""
-    from train.errors import ModelError
 
     named = f"the model of run {run.info.run_id}"
     expected = run.data.tags.get(MODEL_SHA256_TAG)
@@ -870,9 +858,6 @@ def run_info(run_id: str) -> dict:
 
 
 def _find_run(run_id: str):
-    from mlflow.exceptions import MlflowException
-
-    from train.errors import StanceError
 
     client = mlflow.MlflowClient()
     try:
@@ -909,9 +894,6 @@ def _find_run(run_id: str):
 
 def read_artifact(run_id: str, path: str) -> str:
     """The text of one artifact of a run."""
-    from mlflow.exceptions import MlflowException
-
-    from train.errors import StanceError
 
     configure()
     try:
@@ -945,8 +927,6 @@ def find_runs(experiment: str | None) -> pd.DataFrame:
     configure()
     names = [experiment] if experiment else [e.name for e in mlflow.search_experiments()]
     if experiment and mlflow.get_experiment_by_name(experiment) is None:
-        from train.errors import StanceError
-
         known = sorted(e.name for e in mlflow.search_experiments())
         raise StanceError(
             f"No experiment {experiment!r} in {mlflow.get_tracking_uri()}; experiments there: "

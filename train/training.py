@@ -191,7 +191,8 @@ def _train(config: Config, data_dir, log, extra_tags, stage) -> TrainResult:
         tracking.log_data(data, splits, root, repeats)
 
         # 2. Model: the pipeline the config describes, fitted on train only.
-        stage("fitting")
+        # The bar names what is being fitted: on a large dataset this stage is the long one.
+        stage(f"fitting {' + '.join(config.features)} -> {config.model.classifier}")
         labels = config.labels
         started = time.perf_counter()
         stance_model = fitted["model"] = fit_stance_model(config, splits["train"], versions)

@@ -23,6 +23,8 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
+from threadpoolctl import threadpool_limits
+
 # prctl(2) option: the signal the kernel sends this process when its parent thread exits.
 _PR_SET_PDEATHSIG = 1
 # How often the fallback watcher (platforms without prctl) looks for its parent.
@@ -140,8 +142,6 @@ def _start_spawned_worker(value) -> None:  # pragma: no cover - platforms withou
 
 def start_worker() -> None:
     """What every worker sets up first."""
-    from threadpoolctl import threadpool_limits
-
     # Workers that each ran a multi-threaded BLAS (the embeddings step is matrix
     # products) would oversubscribe the cores. Holds for the worker's life.
     threadpool_limits(limits=1)

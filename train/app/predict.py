@@ -10,6 +10,7 @@ from train.app.arguments import (
     at_least_one,
     reading_options,
 )
+from train.errors import StanceError
 
 
 def add_parser(commands) -> None:
@@ -81,7 +82,6 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from train import preflight
-    from train.errors import StanceError
     from train.tables import ColumnNames
 
     # With --target the target column is not read (the two together are refused later, with
