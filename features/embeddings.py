@@ -9,6 +9,7 @@ downloaded at run time. Install it with ``python3 -m uv sync --frozen --all-extr
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -281,6 +282,43 @@ def embed(
     return table[index]
 
 
+def check_parts(step) -> None:
+    """Refuse an embedding step (this one or :class:`features.StaticEmbeddings`) whose parts are
+    all switched off."""
+    if not (step.text or step.target_product or step.target_cosine):
+        raise ValueError(
+            f"{type(step).__name__} has every part switched off; set text, target_product or "
+            "target_cosine to true."
+        )
+
+
+def assemble_parts(step, texts: np.ndarray, embed_targets) -> np.ndarray:
+    """An embedding step's output: the text vectors, their product with the target's vector
+    and the two's cosine, as ``step`` asks, times its weight. ``embed_targets()`` gives the
+    targets' unit vectors; it is called only when a part needs them."""
+    blocks = [texts] if step.text else []
+    if step.target_product or step.target_cosine:
+        targets = embed_targets()
+        product = texts[:, : targets.shape[1]] * targets
+        if step.target_product:
+            blocks.append(product)
+        if step.target_cosine:
+            blocks.append(product.sum(axis=1, keepdims=True))
+    values = np.hstack(blocks, dtype=np.float64)
+    values *= float(step.weight)
+    return values
+
+
+def part_names(step, text_names: list[str]) -> list[str]:
+    """The output column names of :func:`assemble_parts`."""
+    names = list(text_names) if step.text else []
+    if step.target_product:
+        names += [f"product_{i}" for i in range(DIMENSION)]
+    if step.target_cosine:
+        names.append("cosine")
+    return names
+
+
 class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
     """Dense all-MiniLM-L6-v2 embeddings of the text, and of how it relates to its target.
 
@@ -353,11 +391,7 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         return bool(self.target_product or self.target_cosine)
 
     def fit(self, X, y=None):
-        if not (self.text or self.target_product or self.target_cosine):
-            raise ValueError(
-                "SentenceEmbeddings has every part switched off; set text, target_product or "
-                "target_cosine to true."
-            )
+        check_parts(self)
         if not 8 <= int(self.max_length) <= 512:
             raise ValueError(
                 "SentenceEmbeddings max_length must be between 8 and 512 word pieces, found "
@@ -384,37 +418,22 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         if self.split_hashtags:  # the encoder's word pieces know words, not CamelCase runs
             sentences = np.asarray([spell_out_hashtags(t) for t in sentences], dtype=object)
         texts = embed(sentences, int(self.max_length), self.pooling, self.runtime)
-        blocks = [texts] if self.text else []
-        if self.target_product or self.target_cosine:
-            targets = embed(
-                text_column(X, TARGET, "SentenceEmbeddings"),
-                int(self.max_length),
-                runtime=self.runtime,
-            )
-            product = texts[:, :DIMENSION] * targets
-            if self.target_product:
-                blocks.append(product)
-            if self.target_cosine:
-                blocks.append(product.sum(axis=1, keepdims=True))
-        values = np.hstack(blocks, dtype=np.float64)
-        values *= float(self.weight)
+        values = assemble_parts(self, texts, functools.partial(self._embed_targets, X))
         return sp.csr_matrix(values)
 
+    def _embed_targets(self, X) -> np.ndarray:
+        targets = text_column(X, TARGET, "SentenceEmbeddings")
+        return embed(targets, int(self.max_length), runtime=self.runtime)
+
     def _names(self):
-        names = (
+        return part_names(
+            self,
             [
                 f"text_{pool}_{i}" if pool != "mean" else f"text_{i}"
                 for pool in POOLINGS[self.pooling]
                 for i in range(DIMENSION)
-            ]
-            if self.text
-            else []
+            ],
         )
-        if self.target_product:
-            names += [f"product_{i}" for i in range(DIMENSION)]
-        if self.target_cosine:
-            names.append("cosine")
-        return names
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "n_features_out_")

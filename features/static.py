@@ -29,7 +29,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, RawTextInput, text_column, unique_inverse
 from features.cache import cache_folder, file_sha256
-from features.embeddings import DIMENSION, _encoder, missing_extra
+from features.embeddings import (
+    DIMENSION,
+    _encoder,
+    assemble_parts,
+    check_parts,
+    missing_extra,
+    part_names,
+)
 from features.state import Array, Int, Pair
 from features.text import spell_out_hashtags
 
@@ -225,11 +232,7 @@ class StaticEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         return bool(self.target_product or self.target_cosine)
 
     def fit(self, X, y=None):
-        if not (self.text or self.target_product or self.target_cosine):
-            raise ValueError(
-                "StaticEmbeddings has every part switched off; set text, target_product or "
-                "target_cosine to true."
-            )
+        check_parts(self)
         if self.weighting not in WEIGHTINGS:
             raise ValueError(
                 f"StaticEmbeddings weighting must be one of {list(WEIGHTINGS)}, found "
@@ -251,17 +254,10 @@ class StaticEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
     def transform(self, X):
         check_is_fitted(self, "n_features_out_")
         texts = self._vectors(self._texts(X))
-        blocks = [texts] if self.text else []
-        if self.target_product or self.target_cosine:
-            targets = self._vectors(text_column(X, TARGET, "StaticEmbeddings"))
-            product = texts * targets
-            if self.target_product:
-                blocks.append(product)
-            if self.target_cosine:
-                blocks.append(product.sum(axis=1, keepdims=True))
-        values = np.hstack(blocks, dtype=np.float64)
-        values *= float(self.weight)
-        return _dense_csr(values)
+        return _dense_csr(assemble_parts(self, texts, functools.partial(self._target_vectors, X)))
+
+    def _target_vectors(self, X) -> np.ndarray:
+        return self._vectors(text_column(X, TARGET, "StaticEmbeddings"))
 
     def _texts(self, X) -> np.ndarray:
         texts = text_column(X, TEXT, "StaticEmbeddings")
@@ -281,12 +277,7 @@ class StaticEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
         return vectors / np.maximum(norms, 1e-12)
 
     def _names(self):
-        names = [f"text_{i}" for i in range(DIMENSION)] if self.text else []
-        if self.target_product:
-            names += [f"product_{i}" for i in range(DIMENSION)]
-        if self.target_cosine:
-            names.append("cosine")
-        return names
+        return part_names(self, [f"text_{i}" for i in range(DIMENSION)])
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "n_features_out_")

@@ -26,10 +26,14 @@ from typing import Any
 import tomli_w
 
 from features.steps import BUILTIN_STEPS
+from train import tables
 from train.errors import ConfigError
 
-TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
-FORMATS = (*TABLE_FORMATS, "semeval2016", "fnc1", "argq")
+# A user's table, in any format the readers know, or a public dataset in its own layout; each
+# format's loader is in train/data.py, which builds its table of loaders from these names.
+TABLE_FORMATS = tuple(dict.fromkeys(tables.FORMATS.values()))
+PUBLIC_DATASET_FORMATS = ("semeval2016", "fnc1", "argq")
+FORMATS = (*TABLE_FORMATS, *PUBLIC_DATASET_FORMATS)
 BAD_ROW_POLICIES = ("error", "quarantine")
 SPLIT_METHODS = ("stratified", "by_target", "by_group")
 STRATEGIES = ("joint", "per_target", "shared_per_target")

@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from train import tables
-from train.config import DataConfig, SplitConfig, labels_for
+from train.config import FORMATS, TABLE_FORMATS, DataConfig, SplitConfig, labels_for
 from train.duplicates import copy_groups
 from train.errors import DataError
 from train.sources import check_columns, column_mapping, table_files
@@ -266,14 +266,15 @@ def load_argq(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list[Source
     return records, [SourceFile(str(path), sha256_of(path), len(records))]
 
 
-LOADERS = {
-    "csv": load_table,
-    "tsv": load_table,
-    "jsonl": load_table,
-    "parquet": load_table,
+PUBLIC_DATASET_LOADERS = {
     "semeval2016": load_semeval2016,
     "fnc1": load_fnc1,
     "argq": load_argq,
+}
+# Every format config.py accepts, and only those: a name there without a loader here fails on
+# import, not in the middle of a training.
+LOADERS = {
+    name: load_table if name in TABLE_FORMATS else PUBLIC_DATASET_LOADERS[name] for name in FORMATS
 }
 
 

@@ -79,12 +79,8 @@ def _check_options(
             "--split and --data-dir choose the rows of an experiment file; a table is scored "
             "whole. Leave them out, or pass an experiment file."
         )
-    elif columns.target is not None and columns.columns.target is not None:
-        raise ConfigError(
-            f"--target gives every row the target {columns.target!r}, so the column "
-            f"--target-column {columns.columns.target!r} would not be read. "
-            "Pass --target-column to read each row's target, or --target for one target, not both."
-        )
+    else:
+        columns.columns.check_one_target(columns.target)
 
 
 def evaluate_model(

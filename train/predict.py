@@ -834,12 +834,7 @@ def _check_columns(options: PredictOptions) -> None:
             "named by its path, and --target gives the target. Leave out --documents to predict a "
             "table, or the table options to predict documents."
         )
-    if options.target is not None and options.columns.target is not None:
-        raise StanceError(
-            f"--target gives every row the target {options.target!r}, so the column "
-            f"--target-column {options.columns.target!r} would not be read. "
-            "Pass --target-column to read each row's target, or --target for one target, not both."
-        )
+    options.columns.check_one_target(options.target)
 
 
 def model_location(model: str | LoadedModel) -> Path | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from train.errors import DataError
+from train.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # the writers take frames; reading needs no pandas
     import pandas as pd
@@ -78,6 +78,15 @@ class ColumnNames:
     def options_given(self) -> list[str]:
         """The command-line options that named a column, as a user typed them."""
         return [COLUMN_OPTIONS[name] for name in self.given()]
+
+    def check_one_target(self, target: str | None) -> None:
+        """Refuse ``--target`` (one target for every row) together with ``--target-column``."""
+        if target is not None and self.target is not None:
+            raise ConfigError(
+                f"--target gives every row the target {target!r}, so the column "
+                f"--target-column {self.target!r} would not be read. Pass --target-column to "
+                "read each row's target, or --target for one target, not both."
+            )
 
 
 # The command-line option that names each field's column.
