@@ -30,7 +30,7 @@ import sys
 
 from speed_tiers import OUT, build_input, timed
 
-from train import schema, tracking
+from train import schema, store
 from train.artifact import open_model
 from train.cascade import logged_predictions, threshold_for_share, validation_curve
 from train.models import Cascade, confidence
@@ -78,9 +78,9 @@ def main() -> None:
     parser.add_argument("--no-numpy", action="store_true", help="skip the numpy baseline")
     args = parser.parse_args()
 
-    tracking.configure()
+    store.configure()
     runs = {
-        role: tracking.run_info(run)["run_id"]
+        role: store.run_info(run)["run_id"]
         for role, run in vars(args).items()
         if role in ("fast", "accurate")
     }

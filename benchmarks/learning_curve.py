@@ -48,11 +48,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 
-from train import tracking  # noqa: E402
+from train import schema, tracking  # noqa: E402
 from train.config import PUBLIC_LABELS, Config  # noqa: E402
 from train.data import load_dataset  # noqa: E402
 from train.metrics import compute_metrics  # noqa: E402
@@ -389,10 +390,32 @@ def main() -> None:
             "rows": args.rows,
             "prior_weight": args.prior_weight,
         }
-        tracking.log_learning_curve(
+        log_learning_curve(
             "learning-curves", params, frame, table, text, fig, {"wall_seconds": seconds}
         )
         plt.close(fig)
+
+
+def log_learning_curve(
+    experiment: str,
+    params: dict,
+    curves: pd.DataFrame,
+    table: pd.DataFrame,
+    text: str,
+    figure,
+    metrics: dict[str, float],
+) -> str:
+    """This benchmark as a run of its own: every round of every curve, the summary table, its
+    markdown and the figure."""
+    tags = {schema.BENCHMARK: "learning_curve"}
+    with tracking.command_run(experiment, {}, tags) as run_id:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(curves.to_csv(index=False), "learning_curve/curves.csv")
+        mlflow.log_text(table.to_csv(index=False), "learning_curve/summary.csv")
+        mlflow.log_text(text, "learning_curve/summary.md")
+        mlflow.log_figure(figure, "learning_curve/curves.png")
+    return run_id
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def udf_route(model: str, source: str, output: str) -> None:
     from pyspark.sql import functions as F
 
     from train.artifact import open_model
-    from train.tracking import full_run_uri
+    from train.store import full_run_uri
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     labels = open_model(model).model.labels

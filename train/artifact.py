@@ -46,13 +46,13 @@ def open_model(uri: str) -> LoadedModel:
     """The stance model a folder, ``runs:/`` or ``models:/`` URI names, built and checked."""
     if is_store_uri(uri):
         # Imported here: it imports MLflow (seconds), which a model folder never needs.
-        from train import tracking
+        from train import store
 
-        with tracking.fetched_model(uri) as fetched:
+        with store.fetched_model(uri) as fetched:
             if fetched.expected_sha256 is None:
                 raise ModelError(
                     f"{uri}: its run recorded no fingerprint of its model "
-                    f"({tracking.MODEL_SHA256_TAG}), so a model rewritten in the store could not "
+                    f"({store.MODEL_SHA256_TAG}), so a model rewritten in the store could not "
                     "be told apart; it is not loaded. Retrain it with `stance reproduce RUN`."
                 )
             model = read(fetched.path, fetched.expected_sha256, uri)

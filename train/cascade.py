@@ -26,10 +26,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from train import schema, tracking
+from train import schema, scoring, store, tracking
 from train.artifact import open_model
 from train.errors import StanceError
-from train.metrics import bootstrap_interval, compute_metrics, headline_value
+from train.metrics import headline_value
 from train.models import Cascade, StanceModel, confidence
 
 # Shares of validation rows forwarded that are tried: 0 %, 1 %, ... 100 %.
@@ -49,12 +49,12 @@ def logged_predictions(run_id: str, rows: str, labels: tuple[str, ...]) -> pd.Da
     """A training run's logged predictions of ``rows`` (valid, test), with their probabilities,
     indexed by row id."""
     path = schema.predictions(rows)
-    if not tracking.has_artifact(run_id, path):
+    if not store.has_artifact(run_id, path):
         raise StanceError(
             f"Run {run_id} logged no {path}; `stance cascade` joins runs made by `stance train`."
         )
     frame = pd.read_csv(
-        pd.io.common.StringIO(tracking.read_artifact(run_id, path)),
+        pd.io.common.StringIO(store.read_artifact(run_id, path)),
         dtype={"id": str, "label": str, "predicted": str},
         keep_default_na=False,
     )
@@ -146,7 +146,7 @@ def build(fast_run: str, accurate_run: str, max_loss: float = 0.5, log=print) ->
         raise StanceError(
             f"--max-loss is in points of the headline metric, 0 to 100; found {max_loss}."
         )
-    fast_info, accurate_info = tracking.run_info(fast_run), tracking.run_info(accurate_run)
+    fast_info, accurate_info = store.run_info(fast_run), store.run_info(accurate_run)
     ids = (fast_info["run_id"], accurate_info["run_id"])
     for info, role in ((fast_info, "fast"), (accurate_info, "accurate")):
         if schema.kind(info["tags"]) != "training":
@@ -188,11 +188,8 @@ def build(fast_run: str, accurate_run: str, max_loss: float = 0.5, log=print) ->
     )
     predicted, forward = joined(test_fast, test_accurate, labels, threshold)
     truth = test_fast["label"].to_numpy()
-    metrics = {f"test_{k}": v for k, v in compute_metrics(truth, predicted, labels).items()}
-    low, high = bootstrap_interval(truth, predicted, labels, metric, seed)
+    metrics = scoring.score("test", truth, predicted, labels, headline=metric, seed=seed)
     metrics |= {
-        f"test_{metric}_ci_low": low,
-        f"test_{metric}_ci_high": high,
         "test_forwarded": float(forward.mean()),
         f"valid_{metric}": float(chosen[metric]),
         f"valid_{metric}_fast": float(fast_value),
@@ -228,8 +225,13 @@ def build(fast_run: str, accurate_run: str, max_loss: float = 0.5, log=print) ->
         figure = curve_figure(curve, metric, chosen, experiment, max_loss)
         tracking.log_cascade(params, metrics, curve, figure)
         plt.close(figure)
-        tracking.log_predictions(
+        scoring.log_scores(
             "test",
+            f"{experiment}: cascade, test",
+            truth,
+            predicted,
+            labels,
+            None,  # the runs' logged predictions carry no targets
             pd.DataFrame({"id": test_fast.index, "label": truth, "predicted": predicted}),
         )
         example = pd.DataFrame({"text": ["an example sentence"], "target": [""]})

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # A server that cannot be reached, or a store that refuses a write: the user's
         # setup, not a bug here, so it is reported like any other StanceError.
-        from train.tracking import store_uri  # MLflow is imported already, or there'd be no error
+        from train.store import store_uri  # MLflow is imported already, or there'd be no error
 
         print(
             f"error: the MLflow store at {store_uri()} failed: {error.message} Check that it is "

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
-from train import progress, schema, tracking, workers
+from train import progress, schema, store, tracking, workers
 from train.config import GROUPINGS, Config
 from train.data import check_training_labels, load_dataset, split_dataset
 from train.duplicates import copy_groups
@@ -226,7 +226,7 @@ def run_cv(
     check_counts(k, jobs)
     config = Config.from_toml(experiment, list(overrides))
     check_parameters(config)
-    tracking.configure()  # a store that cannot be opened stops the command before the data is read
+    store.configure()  # a store that cannot be opened stops the command before the data is read
     grouping = grouping or default_grouping(config)
     root = data_root(data_dir)
     data = load_dataset(config.data, root)

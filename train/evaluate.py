@@ -6,23 +6,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
-from train import schema, tracking
+from train import schema, scoring, store, tracking
 from train.artifact import open_model
 from train.config import Config, DataConfig
 from train.data import load_dataset, split_dataset
 from train.errors import ConfigError, DataError
 from train.metrics import (
-    bootstrap_interval,
-    compute_metrics,
     labels_present,
     metric_names,
-    per_target_table,
     report_text,
 )
-from train.report import confusion_figure
 from train.sources import data_root
 from train.tables import COLUMN_OPTIONS, ColumnNames, Table, format_of, separator_hint
 
@@ -102,7 +97,7 @@ def evaluate_model(
     """
     _check_options(source, columns, split, data_dir)
     # a store that cannot be opened stops the command before the rows are scored
-    tracking.configure()
+    store.configure()
     is_experiment = source.endswith(".toml")
     split = split or "test"
     loaded = open_model(model)
@@ -162,17 +157,18 @@ def evaluate_model(
             f"note: {' and '.join(absent)}: no row carries {it} and the model never predicted "
             f"{it}, so macro-F1 averages {' and '.join(present)} only."
         )
-    metrics = {
-        f"eval_{name}": value
-        for name, value in compute_metrics(rows["label"], predicted, labels, rows["target"]).items()
-    }
     headline = trained.get("headline_metric", "macro_f1")
     if headline not in metric_names(labels):
         headline = "macro_f1"
-    low, high = bootstrap_interval(
-        rows["label"], predicted, labels, headline, int(trained.get("seed", 0))
+    metrics = scoring.score(
+        "eval",
+        rows["label"],
+        predicted,
+        labels,
+        rows["target"],
+        headline=headline,
+        seed=int(trained.get("seed", 0)),
     )
-    metrics |= {f"eval_{headline}_ci_low": low, f"eval_{headline}_ci_high": high}
     text = report_text(rows["label"], predicted, labels)
 
     name = trained.get("name", "evaluation")
@@ -202,12 +198,15 @@ def evaluate_model(
         )
         tracking.log_data(data, {"eval": rows}, root)
         tracking.log_metrics(metrics)
-        figure = confusion_figure(rows["label"], predicted, labels, f"{name}: {Path(source).name}")
-        tracking.log_evaluation(
-            "eval", text, figure, per_target_table(rows["label"], predicted, rows["target"])
+        scoring.log_scores(
+            "eval",
+            f"{name}: {Path(source).name}",
+            rows["label"],
+            predicted,
+            labels,
+            rows["target"],
+            scored,
         )
-        plt.close(figure)
-        tracking.log_predictions("eval", scored)
     return EvaluationResult(
         run_id, metrics, f"eval_{headline}", text, data.rows_read, len(data.rejects)
     )

@@ -133,9 +133,9 @@ def convert(source: str, target: str | Path, trust_pickle: bool) -> str:
         raise ModelError(f"{target} exists; name a new folder for the converted model.")
     if source.startswith(("runs:/", "models:/")):
         # MLflow (2 s) only for a model in the store.
-        from train import tracking
+        from train import store
 
-        with tracking.fetched_model(source) as fetched:
+        with store.fetched_model(source) as fetched:
             model = load(find(fetched.path, source), fetched.expected_sha256, source)
     else:
         model = load(find(Path(source), source), None, source)

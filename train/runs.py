@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from train import schema, tracking
+from train import schema, store, tracking
 from train.config import Config
 from train.data import load_dataset
 from train.errors import DataError, StanceError
@@ -51,7 +51,7 @@ def list_runs(
         "value",
         "data",
     ]
-    found = tracking.find_runs(experiment)
+    found = store.find_runs(experiment)
     if found.empty:
         return pd.DataFrame(columns=columns)
     parent = _column(found, f"tags.{schema.PARENT}")
@@ -84,7 +84,7 @@ def list_runs(
     )
     status = _column(found, "status").copy()
     for position, (_, row) in enumerate(found.iterrows()):
-        if status.iloc[position] == "RUNNING" and tracking.process_gone(_tags_of(row)):
+        if status.iloc[position] == "RUNNING" and store.process_gone(_tags_of(row)):
             status.iloc[position] = GONE
     if (status.fillna("FINISHED") != "FINISHED").any():
         # A run that failed (its store went away after the fit) or is still going has no model yet.
@@ -177,7 +177,7 @@ def _fingerprint_line(run_id: str, tags: dict) -> str:
     """Whether the run's logged model is the one it recorded: the model's manifest against the
     run's fingerprint tag."""
     recorded = tags.get(schema.MODEL_FILE_SHA256)
-    found = tracking.logged_manifest_sha256(run_id)
+    found = store.logged_manifest_sha256(run_id)
     if recorded is None:
         return (
             "NO FINGERPRINT recorded: predict, evaluate and register refuse this model; "
@@ -199,12 +199,12 @@ def _fingerprint_line(run_id: str, tags: dict) -> str:
 def describe_run(run_id: str) -> str:
     """A run in words for the terminal: what made it, from which code, what it holds, and its
     model card (a training run's) or else its metrics. Spares a terminal user the MLflow UI."""
-    run = tracking.run_info(run_id)
+    run = store.run_info(run_id)
     tags, full_id = run["tags"], run["run_id"]
     started = pd.Timestamp(run["start_time"], unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
     code_tags = tags
     if "git_commit" not in tags and tags.get(schema.PARENT):  # a trial logs only what it searched
-        code_tags = tracking.run_info(tags[schema.PARENT])["tags"]
+        code_tags = store.run_info(tags[schema.PARENT])["tags"]
     commit, dirty = code_tags.get("git_commit", "unknown"), code_tags.get("git_dirty") == "true"
     lines = [
         f"run:        {full_id}",
@@ -212,18 +212,18 @@ def describe_run(run_id: str) -> str:
         f"kind:       {run_kind(tags)}",
         f"started:    {started}",
         f"code:       git {commit[:12]}{' with uncommitted changes' if dirty else ''}",
-        f"artifacts:  {', '.join(tracking.artifact_paths(full_id)) or 'none'}",
+        f"artifacts:  {', '.join(store.artifact_paths(full_id)) or 'none'}",
     ]
     finished = run["status"] == "FINISHED"
     if not finished:
         status = run["status"]
-        if status == "RUNNING" and tracking.process_gone(tags):
+        if status == "RUNNING" and store.process_gone(tags):
             status = (
                 f"{GONE} (RUNNING in the store, but its process {tags[schema.PID]} on this host "
                 "has ended)"
             )
         lines.insert(3, f"status:     {status}")
-    if tracking.has_artifact(full_id, schema.MODEL_CARD):
+    if store.has_artifact(full_id, schema.MODEL_CARD):
         # `stance train` logs the card, then the model, which MLflow keeps outside the run's
         # artifacts.
         if finished:
@@ -235,7 +235,7 @@ def describe_run(run_id: str) -> str:
                 f"{tracking.UNLOGGED_FOLDER / full_id / tracking.UNLOGGED_FILES['model']} where it "
                 "ran"
             )
-        return "\n".join([*lines, "", tracking.read_artifact(full_id, schema.MODEL_CARD).rstrip()])
+        return "\n".join([*lines, "", store.read_artifact(full_id, schema.MODEL_CARD).rstrip()])
     kept = tracking.UNLOGGED_FOLDER / full_id
     if (
         not finished and kept.is_dir()
@@ -271,7 +271,7 @@ class Comparison:
 def compare_runs(run_ids: list[str]) -> Comparison:
     if len(run_ids) < 2:
         raise StanceError("compare needs at least two run ids.")
-    runs = [tracking.run_info(r) for r in run_ids]
+    runs = [store.run_info(r) for r in run_ids]
     columns = [run["run_id"][:8] for run in runs]
 
     def differing(kind: str) -> pd.DataFrame:
@@ -303,7 +303,7 @@ def _paired_test(runs: list[dict]) -> dict | None:
     ]
     artifact = schema.predictions(split)
     for run in runs:
-        if not tracking.has_artifact(run["run_id"], artifact):
+        if not store.has_artifact(run["run_id"], artifact):
             return {
                 "skipped": f"run {run['run_id'][:8]} logged no predictions of the {rows} "
                 "(search runs and trials log none; cv runs log out-of-fold rows and evaluation "
@@ -311,7 +311,7 @@ def _paired_test(runs: list[dict]) -> dict | None:
             }
     first, second = (
         pd.read_csv(
-            StringIO(tracking.read_artifact(r["run_id"], artifact)),
+            StringIO(store.read_artifact(r["run_id"], artifact)),
             dtype=str,
             keep_default_na=False,
         )
@@ -351,7 +351,7 @@ def logged_config(run_id: str) -> Config:
     """The resolved config a run logged, loaded back with its types."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "config.toml"
-        path.write_text(tracking.read_artifact(run_id, schema.CONFIG), encoding="utf-8")
+        path.write_text(store.read_artifact(run_id, schema.CONFIG), encoding="utf-8")
         return Config.from_toml(path)
 
 
@@ -363,11 +363,11 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     # `show` and `compare`, the other users of this module, never need.
     from train.training import train
 
-    original = tracking.run_info(run_id)
+    original = store.run_info(run_id)
     run_id = original["run_id"]
     _refuse_runs_not_from_train(original)
     config = logged_config(run_id)
-    manifest = json.loads(tracking.read_artifact(run_id, schema.MANIFEST))
+    manifest = json.loads(store.read_artifact(run_id, schema.MANIFEST))
     root = data_root(data_dir)
     current = {
         str(Path(f.path).relative_to(root))
@@ -403,7 +403,7 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
             f"may differ from commit {original['tags'].get('git_commit')}."
         )
     result = train(config, root, log=log, extra_tags={schema.REPRODUCES: run_id})
-    reproduced = tracking.run_info(result.run_id)["metrics"]  # as logged, like the original's
+    reproduced = store.run_info(result.run_id)["metrics"]  # as logged, like the original's
     return (
         original["metrics"],
         reproduced,

@@ -18,7 +18,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from train import crossval, progress, schema, tracking
+from train import crossval, progress, schema, store, tracking
 from train.config import Config
 from train.data import check_training_labels, load_dataset, split_dataset
 from train.errors import ConfigError
@@ -185,7 +185,7 @@ def run_search(
     crossval.check_counts(cv, jobs)
     base = Config.from_toml(experiment, list(overrides))
     check_parameters(base)
-    tracking.configure()  # a store that cannot be opened stops the command before the data is read
+    store.configure()  # a store that cannot be opened stops the command before the data is read
     space = base.search["space"]
     if not space:
         raise ConfigError(

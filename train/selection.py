@@ -48,7 +48,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from train import schema, tables, tracking
+from train import schema, store, tables, tracking
 from train.artifact import LoadedModel, open_model
 from train.data import sha256_of
 from train.duplicates import text_keys
@@ -329,7 +329,7 @@ def _log_selection(
     experiment = loaded.model.config.get("name") or "selection"
     # The full run id (a prefix may match another run later) or the file's absolute path.
     model_reference = (
-        tracking.full_run_uri(model)
+        store.full_run_uri(model)
         if model.startswith(("runs:/", "models:/"))
         else str(Path(model).resolve())
     )

@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.base import TARGET, TEXT
 from features.pipeline import build_features
-from train import progress, report, tracking
+from train import progress, report, scoring, store, tracking
 from train.artifact import open_model
 from train.config import PER_TARGET_STRATEGIES, Config
 from train.data import (
@@ -28,7 +28,6 @@ from train.data import (
 )
 from train.duplicates import repeated_texts
 from train.errors import ConfigError, ModelError
-from train.metrics import bootstrap_interval, compute_metrics, per_target_table, report_text
 from train.models import (
     StanceModel,
     build_model,
@@ -147,7 +146,7 @@ def train(
 
 def _train(config: Config, data_dir, log, extra_tags, stage) -> TrainResult:
     check_parameters(config)  # a hyperparameter no fit accepts stops here, before data or a run
-    tracking.configure()  # and so does a store that cannot be opened
+    store.configure()  # and so does a store that cannot be opened
     root = data_root(data_dir)
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -216,29 +215,35 @@ def _train(config: Config, data_dir, log, extra_tags, stage) -> TrainResult:
             frame = splits[split]
             predictions = stance_model.predict(frame)
             predicted = predictions["label"].to_numpy()
-            split_metrics = compute_metrics(frame["label"], predicted, labels, frame["target"])
-            metrics |= {f"{split}_{name}": value for name, value in split_metrics.items()}
-            figure = report.confusion_figure(
-                frame["label"], predicted, labels, f"{config.name}: {split}"
-            )
-            per_target = per_target_table(frame["label"], predicted, frame["target"])
-            tracking.log_evaluation(
-                split, report_text(frame["label"], predicted, labels), figure, per_target
+            metrics |= scoring.score(
+                split,
+                frame["label"],
+                predicted,
+                labels,
+                frame["target"],
+                # the interval of the headline, on test only: validation chose the settings
+                headline=config.headline_metric if split == "test" else None,
+                seed=config.seed,
             )
             # The probabilities too: `stance cascade` chooses its threshold from them.
-            tracking.log_predictions(
-                split,
-                pd.concat(
-                    [
-                        pd.DataFrame(
-                            {"id": frame["id"], "label": frame["label"], "predicted": predicted}
-                        ),
-                        predictions.filter(like="proba_").set_axis(frame.index),
-                    ],
-                    axis=1,
-                ),
+            rows = pd.concat(
+                [
+                    pd.DataFrame(
+                        {"id": frame["id"], "label": frame["label"], "predicted": predicted}
+                    ),
+                    predictions.filter(like="proba_").set_axis(frame.index),
+                ],
+                axis=1,
             )
-            plt.close(figure)
+            scoring.log_scores(
+                split,
+                f"{config.name}: {split}",
+                frame["label"],
+                predicted,
+                labels,
+                frame["target"],
+                rows,
+            )
 
         # 4. The report: calibration, an interval for the headline, weights, errors, model card.
         stage("logging the run")
@@ -246,14 +251,11 @@ def _train(config: Config, data_dir, log, extra_tags, stage) -> TrainResult:
         ece, bins = report.calibration(
             test["label"], predictions.filter(like="proba_").to_numpy(), labels
         )
-        interval = bootstrap_interval(
-            test["label"], predicted, labels, config.headline_metric, config.seed
+        metrics["test_ece"] = ece
+        interval = (
+            metrics[f"test_{config.headline_metric}_ci_low"],
+            metrics[f"test_{config.headline_metric}_ci_high"],
         )
-        metrics |= {
-            "test_ece": ece,
-            f"test_{config.headline_metric}_ci_low": interval[0],
-            f"test_{config.headline_metric}_ci_high": interval[1],
-        }
         tracking.log_metrics(metrics)
         facts = {
             "config": config.to_dict(),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from train import tracking as store
+from train import store
 from train.cascade import choose, joined, threshold_for_share
 from train.config import Config
 from train.data import load_dataset, split_dataset

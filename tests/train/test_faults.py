@@ -156,17 +156,17 @@ def test_a_server_that_went_away_is_given_up_within_a_minute_saying_what_is_retr
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from train import tracking
+    from train import store
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     uri = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    for name in tracking.HTTP_RETRY_SETTINGS:
+    for name in store.HTTP_RETRY_SETTINGS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(tracking, "_SERVERS_ANSWERED", {uri})
-    tracking.bounded_http_retries()
+    monkeypatch.setattr(store, "_SERVERS_ANSWERED", {uri})
+    store.bounded_http_retries()
     started = time.monotonic()
     with pytest.raises(MlflowException):
         mlflow.MlflowClient(uri).get_experiment_by_name("sample")
@@ -404,14 +404,14 @@ def test_a_training_killed_with_sigkill_shows_as_died_not_running(tmp_path, monk
 
 
 def test_a_live_run_of_this_host_is_not_called_gone(tracking):
-    from train import tracking as store
+    from train import store, tracking
 
-    assert not store.process_gone(store.process_tags())
-    assert store.process_gone(store.process_tags() | {"stance.process_started": "1.0"})
-    assert not store.process_gone(store.process_tags() | {"stance.host": "another-machine"})
+    assert not store.process_gone(tracking.process_tags())
+    assert store.process_gone(tracking.process_tags() | {"stance.process_started": "1.0"})
+    assert not store.process_gone(tracking.process_tags() | {"stance.host": "another-machine"})
     # A container with this hostname and its own pids: its runs cannot be judged from here.
     gone_elsewhere = {"stance.process_started": "1.0", "stance.pid_namespace": "-1"}
-    assert not store.process_gone(store.process_tags() | gone_elsewhere)
+    assert not store.process_gone(tracking.process_tags() | gone_elsewhere)
 
 
 @pytest.mark.parametrize(

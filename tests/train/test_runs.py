@@ -80,9 +80,9 @@ def test_compare_shows_differences_and_a_paired_test(store):
 def test_a_run_id_prefix_must_name_one_run(store, monkeypatch):
     import re
 
-    from train import tracking
+    from train import store as tracking_store
 
-    assert tracking.run_info(store["first"][:4])["run_id"] == store["first"]
+    assert tracking_store.run_info(store["first"][:4])["run_id"] == store["first"]
     code, _, err = run_main("compare", store["first"][:3], store["second"])
     assert (
         code == 2
@@ -91,7 +91,7 @@ def test_a_run_id_prefix_must_name_one_run(store, monkeypatch):
     )
     # Two runs share a first character once there are 17 of them; allow one-character
     # prefixes to reach that case without creating thousands of runs.
-    monkeypatch.setattr(tracking, "RUN_ID_PREFIX", re.compile(r"[0-9a-f]{1,31}"))
+    monkeypatch.setattr(tracking_store, "RUN_ID_PREFIX", re.compile(r"[0-9a-f]{1,31}"))
     experiment = MlflowClient().get_run(store["first"]).info.experiment_id
     ids = [store["first"], store["second"]]
     while len({i[0] for i in ids}) == len(ids):

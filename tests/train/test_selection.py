@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from train import tracking as store
+from train import store
 from train.app.select import STRATEGIES as CLI_STRATEGIES
 from train.selection import STRATEGIES, entropy, margin, pick
 

@@ -5,7 +5,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from train import tracking
+from train import store, tracking
 from train.config import Config
 from train.models import StanceModel, build_model, fit_model, runtime_versions
 
@@ -117,14 +117,14 @@ def test_the_served_model_logs_which_rows_name_targets_it_has_no_weights_for(sen
 
 
 def _find_no_runs():
-    assert tracking.find_runs(None).empty
+    assert store.find_runs(None).empty
 
 
 def _look_up_an_unknown_run():
     from train.errors import StanceError
 
     with pytest.raises(StanceError, match="No run 'abc'"):
-        tracking.run_info("abc")
+        store.run_info("abc")
 
 
 @pytest.mark.usefixtures("tracking")

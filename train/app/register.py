@@ -13,10 +13,10 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from train import tracking
+    from train import store, tracking
 
     # The full id, or a clear error for an unknown or ambiguous prefix.
-    run_id = tracking.run_info(args.run_id)["run_id"]
+    run_id = store.run_info(args.run_id)["run_id"]
     version = tracking.register_model(run_id, args.name, args.alias)
     alias = f", alias models:/{args.name}@{args.alias}" if args.alias else ""
     print(f"registered models:/{args.name}/{version}{alias}")
