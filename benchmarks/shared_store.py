@@ -9,7 +9,7 @@ All in one run, on a throwaway PostgreSQL cluster (tests/servers.py):
 1. First commands against a fresh server, as a user meets them: a new database, ``mlflow server``
    started, and as soon as its port accepts connections, ``stance runs`` three times in a row,
    each timed as a whole command, ``--repeats`` times for each setting: MLflow's defaults (4
-   workers, its job runner on) and the README's (2 workers,
+   workers, its job runner on) and docs/scale-out.md's (2 workers,
    ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``), and each change alone.
 2. ``stance train experiments/sample.toml`` through the server (job runner off) and with a SQLite
    file, alternating, ``--repeats`` times each; medians.
@@ -41,7 +41,7 @@ SETTINGS = [  # name, uvicorn workers, MLflow's job runner
     ("MLflow's defaults: 4 workers, job runner on", 4, True),
     ("4 workers, job runner off", 4, False),
     ("2 workers, job runner on", 2, True),
-    ("README: 2 workers, job runner off", 2, False),
+    ("docs/scale-out.md: 2 workers, job runner off", 2, False),
 ]
 
 

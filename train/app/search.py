@@ -88,8 +88,9 @@ def run(args) -> int:
     overrides = [f"--set {shlex.quote(override)}" for override in result.best_overrides]
     command = " ".join(["stance train", shlex.quote(str(args.experiment)), *overrides])
     print(
-        f"train the best configuration: {command}  "
-        "(or `stance train best_config.toml`, logged with the parent run)"
+        f"train the best configuration: {command}  (or the parent run's best_config.toml: "
+        f"mlflow artifacts download -r {result.parent_run_id} -a best_config.toml -d out/, then "
+        "stance train out/best_config.toml)"
     )
     headline = {k: v for k, v in result.test_metrics.items() if k in HEADLINE_METRICS}
     print(

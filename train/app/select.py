@@ -80,6 +80,6 @@ def run(args) -> int:
     )
     progress_to_stderr(
         f"next: fill in the {result.selected.columns[3]!r} column of {result.output}, then train "
-        "with it added to data.path (README: Annotate what matters)"
+        "with it added to data.path (docs/commands.md: Annotate what matters)"
     )
     return 0
