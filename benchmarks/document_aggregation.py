@@ -11,6 +11,10 @@ Documents whose stance is known honestly are scarce, so two kinds are scored:
    one); a target and stance with fewer than 6 such tweets in the split gives none. The
    ``stance`` rule's threshold (``documents.STANCE_PRESENCE``) is chosen on
    documents of validation tweets; the rules are then compared on documents of test tweets.
+   A second set, "with quotes", gives each document what opinion articles have: 1 to 3 tweets
+   of the other side (of either side, for a NONE document) quoted and attributed ("Critics
+   said: “...”"), and its sentences in a seeded random order. The ``framing`` rule's weights
+   (``documents.QUOTED_WEIGHT``, ``EDGE_WEIGHT``) are chosen on its validation documents.
 2. The two articles in ../shared/documents, whose stances toward Iran's missile strikes are
    known (000_...: FAVOR, it defends the strikes; 004_...: AGAINST, it condemns them).
 
@@ -40,6 +44,31 @@ ARTICLE_STANCE = {"000_6af2f53257072701": "FAVOR", "004_d1cfd201634334d8": "AGAI
 LABELS = ("FAVOR", "AGAINST", "NONE")
 PER_TARGET, SIZE = 40, 10
 PRESENCES = tuple(round(x, 2) for x in np.arange(0.2, 0.81, 0.05))
+QUOTED_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+EDGE_WEIGHTS = (1.0, 2.0, 3.0)
+SPEAKERS = ("Critics said", "A spokesman said", "Its opponents argued", "One reader wrote")
+
+
+def with_quotes(tweets: pd.DataFrame, built, seed: int) -> tuple[pd.DataFrame, list]:
+    """``tweets`` followed by an attributed quotation of each, and each document of ``built``
+    with 1 to 3 quoted tweets of the other side (either side for NONE), its sentences shuffled:
+    (gold stance, positions in the returned frame)."""
+    rng = np.random.default_rng(seed + 1)
+    quoted = tweets.assign(
+        text=[f"{SPEAKERS[i % len(SPEAKERS)]}: “{t}”" for i, t in enumerate(tweets["text"])]
+    )
+    both = pd.concat([tweets, quoted], ignore_index=True)
+    offset = len(tweets)
+    documents = []
+    for stance, rows in built:
+        target = tweets["target"].iloc[rows[0]]
+        own = tweets.index[tweets["target"] == target]
+        sides = {"FAVOR": ("AGAINST",), "AGAINST": ("FAVOR",), "NONE": ("FAVOR", "AGAINST")}
+        pool = own[tweets["label"].iloc[own].isin(sides[stance]).to_numpy()].to_numpy()
+        picked = rng.choice(pool, min(len(pool), int(rng.integers(1, 4))), replace=False)
+        order = np.concatenate([rows, picked + offset])
+        documents.append((stance, rng.permutation(order)))
+    return both, documents
 
 
 def pseudo_documents(tweets: pd.DataFrame, seed: int) -> list[tuple[str, np.ndarray]]:
@@ -67,9 +96,10 @@ def pseudo_documents(tweets: pd.DataFrame, seed: int) -> list[tuple[str, np.ndar
     return built
 
 
-def document_labels(predicted: pd.DataFrame, built, rule: str, presence: float) -> list[str]:
+def document_labels(predicted: pd.DataFrame, built, rule: str, presence: float, **weights):
     return [
-        docs.aggregate(predicted.iloc[rows], LABELS, rule, presence)["label"] for _, rows in built
+        docs.aggregate(predicted.iloc[rows], LABELS, rule, presence, **weights)["label"]
+        for _, rows in built
     ]
 
 
@@ -90,39 +120,56 @@ def semeval(model_uri: str, seed: int) -> list[str]:
         }
     )
     rows = load_dataset(config.data, data_root()).rows
-    results = {}
+    results, quoted_results = {}, {}
     for split in ("valid", "test"):
         tweets = rows[rows["split"] == split].reset_index(drop=True)
-        predicted = model.predict(tweets)
         built = pseudo_documents(tweets, seed)
-        gold = [stance for stance, _ in built]
-        results[split] = {
-            "mean": scores(gold, document_labels(predicted, built, "mean", 0)),
-            "majority": scores(gold, document_labels(predicted, built, "majority", 0)),
-        }
-        for presence in PRESENCES:
-            labels = document_labels(predicted, built, "stance", presence)
-            results[split][f"stance {presence:.2f}"] = scores(gold, labels)
-    stance_rules = [name for name in results["valid"] if name.startswith("stance")]
-    chosen = max(stance_rules, key=lambda name: results["valid"][name]["macro_f1"])
-    lines = [
-        f"Pseudo-documents of SemEval-2016 tweets, sentences by {model_uri} "
-        f"({len(built)} documents per split, seed {seed}); the stance threshold chosen on "
-        f"validation: {chosen.split()[1]}",
-        "",
-        "| rule | valid macro-F1 | valid F_avg | test macro-F1 | test F_avg |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name in ("mean", "majority", chosen):
-        v, t = results["valid"][name], results["test"][name]
-        lines.append(
-            f"| {name} | {v['macro_f1']:.2f} | {v['f_avg']:.2f} | {t['macro_f1']:.2f} | "
-            f"{t['f_avg']:.2f} |"
+        both, quoted_built = with_quotes(tweets, built, seed)
+        predicted = model.predict(both).assign(text=both["text"].to_numpy())
+        for found, documents in ((results, built), (quoted_results, quoted_built)):
+            gold = [stance for stance, _ in documents]
+            found[split] = {
+                "mean": scores(gold, document_labels(predicted, documents, "mean", 0)),
+                "majority": scores(gold, document_labels(predicted, documents, "majority", 0)),
+            }
+            for presence in PRESENCES:
+                labels = document_labels(predicted, documents, "stance", presence)
+                found[split][f"stance {presence:.2f}"] = scores(gold, labels)
+            for quoted in QUOTED_WEIGHTS:
+                for edge in EDGE_WEIGHTS:
+                    labels = document_labels(
+                        predicted, documents, "framing", 0, quoted_weight=quoted, edge_weight=edge
+                    )
+                    found[split][f"framing {quoted:g}/{edge:g}"] = scores(gold, labels)
+
+    def best(found, prefix):
+        names = [name for name in found["valid"] if name.startswith(prefix)]
+        # The first of equals: the smaller threshold, the smaller weights.
+        return max(names, key=lambda name: found["valid"][name]["macro_f1"])
+
+    lines = []
+    for title, found in (("plain", results), ("with quotes", quoted_results)):
+        chosen = [best(found, "stance"), best(found, "framing")]
+        lines += [
+            f"Pseudo-documents of SemEval-2016 tweets ({title}), sentences by {model_uri} "
+            f"({len(built)} documents per split, seed {seed}); chosen on validation: "
+            f"{', '.join(chosen)} (framing: quoted weight / edge weight)",
+            "",
+            "| rule | valid macro-F1 | valid F_avg | test macro-F1 | test F_avg |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name in ("mean", "majority", *chosen):
+            v, t = found["valid"][name], found["test"][name]
+            lines.append(
+                f"| {name} | {v['macro_f1']:.2f} | {v['f_avg']:.2f} | {t['macro_f1']:.2f} | "
+                f"{t['f_avg']:.2f} |"
+            )
+        grid = ", ".join(
+            f"{name.split()[1]}: {found['valid'][name]['macro_f1']:.1f}"
+            for name in found["valid"]
+            if name.startswith("framing")
         )
-    curve = ", ".join(
-        f"{name.split()[1]}: {results['valid'][name]['macro_f1']:.1f}" for name in stance_rules
-    )
-    lines += ["", f"Validation macro-F1 of `stance` by threshold: {curve}", ""]
+        lines += ["", f"Validation macro-F1 of `framing` by weights: {grid}", ""]
     return lines
 
 
@@ -137,12 +184,16 @@ def articles(model_uri: str, presence: float) -> list[str]:
         frame = pd.DataFrame(
             {"text": [text[a:b] for a, b in spans], "target": "Iran's missile strikes"}
         )
-        found[doc_id] = model.predict(frame)
+        found[doc_id] = model.predict(frame).assign(text=frame["text"])
     for rule in docs.AGGREGATIONS:
         cells = []
         for doc_id, known in ARTICLE_STANCE.items():
-            label = docs.aggregate(found[doc_id], model.labels, rule, presence)["label"]
-            cells.append(f"{label} ({'right' if label == known else 'wrong'}, {known})")
+            row = docs.aggregate(found[doc_id], model.labels, rule, presence)
+            label = row["label"]
+            cells.append(
+                f"{label} ({'right' if label == known else 'wrong'}, {known}; margin "
+                f"{row['margin']:.3f})"
+            )
         lines.append(f"| {rule} | " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -37,6 +37,7 @@ ALLOWED_FUNCTION_IMPORTS = {
     "train/app/convert.py": ({"train.pickled"}, COMMAND),
     "train/app/crossvalidate.py": ({"train.preflight", "train.crossval"}, COMMAND),
     "train/app/evaluate.py": ({"train.evaluate", "train.tables"}, COMMAND),
+    "train/app/new.py": ({"train.scaffold"}, COMMAND),
     "train/app/predict.py": (
         {"train.preflight", "train.predict", "train.spark", "train.tables"},
         COMMAND,

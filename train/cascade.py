@@ -154,6 +154,13 @@ def build(fast_run: str, accurate_run: str, max_loss: float = 0.5, log=print) ->
                 f"The {role} run {info['run_id']} is a {schema.kind(info['tags'])} run; "
                 "`stance cascade` joins the models of two `stance train` runs."
             )
+        if info["tags"].get(schema.SMALL_DATA):
+            raise StanceError(
+                f"The {role} run {info['run_id']} was trained on few rows, all of them fitted "
+                "(cross-validated, nothing held out): a cascade chooses its threshold on "
+                "validation rows neither model saw. Train both on more rows, or with "
+                "--set split.small_data_below=0 to hold rows out."
+            )
     if ids[0] == ids[1]:
         raise StanceError("The fast and the accurate run are one run; name two runs.")
     fast_model = open_model(f"runs:/{ids[0]}/{schema.MODEL}").model

@@ -73,7 +73,19 @@ DEFAULTS: dict[str, Any] = {
         "on_bad_rows": "error",
         "use_weights": False,
     },
-    "split": {"method": "stratified", "valid_size": 0.15, "test_size": 0.15},
+    "split": {
+        "method": "stratified",
+        "valid_size": 0.15,
+        "test_size": 0.15,
+        # Below this many labelled rows (and without the dataset's own splits) no rows are held
+        # out: repeated cross-validation over all of them estimates quality and the model is
+        # fitted on every row. At 300 rows a 15 % test split is 45 rows, whose macro-F1 has a
+        # 95 % interval about 0.25 wide, while each row held out still costs accuracy (the
+        # learning curves climb past 200 rows). 0 always splits.
+        "small_data_below": 300,
+        "small_data_folds": 5,
+        "small_data_repeats": 3,
+    },
     "features": {
         "word": {"ngram_range": [1, 2], "negation": True, "min_df": 1},
         "char": {"ngram_range": [2, 5], "min_df": 2},
@@ -220,6 +232,9 @@ class SplitConfig(_Section):
     method: str = _f(str)
     valid_size: float = _f(float)
     test_size: float = _f(float)
+    small_data_below: int = _f(int)
+    small_data_folds: int = _f(int)
+    small_data_repeats: int = _f(int)
 
     def __post_init__(self):
         _choice("split.method", self.method, SPLIT_METHODS)
@@ -228,6 +243,15 @@ class SplitConfig(_Section):
             if not 0 < size < 0.5:
                 raise ConfigError(
                     f"split.{name} must be a fraction between 0 and 0.5, found {size}."
+                )
+        for name, least in (
+            ("small_data_below", 0),
+            ("small_data_folds", 2),
+            ("small_data_repeats", 1),
+        ):
+            if getattr(self, name) < least:
+                raise ConfigError(
+                    f"split.{name} must be at least {least}, found {getattr(self, name)}."
                 )
 
 

@@ -26,10 +26,10 @@ from train.config import GROUPINGS, Config
 from train.data import check_training_labels, load_dataset, split_dataset
 from train.duplicates import copy_groups
 from train.errors import ConfigError, DataError
+from train.fitting import fit_stance_model
 from train.metrics import compute_metrics
 from train.models import check_parameters
 from train.sources import data_root
-from train.training import fit_stance_model
 
 HASHTAG = re.compile(r"#\w+")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from train import schema, scoring, store, tracking
+from train import schema, scoring, smalldata, store, tracking
 from train.artifact import open_model
 from train.config import Config, DataConfig
 from train.data import load_dataset, split_dataset
@@ -126,6 +126,8 @@ def evaluate_model(
         seen = {"train", "all"} | (
             {"valid"} if trained.get("model", {}).get("refit_on_valid") else set()
         )
+        if smalldata.applies(data.rows, experiment.split):  # fitted on every row
+            seen |= set(EVALUATION_SPLITS)
         if same_data and split in seen:
             log(
                 f"warning: the model was trained on these rows ({split} split of its own data); "

@@ -416,6 +416,7 @@ def predict_documents(
         ["id", "level", "sentence_index", "start", "end", "target", "text", "label"]
         + [f"proba_{label}" for label in labels]
         + [f"share_{label}" for label in labels]
+        + ["margin"]
     )
     columns += ["explanation"] if explain else []
     if not sentence_rows:

@@ -184,6 +184,8 @@ def model_card(facts: dict) -> str:
     config, metrics, labels = facts["config"], facts["metrics"], facts["labels"]
     headline = config["headline_metric"]
     low, high = facts["interval"]
+    # "test", or for a model of few rows "oof": its estimate by cross-validation over all of them
+    scored = facts.get("scored", "test")
     lines = [
         f"# Model card: {config['name']}",
         "",
@@ -220,23 +222,43 @@ def model_card(facts: dict) -> str:
         "",
         "## Metrics",
         "",
-        f"Headline: test {headline} = {_fmt(metrics[f'test_{headline}'])} "
-        f"(95 % bootstrap interval {_fmt(low)} to {_fmt(high)}, {BOOTSTRAP_SAMPLES} resamples of "
-        "the test rows).",
+        *(
+            [
+                f"Headline: test {headline} = {_fmt(metrics[f'test_{headline}'])} "
+                f"(95 % bootstrap interval {_fmt(low)} to {_fmt(high)}, {BOOTSTRAP_SAMPLES} "
+                "resamples of the test rows).",
+            ]
+            if scored == "test"
+            else [
+                f"Headline: cross-validated {headline} = {_fmt(metrics[f'oof_{headline}'])}, an "
+                f"estimate from {facts['rows_kept']} rows, too few to hold any out: the mean over "
+                f"{facts['cv']['repeats']} repeats of {facts['cv']['folds']}-fold cross-validation "
+                "over every row (95 % bootstrap interval of the first repeat's out-of-fold "
+                f"predictions {_fmt(low)} to {_fmt(high)}). The model was then fitted on every "
+                "row.",
+            ]
+        ),
         "",
-        "| metric | validation | test |",
-        "| --- | ---: | ---: |",
+        "| metric | validation | test |" if scored == "test" else "| metric | cross-validated |",
+        "| --- | ---: | ---: |" if scored == "test" else "| --- | ---: |",
     ]
-    names = ["accuracy", "macro_f1"] + [n for n in ("f_avg", "fnc_score") if f"test_{n}" in metrics]
+    names = ["accuracy", "macro_f1"]
+    names += [n for n in ("f_avg", "fnc_score") if f"{scored}_{n}" in metrics]
     names += [f"f1_{label}" for label in labels]
     for name in names:
-        valid = metrics.get(f"valid_{name}")
-        lines.append(
-            f"| {name} | {_fmt(valid) if valid is not None else '-'} | "
-            f"{_fmt(metrics[f'test_{name}'])} |"
-        )
+        if scored == "test":
+            valid = metrics.get(f"valid_{name}")
+            lines.append(
+                f"| {name} | {_fmt(valid) if valid is not None else '-'} | "
+                f"{_fmt(metrics[f'test_{name}'])} |"
+            )
+        else:
+            lines.append(f"| {name} | {_fmt(metrics[f'oof_{name}'])} |")
+    ece = _fmt(metrics[f"{scored}_ece"])
     lines += [
-        f"| ece (top-class calibration) | - | {_fmt(metrics['test_ece'])} |",
+        f"| ece (top-class calibration) | - | {ece} |"
+        if scored == "test"
+        else f"| ece (top-class calibration) | {ece} |",
         "",
         *_by_target(facts),
         "## Known limits",
@@ -297,13 +319,21 @@ def _by_target(facts: dict) -> list[str]:
 
 def _limits(facts: dict) -> list[str]:
     metrics, labels, config = facts["metrics"], facts["labels"], facts["config"]
+    scored = facts.get("scored", "test")
+    where = "test" if scored == "test" else "cross-validated"
     limits = []
     for label in labels:
-        if metrics[f"test_f1_{label}"] < 0.3:
+        if metrics[f"{scored}_f1_{label}"] < 0.3:
             limits.append(
-                f"{label} is rarely recognised: test F1 {_fmt(metrics[f'test_f1_{label}'])}."
+                f"{label} is rarely recognised: {where} F1 {_fmt(metrics[f'{scored}_f1_{label}'])}."
             )
-    if facts["splits"].get("test", 0) < 300:
+    if scored == "oof":
+        low, high = facts["interval"]
+        limits.append(
+            f"Trained on {facts['rows_kept']} rows: the estimate could lie anywhere from "
+            f"{_fmt(low)} to {_fmt(high)}, and a model of more rows will differ."
+        )
+    elif facts["splits"].get("test", 0) < 300:
         low, high = facts["interval"]
         if high - low < 1e-9:
             # Every resample scoring the same is a sign of too few rows, not of certainty.
@@ -317,10 +347,10 @@ def _limits(facts: dict) -> list[str]:
                 f"The test split is small ({facts['splits']['test']} rows): the headline could lie "
                 f"anywhere from {_fmt(low)} to {_fmt(high)}."
             )
-    if metrics["test_ece"] > 0.1:
+    if metrics[f"{scored}_ece"] > 0.1:
         limits.append(
-            f"Probabilities are not well calibrated (ECE {_fmt(metrics['test_ece'])}); treat them "
-            "as scores."
+            f"Probabilities are not well calibrated (ECE {_fmt(metrics[f'{scored}_ece'])}); treat "
+            "them as scores."
         )
     if config["model"]["strategy"] in UNSEEN_TARGETS_GET:
         limits.append(

@@ -130,9 +130,7 @@ def _headline(row: pd.Series, parent_headline: str | None) -> str | None:
             for key, value in row.items()
             if key.startswith("tags.") and isinstance(value, str)
         }
-        return (
-            f"{schema.PREDICTED_ROWS[schema.kind(tags)]}_{name}" if isinstance(name, str) else None
-        )
+        return f"{schema.predicted_rows(tags)}_{name}" if isinstance(name, str) else None
     metric = row.get(f"tags.{schema.SEARCH_METRIC}")
     if isinstance(metric, str):
         return metric
@@ -168,9 +166,14 @@ def run_kind(tags: dict) -> str:
         return f"benchmark {tags[schema.BENCHMARK]}"
     if kind == "selection":
         return f"selection for annotation, scored by {tags[schema.SELECTED_WITH]}"
+    trained = (
+        f"training on few rows, cross-validated ({tags[schema.SMALL_DATA]})"
+        if tags.get(schema.SMALL_DATA)
+        else "training"
+    )
     if tags.get(schema.REPRODUCES):
-        return f"training, reproducing {tags[schema.REPRODUCES][:8]}"
-    return "training"
+        return f"{trained}, reproducing {tags[schema.REPRODUCES][:8]}"
+    return trained
 
 
 def _fingerprint_line(run_id: str, tags: dict) -> str:
@@ -296,8 +299,8 @@ def compare_runs(run_ids: list[str]) -> Comparison:
 def _paired_test(runs: list[dict]) -> dict | None:
     """A paired bootstrap on the rows both runs predicted: the test split, or for two
     `stance cv` runs, their out-of-fold predictions of the training split."""
-    kinds = {schema.kind(r["tags"]) for r in runs}
-    split = schema.PREDICTED_ROWS[kinds.pop()] if len(kinds) == 1 else "test"
+    rows = {schema.predicted_rows(r["tags"]) for r in runs}
+    split = rows.pop() if len(rows) == 1 else "test"
     rows = {"oof": "out-of-fold training rows", "eval": "evaluated rows", "test": "test rows"}[
         split
     ]

@@ -46,6 +46,9 @@ CASCADE_FAST = "stance.cascade_fast"  # on a cascade: the run of its fast model
 CASCADE_ACCURATE = "stance.cascade_accurate"  # and of its accurate model
 BENCHMARK = "stance.benchmark"  # on a benchmark's run: which script logged it
 SELECTED_WITH = "stance.selected_with"  # on a selection: the model that scored the corpus
+# On a training run of few rows (train/smalldata.py): "K folds x R repeats"; its headline is the
+# cross-validated estimate over every row (oof_<metric>), and nothing was held out.
+SMALL_DATA = "stance.small_data"
 REPRODUCES = "stance.reproduces"  # on a training run made by `stance reproduce`: the run it repeats
 PARENT = "mlflow.parentRunId"  # MLflow's own: a trial's search
 RUN_NAME = "mlflow.runName"
@@ -91,6 +94,11 @@ PREDICTED_ROWS = {
     "selection": "test",  # selections and benchmarks log no predictions: nothing to pair
     "benchmark": "test",
 }
+
+
+def predicted_rows(tags: dict) -> str:
+    """The rows a run's headline is scored on (see ``PREDICTED_ROWS``)."""
+    return "oof" if tags.get(SMALL_DATA) else PREDICTED_ROWS[kind(tags)]
 
 
 def kind(tags: dict) -> str:

@@ -22,10 +22,10 @@ from train import crossval, progress, schema, store, tracking
 from train.config import Config
 from train.data import check_training_labels, load_dataset, split_dataset
 from train.errors import ConfigError
+from train.fitting import fit_stance_model
 from train.metrics import compute_metrics, metric_names
 from train.models import check_parameters, runtime_versions
 from train.sources import data_root
-from train.training import fit_stance_model
 
 
 @dataclass

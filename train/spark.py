@@ -66,7 +66,7 @@ JAVA_PACKAGE = "default-jre-headless"
 REJECT_COLUMNS = ["file", "line", "id", "reason", "text"]
 _READ_COLUMNS = ["kind", "file", "line", "id", "text", "target", "reason"]
 _LONG = {"line", "sentence_index", "start", "end", "rows_read", "forwarded"}
-_DOUBLE_PREFIXES = ("proba_", "share_")
+_DOUBLE_PREFIXES = ("proba_", "share_", "margin")
 
 # PySpark 4.3 warns at every pandas conversion that it does not yet fully support pandas 3; the
 # tests hold this route to the local one's output, value for value, so the warning says nothing.
@@ -521,7 +521,7 @@ def output_columns(labels, options: PredictOptions) -> list[str]:
     probas = [f"proba_{label}" for label in labels]
     if options.documents:
         columns = ["id", "level", "sentence_index", "start", "end", "target", "text", "label"]
-        columns += probas + [f"share_{label}" for label in labels]
+        columns += probas + [f"share_{label}" for label in labels] + ["margin"]
     else:
         columns = ["id"] + (["target", "text"] if options.keep_text else []) + ["label"] + probas
     return columns + (["explanation"] if options.explain else [])

@@ -428,10 +428,17 @@ def log_predictions(split: str, frame: pd.DataFrame) -> None:
 
 @retry_when_locked
 def log_report(
-    reliability, bins: pd.DataFrame, weights: pd.DataFrame, errors: pd.DataFrame, card: str
+    reliability,
+    bins: pd.DataFrame,
+    weights: pd.DataFrame,
+    errors: pd.DataFrame,
+    card: str,
+    rows: str = "test",
 ) -> None:
-    mlflow.log_figure(reliability, "report/reliability_test.png")
-    mlflow.log_text(bins.to_csv(index=False), "report/reliability_test.csv")
+    """The report of a training run; ``rows`` names the predictions its reliability diagram and
+    errors come from: the test split, or a small dataset's out-of-fold predictions."""
+    mlflow.log_figure(reliability, f"report/reliability_{rows}.png")
+    mlflow.log_text(bins.to_csv(index=False), f"report/reliability_{rows}.csv")
     mlflow.log_text(weights.to_csv(index=False), "report/top_features.csv")
     mlflow.log_table(errors, "report/misclassified.json")
     mlflow.log_text(card, schema.MODEL_CARD)

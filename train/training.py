@@ -5,7 +5,6 @@ Read :func:`train` in one go; each step is one call into the module that owns it
 
 from __future__ import annotations
 
-import functools
 import random
 import time
 from dataclasses import dataclass
@@ -15,10 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from features.base import TARGET, TEXT
-from features.pipeline import build_features
-from train import progress, report, scoring, store, tracking
-from train.artifact import open_model
+from train import progress, report, schema, scoring, smalldata, store, tracking
 from train.config import PER_TARGET_STRATEGIES, Config
 from train.data import (
     check_training_labels,
@@ -27,79 +23,13 @@ from train.data import (
     split_dataset,
 )
 from train.duplicates import repeated_texts
-from train.errors import ConfigError, ModelError
+from train.fitting import fit_stance_model
 from train.models import (
     StanceModel,
-    build_model,
     check_parameters,
-    fit_model,
-    needs_target,
     runtime_versions,
 )
 from train.sources import data_root
-
-
-def fit_stance_model(
-    config: Config, frame: pd.DataFrame, versions: dict | None = None
-) -> StanceModel:
-    """Fit the experiment's estimator on ``frame`` and wrap it with its labels and settings."""
-    check_training_labels(config.labels, frame["label"])
-    weights = frame["weight"].to_numpy() if config.data.use_weights else None
-    prior = prior_model(config.model.init_from) if config.model.init_from else None
-    try:
-        estimator = fit_model(build_model(config, prior), frame, weights)
-    except ValueError as error:
-        # By scikit-learn's contract, feature steps and classifiers check their
-        # parameters in fit, so a bad value in the experiment surfaces here.
-        reason = str(error).rstrip(". ")
-        step = _failing_feature_step(config, frame)
-        where = (
-            f"[features.{step}] in the experiment file and any {step}__... overrides"
-            if step
-            else ("[model.clf] and [features.*] in the experiment file and any --set overrides")
-        )
-        raise ConfigError(
-            f"The model of {config.name!r} could not be fitted: "
-            f"{f'feature step {step!r}: ' if step else ''}{reason}. Check {where}."
-        ) from error
-    return StanceModel(
-        estimator,
-        config.labels,
-        config.to_dict(),
-        needs_target(config, prior),
-        dict(config.model.label_weights),
-        versions=versions or {},
-    )
-
-
-@functools.lru_cache(maxsize=2)
-def prior_model(uri: str) -> StanceModel:
-    """The model ``model.init_from`` names, loaded once per process (a search fits many trials
-    on it), built from its model folder with the checks `stance predict` makes."""
-    try:
-        model = open_model(uri).model
-    except ModelError as error:
-        raise ModelError(f"model.init_from = {uri!r}: {error}") from None
-    if not isinstance(model, StanceModel):
-        raise ConfigError(
-            f"model.init_from = {uri!r} names a cascade; start from one of its two training runs."
-        )
-    return model
-
-
-def _failing_feature_step(config: Config, frame: pd.DataFrame) -> str | None:
-    """The first feature step that cannot be fitted alone on ``frame``, to name it in the error.
-
-    Only called once fitting has failed: a FeatureUnion's error does not say
-    which step raised it. None when every step fits alone (the classifier, or
-    one target's rows under a per-target strategy).
-    """
-    for name, params in config.features.items():
-        try:
-            build_features({name: dict(params)}).fit(frame[[TEXT, TARGET]])
-        except ValueError:
-            return name
-    return None
 
 
 @dataclass
@@ -151,8 +81,10 @@ def _train(config: Config, data_dir, log, extra_tags, stage) -> TrainResult:
     random.seed(config.seed)
     np.random.seed(config.seed)
 
-    # 1. Data: load, validate every row, split.
+    # 1. Data: load, validate every row, split; few rows are not split (train/smalldata.py).
     data = load_dataset(config.data, root)
+    if smalldata.applies(data.rows, config.split):
+        return _train_small(config, data, root, log, extra_tags, stage)
     splits = split_dataset(data.rows, config.split, config.seed)
     log(
         f"data: {data.rows_read} rows read, {len(data.rows)} kept, {len(data.rejects)} rejected; "
@@ -257,31 +189,12 @@ def _train(config: Config, data_dir, log, extra_tags, stage) -> TrainResult:
             metrics[f"test_{config.headline_metric}_ci_high"],
         )
         tracking.log_metrics(metrics)
-        facts = {
-            "config": config.to_dict(),
-            "labels": labels,
-            "metrics": metrics,
-            "interval": interval,
-            "versions": versions,
-            "rows_read": data.rows_read,
-            "rows_kept": len(data.rows),
-            "rows_rejected": len(data.rejects),
+        facts = _facts(config, data, metrics, interval, versions, fitted["tags"])
+        facts |= {
             "splits": {name: len(frame) for name, frame in splits.items()},
-            "git": fitted["tags"],
             "test_target_rows": test["target"].value_counts().to_dict(),
-            "files": [
-                {"path": f.path, "sha256": f.sha256, "rows_read": f.rows_read} for f in data.files
-            ],
         }
-        figure = report.reliability_figure(bins, ece, f"{config.name}: test")
-        tracking.log_report(
-            figure,
-            bins,
-            report.top_features(stance_model.estimator),
-            report.misclassified(test, predictions),
-            report.model_card(facts),
-        )
-        plt.close(figure)
+        _log_report(config, stance_model, facts, bins, ece, test, predictions, "test")
 
         # 5. The model, with its labels, config and metrics inside.
         stance_model.metrics = metrics
@@ -291,3 +204,100 @@ def _train(config: Config, data_dir, log, extra_tags, stage) -> TrainResult:
 
     headline = f"test_{config.headline_metric}"
     return TrainResult(run_id, metrics, headline, stance_model, len(data.rejects))
+
+
+def _train_small(config: Config, data, root, log, extra_tags, stage) -> TrainResult:
+    """`stance train` on fewer than ``split.small_data_below`` rows: quality estimated by repeated
+    cross-validation over every row, reported as the headline, and the model fitted on all."""
+    rows = data.rows.reset_index(drop=True)
+    repeats = repeated_texts({"train": rows, "valid": rows.iloc[0:0], "test": rows.iloc[0:0]})
+    check_training_labels(config.labels, rows["label"])
+    k, r = smalldata.fold_count(rows, config), config.split.small_data_repeats
+    log(
+        f"data: {data.rows_read} rows read, {len(rows)} kept, {len(data.rejects)} rejected; "
+        f"fewer than {config.split.small_data_below} (split.small_data_below), so none is held "
+        f"out: {k}-fold cross-validation repeated {r} times over all of them estimates quality, "
+        "and the model is fitted on every row"
+    )
+    versions = runtime_versions()
+    fitted = {}
+    tags = {schema.SMALL_DATA: f"{k} folds x {r} repeats", **(extra_tags or {})}
+    with tracking.command_run(config.name, fitted, tags) as run_id:
+        tracking.log_config(config)
+        tracking.log_environment(versions, config.seed)
+        tracking.log_data(data, {"all": rows}, root, repeats)
+
+        stage(f"cross-validating: {k} folds x {r} repeats")
+        estimate = smalldata.estimate(config, rows)
+        metrics = dict(estimate.metrics)
+        stage("fitting on every row")
+        started = time.perf_counter()
+        stance_model = fitted["model"] = fit_stance_model(config, rows, versions)
+        metrics["train_seconds"] = time.perf_counter() - started
+
+        stage("scoring out-of-fold predictions")
+        oof = estimate.predictions
+        scoring.log_scores(
+            smalldata.ROWS,
+            f"{config.name}: cross-validated",
+            rows["label"],
+            oof["predicted"].to_numpy(),
+            config.labels,
+            rows["target"],
+            oof,
+        )
+        proba = oof.filter(like="proba_")
+        ece, bins = report.calibration(rows["label"], proba.to_numpy(), config.labels)
+        metrics[f"{smalldata.ROWS}_ece"] = ece
+        tracking.log_metrics(metrics)
+
+        stage("logging the run")
+        headline = f"{smalldata.ROWS}_{config.headline_metric}"
+        interval = (metrics[f"{headline}_ci_low"], metrics[f"{headline}_ci_high"])
+        facts = _facts(config, data, metrics, interval, versions, fitted["tags"])
+        facts |= {
+            "splits": {"none held out; cross-validated and fitted": len(rows)},
+            "scored": smalldata.ROWS,
+            "cv": {"folds": k, "repeats": r},
+        }
+        predicted = proba.set_axis(rows.index).assign(label=oof["predicted"].to_numpy())
+        _log_report(config, stance_model, facts, bins, ece, rows, predicted, smalldata.ROWS)
+        stance_model.metrics = metrics
+        tracking.log_model(stance_model, rows[["text", "target"]].head(3).reset_index(drop=True))
+    return TrainResult(run_id, metrics, headline, stance_model, len(data.rejects))
+
+
+def _facts(config: Config, data, metrics, interval, versions, git) -> dict:
+    """What the model card is written from, as every training gathers it."""
+    return {
+        "config": config.to_dict(),
+        "labels": config.labels,
+        "metrics": metrics,
+        "interval": interval,
+        "versions": versions,
+        "rows_read": data.rows_read,
+        "rows_kept": len(data.rows),
+        "rows_rejected": len(data.rejects),
+        "git": git,
+        "files": [
+            {"path": f.path, "sha256": f.sha256, "rows_read": f.rows_read} for f in data.files
+        ],
+    }
+
+
+def _log_report(config, stance_model, facts, bins, ece, scored, predictions, rows: str) -> None:
+    """The report of the ``rows`` predictions (test, or out-of-fold): reliability, weights,
+    errors and the model card."""
+    title = "test" if rows == "test" else "cross-validated"
+    figure = report.reliability_figure(bins, ece, f"{config.name}: {title}")
+    try:
+        tracking.log_report(
+            figure,
+            bins,
+            report.top_features(stance_model.estimator),
+            report.misclassified(scored, predictions),
+            report.model_card(facts),
+            rows=rows,
+        )
+    finally:
+        plt.close(figure)

@@ -13,8 +13,8 @@ from train.cascade import choose, joined, threshold_for_share
 from train.config import Config
 from train.data import load_dataset, split_dataset
 from train.errors import ModelError
+from train.fitting import fit_stance_model
 from train.models import Cascade, StanceModel
-from train.training import fit_stance_model
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "experiments" / "sample.toml"

@@ -7,6 +7,8 @@ from train.documents import (
     MAX_SENTENCES_IN_QUOTE,
     aggregate,
     document_sources,
+    framing_weights,
+    quoted_share,
     read_document,
     split_sentences,
 )
@@ -153,3 +155,60 @@ def test_read_document_drops_a_byte_order_mark_and_reports_bad_bytes(tmp_path):
     assert read_document(good) == ("Strikes.", None)
     text, reason = read_document(bad)
     assert text == "" and "byte 3 is not valid UTF-8" in reason
+
+
+ARTICLE = (
+    "The missile strikes were a reckless gamble.\n\n"
+    "“These strikes were a proportionate and lawful answer,” the minister said.\n\n"
+    "Supporters said the missiles had restored deterrence overnight.\n\n"
+    "‘We acted in self-defence, and the region should thank us.’\n\n"
+    "Nothing about them made Iran’s neighbours safer."
+)
+
+
+def test_framing_rule_weighs_down_the_quoted_side_of_an_article():
+    texts = sentences_of(ARTICLE)
+    assert len(texts) == 5
+    # As a sentence model reads them: the three quoted or reported sentences argue FAVOR, the
+    # author's own two AGAINST, less loudly.
+    sentences = rows(
+        ["AGAINST", "FAVOR", "FAVOR", "FAVOR", "AGAINST"],
+        [[0.2, 0.6, 0.2], [0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.9, 0.05, 0.05], [0.2, 0.6, 0.2]],
+    ).assign(text=texts)
+    labels = ("FAVOR", "AGAINST", "NONE")
+    assert aggregate(sentences, labels, "mean")["label"] == "FAVOR"  # outvoted by the quotes
+    framed = aggregate(sentences, labels, "framing")
+    assert framed["label"] == "AGAINST"
+    assert framed["proba_AGAINST"] == pytest.approx(0.6)  # only the author's sentences count
+    assert framed["margin"] == pytest.approx(0.4)
+    # Quoted at half weight and the edges at their plain weight, the quotes win again.
+    half = aggregate(sentences, labels, "framing", quoted_weight=1.0, edge_weight=1.0)
+    assert half["label"] == "FAVOR"
+
+
+def test_quotes_and_reported_speech_are_told_from_apostrophes():
+    assert framing_weights(
+        [
+            "Iran’s neighbours’ fears grew.",
+            "“All is well!” he tweeted.",
+            "According to officials, nobody was hurt.",
+            "The base was hit twice.",
+        ],
+        quoted_weight=0.5,
+        edge_weight=1.0,
+    ).tolist() == [1.0, 0.5, 0.5, 1.0]
+    assert quoted_share("Iran’s neighbours’ fears grew.") == 0.0
+    # A document of quotes only still has a label: its quotes are all there is.
+    assert framing_weights(["“One.”", "“Two.”"], quoted_weight=0.0).tolist() == [1.0, 1.0]
+
+
+def test_the_margin_says_how_far_the_label_stands_above_the_next():
+    labels = ("FAVOR", "AGAINST", "NONE")
+    sentences = rows(
+        ["FAVOR", "FAVOR", "NONE"], [[0.5, 0.1, 0.4], [0.5, 0.1, 0.4], [0.0, 0.1, 0.9]]
+    )
+    assert aggregate(sentences, labels, "mean")["label"] == "NONE"
+    # Mean probabilities: FAVOR 1/3, AGAINST 0.1, NONE 1.7/3.
+    assert aggregate(sentences, labels, "mean")["margin"] == pytest.approx(1.7 / 3 - 1 / 3)
+    # The majority picks FAVOR, which the mean probabilities put below NONE: a negative margin.
+    assert aggregate(sentences, labels, "majority")["margin"] == pytest.approx(1 / 3 - 1.7 / 3)

@@ -10,7 +10,7 @@ import pytest
 
 from train.config import Config
 from train.errors import ConfigError
-from train.training import fit_stance_model
+from train.fitting import fit_stance_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,8 +83,8 @@ def test_a_model_starts_from_another_whose_probabilities_become_features(sentenc
     strikes = sentences[sentences["target"] != "carbon tax"].assign(weight=1.0)
     prior = fit_stance_model(config(), carbon)
     path = prior.save(tmp_path / "prior.pkl")
+    from train.fitting import prior_model
     from train.models import StanceModel
-    from train.training import prior_model
 
     prior_model.cache_clear()
     started = fit_stance_model(config(f'model.init_from="{path}"', "model.prior_weight=3"), strikes)

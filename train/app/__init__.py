@@ -12,6 +12,7 @@ from train.app import (
     convert,
     crossvalidate,
     evaluate,
+    new,
     predict,
     register,
     reproduce,
@@ -24,6 +25,7 @@ from train.app import (
 
 # In the order ``stance --help`` lists them: the path from data to predictions first.
 COMMANDS = {
+    "new": new,
     "train": train,
     "predict": predict,
     "evaluate": evaluate,

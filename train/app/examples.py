@@ -2,6 +2,10 @@
 ``../shared`` beside it (RUN stands for a run id that `stance train` printed)."""
 
 EXAMPLES = {
+    "new": """\
+  stance new out/iran.toml --data data/sample/iran_batch.csv
+  stance new out/strikes.toml --data data/sample/iran_batch.csv --label-column stance \
+      --target-column target""",
     "train": """\
   stance train experiments/sample.toml
   stance train experiments/sample.toml --set clf__C=0.5 --set features.char=false

@@ -47,11 +47,12 @@ def add_parser(commands) -> None:
     )
     parser.add_argument(
         "--aggregate",
-        choices=["mean", "majority", "stance"],
+        choices=["mean", "majority", "stance", "framing"],
         default="mean",
         help="document label: highest mean probability (mean), most frequent sentence label "
-        "(majority), or the side its sentences take, each weighted by how much stance it "
-        "carries, NONE when little does (stance)",
+        "(majority), the side its sentences take, each weighted by how much stance it "
+        "carries, NONE when little does (stance), or the mean with quoted and reported "
+        "sentences weighted down and the first and last weighted up (framing)",
     )
     parser.add_argument(
         "--keep-text", action="store_true", help="copy text and target into the output"

@@ -1,0 +1,106 @@
+"""`stance new` (train/scaffold.py): a first experiment file guessed from an annotated table."""
+
+import json
+import tomllib
+
+import mlflow
+import pandas as pd
+import pytest
+
+from train.config import Config
+
+TOPICS = ("school uniforms", "nuclear power")
+
+
+def _claims(count: int) -> pd.DataFrame:
+    """Distinct PRO/CON claims on two topics, worded so a word model can learn them."""
+    rows = []
+    for i in range(count):
+        topic, pro = TOPICS[i % 2], i % 4 < 2
+        cue = ("helps", "benefits", "supports") if pro else ("harms", "damages", "hurts")
+        rows.append(
+            {
+                "claim_id": f"c{i}",
+                "claim": f"Claim {i}: {topic} {cue[i % 3]} people in case number {i}.",
+                "topic": topic,
+                "stance": "PRO" if pro else "CON",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_a_csv_of_pro_con_claims_gets_an_experiment_that_trains(tracking, tmp_path, run_cli):
+    data = tmp_path / "data"
+    data.mkdir()
+    _claims(40).to_csv(data / "claims.csv", index=False)
+    code, out, err = run_cli(
+        "new", tmp_path / "claims.toml", "--data", data / "claims.csv", "--data-dir", data
+    )
+    assert code == 0, err
+    assert "text: column 'claim' (by its name)" in out
+    assert "target: column 'topic' (by its name)" in out
+    assert "labels: PRO (20 rows), CON (20 rows)" in out
+    written = tomllib.loads((tmp_path / "claims.toml").read_text())
+    assert written["data"] == {
+        "format": "csv",
+        "path": "claims.csv",
+        "labels": ["PRO", "CON"],
+        "columns": {"text": "claim", "label": "stance", "target": "topic", "id": "claim_id"},
+    }
+    assert set(written) == {"name", "description", "data"}  # only what differs from DEFAULTS
+    code, out, err = run_cli("train", tmp_path / "claims.toml", "--data-dir", data)
+    assert code == 0, err
+    assert "oof_macro_f1: " in out  # 40 rows: the small-data estimate
+    assert len(mlflow.search_runs(search_all_experiments=True)) == 1
+
+
+def test_jsonl_with_numeric_labels_and_no_target_column(tmp_path, run_cli):
+    rows = [
+        {"tweet": f"tweet {i} says {'yes' if i % 3 else 'no'}", "label": i % 3} for i in range(30)
+    ]
+    path = tmp_path / "tweets.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, out, err = run_cli("new", tmp_path / "t.toml", "--data", path, "--target", "the policy")
+    assert code == 0, err
+    config = Config.from_toml(tmp_path / "t.toml")
+    assert config.labels == ("0", "1", "2") and config.data.format == "jsonl"
+    assert config.data.target == "the policy"
+    assert dict(config.data.columns) == {"text": "tweet"}
+    assert "is outside the data root" in out  # named by its absolute path, and said so
+
+
+def test_agree_disagree_pairs_read_the_headline_as_target(tmp_path, run_cli):
+    frame = pd.DataFrame(
+        {
+            "Headline": ["Rates rise", "Rates rise", "Storm hits"],
+            "Body": ["The bank raised rates.", "No change was made.", "The coast flooded."],
+            "Stance": ["agree", "disagree", "agree"],
+        }
+    )
+    frame.to_csv(tmp_path / "pairs.tsv", sep="\t", index=False)
+    code, out, err = run_cli("new", tmp_path / "p.toml", "--data", tmp_path / "pairs.tsv")
+    assert code == 0, err
+    columns = tomllib.loads((tmp_path / "p.toml").read_text())["data"]["columns"]
+    assert columns == {"text": "Body", "label": "Stance", "target": "Headline"}
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "problem"),
+    [
+        ("note,comment\n", "".join(f"n{i},c{i}\n" for i in range(12)), "found no label column"),
+        ("text,label\n", "a,X\nb,X\n", "holds 1 distinct value"),
+    ],
+)
+def test_a_table_without_a_label_set_is_one_line(tmp_path, run_cli, header, rows, problem):
+    (tmp_path / "x.csv").write_text(header + rows)
+    code, _, err = run_cli("new", tmp_path / "x.toml", "--data", tmp_path / "x.csv")
+    assert code == 2 and problem in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_an_existing_experiment_is_not_replaced_without_overwrite(tmp_path, run_cli):
+    (tmp_path / "x.csv").write_text("text,label\na,P\nb,Q\n")
+    (tmp_path / "x.toml").write_text("# mine\n")
+    code, _, err = run_cli("new", tmp_path / "x.toml", "--data", tmp_path / "x.csv")
+    assert code == 2 and "exists" in err and (tmp_path / "x.toml").read_text() == "# mine\n"
+    assert run_cli("new", tmp_path / "x.toml", "--data", tmp_path / "x.csv", "--overwrite")[0] == 0

@@ -1,0 +1,172 @@
+"""`stance new`: a first experiment file for a user's own annotated table. It reads the header
+and the first rows, proposes the text, target and label columns and the label set, and writes
+only what differs from ``DEFAULTS``, saying what it guessed and why.
+
+Standard library and :mod:`train.tables` only, so it answers before scikit-learn is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from train import tables
+from train.config import Config
+from train.errors import ConfigError, DataError
+from train.sources import data_root
+
+ROWS_READ = 10_000  # enough to see every label of a table; all of a small one
+MAX_LABELS = 10  # more distinct values than this is not a label set
+# Column names users give each field, most telling first (compared lower-cased).
+NAMES = {
+    "text": ("text", "sentence", "tweet", "claim", "argument", "content", "body", "comment",
+             "post", "headline", "message"),
+    "label": ("label", "stance", "labels", "class", "polarity", "gold", "y", "annotation"),
+    "target": ("target", "topic", "entity", "subject", "issue", "motion", "query", "headline"),
+    "id": ("id", "sentence_id", "tweet_id", "row_id", "uid"),
+}  # fmt: skip
+
+
+@dataclass
+class Draft:
+    """What `stance new` guessed, and the experiment file it wrote."""
+
+    path: Path
+    columns: dict[str, str]  # field -> the file's column
+    reasons: dict[str, str]  # field -> how it was chosen
+    labels: list[tuple[str, int]]  # the label set with each label's rows, most frequent first
+    target: str | None  # one target for every row, where the file has no target column
+    notes: list[str] = field(default_factory=list)
+
+
+def draft(
+    experiment: str | Path,
+    data: str | Path,
+    given: dict[str, str | None],
+    target: str | None = None,
+    data_dir: str | None = None,
+    overwrite: bool = False,
+) -> Draft:
+    """Write ``experiment`` for the table ``data``; ``given`` names any of the text, target,
+    label and id columns outright."""
+    experiment, data = Path(experiment), Path(data)
+    if experiment.suffix != ".toml":
+        raise ConfigError(f"{experiment}: an experiment file ends in .toml; name it NAME.toml.")
+    if experiment.exists() and not overwrite:
+        raise ConfigError(f"{experiment} exists; choose another name, or pass --overwrite.")
+    fmt = tables.format_of(str(data), None)
+    with tables.Table(data, fmt) as table:
+        header = list(table.columns)
+        rows = []
+        for batch in table.batches():
+            rows += [row for i, row in enumerate(batch.rows) if i not in batch.problems]
+            if len(rows) >= ROWS_READ:
+                break
+    if not rows:
+        raise DataError(f"{data}: no rows under the header; expected annotated rows.")
+    values = {name: [row[i] for row in rows] for i, name in enumerate(header)}
+    columns, reasons = {}, {}
+    for name in ("text", "label", "target", "id"):
+        chosen, why = _choose(name, given.get(name), header, values, set(columns.values()))
+        if chosen is not None:
+            columns[name], reasons[name] = chosen, why
+    for name in ("text", "label"):
+        if name not in columns:
+            raise DataError(
+                f"{data}: found no {name} column among {header}. Name it with --{name}-column."
+            )
+    if target is not None and "target" in columns:
+        raise ConfigError("--target gives every row one target; leave out --target-column.")
+    counts = Counter(v for v in values[columns["label"]] if v not in (None, ""))
+    if len(counts) < 2:
+        raise DataError(
+            f"{data}: the label column {columns['label']!r} holds {len(counts)} distinct value "
+            f"in {len(rows)} rows; a classifier needs two labels at least."
+        )
+    if len(counts) > MAX_LABELS and not given.get("label"):
+        raise DataError(
+            f"{data}: the column {columns['label']!r} holds {len(counts)} distinct values, too "
+            "many for a label set. Name the label column with --label-column."
+        )
+    labels = counts.most_common()
+    notes = []
+    if "target" not in columns and target is None:
+        target = data.stem.replace("_", " ")
+        notes.append(
+            f"no target column: every row gets the target {target!r} (data.target); pass "
+            "--target or --target-column to choose"
+        )
+    root = data_root(data_dir)
+    relative = os.path.relpath(data.resolve(), root.resolve())
+    inside = not relative.startswith("..")
+    if not inside:
+        notes.append(
+            f"{data} is outside the data root {root}: the file names it by its absolute path; "
+            "move the file under the root to share the experiment"
+        )
+    body = {
+        "name": experiment.stem,
+        "description": f"Written by `stance new` from {data.name}; edit freely.",
+        "data": {
+            "format": fmt,
+            "path": Path(relative).as_posix() if inside else str(data.resolve()),
+            "labels": [label for label, _ in labels],
+            **({"target": target} if target is not None else {}),
+            "columns": {name: column for name, column in columns.items() if column != name},
+        },
+    }
+    if not body["data"]["columns"]:
+        del body["data"]["columns"]
+    text = (
+        f"# Written by `stance new` from {data}: the columns and labels it guessed.\n"
+        "# Everything not listed comes from train/config.py DEFAULTS.\n" + tomli_w.dumps(body)
+    )
+    Config.from_layers(tomllib.loads(text), [])  # the file must load as it will be trained
+    experiment.parent.mkdir(parents=True, exist_ok=True)
+    partial = experiment.with_name(f".{experiment.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, experiment)  # a reader never sees half a file
+    return Draft(experiment, columns, reasons, labels, target, notes)
+
+
+def _choose(name, given, header, values, taken) -> tuple[str | None, str]:
+    if given is not None:
+        if given not in header:
+            raise DataError(f"--{name}-column {given!r} is not a column; the columns: {header}.")
+        return given, "as given"
+    lowered = {column.lower(): column for column in header if column not in taken}
+    for candidate in NAMES[name]:
+        if candidate in lowered:
+            return lowered[candidate], "by its name"
+    free = [c for c in header if c not in taken]
+    if name == "id":  # a column named as an id whose values are all different
+        for column in free:
+            present = [v for v in values[column] if v not in (None, "")]
+            if re.fullmatch(r".*[_ ]?id", column.lower()) and len(set(present)) == len(present):
+                return column, "named as an id, every value distinct"
+    if name == "text":
+        lengths = {c: _mean_length(values[c]) for c in free}
+        if lengths:
+            longest = max(lengths, key=lengths.get)
+            return longest, "the longest values"
+    if name == "label":
+        few = {
+            c: len(set(values[c]) - {None, ""})
+            for c in free
+            if 2 <= len(set(values[c]) - {None, ""}) <= MAX_LABELS
+            and not re.fullmatch(r".*(id|confidence|weight|score)s?", c.lower())
+        }
+        if few:
+            return min(few, key=few.get), "the fewest distinct values"
+    return None, ""
+
+
+def _mean_length(column: list) -> float:
+    present = [len(v) for v in column if isinstance(v, str)]
+    return sum(present) / len(present) if present else 0.0

@@ -1,0 +1,86 @@
+"""Quality from few labels. Below ``split.small_data_below`` rows, `stance train` holds nothing
+out: every row is predicted by models that did not see it, in folds stratified by label over
+distinct texts (a text's copies stay in one fold), repeated with other seeds. The estimate is the
+mean over repeats of the pooled out-of-fold metric; its interval is a bootstrap over the rows of
+the first repeat, which also gives the run's report. The logged model is then fitted on every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from train.config import Config, SplitConfig
+from train.crossval import folds
+from train.duplicates import copy_groups
+from train.errors import DataError
+from train.fitting import fit_stance_model
+from train.metrics import bootstrap_interval, compute_metrics
+
+ROWS = "oof"  # the name of the estimate's rows in metrics and logged predictions
+
+
+def applies(rows: pd.DataFrame, split: SplitConfig) -> bool:
+    """Whether ``rows`` are few enough to be cross-validated rather than split: below
+    ``split.small_data_below`` and without the dataset's own splits."""
+    return bool(rows["split"].isna().all()) and len(rows) < split.small_data_below
+
+
+def fold_count(frame: pd.DataFrame, config: Config) -> int:
+    """``split.small_data_folds``, or fewer where the rarest label has fewer distinct texts: each
+    fold must hold out at least one row of every label and train on the others."""
+    first, _ = copy_groups(frame["text"])
+    counts = frame["label"].iloc[first].value_counts()
+    rarest, fewest = counts.index[-1], int(counts.iloc[-1])
+    if fewest < 2:
+        raise DataError(
+            f"{len(frame)} labelled rows are too few to estimate quality: label {rarest!r} has "
+            f"{fewest} distinct text, and cross-validation needs 2 of each label. Annotate more "
+            f"{rarest!r} rows (or leave the label out of data.labels)."
+        )
+    return min(config.split.small_data_folds, fewest)
+
+
+@dataclass
+class Estimate:
+    metrics: dict[str, float]  # oof_<metric>: mean over repeats; headline interval and sd
+    predictions: pd.DataFrame  # the first repeat: id, label, predicted, proba_<LABEL>
+    folds: int
+    repeats: int
+
+
+def estimate(config: Config, frame: pd.DataFrame, bar=None) -> Estimate:
+    """Cross-validate ``config`` over every row of ``frame``, ``split.small_data_repeats`` times.
+    ``bar`` counts the fits."""
+    k, repeats = fold_count(frame, config), config.split.small_data_repeats
+    labels, truth = list(config.labels), frame["label"]
+    per_repeat, first = [], None
+    for repeat in range(repeats):
+        predicted = np.empty(len(frame), dtype=object)
+        proba = np.zeros((len(frame), len(labels)))
+        # Each repeat its own folds; the modulo keeps the seed in numpy's range.
+        for train_rows, held_out in folds(frame, k, "none", (config.seed + repeat) % 2**32):
+            model = fit_stance_model(config, frame.iloc[train_rows])
+            out = model.predict(frame.iloc[held_out])
+            predicted[held_out] = out["label"].to_numpy()
+            proba[held_out] = out[[f"proba_{label}" for label in labels]].to_numpy()
+            if bar is not None:
+                bar.update(1)
+        per_repeat.append(compute_metrics(truth, predicted, labels, frame["target"]))
+        if first is None:
+            first = pd.DataFrame(
+                {"id": frame["id"].to_numpy(), "label": truth.to_numpy(), "predicted": predicted}
+            ).join(pd.DataFrame(proba, columns=[f"proba_{label}" for label in labels]))
+    metrics = {
+        f"{ROWS}_{name}": float(np.mean([m[name] for m in per_repeat])) for name in per_repeat[0]
+    }
+    headline = config.headline_metric
+    low, high = bootstrap_interval(truth, first["predicted"], labels, headline, config.seed)
+    metrics |= {
+        f"{ROWS}_{headline}_ci_low": low,
+        f"{ROWS}_{headline}_ci_high": high,
+        f"{ROWS}_{headline}_sd_over_repeats": float(np.std([m[headline] for m in per_repeat])),
+    }
+    return Estimate(metrics, first, k, repeats)
