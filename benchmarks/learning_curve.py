@@ -56,10 +56,10 @@ from joblib import Parallel, delayed  # noqa: E402
 from train import schema, tracking  # noqa: E402
 from train.config import PUBLIC_LABELS, Config  # noqa: E402
 from train.data import load_dataset  # noqa: E402
+from train.fitting import fit_stance_model  # noqa: E402
 from train.metrics import compute_metrics  # noqa: E402
 from train.selection import pick  # noqa: E402
 from train.sources import data_root  # noqa: E402
-from train.training import fit_stance_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
@@ -192,7 +192,7 @@ def curve(dataset, held, labels, start, strategy, seed, prior_path, recipe, batc
     chosen = np.zeros(len(pool), dtype=bool)
     model = None
     if start in ("prior", "joined"):  # the model of the other targets chooses the first round
-        from train.training import prior_model
+        from train.fitting import prior_model
 
         model = prior_model(prior_path)
     results = []

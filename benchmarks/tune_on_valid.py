@@ -20,9 +20,9 @@ import time
 
 from train.config import Config
 from train.data import load_dataset, split_dataset
+from train.fitting import fit_stance_model
 from train.metrics import compute_metrics
 from train.sources import data_root
-from train.training import fit_stance_model
 
 
 def main() -> None:

@@ -415,18 +415,21 @@ def test_a_live_run_of_this_host_is_not_called_gone(tracking):
 
 
 @pytest.mark.parametrize(
-    "rows, problem",
+    "rows, problem, split",
     [
-        (["1,The strikes were lawful.,Iran,FAVOR"], "hold out a test split"),
+        # Split as a large file would be, one row cannot be; as a small one, it has one label.
+        (["1,The strikes were lawful.,Iran,FAVOR"], "hold out a test split", "0"),
+        (["1,The strikes were lawful.,Iran,FAVOR"], "fewer than two labels", "300"),
         (
             [f"{i},Sentence {i} on the strikes.,Iran,FAVOR" for i in range(40)],
             "fewer than two labels",
+            "300",
         ),
     ],
-    ids=["one row", "one label"],
+    ids=["one row, split", "one row, small data", "one label"],
 )
 def test_a_training_file_that_cannot_train_stops_in_one_line_without_a_run(
-    tmp_path, tracking, run_cli, rows, problem
+    tmp_path, tracking, run_cli, rows, problem, split
 ):
     # Before: one row gave a 28-line traceback from train_test_split; one label left a FAILED
     # run in the store.
@@ -436,8 +439,9 @@ def test_a_training_file_that_cannot_train_stops_in_one_line_without_a_run(
         "id,sentence,target,stance,confidence\n" + "\n".join(f"{row},1.0" for row in rows) + "\n"
     )
     code, _, err = run_cli(
-        "train", SAMPLE, "--data-dir", tmp_path, "--set", 'data.path="tiny.csv"', *FAST
-    )
+        "train", SAMPLE, "--data-dir", tmp_path, "--set", 'data.path="tiny.csv"', *FAST,
+        "--set", f"split.small_data_below={split}",
+    )  # fmt: skip
     # Progress lines ("data: 40 rows read ...") may come first; the failure is one line.
     last = err.strip().splitlines()[-1]
     assert code == 2 and last.startswith("error: ") and problem in last, err
