@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from train.errors import DataError
+from train.tables import is_skipped_name
 
 if TYPE_CHECKING:
     from nltk.tokenize.punkt import PunktSentenceTokenizer
@@ -337,7 +338,11 @@ def document_sources(source: str | Path) -> list[tuple[str, Path | None]]:
             f"{path} does not exist; --documents expects a plain-text file, a folder of them, or - "
             "for stdin."
         )
-    files = [p for p in path.rglob("*") if p.is_file() and is_document_name(p.name)]
+    files = [
+        p
+        for p in path.rglob("*")
+        if p.is_file() and is_document_path(p.relative_to(path).as_posix())
+    ]
     if not files:
         raise DataError(
             f"{path} holds no .txt files; --documents expects plain-text files or a folder of them."
@@ -362,10 +367,15 @@ def document_ids(relative_paths: list[str]) -> list[tuple[str, str]]:
     ]
 
 
-def is_document_name(name: str) -> bool:
-    """Whether a file of this name is read as a document (hidden files and other suffixes are
-    not)."""
-    return not name.startswith(".") and PurePosixPath(name).suffix in DOCUMENT_SUFFIXES
+def is_document_path(relative: str | PurePosixPath) -> bool:
+    """Whether a file at this path under the corpus folder is read as a document: a known
+    suffix, and no part of the path skipped (see :func:`is_skipped_name`)."""
+    parts = PurePosixPath(relative).parts
+    return (
+        bool(parts)
+        and not any(is_skipped_name(part) for part in parts)
+        and PurePosixPath(parts[-1]).suffix in DOCUMENT_SUFFIXES
+    )
 
 
 def read_document(file: Path | None) -> tuple[str, str | None]:

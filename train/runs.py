@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from train import schema, store, tracking
+from train import hardware, schema, store, tracking
 from train.config import Config
 from train.data import load_dataset
 from train.errors import DataError, StanceError
@@ -20,6 +20,8 @@ from train.metrics import paired_bootstrap
 from train.sources import data_root
 
 KEY_PARAMS = ("model.strategy", "model.classifier")
+# The run tags that record the machine (train/hardware.py), by hardware.machine()'s keys.
+MACHINE_TAGS = {"cpu": schema.CPU, "cpu_flags": schema.CPU_FLAGS, "blas": schema.BLAS}
 # A run the store calls RUNNING whose process has ended without closing it (SIGKILL, a crash,
 # a reboot): it will never finish.
 GONE = "DIED"
@@ -406,11 +408,22 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
             f"may differ from commit {original['tags'].get('git_commit')}."
         )
     result = train(config, root, log=log, extra_tags={schema.REPRODUCES: run_id})
-    reproduced = store.run_info(result.run_id)["metrics"]  # as logged, like the original's
+    again = store.run_info(result.run_id)
+    machine = {
+        "then": {key: original["tags"].get(tag) for key, tag in MACHINE_TAGS.items()},
+        "now": {key: again["tags"].get(tag) for key, tag in MACHINE_TAGS.items()},
+    }
     return (
         original["metrics"],
-        reproduced,
-        {"dirty": dirty, "new_run_id": result.run_id, "commit": original["tags"].get("git_commit")},
+        again["metrics"],  # as logged, like the original's
+        {
+            "dirty": dirty,
+            "new_run_id": result.run_id,
+            "commit": original["tags"].get("git_commit"),
+            "commit_now": again["tags"].get("git_commit"),
+            "machine": hardware.differences(machine["then"], machine["now"]),
+            "machine_known": bool(machine["then"]["cpu_flags"]),  # older runs did not record it
+        },
     )
 
 

@@ -49,6 +49,10 @@ SELECTED_WITH = "stance.selected_with"  # on a selection: the model that scored 
 # On a training run of few rows (train/smalldata.py): "K folds x R repeats"; its headline is the
 # cross-validated estimate over every row (oof_<metric>), and nothing was held out.
 SMALL_DATA = "stance.small_data"
+# The machine (train/hardware.py): what chooses the kernels, and so the last bits of a metric.
+CPU = "stance.cpu"
+CPU_FLAGS = "stance.cpu_flags"
+BLAS = "stance.blas"
 REPRODUCES = "stance.reproduces"  # on a training run made by `stance reproduce`: the run it repeats
 PARENT = "mlflow.parentRunId"  # MLflow's own: a trial's search
 RUN_NAME = "mlflow.runName"

@@ -40,7 +40,11 @@ def table_files(config: DataConfig, root: Path) -> list[Path]:
         if path.is_dir():
             suffixes = TABLE_SUFFIXES[config.format]
             found = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+                p
+                for p in path.iterdir()
+                if p.is_file()
+                and p.suffix.lower() in suffixes
+                and not tables.is_skipped_name(p.name)
             )
             if not found:
                 raise DataError(

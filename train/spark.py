@@ -36,6 +36,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -388,14 +389,11 @@ def _read_documents(spark, source: str, options: PredictOptions):
     """One row per document: its place in the corpus (``line``), id and text, or why it was
     rejected. Ids and places come from :func:`train.documents.document_ids`, as locally."""
     files = _load(spark.read.format("binaryFile").option("recursiveFileLookup", "true"), source)
-    root = _qualified(spark, source)
     relative = {}
     # Selecting the path alone, Spark lists the files without reading them.
     for (path,) in files.select("path").collect():
-        name = path[len(root) :].lstrip("/") if path.startswith(root) else PurePosixPath(path).name
-        if not name:  # the source is the file itself
-            name = PurePosixPath(path).name
-        if docs.is_document_name(PurePosixPath(name).name):
+        name = _relative_name(path, source)
+        if docs.is_document_path(name):
             relative[name] = path
     if not relative:
         raise DataError(
@@ -416,11 +414,17 @@ def _read_documents(spark, source: str, options: PredictOptions):
     )
 
 
-def _qualified(spark, source: str) -> str:
-    """``source`` as Spark names the files under it (``file:/data/docs``, ``hdfs://nn/docs``)."""
-    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(source)
-    system = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
-    return system.makeQualified(jvm_path).toString().rstrip("/")
+def _relative_name(listed: str, source: str) -> str:
+    """A file's path under ``source`` as the local route names it (``2024/strikes.txt``), from the
+    URI Spark lists it by (``file:/data/docs/2024/strikes.txt``, ``hdfs://nn:8020/docs/...``):
+    the listed path's part past the source's own path. The file itself, where the source names
+    one file."""
+    listed_path = PurePosixPath(urlparse(listed).path)
+    source_path = urlparse(source).path if "://" in source or source.startswith("file:") else ""
+    root = PurePosixPath(source_path or os.path.abspath(source))
+    if listed_path == root or not listed_path.is_relative_to(root):
+        return listed_path.name
+    return listed_path.relative_to(root).as_posix()
 
 
 def _document_rows(batches, target: str):

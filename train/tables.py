@@ -98,6 +98,13 @@ COLUMN_OPTIONS = {
 }
 
 
+def is_skipped_name(name: str) -> bool:
+    """Files and folders whose name starts with ``.`` or ``_`` are not read from a folder, by any
+    command or route: hidden files, and the markers Spark and Hadoop write (``_SUCCESS``), which
+    Spark's own listing leaves out."""
+    return name.startswith((".", "_"))
+
+
 def format_of(path: str | Path, given: str | None = None) -> str:
     """The table format: ``given`` if set, else from the file extension."""
     if given:

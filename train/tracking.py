@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from features.pipeline import extras_needed
-from train import modelfile, schema, tables
+from train import hardware, modelfile, schema, tables
 from train.data import LoadedData
 from train.duplicates import repeated_texts
 from train.errors import ModelError, StanceError, TrackingError
@@ -316,7 +316,12 @@ def _log_input(dataset, context: str, attempts: int = 3) -> None:
 
 @retry_when_locked
 def log_environment(versions: dict[str, str], seed: int) -> None:
+    """Library versions, the seed, and the machine's kernel-choosing traits (train/hardware.py)."""
     mlflow.set_tags({f"version.{name}": version for name, version in versions.items()})
+    found = hardware.machine()
+    mlflow.set_tags(
+        {schema.CPU: found["cpu"], schema.CPU_FLAGS: found["cpu_flags"], schema.BLAS: found["blas"]}
+    )
     mlflow.log_param("seed_used", seed)
 
 

@@ -588,3 +588,14 @@ def test_paths_that_cannot_be_one_dataset_are_refused(tmp_path):
         files_config([])
     with pytest.raises(ConfigError, match="loader reads one folder"):
         Config.from_layers({"data": {"format": "argq", "path": ["a.csv", "b.csv"]}})
+
+
+def test_a_folder_of_annotations_skips_names_starting_with_a_dot_or_underscore(tmp_path):
+    from train.sources import table_files
+
+    (tmp_path / "rounds").mkdir()
+    for name in ("round-1.csv", "round-2.csv", "_draft.csv", ".round-3.csv.swp.csv"):
+        (tmp_path / "rounds" / name).write_text("id,text,target,label\n")
+    config = Config.from_layers({"data": {"path": "rounds", "labels": ["FAVOR", "AGAINST"]}})
+    found = [p.name for p in table_files(config.data, tmp_path)]
+    assert found == ["round-1.csv", "round-2.csv"]  # as Spark lists a folder

@@ -212,3 +212,12 @@ def test_the_margin_says_how_far_the_label_stands_above_the_next():
     assert aggregate(sentences, labels, "mean")["margin"] == pytest.approx(1.7 / 3 - 1 / 3)
     # The majority picks FAVOR, which the mean probabilities put below NONE: a negative margin.
     assert aggregate(sentences, labels, "majority")["margin"] == pytest.approx(1 / 3 - 1.7 / 3)
+
+
+def test_names_starting_with_a_dot_or_underscore_are_skipped_at_any_depth(tmp_path):
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "_drafts").mkdir()
+    (tmp_path / ".git").mkdir()
+    for name in ("kept/a.txt", "b.txt", "_c.txt", "_drafts/d.txt", ".git/e.txt", "_SUCCESS"):
+        (tmp_path / name).write_text("x")
+    assert [doc_id for doc_id, _ in document_sources(tmp_path)] == ["b", "kept/a"]

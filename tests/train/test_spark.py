@@ -126,6 +126,11 @@ def test_documents_equal_the_local_route(spark, run_cli, model_path, tmp_path):
     (corpus / "empty.txt").write_text("   \n")
     (corpus / "latin1.txt").write_bytes("Caf\xe9 owners disagree.".encode("latin-1"))
     (corpus / "notes.md").write_text("The strikes were a mistake. Nobody gained.")
+    # Skipped by both routes: names starting with . or _ (Spark's own listing leaves them out).
+    (corpus / "_draft.txt").write_text("A draft nobody should read.")
+    (corpus / ".cache").mkdir()
+    (corpus / ".cache" / "copy.txt").write_text("A cached copy.")
+    (corpus / "_SUCCESS").write_text("")
     common = ["--documents", "--target", TARGET, "--aggregate", "stance"]
     local = tmp_path / "local.parquet"
     code, _, local_err = run_cli("predict", model_path, corpus, "-o", local, *common)
@@ -267,3 +272,20 @@ def test_explanations_equal_the_local_route(spark, run_cli, model_path, messy_cs
     spark_rows = pd.read_parquet(out)
     assert spark_rows["explanation"].str.len().gt(0).all()
     assert_same_predictions(spark_rows, pd.read_parquet(local))
+
+
+@pytest.mark.parametrize(
+    ("listed", "source", "name"),
+    [
+        ("file:/data/docs/2024/a.txt", "/data/docs", "2024/a.txt"),
+        ("file:/data/docs/2024/a.txt", "/data/docs/", "2024/a.txt"),
+        ("hdfs://nn:8020/corpus/x/a.txt", "hdfs:///corpus", "x/a.txt"),
+        ("file:/data/docs/a.txt", "file:///data/docs", "a.txt"),
+        ("file:/data/docs/a.txt", "/data/docs/a.txt", "a.txt"),  # the source is the file
+        (f"file:{os.path.abspath('docs')}/b/a.txt", "docs", "b/a.txt"),  # relative to here
+    ],
+)
+def test_a_listed_file_is_named_by_its_path_under_the_source(listed, source, name):
+    from train.spark import _relative_name  # PySpark itself is not needed for this
+
+    assert _relative_name(listed, source) == name

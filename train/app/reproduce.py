@@ -24,4 +24,23 @@ def run(args) -> int:
     print("identical metrics" if differing == 0 else f"{differing} metrics differ")
     if facts["dirty"]:
         print("note: the original run came from a work tree with uncommitted changes")
+    if differing and facts["machine"]:
+        # The data were checked against the run's hashes before training: what else differs?
+        same_code = facts["commit"] == facts["commit_now"] and not facts["dirty"]
+        print(
+            "note: the two runs ran on machines that choose different kernels ("
+            + "; ".join(facts["machine"])
+            + "). int8 and BLAS kernels round differently by instruction set, so a difference "
+            + (
+                "here comes from the hardware: the data and the code are the same."
+                if same_code
+                else "may come from the hardware as well as from the code, which differs too."
+            )
+        )
+    elif differing and facts["machine_known"]:
+        print(
+            "note: the same instruction sets and BLAS as the original run, and the same data: "
+            "the difference comes from the code or the library versions (`stance compare` "
+            "lists them)."
+        )
     return 0
