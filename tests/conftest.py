@@ -195,3 +195,20 @@ def search_command():
         ]
 
     return command
+
+
+@pytest.fixture
+def messy_csv(tmp_path) -> Path:
+    """The sample sentences with one row of each kind the local route rejects."""
+    frame = pd.read_csv(
+        Path(__file__).resolve().parents[1] / "data" / "sample" / "sentences.csv"
+    ).rename(columns={"sentence": "text"})[["id", "text", "target"]]
+    frame.loc[3, "text"] = ""
+    frame.loc[5, "target"] = None
+    frame.loc[8, "text"] = "NaN"
+    path = tmp_path / "in.csv"
+    frame.to_csv(path, index=False)
+    # A line with a field too many: rejected as malformed, with its line number.
+    with path.open("a") as handle:
+        handle.write('extra-1,"One field too many.",remote work,surplus\n')
+    return path

@@ -116,10 +116,16 @@ def predict_spark(
     ):
         staged = Path(folder) / "model"
         sha256 = modelfile.save(stance_model, staged)
-        # Spark hands out files by name: the fingerprint in the name keeps two models apart.
-        model_folder = staged.rename(staged.with_name(f"stance-model-{sha256[:16]}"))
-        spark.sparkContext.addFile(str(model_folder), recursive=True)
-        worker = _WorkerModel(model_folder.name, sha256)
+        # Spark hands out files by name, and on a cluster files only, not folders: the model's two
+        # files go out one by one. A name is registered once per application, so each command
+        # gives its own (a second prediction in one session must not reuse the first's, whose
+        # folder is gone); the fingerprint in it says which model.
+        name = f"stance-model-{sha256[:16]}-{os.urandom(4).hex()}"
+        for part in (modelfile.MANIFEST, modelfile.ARRAYS):
+            handed = Path(folder) / f"{name}.{part}"
+            (staged / part).rename(handed)
+            spark.sparkContext.addFile(str(handed))
+        worker = _WorkerModel(name, sha256)
         if options.documents:
             read = _read_documents(spark, source, options)
             kept = read.repartition(_partitions(spark))
@@ -461,8 +467,15 @@ class _WorkerModel:
             # would oversubscribe them.
             threadpool_limits(limits=1)
             self._loaded.clear()
+            # The two files back under their own names, in a folder of this process's own (the
+            # workers of one executor share SparkFiles' folder).
+            folder = Path(
+                tempfile.mkdtemp(prefix=f"{self.name}-", dir=SparkFiles.getRootDirectory())
+            )
+            for part in (modelfile.MANIFEST, modelfile.ARRAYS):
+                shutil.copyfile(SparkFiles.get(f"{self.name}.{part}"), folder / part)
             self._loaded[self.sha256] = artifact.read(
-                SparkFiles.get(self.name), self.sha256, f"the model handed to Spark ({self.name})"
+                folder, self.sha256, f"the model handed to Spark ({self.name})"
             )
         return self._loaded[self.sha256]
 

@@ -52,23 +52,6 @@ def assert_same_predictions(spark_out: pd.DataFrame, local_out: pd.DataFrame) ->
     )
 
 
-@pytest.fixture
-def messy_csv(tmp_path) -> Path:
-    """The sample sentences with one row of each kind the local route rejects."""
-    frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(
-        columns={"sentence": "text"}
-    )[["id", "text", "target"]]
-    frame.loc[3, "text"] = ""
-    frame.loc[5, "target"] = None
-    frame.loc[8, "text"] = "NaN"
-    path = tmp_path / "in.csv"
-    frame.to_csv(path, index=False)
-    # A line with a field too many: rejected as malformed, with its line number.
-    with path.open("a") as handle:
-        handle.write('extra-1,"One field too many.",remote work,surplus\n')
-    return path
-
-
 def test_sentences_equal_the_local_route(spark, run_cli, model_path, messy_csv, tmp_path):
     local = tmp_path / "local.parquet"
     code, _, local_err = run_cli("predict", model_path, messy_csv, "-o", local, "--keep-text")
