@@ -60,13 +60,29 @@ def differences(then: dict[str, str], now: dict[str, str]) -> list[str]:
     """What differs between two machines' records, in words; empty when nothing that chooses
     kernels does (a record without these keys, from an older run, differs in nothing known)."""
     found = []
-    if then.get("cpu_flags") and then["cpu_flags"] != now.get("cpu_flags"):
+    known = {None, "", "unknown"}
+    if (
+        then.get("cpu_flags") not in known
+        and now.get("cpu_flags") not in known
+        and (then["cpu_flags"] != now["cpu_flags"])
+    ):
         had, has = set(then["cpu_flags"].split()), set(now.get("cpu_flags", "").split())
         gone, added = sorted(had - has), sorted(has - had)
         found.append(
             "instruction sets: "
             + ", ".join([*(f"{f} only then" for f in gone), *(f"{f} only here" for f in added)])
         )
-    if then.get("blas") and then["blas"] != now.get("blas"):
-        found.append(f"BLAS: {then['blas']} then, {now.get('blas')} here")
+    if then.get("blas") and blas_parts(then["blas"], 2) != blas_parts(now.get("blas") or "", 2):
+        found.append(f"BLAS kernels: {then['blas']} then, {now.get('blas')} here")
+    return found
+
+
+def blas_parts(record: str, part: int) -> set[tuple[str, str]]:
+    """Each BLAS library of a ``blas`` record with its version (``part`` 1, a library's own
+    version: code, not hardware) or the core type it chose (``part`` 2: the hardware's doing)."""
+    found = set()
+    for entry in record.split("; "):
+        words = entry.split(" ", 2)
+        if len(words) > part:
+            found.add((words[0], words[part]))
     return found

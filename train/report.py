@@ -244,7 +244,7 @@ def model_card(facts: dict) -> str:
     ]
     names = ["accuracy", "macro_f1"]
     names += [n for n in ("f_avg", "fnc_score") if f"{scored}_{n}" in metrics]
-    names += [f"f1_{label}" for label in labels]
+    names += [f"f1_{safe_name(label)}" for label in labels]  # as compute_metrics names them
     for name in names:
         if scored == "test":
             valid = metrics.get(f"valid_{name}")
@@ -323,10 +323,9 @@ def _limits(facts: dict) -> list[str]:
     where = "test" if scored == "test" else "cross-validated"
     limits = []
     for label in labels:
-        if metrics[f"{scored}_f1_{label}"] < 0.3:
-            limits.append(
-                f"{label} is rarely recognised: {where} F1 {_fmt(metrics[f'{scored}_f1_{label}'])}."
-            )
+        f1 = metrics[f"{scored}_f1_{safe_name(label)}"]  # as compute_metrics names it
+        if f1 < 0.3:
+            limits.append(f"{label} is rarely recognised: {where} F1 {_fmt(f1)}.")
     if scored == "oof":
         low, high = facts["interval"]
         limits.append(

@@ -301,6 +301,13 @@ def compare_runs(run_ids: list[str]) -> Comparison:
 def _paired_test(runs: list[dict]) -> dict | None:
     """A paired bootstrap on the rows both runs predicted: the test split, or for two
     `stance cv` runs, their out-of-fold predictions of the training split."""
+    if any(r["tags"].get(schema.SMALL_DATA) for r in runs):
+        # Their out-of-fold predictions come from folds each run drew with its own seed: a
+        # bootstrap over rows would take the luck of the folds for a difference of the models.
+        return {
+            "skipped": "a run trained on few rows is judged by cross-validation, whose folds "
+            "differ between runs; compare their estimates and intervals instead"
+        }
     rows = {schema.predicted_rows(r["tags"]) for r in runs}
     split = rows.pop() if len(rows) == 1 else "test"
     rows = {"oof": "out-of-fold training rows", "eval": "evaluated rows", "test": "test rows"}[
@@ -422,9 +429,25 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
             "commit": original["tags"].get("git_commit"),
             "commit_now": again["tags"].get("git_commit"),
             "machine": hardware.differences(machine["then"], machine["now"]),
-            "machine_known": bool(machine["then"]["cpu_flags"]),  # older runs did not record it
+            # older runs did not record it, and a machine without /proc/cpuinfo says "unknown"
+            "machine_known": machine["then"]["cpu_flags"] not in (None, "unknown"),
+            # The code is known to be the same only from one clean, known commit to itself, with
+            # the same library versions (the BLAS library's own version is part of "machine").
+            "same_code": (
+                original["tags"].get("git_commit") not in (None, "unknown")
+                and original["tags"].get("git_commit") == again["tags"].get("git_commit")
+                and original["tags"].get("git_dirty") == "false"
+                and again["tags"].get("git_dirty") == "false"
+                and _versions(original["tags"]) == _versions(again["tags"])
+                and hardware.blas_parts(original["tags"].get(schema.BLAS) or "", 1)
+                == hardware.blas_parts(again["tags"].get(schema.BLAS) or "", 1)
+            ),
         },
     )
+
+
+def _versions(tags: dict) -> dict:
+    return {key: value for key, value in tags.items() if key.startswith("version.")}
 
 
 def _refuse_runs_not_from_train(run: dict) -> None:

@@ -7,6 +7,7 @@ Standard library and :mod:`train.tables` only, so it answers before scikit-learn
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
@@ -70,12 +71,30 @@ def draft(
                 break
     if not rows:
         raise DataError(f"{data}: no rows under the header; expected annotated rows.")
-    values = {name: [row[i] for row in rows] for i, name in enumerate(header)}
+    # Stripped as the loader strips them, so a label set read here is the one training reads.
+    values = {
+        name: [row[i].strip() if isinstance(row[i], str) else row[i] for row in rows]
+        for i, name in enumerate(header)
+    }
+    named = [column for column in given.values() if column is not None]
+    if len(set(named)) < len(named):
+        raise ConfigError(
+            f"One column named for two fields ({named}); the text, target, label and id columns "
+            "are four different columns."
+        )
     columns, reasons = {}, {}
-    for name in ("text", "label", "target", "id"):
-        chosen, why = _choose(name, given.get(name), header, values, set(columns.values()))
-        if chosen is not None:
-            columns[name], reasons[name] = chosen, why
+    # The named ones first, so that no guess takes a column the user gave to another field.
+    taken = {column for column in named}
+    # Given and named columns first (a "stance" column is the labels), then the guesses by
+    # content for what is left.
+    for by_name in (True, False):
+        for name in ("text", "label", "target", "id"):
+            if name in columns:
+                continue
+            chosen, why = _choose(name, given.get(name), header, values, taken, by_name)
+            if chosen is not None:
+                columns[name], reasons[name] = chosen, why
+                taken.add(chosen)
     for name in ("text", "label"):
         if name not in columns:
             raise DataError(
@@ -84,6 +103,7 @@ def draft(
     if target is not None and "target" in columns:
         raise ConfigError("--target gives every row one target; leave out --target-column.")
     counts = Counter(v for v in values[columns["label"]] if v not in (None, ""))
+    unlabelled = sum(v in (None, "") for v in values[columns["label"]])
     if len(counts) < 2:
         raise DataError(
             f"{data}: the label column {columns['label']!r} holds {len(counts)} distinct value "
@@ -96,6 +116,11 @@ def draft(
         )
     labels = counts.most_common()
     notes = []
+    if unlabelled:
+        notes.append(
+            f"{unlabelled} of the first {len(rows)} rows have no label: training refuses them; "
+            'annotate them, or set data.on_bad_rows = "quarantine" to set them aside'
+        )
     if "target" not in columns and target is None:
         target = data.stem.replace("_", " ")
         notes.append(
@@ -128,30 +153,48 @@ def draft(
         "# Everything not listed comes from train/config.py DEFAULTS.\n" + tomli_w.dumps(body)
     )
     Config.from_layers(tomllib.loads(text), [])  # the file must load as it will be trained
-    experiment.parent.mkdir(parents=True, exist_ok=True)
     partial = experiment.with_name(f".{experiment.name}.{os.getpid()}.tmp")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, experiment)  # a reader never sees half a file
+    try:
+        experiment.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, experiment)  # a reader never sees half a file
+    except OSError as error:
+        with contextlib.suppress(OSError):  # nothing to remove where the folder is a file
+            partial.unlink(missing_ok=True)
+        raise ConfigError(
+            f"Cannot write {experiment}: {error.strerror or error}. Name a new .toml file in a "
+            "folder you can write to."
+        ) from None
     return Draft(experiment, columns, reasons, labels, target, notes)
 
 
-def _choose(name, given, header, values, taken) -> tuple[str | None, str]:
+def _choose(name, given, header, values, taken, by_name) -> tuple[str | None, str]:
     if given is not None:
         if given not in header:
             raise DataError(f"--{name}-column {given!r} is not a column; the columns: {header}.")
         return given, "as given"
-    lowered = {column.lower(): column for column in header if column not in taken}
+    free = [c for c in header if c not in taken]
+    lowered = {column.lower(): column for column in free}
     for candidate in NAMES[name]:
         if candidate in lowered:
-            return lowered[candidate], "by its name"
-    free = [c for c in header if c not in taken]
+            column = lowered[candidate]
+            if name == "id" and not _distinct(values[column]):
+                continue  # an id names one row; this column repeats values
+            return column, "by its name"
+    if by_name:
+        return None, ""
     if name == "id":  # a column named as an id whose values are all different
         for column in free:
-            present = [v for v in values[column] if v not in (None, "")]
-            if re.fullmatch(r".*[_ ]?id", column.lower()) and len(set(present)) == len(present):
+            if re.fullmatch(r".*[_ ]?id", column.lower()) and _distinct(values[column]):
                 return column, "named as an id, every value distinct"
     if name == "text":
-        lengths = {c: _mean_length(values[c]) for c in free}
+        # Words, not ids or numbers: the longest values among the other columns.
+        lengths = {
+            c: _mean_length(values[c])
+            for c in free
+            if not re.fullmatch(r".*(?:^|[_ ])id", c.lower())
+            and not all(_is_number(v) for v in values[c] if v not in (None, ""))
+        }
         if lengths:
             longest = max(lengths, key=lengths.get)
             return longest, "the longest values"
@@ -165,6 +208,19 @@ def _choose(name, given, header, values, taken) -> tuple[str | None, str]:
         if few:
             return min(few, key=few.get), "the fewest distinct values"
     return None, ""
+
+
+def _distinct(column: list) -> bool:
+    present = [v for v in column if v not in (None, "")]
+    return len(set(present)) == len(present) > 0
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _mean_length(column: list) -> float:

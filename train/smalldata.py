@@ -29,11 +29,12 @@ def applies(rows: pd.DataFrame, split: SplitConfig) -> bool:
 
 
 def fold_count(frame: pd.DataFrame, config: Config) -> int:
-    """``split.small_data_folds``, or fewer where the rarest label has fewer distinct texts: each
-    fold must hold out at least one row of every label and train on the others."""
-    first, _ = copy_groups(frame["text"])
-    counts = frame["label"].iloc[first].value_counts()
-    rarest, fewest = counts.index[-1], int(counts.iloc[-1])
+    """``split.small_data_folds``, or fewer where a label has fewer distinct texts: each fold must
+    hold out at least one row of every label and train on the others."""
+    _, codes = copy_groups(frame["text"])
+    # The texts that carry each label (a copy of a text under another target counts once).
+    texts = pd.Series(codes).groupby(frame["label"].to_numpy()).nunique().sort_values()
+    rarest, fewest = texts.index[0], int(texts.iloc[0])
     if fewest < 2:
         raise DataError(
             f"{len(frame)} labelled rows are too few to estimate quality: label {rarest!r} has "
@@ -41,6 +42,27 @@ def fold_count(frame: pd.DataFrame, config: Config) -> int:
             f"{rarest!r} rows (or leave the label out of data.labels)."
         )
     return min(config.split.small_data_folds, fewest)
+
+
+def plan(config: Config, frame: pd.DataFrame) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """The folds of every repeat, checked before any run exists: each fold trains on every
+    label. Folds are drawn over distinct texts and stratified by the label of each text's first
+    row, so a label that shares its texts with rows of another can end up held out whole."""
+    k, labels = fold_count(frame, config), set(frame["label"])
+    planned = []
+    for repeat in range(config.split.small_data_repeats):
+        # Each repeat its own folds; the modulo keeps the seed in numpy's range.
+        repeat_folds = list(folds(frame, k, "none", (config.seed + repeat) % 2**32))
+        for train_rows, _ in repeat_folds:
+            if missing := sorted(labels - set(frame["label"].iloc[train_rows])):
+                raise DataError(
+                    f"{len(frame)} labelled rows are too few to cross-validate: the rows labelled "
+                    f"{missing[0]!r} share their texts with rows of other labels (copies of a "
+                    "text stay in one fold), so a fold would train without any. Annotate more "
+                    f"{missing[0]!r} rows with texts of their own."
+                )
+        planned.append(repeat_folds)
+    return planned
 
 
 @dataclass
@@ -51,17 +73,17 @@ class Estimate:
     repeats: int
 
 
-def estimate(config: Config, frame: pd.DataFrame, bar=None) -> Estimate:
-    """Cross-validate ``config`` over every row of ``frame``, ``split.small_data_repeats`` times.
-    ``bar`` counts the fits."""
-    k, repeats = fold_count(frame, config), config.split.small_data_repeats
+def estimate(config: Config, frame: pd.DataFrame, planned=None, bar=None) -> Estimate:
+    """Cross-validate ``config`` over every row of ``frame`` in the folds of :func:`plan`
+    (``planned``, else planned here). ``bar`` counts the fits."""
+    planned = planned or plan(config, frame)
+    k, repeats = len(planned[0]), len(planned)
     labels, truth = list(config.labels), frame["label"]
     per_repeat, first = [], None
-    for repeat in range(repeats):
+    for repeat_folds in planned:
         predicted = np.empty(len(frame), dtype=object)
         proba = np.zeros((len(frame), len(labels)))
-        # Each repeat its own folds; the modulo keeps the seed in numpy's range.
-        for train_rows, held_out in folds(frame, k, "none", (config.seed + repeat) % 2**32):
+        for train_rows, held_out in repeat_folds:
             model = fit_stance_model(config, frame.iloc[train_rows])
             out = model.predict(frame.iloc[held_out])
             predicted[held_out] = out["label"].to_numpy()

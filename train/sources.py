@@ -49,8 +49,8 @@ def table_files(config: DataConfig, root: Path) -> list[Path]:
             if not found:
                 raise DataError(
                     f"{path}: the folder holds no {config.format} files (names ending in "
-                    f"{' or '.join(suffixes)}). Fix: put the annotated files there, or name the "
-                    "files themselves in data.path."
+                    f"{' or '.join(suffixes)}, not starting with . or _). Fix: put the "
+                    "annotated files there, or name the files themselves in data.path."
                 )
             files += found
         else:

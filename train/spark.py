@@ -403,8 +403,8 @@ def _read_documents(spark, source: str, options: PredictOptions):
             relative[name] = path
     if not relative:
         raise DataError(
-            f"{source} holds no .txt files; --documents expects plain-text files or a folder "
-            "of them."
+            f"{source} holds no .txt or .md files (names starting with . or _ are skipped); "
+            "--documents expects plain-text files or a folder of them."
         )
     places = pd.DataFrame(
         [

@@ -212,7 +212,8 @@ def _train_small(config: Config, data, root, log, extra_tags, stage) -> TrainRes
     rows = data.rows.reset_index(drop=True)
     repeats = repeated_texts({"train": rows, "valid": rows.iloc[0:0], "test": rows.iloc[0:0]})
     check_training_labels(config.labels, rows["label"])
-    k, r = smalldata.fold_count(rows, config), config.split.small_data_repeats
+    planned = smalldata.plan(config, rows)  # a fold that cannot train stops here, before a run
+    k, r = len(planned[0]), len(planned)
     log(
         f"data: {data.rows_read} rows read, {len(rows)} kept, {len(data.rejects)} rejected; "
         f"fewer than {config.split.small_data_below} (split.small_data_below), so none is held "
@@ -228,7 +229,7 @@ def _train_small(config: Config, data, root, log, extra_tags, stage) -> TrainRes
         tracking.log_data(data, {"all": rows}, root, repeats)
 
         stage(f"cross-validating: {k} folds x {r} repeats")
-        estimate = smalldata.estimate(config, rows)
+        estimate = smalldata.estimate(config, rows, planned)
         metrics = dict(estimate.metrics)
         stage("fitting on every row")
         started = time.perf_counter()

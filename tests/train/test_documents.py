@@ -143,7 +143,7 @@ def test_document_sources_name_what_they_expected(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         document_sources(tmp_path / "missing")
     (tmp_path / "image.png").write_text("x")
-    with pytest.raises(DataError, match="holds no .txt files"):
+    with pytest.raises(DataError, match="holds no .txt or .md files"):
         document_sources(tmp_path)
     assert document_sources("-") == [("stdin", None)]
 
@@ -198,6 +198,13 @@ def test_quotes_and_reported_speech_are_told_from_apostrophes():
         edge_weight=1.0,
     ).tolist() == [1.0, 0.5, 0.5, 1.0]
     assert quoted_share("Iran’s neighbours’ fears grew.") == 0.0
+    # A mark that opens and never closes quotes nothing; the author's own nouns are not speech.
+    assert quoted_share("Back in the ‘90s the region was calm. The strikes were right.") == 0.0
+    assert framing_weights(
+        ["The United States must answer.", "The so-called retaliation failed.", "I say no."],
+        quoted_weight=0.0,
+        edge_weight=1.0,
+    ).tolist() == [1.0, 1.0, 1.0]
     # A document of quotes only still has a label: its quotes are all there is.
     assert framing_weights(["“One.”", "“Two.”"], quoted_weight=0.0).tolist() == [1.0, 1.0]
 

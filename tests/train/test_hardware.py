@@ -25,8 +25,12 @@ def test_differences_name_the_instruction_sets_and_blas_that_changed():
     assert hardware.differences(AVX2, AVX2) == []
     assert hardware.differences(AVX512, AVX2) == [
         "instruction sets: avx512_vnni only then, avx512f only then",
-        "BLAS: openblas 0.3 SkylakeX then, openblas 0.3 Haswell here",
+        "BLAS kernels: openblas 0.3 SkylakeX then, openblas 0.3 Haswell here",
     ]
+    # A newer BLAS on the same CPU is a library upgrade, not the hardware.
+    upgraded = dict(AVX2, blas="openblas 0.4 Haswell")
+    assert hardware.differences(AVX2, upgraded) == []
+    assert hardware.blas_parts(upgraded["blas"], 1) != hardware.blas_parts(AVX2["blas"], 1)
     # A run from before machines were recorded differs in nothing known.
     assert hardware.differences({"cpu": None, "cpu_flags": None, "blas": None}, AVX2) == []
 
@@ -35,7 +39,7 @@ def test_differences_name_the_instruction_sets_and_blas_that_changed():
     ("machine", "commit_now", "said"),
     [
         (["instruction sets: avx512f only then"], "abc", "comes from the hardware"),
-        (["instruction sets: avx512f only then"], "def", "the code, which differs too"),
+        (["instruction sets: avx512f only then"], "def", "not known to be the same"),
         ([], "abc", "the difference comes from the code or the library versions"),
     ],
 )
@@ -51,6 +55,7 @@ def test_reproduce_says_where_a_difference_comes_from(
         "commit_now": commit_now,
         "machine": machine,
         "machine_known": True,
+        "same_code": commit_now == "abc",
     }
     monkeypatch.setattr(
         runs, "reproduce_run", lambda *a, **k: ({"test_f_avg": 0.70}, {"test_f_avg": 0.71}, facts)

@@ -784,7 +784,7 @@ def test_documents_folder_bad_files_are_rejected_and_the_rest_predicted(model_pa
 
 @pytest.mark.parametrize(
     "make, message",
-    [(lambda p: None, "does not exist"), (lambda p: p.mkdir(), "holds no .txt files")],
+    [(lambda p: None, "does not exist"), (lambda p: p.mkdir(), "holds no .txt or .md files")],
 )
 def test_documents_path_without_documents_exits_2_and_leaves_nothing(
     model_path, tmp_path, capsys, make, message

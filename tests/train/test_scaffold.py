@@ -104,3 +104,41 @@ def test_an_existing_experiment_is_not_replaced_without_overwrite(tmp_path, run_
     code, _, err = run_cli("new", tmp_path / "x.toml", "--data", tmp_path / "x.csv")
     assert code == 2 and "exists" in err and (tmp_path / "x.toml").read_text() == "# mine\n"
     assert run_cli("new", tmp_path / "x.toml", "--data", tmp_path / "x.csv", "--overwrite")[0] == 0
+
+
+def test_guesses_never_make_an_experiment_that_cannot_train(tmp_path, run_cli):
+    # Labels with spaces around them are read as training reads them; an "id" that repeats is
+    # not an id; a column of ids is not the text.
+    (tmp_path / "a.csv").write_text(
+        "id,text, label\n"
+        + "".join(
+            f"doc{i % 3},Sentence {i} here., {'pro' if i % 2 else 'con'}\n" for i in range(12)
+        )
+    )
+    code, out, err = run_cli("new", tmp_path / "a.toml", "--data", tmp_path / "a.csv")
+    assert code == 0, err
+    written = tomllib.loads((tmp_path / "a.toml").read_text())["data"]
+    assert sorted(written["labels"]) == ["con", "pro"]
+    assert "id" not in written.get("columns", {})
+    (tmp_path / "key.csv").write_text("id,stance\nrow-1,FAVOR\nrow-2,AGAINST\nrow-3,NONE\n")
+    code, _, err = run_cli("new", tmp_path / "k.toml", "--data", tmp_path / "key.csv")
+    assert code == 2 and "found no text column" in err
+    # One column named for two fields is refused.
+    code, _, err = run_cli(
+        "new", tmp_path / "b.toml", "--data", tmp_path / "a.csv", "--text-column", "text",
+        "--label-column", "text",
+    )  # fmt: skip
+    assert code == 2 and "One column named for two fields" in err
+
+
+def test_an_experiment_path_that_cannot_be_written_is_one_line(tmp_path, run_cli):
+    (tmp_path / "x.csv").write_text("text,label\na,P\nb,Q\n")
+    (tmp_path / "file").write_text("")
+    code, _, err = run_cli("new", tmp_path / "file" / "x.toml", "--data", tmp_path / "x.csv")
+    assert code == 2 and "Cannot write" in err and "Traceback" not in err
+    (tmp_path / "folder.toml").mkdir()
+    code, _, err = run_cli(
+        "new", tmp_path / "folder.toml", "--data", tmp_path / "x.csv", "--overwrite"
+    )
+    assert code == 2 and "Cannot write" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.toml", "x.csv"]

@@ -86,3 +86,51 @@ def test_at_or_above_the_threshold_the_rows_are_split_as_before(tracking, tmp_pa
     )  # fmt: skip
     assert code == 0, err
     assert "test_macro_f1: " in out and "held out" not in err
+
+
+def test_a_label_whose_rows_copy_another_labels_text_is_refused_before_a_run(
+    tracking, tmp_path, run_cli
+):
+    # Two NONE rows repeat one FAVOR sentence under another target: the copies share a fold, so
+    # NONE has one text of its own, and cross-validation could not train on it in every fold.
+    root = _sample_rows(tmp_path, 60)
+    path = root / "sample" / "sentences.csv"
+    frame = pd.read_csv(path)
+    frame = frame[frame["stance"] != "NONE"]
+    favor = frame[frame["stance"] == "FAVOR"].iloc[0]
+    copies = pd.DataFrame(
+        [
+            {
+                **favor.to_dict(),
+                "id": f"copy-{i}",
+                "target": f"another target {i}",
+                "stance": "NONE",
+            }
+            for i in range(2)
+        ]
+    )
+    pd.concat([frame, copies]).to_csv(path, index=False)
+    code, _, err = run_cli("train", SAMPLE, "--data-dir", root)
+    assert code == 2 and "label 'NONE' has 1 distinct text" in err, err
+    assert mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_labels_that_are_not_metric_names_train_and_reach_the_model_card(
+    tracking, tmp_path, run_cli
+):
+    root = _sample_rows(tmp_path, 45)
+    path = root / "sample" / "sentences.csv"
+    frame = pd.read_csv(path)
+    frame["stance"] = frame["stance"].map(
+        {"FAVOR": "agree", "AGAINST": "dis agree", "NONE": "not sure"}
+    )
+    frame.to_csv(path, index=False)
+    labels = '["agree", "dis agree", "not sure"]'
+    code, out, err = run_cli(
+        "train", SAMPLE, "--data-dir", root, "--set", f"data.labels={labels}",
+        "--set", "features.char=false",
+    )  # fmt: skip
+    assert code == 0, err
+    run_id = out.split("run_id: ")[1].split()[0]
+    card = mlflow.artifacts.load_text(f"runs:/{run_id}/{schema.MODEL_CARD}")
+    assert "| f1_not_sure |" in card

@@ -26,7 +26,7 @@ def run(args) -> int:
         print("note: the original run came from a work tree with uncommitted changes")
     if differing and facts["machine"]:
         # The data were checked against the run's hashes before training: what else differs?
-        same_code = facts["commit"] == facts["commit_now"] and not facts["dirty"]
+        same_code = facts["same_code"]
         print(
             "note: the two runs ran on machines that choose different kernels ("
             + "; ".join(facts["machine"])
@@ -34,13 +34,14 @@ def run(args) -> int:
             + (
                 "here comes from the hardware: the data and the code are the same."
                 if same_code
-                else "may come from the hardware as well as from the code, which differs too."
+                else "may come from the hardware, or from the code or library versions, which are "
+                "not known to be the same."
             )
         )
     elif differing and facts["machine_known"]:
         print(
             "note: the same instruction sets and BLAS as the original run, and the same data: "
             "the difference comes from the code or the library versions (`stance compare` "
-            "lists them)."
+            "lists the versions)."
         )
     return 0
