@@ -159,7 +159,8 @@ def load_semeval2016(config: DataConfig, root: Path) -> tuple[pd.DataFrame, list
         }
     target_names = {**SEMEVAL_TARGETS, **config.target_names}
     parts, files = [], []
-    for target_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+    targets = (p for p in folder.iterdir() if p.is_dir() and not tables.is_skipped_name(p.name))
+    for target_dir in sorted(targets):  # not .ipynb_checkpoints and the like
         for split in ("train", "val", "test"):
             text_path, label_path = (
                 target_dir / f"{split}_text.txt",

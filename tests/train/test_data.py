@@ -599,3 +599,19 @@ def test_a_folder_of_annotations_skips_names_starting_with_a_dot_or_underscore(t
     config = Config.from_layers({"data": {"path": "rounds", "labels": ["FAVOR", "AGAINST"]}})
     found = [p.name for p in table_files(config.data, tmp_path)]
     assert found == ["round-1.csv", "round-2.csv"]  # as Spark lists a folder
+
+
+def test_the_semeval_loader_skips_hidden_and_underscore_folders(tmp_path):
+    folder = tmp_path / "semeval"
+    for target in ("abortion", ".ipynb_checkpoints"):
+        (folder / target).mkdir(parents=True)
+    for split, count in (("train", 4), ("val", 2), ("test", 2)):
+        (folder / "abortion" / f"{split}_text.txt").write_text(
+            "".join(f"Tweet {split} {i} on abortion\n" for i in range(count))
+        )
+        (folder / "abortion" / f"{split}_labels.txt").write_text(
+            "".join(f"{i % 3}\n" for i in range(count))
+        )
+    config = Config.from_layers({"data": {"format": "semeval2016", "path": "semeval"}})
+    rows = load_dataset(config.data, tmp_path).rows
+    assert len(rows) == 8 and set(rows["target"]) == {"Legalization of Abortion"}
