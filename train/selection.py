@@ -175,7 +175,14 @@ def corpus_sha256(source: str, documents: bool) -> str:
     if path.is_file():
         return sha256_of(path)
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    # The files the selection read: a skipped name (see tables.is_skipped_name) changes nothing.
+    read = (
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and not any(tables.is_skipped_name(part) for part in p.relative_to(path).parts)
+    )
+    for file in sorted(read):
         digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_of(file)}\n".encode())
     return digest.hexdigest()
 

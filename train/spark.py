@@ -59,7 +59,7 @@ from train.predict import (
     sentence_chunks,
 )
 from train.scratch import scratch_folder
-from train.tables import FORMATS, format_of
+from train.tables import FORMATS, format_of, is_skipped_name
 
 DEFAULT_MASTER = "local[*]"
 INSTALL = INSTALL_EXTRAS  # PySpark is the "spark" extra
@@ -236,7 +236,9 @@ def input_format(source: str, given: str | None) -> str:
         found = {
             FORMATS[p.suffix.lower()]
             for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in FORMATS
+            if p.is_file()
+            and p.suffix.lower() in FORMATS
+            and not any(is_skipped_name(part) for part in p.relative_to(path).parts)
         }
         if len(found) == 1:
             return found.pop()

@@ -344,3 +344,16 @@ def test_select_annotate_and_train_again_on_the_two_articles(sample_run, run_cli
     assert code == 0, err
     second = pd.read_csv(annotations / "round-2.csv")
     assert not set(second["id"]) & set(filled["id"])
+
+
+def test_the_corpus_hash_covers_the_files_read_and_no_skipped_one(tmp_path):
+    from train.selection import corpus_sha256
+
+    (tmp_path / "a.txt").write_text("One.")
+    before = corpus_sha256(str(tmp_path), documents=True)
+    (tmp_path / "_draft.txt").write_text("Skipped.")
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "b.txt").write_text("Skipped too.")
+    assert corpus_sha256(str(tmp_path), documents=True) == before
+    (tmp_path / "c.txt").write_text("Read.")
+    assert corpus_sha256(str(tmp_path), documents=True) != before

@@ -272,3 +272,13 @@ def test_a_listed_file_is_named_by_its_path_under_the_source(listed, source, nam
     from train.spark import _relative_name  # PySpark itself is not needed for this
 
     assert _relative_name(listed, source) == name
+
+
+def test_a_folders_format_is_read_from_the_files_spark_reads(tmp_path):
+    from train.spark import input_format
+
+    (tmp_path / "part-0.csv").write_text("text\na\n")
+    (tmp_path / ".old.jsonl").write_text('{"text": "b"}\n')
+    (tmp_path / "_tmp").mkdir()
+    (tmp_path / "_tmp" / "x.parquet").write_bytes(b"")
+    assert input_format(str(tmp_path), None) == "csv"
