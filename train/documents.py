@@ -6,7 +6,6 @@ abbreviations, curly quotes), so no model is downloaded at run time.
 
 from __future__ import annotations
 
-import collections
 import functools
 import re
 import sys
@@ -140,33 +139,40 @@ _PARAGRAPH = re.compile(r"\n\s*\n")
 MAX_SENTENCES_IN_QUOTE = 6
 
 
-def _quote_depths(text: str, depth: int):
-    """The open-quotation depth after each character of ``text``, starting from ``depth``.
+_QUOTE_MARK = re.compile('[“”«»‘’"]')
+
+
+def _quote_marks(text: str, depth: int):
+    """``(position, depth after it)`` for each quotation mark of ``text``, starting from
+    ``depth``; only the marks are visited, so a long text without quotes costs one regex scan.
 
     ’ doubles as an apostrophe (Iran’s, countries’), so it closes a quote only
     when one is open and it is not between two letters.
     """
-    for i, ch in enumerate(text):
+    for found in _QUOTE_MARK.finditer(text):
+        i, ch = found.start(), found.group()
         if ch in "“«":
             depth += 1
         elif ch in "”»":
             depth = max(depth - 1, 0)
-        elif ch == "‘" and (i == 0 or not text[i - 1].isalnum()):
-            depth += 1
-        elif (
-            ch == "’"
-            and depth
-            and not (0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha())
-        ):
-            depth -= 1
-        elif ch == '"':
+        elif ch == "‘":
+            depth += i == 0 or not text[i - 1].isalnum()
+        elif ch == "’":
+            between_letters = (
+                0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()
+            )
+            depth -= bool(depth) and not between_letters
+        else:  # '"'
             depth = depth - 1 if depth % 2 else depth + 1
-        yield depth
+        yield i, depth
 
 
 def _quote_depth(text: str, depth: int) -> int:
     """Open-quotation depth after ``text``, starting from ``depth``."""
-    return collections.deque(_quote_depths(text, depth), maxlen=1)[0] if text else depth
+    last = depth
+    for mark in _quote_marks(text, depth):
+        last = mark[1]
+    return last
 
 
 def _merge_quoted(block: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -287,13 +293,17 @@ def quoted_share(text: str) -> float:
     >>> round(quoted_share("He said: ‘We will answer.’"), 2)
     0.67
     """
-    depths = list(_quote_depths(text, 0))
-    if not depths or depths[-1]:
+    inside = letters = start = depth = 0
+    for position, after in _quote_marks(text, 0):
+        count = sum(ch.isalpha() for ch in text[start:position])
+        letters, inside = letters + count, inside + (count if depth else 0)
+        start, depth = position + 1, after
+    if depth:
         # A quotation that never closes is a stray mark (the ‘90s, 12" of rain), not a quote:
         # trusting it would weigh down a run of the author's own sentences.
         return 0.0
-    letters = [depth > 0 for ch, depth in zip(text, depths) if ch.isalpha()]
-    return sum(letters) / len(letters) if letters else 0.0
+    letters += sum(ch.isalpha() for ch in text[start:])
+    return inside / letters if letters else 0.0
 
 
 def framing_weights(

@@ -82,14 +82,15 @@ def draft(
             f"One column named for two fields ({named}); the text, target, label and id columns "
             "are four different columns."
         )
-    columns, reasons = {}, {}
-    # The named ones first, so that no guess takes a column the user gave to another field.
-    taken = {column for column in named}
-    # Given and named columns first (a "stance" column is the labels), then the guesses by
-    # content for what is left.
+    if target is not None and given.get("target") is not None:
+        raise ConfigError("--target gives every row one target; leave out --target-column.")
+    columns, reasons, taken = {}, {}, set(named)
+    # Columns given and columns named for their field first (a "stance" column is the labels),
+    # so that no guess takes them; then guesses by content for what is left. With --target no
+    # column is the target.
     for by_name in (True, False):
         for name in ("text", "label", "target", "id"):
-            if name in columns:
+            if name in columns or (name == "target" and target is not None):
                 continue
             chosen, why = _choose(name, given.get(name), header, values, taken, by_name)
             if chosen is not None:
@@ -100,8 +101,6 @@ def draft(
             raise DataError(
                 f"{data}: found no {name} column among {header}. Name it with --{name}-column."
             )
-    if target is not None and "target" in columns:
-        raise ConfigError("--target gives every row one target; leave out --target-column.")
     counts = Counter(v for v in values[columns["label"]] if v not in (None, ""))
     unlabelled = sum(v in (None, "") for v in values[columns["label"]])
     if len(counts) < 2:

@@ -142,3 +142,28 @@ def test_an_experiment_path_that_cannot_be_written_is_one_line(tmp_path, run_cli
     )
     assert code == 2 and "Cannot write" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.toml", "x.csv"]
+
+
+def test_one_target_for_every_row_leaves_a_topic_column_alone(tmp_path, run_cli):
+    _claims(8).to_csv(tmp_path / "c.csv", index=False)
+    code, out, err = run_cli(
+        "new", tmp_path / "c.toml", "--data", tmp_path / "c.csv", "--target", "uniforms"
+    )
+    assert code == 0, err
+    data = tomllib.loads((tmp_path / "c.toml").read_text())["data"]
+    assert data["target"] == "uniforms" and "target" not in data["columns"]
+    code, _, err = run_cli(
+        "new", tmp_path / "d.toml", "--data", tmp_path / "c.csv", "--target", "uniforms",
+        "--target-column", "topic",
+    )  # fmt: skip
+    assert code == 2 and "leave out --target-column" in err
+
+
+def test_labels_that_toml_must_escape_are_written_as_read(tmp_path, run_cli):
+    # A hostile table supplies data only: its labels are strings in the file, never TOML.
+    labels = ['a"b', "[x]", "back\\slash", "line\nbreak", "contre é"]
+    rows = [{"text": f"Sentence {i}.", "label": labels[i % len(labels)]} for i in range(10)]
+    pd.DataFrame(rows).to_json(tmp_path / "h.jsonl", orient="records", lines=True)
+    code, _, err = run_cli("new", tmp_path / "h.toml", "--data", tmp_path / "h.jsonl")
+    assert code == 0, err
+    assert sorted(Config.from_toml(tmp_path / "h.toml").labels) == sorted(labels)

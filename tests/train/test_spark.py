@@ -17,12 +17,10 @@ DOCUMENTS = REPO.parent / "shared" / "documents"
 TARGET = "Iran's missile strikes"
 
 
-@pytest.fixture(scope="session")
-def spark():
-    """One local Spark for the whole test run: starting one takes seconds. CI installs PySpark
-    and a JRE, so there a missing one fails rather than skips."""
+def spark_or_skip() -> None:
+    """PySpark and a JRE, else a skip; CI installs both, so there a missing one fails."""
     from train.errors import StanceError
-    from train.spark import require_spark, session
+    from train.spark import require_spark
 
     try:
         require_spark()
@@ -30,6 +28,14 @@ def spark():
         if os.environ.get("CI") == "true":
             pytest.fail(str(error))
         pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark for the whole test run: starting one takes seconds."""
+    from train.spark import session
+
+    spark_or_skip()
     with session("local[2]") as started:
         yield started
 

@@ -18,7 +18,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.train.test_spark import DOCUMENTS, TARGET, assert_same_predictions, counts
+from tests.train.test_spark import (
+    DOCUMENTS,
+    TARGET,
+    assert_same_predictions,
+    counts,
+    spark_or_skip,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_S = 90
@@ -44,15 +50,7 @@ def _wait_for(log: Path, text: str, process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """``(master URL, folder of the daemons' logs and work)``; stopped after the module."""
-    from train.errors import StanceError
-    from train.spark import require_spark
-
-    try:
-        require_spark()
-    except StanceError as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(error))
-        pytest.skip(str(error))
+    spark_or_skip()
     import pyspark
 
     launcher = Path(pyspark.__file__).parent / "bin" / "spark-class"
