@@ -25,11 +25,9 @@ stdout, JSON in benchmarks/out/spark_predict.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -37,7 +35,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from speed_tiers import OUT, build_input, timed  # noqa: E402
+from speed_tiers import OUT, build_input, save_timings, timed  # noqa: E402
 
 MASTER = "local[2]"
 
@@ -135,17 +133,12 @@ def main() -> None:
             f"| {name} | {args.rows:,} | {medians[name]:.1f} | {args.rows / medians[name]:,.0f} | "
             f"{medians['local'] / medians[name]:.2f}x | {max(r for _, r in runs):,.0f} |"
         )
-    (OUT / "spark_predict.json").write_text(
-        json.dumps(
-            {
-                "model": args.model,
-                "rows": args.rows,
-                "when": time.strftime("%Y-%m-%d %H:%M"),
-                "seconds": {name: [s for s, _ in runs] for name, runs in timings.items()},
-                "peak_rss_mib": {name: max(r for _, r in runs) for name, runs in timings.items()},
-            },
-            indent=2,
-        )
+    save_timings(
+        "spark_predict",
+        args.model,
+        args.rows,
+        timings,
+        peak_rss_mib={name: max(r for _, r in runs) for name, runs in timings.items()},
     )
 
 

@@ -140,6 +140,18 @@ def timed(command: list[str], cwd: Path = REPO) -> tuple[float, float]:
     return seconds, peak / 2**20
 
 
+def save_timings(name: str, model: str, rows: int, timings: dict, **more) -> None:
+    """A benchmark's timings (``{route: [(seconds, peak RSS MiB), ...]}``) as
+    benchmarks/out/NAME.json."""
+    record = {
+        "model": model,
+        "rows": rows,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "seconds": {route: [s for s, _ in runs] for route, runs in timings.items()},
+    }
+    (OUT / f"{name}.json").write_text(json.dumps(record | more, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, metavar="NAME=URI")

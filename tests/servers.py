@@ -1,5 +1,6 @@
-"""Real servers for the tests and benchmarks of a shared store: a PostgreSQL cluster and an
-``mlflow server`` in front of it, both on 127.0.0.1, both started here and stopped at the end.
+"""Real servers for the tests and benchmarks: a PostgreSQL cluster and an ``mlflow server`` in
+front of it (the shared store), and a standalone Spark cluster (the cluster route), all on
+127.0.0.1, started here and stopped at the end.
 
 PostgreSQL comes from Debian's packages (``apt-get install postgresql``; .ci/run installs it),
 found on PATH or under /usr/lib/postgresql/*/bin. PostgreSQL refuses to run as root, so as
@@ -8,9 +9,11 @@ root the cluster runs as the ``postgres`` user those packages create.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -168,3 +171,81 @@ def mlflow_server(
             process.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(process.pid, 9)
+
+
+SPARK_STARTUP_S = 90
+
+
+def _wait_for_line(log: Path, text: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + SPARK_STARTUP_S
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{log.name}: the process ended ({process.returncode}):\n{log.read_text()}"
+            )
+        time.sleep(0.3)
+    raise RuntimeError(f"{log.name} did not say {text!r} within {SPARK_STARTUP_S} s")
+
+
+@contextmanager
+def spark_cluster(folder: Path, workers: int = 2, memory: str = "1g", pin: bool = False):
+    """A standalone Spark cluster from PySpark's own launcher: a master and ``workers`` one-core
+    workers, each a process (and JVM) of its own; yields the master's URL. Logs and the workers'
+    folders go under ``folder``.
+
+    ``pin``: worker n and all it starts (its executor's JVM, their Python workers) run on CPU n
+    alone, so that a one-core worker is one core: unpinned, an executor's JVM threads (decoding
+    Arrow, garbage collection) would run on the core its Python worker leaves free."""
+    import pyspark
+
+    launcher = Path(pyspark.__file__).parent / "bin" / "spark-class"
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(folder)}
+    port = free_port()
+    master = f"spark://127.0.0.1:{port}"
+    started = []
+
+    def start(name: str, *arguments: str, cpu: int | None = None) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [str(launcher), *arguments],
+            stdout=(folder / f"{name}.log").open("w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its JVM with it, stopped as a group
+            preexec_fn=None if cpu is None else functools.partial(os.sched_setaffinity, 0, {cpu}),
+        )
+        started.append(process)
+        return process
+
+    try:
+        process = start(
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            *("--host", "127.0.0.1", "--port", str(port), "--webui-port", str(free_port())),
+        )
+        _wait_for_line(folder / "master.log", "I have been elected leader", process)
+        for number in range(1, workers + 1):
+            process = start(
+                f"worker-{number}",
+                "org.apache.spark.deploy.worker.Worker",
+                master,
+                *("--host", "127.0.0.1", "--cores", "1", "--memory", memory),
+                *("--webui-port", str(free_port()), "--work-dir", str(folder / f"worker-{number}")),
+                cpu=(number - 1) % os.cpu_count() if pin else None,
+            )
+            _wait_for_line(
+                folder / f"worker-{number}.log", "Successfully registered with master", process
+            )
+        yield master
+    finally:
+        for process in started:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)

@@ -62,7 +62,7 @@ ALLOWED_FUNCTION_IMPORTS = {
     ),
     "train/predict.py": ({"pyarrow.parquet"}, "pyarrow (0.14 s), for Parquet outputs only"),
     "train/tables.py": (
-        {"pyarrow", "pyarrow.parquet"},
+        {"pyarrow", "pyarrow.compute", "pyarrow.parquet"},
         "pyarrow (0.14 s): the preflight reads CSV and JSON headers with this module in 0.1 s",
     ),
 }

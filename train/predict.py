@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -39,13 +40,15 @@ import pandas as pd
 
 from train import documents as docs
 from train import explain as explanations
-from train import progress, workers
+from train import progress, ranges, workers
 from train.artifact import LoadedModel, is_store_uri, open_model
 from train.errors import DataError, StanceError
 from train.modelfile import MANIFEST
 from train.models import Cascade, StanceModel
+from train.ranges import ByteRange
 from train.tables import (
     LONGEST_MARKER,
+    Batch,
     ColumnNames,
     Table,
     format_of,
@@ -130,6 +133,9 @@ class Chunk:
     # How far into the input this chunk ends, in the unit of the input's extent (bytes, Parquet
     # rows or documents): what a progress bar counts.
     position: int = 0
+    # A share of a file that ended inside a quoted field: its cut was misplaced (see
+    # train.ranges), so neither this chunk nor the shares after it can be kept.
+    misplaced_cut: bool = False
 
 
 @dataclass
@@ -137,7 +143,7 @@ class Chunks:
     """An input's chunks, and how much input there is, for a progress bar: ``extent`` in
     ``unit`` (None where unknown: stdin)."""
 
-    chunks: Iterator[Chunk]
+    chunks: Iterator[Chunk] | ranges.Shares[Share]  # Shares: workers read their own
     extent: int | None
     unit: str
 
@@ -174,10 +180,108 @@ def _suspect_rows(batch, texts: list, targets: list | None) -> list[int]:
     return sorted(suspects)
 
 
+@dataclass(frozen=True)
+class SentenceReading:
+    """What :func:`sentence_chunks` settled from a file's header: which columns to read and how
+    a batch of rows becomes a chunk. Pickled to a worker, it reads the worker's own share of the
+    file as the main process would."""
+
+    source: str
+    fmt: str
+    columns: tuple[str, ...]  # the file's, from its header (or first JSON records)
+    wanted: tuple[str, ...]
+    text_column: str
+    target_column: str
+    id_column: str
+    use_target: bool  # read each row's target from target_column
+    has_id: bool
+    target: str | None  # every row's target, where use_target is False
+    needs_target: bool
+
+    def chunk(self, index: int, batch: Batch, position: int) -> Chunk:
+        """The rows of ``batch`` to predict, and the rows set aside with their reasons."""
+        texts = batch.column(self.text_column)
+        targets = (
+            batch.column(self.target_column)
+            if self.use_target
+            else [self.target or ""] * len(batch)
+        )
+        ids = batch.column(self.id_column) if self.has_id else [str(n) for n in batch.lines]
+        rejects, rejected = [], set()
+        for i in _suspect_rows(batch, texts, targets if self.needs_target else None):
+            reason = batch.problems.get(i)
+            if reason is None and _blank(texts[i]):
+                reason = "empty text"
+            if reason is None and (marker := missing_marker(texts[i])):
+                reason = (
+                    f"missing text: the cell reads {marker!r}, which is taken as a missing value"
+                )
+            if reason is None and self.needs_target and _blank(targets[i]):
+                reason = "missing target"
+            if reason is None and self.needs_target and (marker := missing_marker(targets[i])):
+                reason = (
+                    f"missing target: the cell reads {marker!r}, which is taken as a missing value"
+                )
+            if reason is not None:
+                rejected.add(i)
+                text = texts[i] if texts[i] is not None else batch.raw.get(i)
+                rejects.append((batch.lines[i], ids[i], reason, text))
+        lines = batch.lines
+        if None in ids:  # a JSON line without the id key: numbered by its line
+            ids = [str(n) if v is None else v for v, n in zip(ids, lines)]
+        if rejected:
+            keep = [i for i in range(len(batch)) if i not in rejected]
+            lines, ids, texts, targets = (
+                [values[i] for i in keep] for values in (lines, ids, texts, targets)
+            )
+        frame = pd.DataFrame(
+            {
+                "line": lines,
+                "id": ids,
+                "text": _one_object_per_value(texts),
+                "target": _one_object_per_value(targets),
+            }
+        )
+        rejects = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+        return Chunk(index, frame, rejects, len(batch), position)
+
+    def batches(self, table: Table, first_index: int = 0) -> Iterator[Chunk]:
+        """The chunks of an open table, one per batch; a table without rows gives one empty
+        chunk, so that the output still gets its header."""
+        index = first_index - 1
+        with table:
+            for index, batch in enumerate(table.batches(list(self.wanted)), start=first_index):
+                yield self.chunk(index, batch, table.position())
+            if index < first_index:
+                yield self.chunk(first_index, Batch(list(self.wanted)), table.position())
+
+
+@dataclass(frozen=True)
+class Share:
+    """A chunk that its worker reads itself: one share of the input file."""
+
+    reading: SentenceReading
+    piece: ByteRange
+
+    @property
+    def index(self) -> int:
+        return self.piece.index
+
+    def read(self) -> Chunk:
+        reading, piece = self.reading, self.piece
+        table = Table.share(reading.source, reading.fmt, list(reading.columns), piece)
+        [chunk] = reading.batches(table, piece.index)
+        chunk.misplaced_cut = table.ended_inside_record and not piece.last
+        return chunk
+
+
 def sentence_chunks(
-    source: str, options: PredictOptions, needs_target: bool
-) -> tuple[list[str], Chunks]:
-    """Open the input (checking its columns now) and return a generator of chunks."""
+    source: str, options: PredictOptions, needs_target: bool, by_shares: bool = False
+) -> tuple[SentenceReading, Chunks]:
+    """Open the input (checking its columns now) and return how it is read, with its chunks.
+
+    With ``by_shares``, a CSV, TSV or JSON Lines file (not stdin) comes as :class:`Share`
+    chunks that workers read themselves, planned by :func:`train.ranges.plan`."""
     fmt = format_of(source, options.input_format)
     table = Table(source, fmt, options.chunk_size)
     columns = options.columns
@@ -222,74 +326,27 @@ def sentence_chunks(
         else:
             found = f"no column {names}; found columns {table.columns}"
         raise DataError(f"{source}: {found}.{separator_hint(table.columns, fmt)} {' '.join(fixes)}")
-
-    def generate():
-        index = -1
-        with table:
-            for index, batch in enumerate(table.batches(wanted)):
-                texts = batch.column(text_column)
-                targets = (
-                    batch.column(target_column)
-                    if use_target
-                    else [options.target or ""] * len(batch)
-                )
-                ids = batch.column(id_column) if has_id else [str(line) for line in batch.lines]
-                rejects, rejected = [], set()
-                suspects = _suspect_rows(batch, texts, targets if needs_target else None)
-                for i in suspects:
-                    reason = batch.problems.get(i)
-                    if reason is None and _blank(texts[i]):
-                        reason = "empty text"
-                    if reason is None and (marker := missing_marker(texts[i])):
-                        reason = (
-                            f"missing text: the cell reads {marker!r}, which is taken as a "
-                            "missing value"
-                        )
-                    if reason is None and needs_target and _blank(targets[i]):
-                        reason = "missing target"
-                    if reason is None and needs_target and (marker := missing_marker(targets[i])):
-                        reason = (
-                            f"missing target: the cell reads {marker!r}, which is taken as a "
-                            "missing value"
-                        )
-                    if reason is not None:
-                        rejected.add(i)
-                        rejects.append(
-                            (
-                                batch.lines[i],
-                                ids[i],
-                                reason,
-                                texts[i] if texts[i] is not None else batch.raw.get(i),
-                            )
-                        )
-                lines = batch.lines
-                if None in ids:  # a JSON line without the id key: numbered by its line
-                    ids = [str(n) if v is None else v for v, n in zip(ids, lines)]
-                if rejected:
-                    keep = [i for i in range(len(batch)) if i not in rejected]
-                    lines, ids, texts, targets = (
-                        [values[i] for i in keep] for values in (lines, ids, texts, targets)
-                    )
-                frame = pd.DataFrame(
-                    {
-                        "line": lines,
-                        "id": ids,
-                        "text": _one_object_per_value(texts),
-                        "target": _one_object_per_value(targets),
-                    }
-                )
-                yield Chunk(
-                    index,
-                    frame,
-                    pd.DataFrame(rejects, columns=REJECT_COLUMNS),
-                    len(batch),
-                    table.position(),
-                )
-        if index < 0:  # an input with a header and no rows still gets an output with a header
-            empty = pd.DataFrame({"line": [], "id": [], "text": [], "target": []})
-            yield Chunk(0, empty, pd.DataFrame(columns=REJECT_COLUMNS), 0)
-
-    return table.columns, Chunks(generate(), *table.extent())
+    reading = SentenceReading(
+        str(source),
+        fmt,
+        tuple(table.columns),
+        tuple(wanted),
+        text_column,
+        target_column,
+        id_column,
+        use_target,
+        has_id,
+        options.target,
+        needs_target,
+    )
+    pieces = None
+    if by_shares and fmt != "parquet" and source != "-" and Path(source).is_file():
+        pieces = ranges.plan(source, fmt, table.header_lines(), options.chunk_size)
+    if pieces is None:
+        return reading, Chunks(reading.batches(table), *table.extent())
+    size = table.extent()[0]
+    table.close()
+    return reading, Chunks(pieces.map(functools.partial(Share, reading)), size, "bytes")
 
 
 def check_document_target(options: PredictOptions, needs_target: bool) -> None:
@@ -454,9 +511,13 @@ def predict_documents(
 
 
 def _run_chunk(task) -> dict:
-    """Predict one chunk and write its part files; returns the chunk's counts."""
-    chunk, parts, fmt, options = task
+    """Predict one chunk (reading it first if it is a :class:`Share`) and write its part files;
+    returns the chunk's counts."""
+    item, parts, fmt, options = task
     started = time.perf_counter()
+    chunk = item.read() if isinstance(item, Share) else item
+    if chunk.misplaced_cut:  # nothing of it may be written: the caller reads on by lines
+        return {"index": chunk.index, "misplaced_cut": True}
     if options.documents:
         out, rejects, sentences, forwarded = predict_documents(
             chunk.frame, options.aggregate, options.explain
@@ -473,6 +534,7 @@ def _run_chunk(task) -> dict:
     else:
         rejects = chunk.rejects
     counts = {
+        "index": chunk.index,
         "rows_read": chunk.rows_read,
         "predicted": predicted,
         "rejected": len(rejects),
@@ -565,6 +627,11 @@ def _fingerprint(
     }
 
 
+def _finished(parts: Path) -> list[int]:
+    """The chunks whose parts are complete, in input order (their counts file exists)."""
+    return sorted(int(p.name.split(".")[0]) for p in parts.glob("[0-9]*.json"))
+
+
 def _prepare_parts(parts: Path, fingerprint: dict | None, resume: bool) -> set[int]:
     """Create or check the parts folder; returns the chunk indexes already done."""
     state = parts / "state.json"
@@ -583,7 +650,7 @@ def _prepare_parts(parts: Path, fingerprint: dict | None, resume: bool) -> set[i
                 f"Cannot resume from {parts}: {', '.join(changed) or 'its state'} changed since "
                 "the interrupted run. Delete the folder to start over."
             )
-        return {int(p.name.split(".")[0]) for p in parts.glob("*.json") if p.name != "state.json"}
+        return set(_finished(parts))
     parts.mkdir(parents=True)
     state.write_text(json.dumps(fingerprint))
     return set()
@@ -645,8 +712,9 @@ def predict_file(
     if options.documents:
         input_files, chunks = document_chunks(source, options, stance_model.needs_target)
     else:
-        _, chunks = sentence_chunks(source, options, stance_model.needs_target)
+        _, chunks = sentence_chunks(source, options, stance_model.needs_target, by_shares=True)
         input_files = [Path(source)] if source != "-" else []
+    shares = chunks.chunks if isinstance(chunks.chunks, ranges.Shares) else None
 
     # Parts of a stdout run cannot be resumed, so they live in a private temporary folder.
     work = (
@@ -656,10 +724,17 @@ def predict_file(
     )
     fingerprint = (
         _fingerprint(source, input_files, loaded.identity(), options, fmt)
+        | {"reading": "lines" if shares is None else "shares"}
         if not (to_stdout or source == "-")
         else None
     )
     done = _prepare_parts(work, fingerprint, options.resume)
+    items = chunks.chunks
+    # An interrupted run that read on by lines from a misplaced cut: so does its resumption.
+    if shares is not None and (work / TAKEOVER).exists():
+        items = _read_by_lines_after(
+            shares, json.loads((work / TAKEOVER).read_text()), options.chunk_size
+        )
     jobs = options.jobs or os.cpu_count() or 1
     summary = PredictSummary()
     unseen = Counter()  # rows per target a per-target model has no weights for
@@ -670,15 +745,33 @@ def predict_file(
     written = 0
     try:
 
-        def tasks():
-            for chunk in chunks:
+        def tasks(items):
+            for chunk in items:
                 if chunk.index in done:
                     continue
                 yield chunk, work, fmt, options
 
-        results = _ordered(tasks(), jobs, stance_model)
-        # Results arrive in chunk order except for chunks finished by an earlier run.
-        for counts in _merge_done(results, work, done):
+        def results(items, done):
+            # In chunk order, with the chunks finished by an earlier run merged in.
+            ordered = _ordered(tasks(items), jobs, stance_model)
+            try:
+                for counts in _merge_done(ordered, work, done):
+                    if not counts.get("misplaced_cut"):
+                        yield counts
+                        continue
+                    # Closing the pool waits for the chunks in flight, which must not write
+                    # their parts after the takeover deletes them.
+                    ordered.close()
+                    takeover = _take_over(work, shares, counts["index"], done)
+                    later = {index for index in done if index >= len(shares)}
+                    yield from results(
+                        _read_by_lines_after(shares, takeover, options.chunk_size), later
+                    )
+                    return
+            finally:
+                ordered.close()
+
+        for counts in results(items, done):
             summary.rows_read += counts["rows_read"]
             summary.predicted += counts["predicted"]
             summary.rejected += counts["rejected"]
@@ -699,7 +792,7 @@ def predict_file(
             if counts.get("resumed"):
                 resumed_rows += counts["rows_read"]
             if stdout is not None:
-                _join_parts([work / f"{written:08d}.out"], stdout, fmt, header=written == 0)
+                _join_parts([work / f"{counts['index']:08d}.out"], stdout, fmt, header=not written)
                 stdout.flush()
                 written += 1
         bar.close()
@@ -710,11 +803,13 @@ def predict_file(
                 f"predicted {summary.predicted} + rejected {summary.rejected} != read "
                 f"{summary.rows_read}"
             )
-        indexes = sorted(
-            int(p.name.split(".")[0]) for p in work.glob("*.json") if p.name != "state.json"
-        )
         summary.rejects_path = _publish(
-            work, indexes, None if to_stdout else Path(output), fmt, rejects_path, summary.rejected
+            work,
+            _finished(work),
+            None if to_stdout else Path(output),
+            fmt,
+            rejects_path,
+            summary.rejected,
         )
         # Writing to stdout, the parts live in a private temporary folder: all of it goes.
         shutil.rmtree(work.parent if to_stdout else work)
@@ -742,7 +837,7 @@ def _write_failure(error: OSError, work: Path, resumable: bool) -> StanceError:
         error.errno, error.strerror or str(error)
     )
     where = f" writing {error.filename}" if error.filename else ""
-    finished = len(list(work.glob("0*.json"))) if work.exists() else 0
+    finished = len(_finished(work)) if work.exists() else 0
     kept = (
         f"The {finished} chunks finished are kept in {work} and nothing else was written; free "
         "space and run the same command with --resume to finish byte for byte as one run would."
@@ -753,17 +848,45 @@ def _write_failure(error: OSError, work: Path, resumable: bool) -> StanceError:
 
 
 def _merge_done(results: Iterator[dict], work: Path, done: set[int]) -> Iterator[dict]:
-    """Counts of all chunks in order: finished earlier (read from disk) or computed now."""
-    index = 0
+    """Counts of all chunks in index order: finished earlier (read from disk) or computed now."""
+    waiting = deque(sorted(done))
+
+    def finished(index: int) -> dict:
+        return json.loads((work / f"{index:08d}.json").read_text()) | {"resumed": True}
+
     for counts in results:
-        while index in done:
-            yield json.loads((work / f"{index:08d}.json").read_text()) | {"resumed": True}
-            index += 1
+        while waiting and waiting[0] < counts["index"]:
+            yield finished(waiting.popleft())
         yield counts
-        index += 1
-    while index in done:
-        yield json.loads((work / f"{index:08d}.json").read_text()) | {"resumed": True}
-        index += 1
+    while waiting:
+        yield finished(waiting.popleft())
+
+
+# The file in a parts folder that records where reading by lines took over from shares.
+TAKEOVER = "takeover.json"
+
+
+def _take_over(work: Path, shares: list[Share], misplaced: int, done: set[int]) -> dict:
+    """Give up the shares from ``misplaced`` on, whose cuts a stray quote misplaced: delete
+    their parts and record that from there on the file is read by lines, into chunks numbered
+    after every share (so the order of the parts stays the order of the input). Recorded in the
+    parts folder, a resumed run reads the same way."""
+    for index in range(misplaced, len(shares)):
+        for suffix in (".out", ".rejects", ".json"):
+            (work / f"{index:08d}{suffix}").unlink(missing_ok=True)
+        done.discard(index)
+    piece = shares[misplaced].piece
+    takeover = {"share": misplaced, "start": piece.start, "line": piece.first_line}
+    (work / TAKEOVER).write_text(json.dumps(takeover))
+    return takeover
+
+
+def _read_by_lines_after(shares: list[Share], takeover: dict, chunk_size: int) -> list:
+    """The shares before a takeover, then the rest of the file read by lines."""
+    reading, size = shares[0].reading, shares[-1].piece.end
+    rest = ByteRange(len(shares), takeover["start"], size, takeover["line"], last=True)
+    table = Table.share(reading.source, reading.fmt, list(reading.columns), rest, chunk_size)
+    return itertools.chain(shares[: takeover["share"]], reading.batches(table, len(shares)))
 
 
 def _publish(

@@ -1,18 +1,22 @@
 """``stance predict --engine spark``: batch prediction on Spark, by the local route's rules.
 
-The rules hold because the same code applies them. Each input file is read whole by one
-Spark task through :func:`train.predict.sentence_chunks` (documents through
-:func:`train.documents.decode_document`), so lines, ids and the reasons rows are rejected
-for are those of ``stance predict`` without Spark. The rows are then spread over every core
-and predicted by :func:`train.predict.predict_sentences` or
-:func:`train.predict.predict_documents`, with the model file the driver wrote and handed to
-Spark (``SparkContext.addFile``); each Python worker checks its sha256 and loads it once,
-through the allow-list of types.
+The rules hold because the same code applies them. A local input file (on a path every
+executor reads, as any ``file:`` input of Spark's must be) is cut into shares of about
+``--chunk-size`` rows by :func:`train.ranges.plan`, and each task reads its own shares with the
+local route's reader (:class:`train.predict.Share`): one large file keeps every core busy, and
+many small files share tasks. A file on a file system of Spark's own (``hdfs://``, ``s3a://``)
+is read whole by one task through :func:`train.predict.sentence_chunks` (documents through
+:func:`train.documents.decode_document`). Either way lines, ids and the reasons rows are
+rejected for are those of ``stance predict`` without Spark. The rows are predicted by
+:func:`train.predict.predict_sentences` or :func:`train.predict.predict_documents`, with the
+model file the driver wrote and handed to Spark (``SparkContext.addFile``); each Python worker
+checks its sha256 and loads it once, through the allow-list of types.
 
 How a run proceeds:
 
 1. read: one row per input row, of kind ``row`` or ``reject`` (``error`` for a file that is
-   not a table the model can read: its message stops the run);
+   not a table the model can read: its message stops the run; ``misplaced`` for a share whose
+   cut a stray quote misplaced, and then the run reads its files whole instead);
 2. predict: predictions, with the rejects passed through, and per batch the rows it read and
    those a cascade forwarded, so that the counts are summed, not inferred;
 3. the result is kept (``persist``) and written as two folders of Parquet files, the
@@ -34,7 +38,7 @@ import time
 import warnings
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import astuple, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -51,6 +55,8 @@ from train.models import StanceModel
 from train.predict import (
     PredictOptions,
     PredictSummary,
+    SentenceReading,
+    Share,
     check_document_target,
     inside_model,
     model_location,
@@ -58,8 +64,9 @@ from train.predict import (
     predict_sentences,
     sentence_chunks,
 )
+from train.ranges import ByteRange, Shares
 from train.scratch import scratch_folder
-from train.tables import FORMATS, format_of, is_skipped_name
+from train.tables import FORMATS, Table, format_of, is_skipped_name
 
 DEFAULT_MASTER = "local[*]"
 INSTALL = INSTALL_EXTRAS  # PySpark is the "spark" extra
@@ -105,9 +112,10 @@ def predict_spark(
     if options.documents:
         check_document_target(options, stance_model.needs_target)
     fmt = None if options.documents else input_format(source, options.input_format)
-    if fmt and Path(source).is_file():
-        # A local file's columns are checked before Spark starts, as the local route does.
-        sentence_chunks(source, replace(options, input_format=fmt), stance_model.needs_target)
+    shares = None
+    if fmt and not _remote(source):
+        # Planned, and every file's columns checked, before Spark starts, as the local route does.
+        shares = _plan_shares(source, fmt, options, stance_model.needs_target)
     rejects_path = options.rejects or default_rejects(output)
     with (
         scratch_folder("spark") as folder,
@@ -139,17 +147,23 @@ def predict_spark(
                 _schema(_unified_columns(stance_model.labels, options)),
             )
         else:
-            read, files = _read_tables(spark, source, fmt, options, stance_model.needs_target)
-            # Enough files keep every core busy reading and predicting its own, in one pass;
-            # fewer (one big file) are read first, and their rows spread over the cores.
-            kept = read if files >= _partitions(spark) else read.repartition(_partitions(spark))
-            predicted = kept.mapInPandas(
-                functools.partial(_predict_sentence_batches, worker=worker, options=options),
-                _schema(_unified_columns(stance_model.labels, options)),
+            predicted = _predict_tables(spark, source, fmt, shares, worker, stance_model, options)
+        try:
+            summary, unseen = _write(
+                predicted,
+                stance_model,
+                options,
+                output,
+                rejects_path,
+                documents=options.documents,
+                in_order=shares is not None,
             )
-        summary, unseen = _write(
-            predicted, stance_model, options, output, rejects_path, documents=options.documents
-        )
+        except _MisplacedCut:
+            # A quote inside an unquoted field misled the plan; read each file whole instead.
+            predicted = _predict_tables(spark, source, fmt, None, worker, stance_model, options)
+            summary, unseen = _write(
+                predicted, stance_model, options, output, rejects_path, documents=False
+            )
     summary.seconds = time.perf_counter() - started
     unit = "documents" if options.documents else "rows"
     log(summary.line(unit))
@@ -339,6 +353,132 @@ def _partitions(spark) -> int:
 # --------------------------------------------------------------------------- reading
 
 
+class _MisplacedCut(Exception):
+    """A share ended inside a quoted field (see :mod:`train.ranges`): nothing may be written."""
+
+
+def _predict_tables(spark, source, fmt, shares, worker, model: StanceModel, options):
+    """Predictions and rejects of every table file under ``source``: read by shares where
+    ``shares`` were planned, else each file whole by one task."""
+    schema = _schema(_unified_columns(model.labels, options))
+    if shares is not None:
+        # Each task reads its shares and predicts them in one Python worker: the texts cross
+        # from Python to the JVM once, not twice.
+        return _listed_shares(spark, shares).mapInPandas(
+            functools.partial(
+                _predict_shares,
+                readings={name: reading for name, reading, _ in shares},
+                worker=worker,
+                options=options,
+            ),
+            schema,
+        )
+    read, files = _read_tables(spark, source, fmt, options, model.needs_target)
+    # Enough files keep every core busy reading and predicting its own, in one pass;
+    # fewer (one big file) are read first, and their rows spread over the cores.
+    kept = read if files >= _partitions(spark) else read.repartition(_partitions(spark))
+    return kept.mapInPandas(
+        functools.partial(_predict_sentence_batches, worker=worker, options=options), schema
+    )
+
+
+def _local_table_files(source: str, fmt: str) -> list[Path]:
+    """The table files of a local source as Spark lists them: the file itself, or a folder's
+    files of the format at any depth, names starting with . or _ left out."""
+    path = Path(_local(source))
+    if path.is_file():
+        return [path]
+    suffixes = tuple(suffix for suffix, name in FORMATS.items() if name == fmt)
+    # In the order of their names as text, the order Spark sorts the output by.
+    return sorted(
+        (
+            file
+            for file in path.rglob("*")
+            if file.is_file()
+            and file.name.endswith(suffixes)
+            and not any(is_skipped_name(part) for part in file.relative_to(path).parts)
+        ),
+        key=os.path.abspath,
+    )
+
+
+def _plan_shares(
+    source: str, fmt: str, options: PredictOptions, needs_target: bool
+) -> list[tuple[str, SentenceReading, ByteRange | None]] | None:
+    """Each local file's shares, with the file's name as Spark gives it (``file:/...``) and how
+    it is read; a file the plan leaves whole (a header longer than a MiB) as one entry without a
+    share. None for Parquet, which Spark reads whole per file. A file that is not a table the
+    model can read stops the run here, before Spark starts."""
+    if fmt == "parquet":
+        return None
+    planned, errors = [], []
+    for path in _local_table_files(source, fmt):
+        try:
+            # Absolute: an executor reads it from a folder of its own.
+            reading, chunks = sentence_chunks(
+                os.path.abspath(path), replace(options, input_format=fmt), needs_target, True
+            )
+        except StanceError as error:
+            errors.append(str(error))
+            continue
+        name = f"file:{os.path.abspath(path)}"
+        if isinstance(chunks.chunks, Shares):
+            planned += [(name, reading, share.piece) for share in chunks.chunks]
+        else:
+            planned.append((name, reading, None))
+    if errors:
+        more = len(errors) - 3
+        raise DataError(
+            " ".join(errors[:3]) + (f" ({more} more files like these)" if more > 0 else "")
+        )
+    return planned
+
+
+def _listed_shares(spark, shares):
+    """One row per planned share, in input order, split into runs of consecutive shares (one run
+    per task): a task's output is then in input order, and so are the tasks'."""
+    rows = [
+        (index, name, *(astuple(piece) if piece else (0, -1, -1, 0, True)))
+        for index, (name, _, piece) in enumerate(shares)
+    ]
+    parallel = min(len(rows), _partitions(spark)) or 1
+    return spark.createDataFrame(
+        spark.sparkContext.parallelize(rows, parallel),
+        "order long, file string, share long, start long, end long, first_line long, last boolean",
+    )
+
+
+_SHARE_COLUMNS = ["file", "share", "start", "end", "first_line", "last"]
+
+
+def _read_share(reading: SentenceReading, file: str, index, start, end, first_line, last):
+    """The rows of one listed share as the read step's frame (``_READ_COLUMNS``), or None where
+    its cut was misplaced."""
+    if start < 0:  # a file the plan left whole
+        chunks = list(reading.batches(Table(reading.source, reading.fmt, sys.maxsize)))
+    else:
+        piece = ByteRange(int(index), int(start), int(end), int(first_line), bool(last))
+        chunks = [Share(reading, piece).read()]
+    if any(chunk.misplaced_cut for chunk in chunks):
+        return None
+    parts = []
+    for chunk in chunks:
+        parts.append(chunk.frame.assign(kind="row"))
+        parts.append(chunk.rejects.assign(kind="reject"))
+    return _frame(pd.concat(parts, ignore_index=True).assign(file=file), _READ_COLUMNS)
+
+
+def _predict_shares(batches, readings: dict, worker: _WorkerModel, options: PredictOptions):
+    columns = _unified_columns(worker.get().labels, options)
+    for batch in batches:
+        for file, *piece in batch[_SHARE_COLUMNS].itertuples(index=False):
+            read = _read_share(readings[file], file, *piece)
+            if read is None:
+                yield _frame({"kind": ["misplaced"], "file": [file]}, columns)
+                continue
+            yield from _predict_sentence_batches([read], worker, options)
+
+
 def _read_tables(spark, source: str, fmt: str, options: PredictOptions, needs_target: bool):
     """The rows of every table file under ``source``, and how many files there are."""
     suffixes = [suffix.lstrip(".") for suffix, name in FORMATS.items() if name == fmt]
@@ -495,7 +635,8 @@ def _predict_sentence_batches(batches, worker: _WorkerModel, options: PredictOpt
             if not options.keep_text:
                 out["target"] = rows["target"]  # for the note on unseen targets; not written
             frame = pd.concat([out, passed], ignore_index=True)
-            yield _with_counts(frame, len(batch), forwarded, columns)
+            read = len(batch) - int((batch["kind"] == "misplaced").sum())
+            yield _with_counts(frame, read, forwarded, columns)
 
 
 def _predict_document_batches(batches, worker: _WorkerModel, rule: str, explain: int):
@@ -554,7 +695,18 @@ def _unified_columns(labels, options: PredictOptions) -> list[str]:
     return columns
 
 
-def _write(predicted, model, options: PredictOptions, output: str, rejects_path: str, documents):
+def _write(
+    predicted,
+    model,
+    options: PredictOptions,
+    output: str,
+    rejects_path: str,
+    documents: bool,
+    in_order: bool = False,
+):
+    """Count, check and write the predictions and rejects. ``in_order``: the partitions already
+    hold the rows in input order, run after run (read by shares), so no sort is needed: a sort
+    costs a sampling pass and a shuffle of every row."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -574,7 +726,10 @@ def _write(predicted, model, options: PredictOptions, output: str, rejects_path:
             ).alias("sentences"),
             F.sum("forwarded").alias("forwarded"),
             F.sum((F.col("kind") == "error").cast("long")).alias("errors"),
+            F.sum((F.col("kind") == "misplaced").cast("long")).alias("misplaced"),
         ).first()
+        if totals["misplaced"]:
+            raise _MisplacedCut
         if totals["errors"]:
             messages = [
                 row["reason"]
@@ -601,17 +756,17 @@ def _write(predicted, model, options: PredictOptions, output: str, rejects_path:
         if documents:
             # Within a document: its sentences in order, then the document's own row.
             order += [(F.col("level") == "document").cast("int"), "sentence_index"]
+        rows = predicted.filter(F.col("kind") == "row")
         (
-            predicted.filter(F.col("kind") == "row")
-            .orderBy(*order)
+            (rows if in_order else rows.orderBy(*order))
             .select(*output_columns(model.labels, options))
             .write.mode("overwrite")
             .parquet(output)
         )
         if summary.rejected:
+            rejects = predicted.filter(F.col("kind") == "reject")
             (
-                predicted.filter(F.col("kind") == "reject")
-                .orderBy("file", "line")
+                (rejects if in_order else rejects.orderBy("file", "line"))
                 .select(*REJECT_COLUMNS)
                 .write.mode("overwrite")
                 .parquet(rejects_path)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from train.errors import ConfigError, DataError
+from train.ranges import ByteRange
 
 if TYPE_CHECKING:  # the writers take frames; reading needs no pandas
     import pandas as pd
@@ -233,6 +234,8 @@ class Table:
         self.source, self.format, self.batch_size = str(source), fmt, batch_size
         self._handle = None
         self._escaped_before = _ESCAPED[0]
+        self._line_offset, self._share_end = 0, None
+        self.ended_inside_record = False
         if fmt in ("csv", "tsv", "jsonl"):
             if self.source == "-":
                 self._handle = io.TextIOWrapper(
@@ -302,6 +305,46 @@ class Table:
             self.columns = list(self._parquet.schema_arrow.names)
             self._rows_read = 0
 
+    @classmethod
+    def share(
+        cls,
+        source: str | Path,
+        fmt: str,
+        columns: list[str],
+        piece: ByteRange,
+        batch_size: int = sys.maxsize,
+    ) -> Table:
+        """One share of a CSV, TSV or JSON Lines file (planned by :func:`train.ranges.plan`),
+        read as a whole-file read reads it: the same rows, problems and line numbers (in one
+        batch by default). ``columns`` are the whole file's, from its header or first records.
+
+        After reading, :attr:`ended_inside_record` says whether the share ended inside a quoted
+        field: a cut in the wrong place, unless the share is the file's last."""
+        table = cls.__new__(cls)
+        table.source, table.format, table.batch_size = str(source), fmt, batch_size
+        table._escaped_before = _ESCAPED[0]
+        with open(require_path(source), "rb") as handle:
+            handle.seek(piece.start)
+            data = handle.read(piece.end - piece.start)
+        # Shares start after a line break, so no character is cut in two; only a share at the
+        # file's start can hold the byte-order mark that a whole-file read drops.
+        text = data.decode("utf-8-sig" if piece.start == 0 else "utf-8", "stance-surrogateescape")
+        table._handle = io.StringIO(text, newline="")
+        table._line_offset, table._share_end = piece.first_line - 1, piece.end
+        table.ended_inside_record = False
+        table.columns = list(columns)
+        if fmt in ("csv", "tsv"):
+            table._reader = csv.reader(
+                table._handle, delimiter="," if fmt == "csv" else "\t", strict=True
+            )
+        else:
+            table._head, table._pending = [], table._json_records()
+        return table
+
+    def header_lines(self) -> int:
+        """The lines the header took (CSV and TSV; JSON Lines has none)."""
+        return self._reader.line_num if self.format in ("csv", "tsv") else 0
+
     def extent(self) -> tuple[int | None, str]:
         """How much there is to read, for a progress bar: a file's size in bytes, a Parquet
         file's rows, or nothing known (stdin)."""
@@ -317,6 +360,8 @@ class Table:
         Parquet rows."""
         if self.format == "parquet":
             return self._rows_read
+        if self._share_end is not None:
+            return self._share_end
         try:
             return self._handle.buffer.tell()
         except OSError:  # a pipe has no position
@@ -363,20 +408,23 @@ class Table:
         escaped_before, batch_size = self._escaped_before, self.batch_size
         batch = Batch(list(wanted))
         rows, lines = batch.rows, batch.lines
-        start = reader.line_num + 1
+        offset = self._line_offset  # a share's lines are numbered from its first
+        start = offset + reader.line_num + 1
         while True:
             try:
                 record = next_record()
             except StopIteration:
                 break
             except csv.Error as error:
-                batch.problems[len(rows)] = _malformed(error, start, reader.line_num)
+                if "unexpected end of data" in str(error):
+                    self.ended_inside_record = True
+                batch.problems[len(rows)] = _malformed(error, start, offset + reader.line_num)
                 rows.append([None] * len(wanted))
                 lines.append(start)
-                start = reader.line_num + 1
+                start = offset + reader.line_num + 1
                 continue
             if not record:  # a blank line is not a row
-                start = reader.line_num + 1
+                start = offset + reader.line_num + 1
                 continue
             if len(record) != width:
                 batch.problems[len(rows)] = (
@@ -392,7 +440,7 @@ class Table:
                 values = [visible(v) if v is not None else None for v in values]
             rows.append(values)
             lines.append(start)
-            start = reader.line_num + 1
+            start = offset + reader.line_num + 1
             if len(rows) >= batch_size:
                 yield batch
                 batch = Batch(list(wanted))
@@ -430,7 +478,7 @@ class Table:
         self.columns = self.keys_held()
 
     def _json_records(self):
-        for number, line in enumerate(self._handle, start=1):
+        for number, line in enumerate(self._handle, start=self._line_offset + 1):
             if not line.strip():
                 continue
             if self._may_have_escapes() and has_surrogates(line):
@@ -569,6 +617,7 @@ def write_atomic(frame: pd.DataFrame, path: Path, fmt: str) -> None:
 def write_table(frame: pd.DataFrame, target, fmt: str, header: bool = True) -> None:
     """``frame`` as CSV, TSV, JSON lines or Parquet, to a path or an open binary stream."""
     if fmt in ("csv", "tsv"):
+        frame = _floats_as_text(frame)
         frame.to_csv(
             target,
             index=False,
@@ -580,3 +629,23 @@ def write_table(frame: pd.DataFrame, target, fmt: str, header: bool = True) -> N
         frame.to_json(target, orient="records", lines=True, force_ascii=False)
     else:
         frame.to_parquet(target, index=False)
+
+
+def _floats_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each float column as the shortest text that reads back as the same
+    number (a missing value as an empty cell, as pandas writes it), by Arrow's formatter: 0.020 s
+    for 10,000 rows of three probabilities where pandas takes 0.036 s, a tenth of a fast model's
+    prediction. Arrow writes 1 for 1.0 and 6.3e-05 as 0.000063; both read back exactly."""
+    floats = [name for name, dtype in frame.dtypes.items() if dtype.kind == "f"]
+    if not floats or not len(frame):
+        return frame
+    import pyarrow as pa  # as for Parquet: not in the start-up of commands that write no floats
+    import pyarrow.compute as pc
+
+    text = {
+        name: pc.cast(pa.array(frame[name].to_numpy(), from_pandas=True), pa.string()).to_numpy(
+            zero_copy_only=False
+        )
+        for name in floats
+    }
+    return frame.assign(**text)

@@ -13,6 +13,7 @@ import string
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import tomli_w
 from hypothesis import HealthCheck, given, settings
@@ -164,7 +165,7 @@ def test_training_data_is_kept_or_rejected_row_for_row(content):
     needs_target=st.booleans(),
 )
 def test_prediction_input_is_predicted_or_rejected_row_for_row(content, fmt, needs_target):
-    from train.predict import PredictOptions, sentence_chunks
+    from train.predict import PredictOptions, Share, sentence_chunks
 
     with tempfile.TemporaryDirectory() as folder:
         path = _write(folder, f"in.{fmt}", content)
@@ -174,9 +175,21 @@ def test_prediction_input_is_predicted_or_rejected_row_for_row(content, fmt, nee
         except StanceError as error:
             _one_line(error)
             return
-    for chunk in chunks:
-        assert len(chunk.frame) + len(chunk.rejects) == chunk.rows_read
-        assert chunk.rejects["reason"].notna().all()
+        for chunk in chunks:
+            assert len(chunk.frame) + len(chunk.rejects) == chunk.rows_read
+            assert chunk.rejects["reason"].notna().all()
+        # Read by shares, as workers read a file: the same rows and rejects, or a share that
+        # says its cut was misplaced (the caller then reads on by lines).
+        _, shares = sentence_chunks(
+            str(path), PredictOptions(chunk_size=3), needs_target, by_shares=True
+        )
+        by_shares = [s.read() if isinstance(s, Share) else s for s in shares]
+    if any(chunk.misplaced_cut for chunk in by_shares):
+        return
+    for name in ("frame", "rejects"):
+        expected = pd.concat([getattr(c, name) for c in chunks], ignore_index=True)
+        got = pd.concat([getattr(c, name) for c in by_shares], ignore_index=True)
+        pd.testing.assert_frame_equal(got.astype(object), expected.astype(object))
 
 
 toml_scalars = st.one_of(

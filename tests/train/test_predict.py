@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from train import predict as predict_module
+from train import ranges
 from train.cli import main
 from train.config import Config
 from train.data import load_dataset, split_dataset
@@ -919,3 +920,62 @@ def test_a_missing_value_marker_is_rejected_not_predicted(model_path, tmp_path):
         "missing text: the cell reads 'NaN', which is taken as a missing value",
         "missing target: the cell reads 'NULL', which is taken as a missing value",
     ]
+
+
+def test_a_cut_misplaced_by_a_stray_quote_is_read_on_by_lines(
+    model_path, tmp_path, monkeypatch, stray_quote_csv
+):
+    source = stray_quote_csv()
+    run(model_path, source, tmp_path / "whole.csv", chunk_size=100_000)  # one share: no cut
+    takeovers = []
+    real = predict_module._take_over
+    monkeypatch.setattr(
+        predict_module, "_take_over", lambda *args: takeovers.append(args[2]) or real(*args)
+    )
+    summary = predict_file(
+        str(model_path),
+        str(source),
+        str(tmp_path / "shared.csv"),
+        PredictOptions(jobs=2, chunk_size=4),
+        log=lambda m: None,
+    )
+    assert takeovers == [0]  # the first share already ends inside a quoted text
+    assert (tmp_path / "shared.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert (tmp_path / "shared.rejects.csv").read_bytes() == (
+        tmp_path / "whole.rejects.csv"
+    ).read_bytes()
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (42, 41, 1)
+    assert not (tmp_path / "shared.csv.parts").exists()
+
+
+def test_a_run_interrupted_after_reading_on_by_lines_resumes_the_same_way(
+    model_path, tmp_path, monkeypatch, stray_quote_csv
+):
+    source = stray_quote_csv()
+    run(model_path, source, tmp_path / "whole.csv", chunk_size=100_000)
+    shares = len(ranges.plan(source, "csv", 1, 4))
+    real = interrupt_at(monkeypatch, shares + 2)  # the third chunk read by lines
+    with pytest.raises(KeyboardInterrupt):
+        run(model_path, source, tmp_path / "out.csv", chunk_size=4)
+    assert (tmp_path / "out.csv.parts" / predict_module.TAKEOVER).exists()
+    calls = []
+    monkeypatch.setattr(
+        predict_module, "_run_chunk", lambda task: calls.append(task[0].index) or real(task)
+    )
+    run(model_path, source, tmp_path / "out.csv", chunk_size=4, resume=True)
+    assert calls[0] == shares + 2  # the chunks read by lines before the interruption were kept
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+
+def test_a_file_read_by_shares_streams_to_stdout_in_order(model_path, tmp_path, stray_quote_csv):
+    source = stray_quote_csv(empty_row=False)
+    run(model_path, source, tmp_path / "whole.csv", chunk_size=100_000)
+    result = subprocess.run(
+        stance_command(
+            "predict", str(model_path), str(source), "-o", "-", "--chunk-size", "4", "--jobs", "2"
+        ),
+        capture_output=True,
+        cwd=REPO,
+        check=True,
+    )
+    assert result.stdout == (tmp_path / "whole.csv").read_bytes()

@@ -58,13 +58,24 @@ def assert_same_predictions(spark_out: pd.DataFrame, local_out: pd.DataFrame) ->
     )
 
 
-def test_sentences_equal_the_local_route(spark, run_cli, model_path, messy_csv, tmp_path):
+# 10,000 rows a share: the file is one share; 7: sixty shares, read by two tasks.
+@pytest.mark.parametrize("chunk", ["10000", "7"])
+def test_sentences_equal_the_local_route(spark, run_cli, model_path, messy_csv, tmp_path, chunk):
     local = tmp_path / "local.parquet"
     code, _, local_err = run_cli("predict", model_path, messy_csv, "-o", local, "--keep-text")
     assert code == 0, local_err
     out = tmp_path / "spark-out"
     code, _, spark_err = run_cli(
-        "predict", model_path, messy_csv, "-o", out, "--keep-text", "--engine", "spark"
+        "predict",
+        model_path,
+        messy_csv,
+        "-o",
+        out,
+        "--keep-text",
+        "--engine",
+        "spark",
+        "--chunk-size",
+        chunk,
     )
     assert code == 0, spark_err
 
@@ -81,26 +92,56 @@ def test_sentences_equal_the_local_route(spark, run_cli, model_path, messy_csv, 
     assert spark_rejects["id"].astype(str).tolist() == local_rejects["id"].astype(str).tolist()
 
 
-def test_a_folder_of_parquet_files_keeps_file_and_line_order(spark, run_cli, model_path, tmp_path):
+def test_a_cut_misplaced_by_a_stray_quote_reads_the_file_whole(
+    spark, run_cli, model_path, stray_quote_csv, tmp_path
+):
+    source = stray_quote_csv()
+    local = tmp_path / "local.parquet"
+    code, _, local_err = run_cli("predict", model_path, source, "-o", local)
+    assert code == 0, local_err
+    out = tmp_path / "spark-out"
+    code, _, spark_err = run_cli(
+        "predict", model_path, source, "-o", out, "--engine", "spark", "--chunk-size", "4"
+    )
+    assert code == 0, spark_err
+    assert counts(spark_err) == counts(local_err) == (42, 41, 1)
+    assert_same_predictions(pd.read_parquet(out), pd.read_parquet(local))
+    local_rejects = pd.read_csv(tmp_path / "local.rejects.csv")
+    spark_rejects = pd.read_parquet(tmp_path / "spark-out.rejects")
+    assert spark_rejects["line"].tolist() == local_rejects["line"].tolist() == [83]
+
+
+# Parquet files are read whole, one task each; CSV files by shares (10 rows each here), whose
+# runs of shares cross from one file to the next, in a nested folder named so that the order
+# of paths as text ("a-b" before "a/") and as parts would differ.
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_folder_of_files_keeps_file_and_line_order(spark, run_cli, model_path, tmp_path, fmt):
     from train.predict import PredictOptions, predict_file
 
     frame = pd.read_csv(REPO / "data" / "sample" / "sentences.csv").rename(
         columns={"sentence": "text"}
     )[["id", "text", "target"]]
     folder = tmp_path / "corpus"
-    folder.mkdir()
-    halves = [frame.iloc[:150], frame.iloc[150:]]
-    for name, half in zip(["a.parquet", "b.parquet"], halves):
-        half.to_parquet(folder / name, index=False)
+    (folder / "a").mkdir(parents=True)
+    names = [f"a-b.{fmt}", f"a/c.{fmt}", f"b.{fmt}"]
+    parts = [frame.iloc[:150], frame.iloc[150:300], frame.iloc[300:]]
+    for name, part in zip(names, parts):
+        if fmt == "csv":
+            part.to_csv(folder / name, index=False)
+        else:
+            part.to_parquet(folder / name, index=False)
     expected = []
-    for name in ["a.parquet", "b.parquet"]:
-        local = tmp_path / f"local-{name}"
-        predict_file(str(model_path), str(folder / name), str(local), PredictOptions(jobs=1))
+    for name in names:
+        local = tmp_path / f"local-{name.replace('/', '-')}.parquet"
+        predict_file(
+            str(model_path), str(folder / name), str(local), PredictOptions(jobs=1), log=print
+        )
         expected.append(pd.read_parquet(local))
 
     code, _, err = run_cli(
-        "predict", model_path, folder, "-o", tmp_path / "out", "--engine", "spark"
-    )
+        "predict", model_path, folder, "-o", tmp_path / "out", "--engine", "spark",
+        "--chunk-size", "10",
+    )  # fmt: skip
     assert code == 0, err
     assert counts(err) == (len(frame), len(frame), 0)
     assert_same_predictions(pd.read_parquet(tmp_path / "out"), pd.concat(expected))

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.servers import spark_cluster
 from tests.train.test_spark import (
     DOCUMENTS,
     TARGET,
@@ -27,82 +25,18 @@ from tests.train.test_spark import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(log: Path, text: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return
-        if process.poll() is not None:
-            pytest.fail(f"{log.name}: the process ended ({process.returncode}):\n{log.read_text()}")
-        time.sleep(0.3)
-    pytest.fail(f"{log.name} did not say {text!r} within {STARTUP_S} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """``(master URL, folder of the daemons' logs and work)``; stopped after the module."""
     spark_or_skip()
-    import pyspark
-
-    launcher = Path(pyspark.__file__).parent / "bin" / "spark-class"
     folder = tmp_path_factory.mktemp("cluster")
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(folder)}
-    port = _free_port()
-    master = f"spark://127.0.0.1:{port}"
-    started = []
-
-    def start(name: str, *arguments: str) -> subprocess.Popen:
-        log = folder / f"{name}.log"
-        process = subprocess.Popen(
-            [str(launcher), *arguments],
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # its JVM with it, stopped as a group
-        )
-        started.append(process)
-        return process
-
     try:
-        process = start(
-            "master",
-            "org.apache.spark.deploy.master.Master",
-            *("--host", "127.0.0.1", "--port", str(port), "--webui-port", str(_free_port())),
-        )
-        _wait_for(folder / "master.log", "I have been elected leader", process)
-        for number in (1, 2):
-            work = folder / f"worker-{number}"
-            process = start(
-                f"worker-{number}",
-                "org.apache.spark.deploy.worker.Worker",
-                master,
-                *("--host", "127.0.0.1", "--cores", "1", "--memory", "1g"),
-                *("--webui-port", str(_free_port()), "--work-dir", str(work)),
-            )
-            _wait_for(
-                folder / f"worker-{number}.log", "Successfully registered with master", process
-            )
-        yield master, folder
-    finally:
-        for process in started:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for process in started:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        with spark_cluster(folder, workers=2) as master:
+            yield master, folder
+    except RuntimeError as error:  # a daemon that did not start: its log says why
+        pytest.fail(str(error))
 
 
 DRIVER = """
