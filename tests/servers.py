@@ -174,78 +174,90 @@ def mlflow_server(
 
 
 SPARK_STARTUP_S = 90
+MASTER = "org.apache.spark.deploy.master.Master"
+WORKER = "org.apache.spark.deploy.worker.Worker"
 
 
-def _wait_for_line(log: Path, text: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + SPARK_STARTUP_S
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{log.name}: the process ended ({process.returncode}):\n{log.read_text()}"
-            )
-        time.sleep(0.3)
-    raise RuntimeError(f"{log.name} did not say {text!r} within {SPARK_STARTUP_S} s")
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextmanager
 def spark_cluster(folder: Path, workers: int = 2, memory: str = "1g", pin: bool = False):
-    """A standalone Spark cluster from PySpark's own launcher: a master and ``workers`` one-core
-    workers, each a process (and JVM) of its own; yields the master's URL. Logs and the workers'
-    folders go under ``folder``.
+    """A standalone Spark cluster started as docs/scale-out.md starts one, with PySpark's own
+    ``sbin/spark-daemon.sh``: a master and ``workers`` one-core workers, each a process (and JVM)
+    of its own; yields the master's URL. Logs and pid files go under ``folder``.
 
     ``pin``: worker n and all it starts (its executor's JVM, their Python workers) run on CPU n
     alone, so that a one-core worker is one core: unpinned, an executor's JVM threads (decoding
     Arrow, garbage collection) would run on the core its Python worker leaves free."""
     import pyspark
 
-    launcher = Path(pyspark.__file__).parent / "bin" / "spark-class"
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(folder)}
+    daemon = Path(pyspark.__file__).parent / "sbin" / "spark-daemon.sh"
+    env = {
+        **os.environ,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOG_DIR": str(folder),
+        "SPARK_PID_DIR": str(folder),
+        "SPARK_IDENT_STRING": "stance",
+    }
     port = free_port()
     master = f"spark://127.0.0.1:{port}"
-    started = []
+    started: list[tuple[str, int]] = []
 
-    def start(name: str, *arguments: str, cpu: int | None = None) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [str(launcher), *arguments],
-            stdout=(folder / f"{name}.log").open("w"),
-            stderr=subprocess.STDOUT,
+    def start(kind: str, number: int, ready: str, *arguments: str, cpu: int | None = None):
+        launched = subprocess.run(
+            ["bash", str(daemon), "start", kind, str(number), *arguments],
             env=env,
-            start_new_session=True,  # its JVM with it, stopped as a group
+            capture_output=True,
+            text=True,
             preexec_fn=None if cpu is None else functools.partial(os.sched_setaffinity, 0, {cpu}),
         )
-        started.append(process)
-        return process
+        pid_file = folder / f"spark-stance-{kind}-{number}.pid"
+        if launched.returncode != 0 or not pid_file.exists():
+            raise RuntimeError(f"spark-daemon.sh start {kind}: {launched.stdout}{launched.stderr}")
+        pid = int(pid_file.read_text())
+        started.append((kind, number))
+        [log] = folder.glob(f"spark-stance-{kind}-{number}-*.out")
+        deadline = time.monotonic() + SPARK_STARTUP_S
+        while ready not in log.read_text(errors="replace"):
+            if not _alive(pid) or time.monotonic() > deadline:
+                raise RuntimeError(f"{log.name} did not say {ready!r}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
 
+    pids = []
     try:
-        process = start(
-            "master",
-            "org.apache.spark.deploy.master.Master",
+        start(
+            MASTER,
+            1,
+            "I have been elected leader",
             *("--host", "127.0.0.1", "--port", str(port), "--webui-port", str(free_port())),
         )
-        _wait_for_line(folder / "master.log", "I have been elected leader", process)
         for number in range(1, workers + 1):
-            process = start(
-                f"worker-{number}",
-                "org.apache.spark.deploy.worker.Worker",
+            start(
+                WORKER,
+                number,
+                "Successfully registered with master",
                 master,
-                *("--host", "127.0.0.1", "--cores", "1", "--memory", memory),
-                *("--webui-port", str(free_port()), "--work-dir", str(folder / f"worker-{number}")),
+                *("--cores", "1", "--memory", memory, "--webui-port", str(free_port())),
+                *("--work-dir", str(folder / f"worker-{number}")),
                 cpu=(number - 1) % os.cpu_count() if pin else None,
-            )
-            _wait_for_line(
-                folder / f"worker-{number}.log", "Successfully registered with master", process
             )
         yield master
     finally:
-        for process in started:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for process in started:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        for kind, number in reversed(started):
+            pid_file = folder / f"spark-stance-{kind}-{number}.pid"
+            if pid_file.exists():
+                pids.append(int(pid_file.read_text()))
+            subprocess.run(
+                ["bash", str(daemon), "stop", kind, str(number)], env=env, capture_output=True
+            )
+        deadline = time.monotonic() + 20
+        while any(map(_alive, pids)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in filter(_alive, pids):
+            os.kill(pid, signal.SIGKILL)

@@ -130,8 +130,8 @@ def predict_spark(
         # folder is gone); the fingerprint in it says which model.
         name = f"stance-model-{sha256[:16]}-{os.urandom(4).hex()}"
         for part in (modelfile.MANIFEST, modelfile.ARRAYS):
-            handed = Path(folder) / f"{name}.{part}"
-            (staged / part).rename(handed)
+            handed = _handed_folder() / f"{name}.{part}"
+            shutil.move(staged / part, handed)
             spark.sparkContext.addFile(str(handed))
         worker = _WorkerModel(name, sha256)
         if options.documents:
@@ -171,6 +171,19 @@ def predict_spark(
     if note:
         log(note)
     return summary
+
+
+def _handed_folder() -> Path:
+    """Where the driver keeps the files it hands to executors: in the application's own folder,
+    removed when it stops. Spark serves a handed file from where it lies, for the whole
+    application, to every executor that starts a task after it was added: in a session that
+    predicts twice, an executor whose first task comes in the second prediction fetches the
+    first's files too, which must still be there."""
+    from pyspark import SparkFiles
+
+    folder = Path(SparkFiles.getRootDirectory()) / "stance-models"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def require_spark() -> None:

@@ -1,8 +1,8 @@
 """`stance predict --engine spark` on a standalone Spark cluster: a master and two one-core
-workers, separate processes on 127.0.0.1 started from PySpark's own launcher, and a driver in a
-process of its own. The executors run the project from the same environment at the same path
-(the recipe in docs/scale-out.md), and the model reaches them as files the driver hands out,
-checked against its fingerprint."""
+workers, separate processes on 127.0.0.1 started with PySpark's own spark-daemon.sh as
+docs/scale-out.md starts them, and a driver in a process of its own. The executors run the
+project from the same environment at the same path (the recipe in docs/scale-out.md), and the
+model reaches them as files the driver hands out, checked against its fingerprint."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.servers import spark_cluster
+from tests.servers import WORKER, spark_cluster
 from tests.train.test_spark import (
     DOCUMENTS,
     TARGET,
@@ -87,7 +87,8 @@ def test_the_cluster_predicts_what_the_local_route_does(
     assert driver.returncode == 0, driver.stderr[-3000:]
     # Each worker ran an executor of this application, in a process of its own.
     for number in (1, 2):
-        assert "Asked to launch executor" in (folder / f"worker-{number}.log").read_text()
+        [log] = folder.glob(f"spark-stance-{WORKER}-{number}-*.out")
+        assert "Asked to launch executor" in log.read_text()
 
     local = tmp_path / "local.parquet"
     code, _, local_err = run_cli("predict", model_path, messy_csv, "-o", local, "--keep-text")
