@@ -451,13 +451,12 @@ def _listed_shares(spark, shares):
     """One row per planned share, in input order, split into runs of consecutive shares (one run
     per task): a task's output is then in input order, and so are the tasks'."""
     rows = [
-        (index, name, *(astuple(piece) if piece else (0, -1, -1, 0, True)))
-        for index, (name, _, piece) in enumerate(shares)
+        (name, *(astuple(piece) if piece else (0, -1, -1, 0, True))) for name, _, piece in shares
     ]
     parallel = min(len(rows), _partitions(spark)) or 1
     return spark.createDataFrame(
         spark.sparkContext.parallelize(rows, parallel),
-        "order long, file string, share long, start long, end long, first_line long, last boolean",
+        "file string, share long, start long, end long, first_line long, last boolean",
     )
 
 
@@ -485,7 +484,11 @@ def _predict_shares(batches, readings: dict, worker: _WorkerModel, options: Pred
     columns = _unified_columns(worker.get().labels, options)
     for batch in batches:
         for file, *piece in batch[_SHARE_COLUMNS].itertuples(index=False):
-            read = _read_share(readings[file], file, *piece)
+            try:
+                read = _read_share(readings[file], file, *piece)
+            except StanceError as error:  # the file changed since the plan: said, not a trace
+                yield _frame({"kind": ["error"], "file": [file], "reason": [str(error)]}, columns)
+                continue
             if read is None:
                 yield _frame({"kind": ["misplaced"], "file": [file]}, columns)
                 continue
@@ -648,8 +651,7 @@ def _predict_sentence_batches(batches, worker: _WorkerModel, options: PredictOpt
             if not options.keep_text:
                 out["target"] = rows["target"]  # for the note on unseen targets; not written
             frame = pd.concat([out, passed], ignore_index=True)
-            read = len(batch) - int((batch["kind"] == "misplaced").sum())
-            yield _with_counts(frame, read, forwarded, columns)
+            yield _with_counts(frame, len(batch), forwarded, columns)
 
 
 def _predict_document_batches(batches, worker: _WorkerModel, rule: str, explain: int):

@@ -326,6 +326,12 @@ class Table:
         with open(require_path(source), "rb") as handle:
             handle.seek(piece.start)
             data = handle.read(piece.end - piece.start)
+        if len(data) != piece.end - piece.start:
+            raise DataError(
+                f"{source} is shorter than when the run began (bytes {piece.start:,}-{piece.end:,} "
+                f"were planned, {len(data):,} could be read): it changed while it was read. Run "
+                "the command again once the file is complete."
+            )
         # Shares start after a line break, so no character is cut in two; only a share at the
         # file's start can hold the byte-order mark that a whole-file read drops.
         text = data.decode("utf-8-sig" if piece.start == 0 else "utf-8", "stance-surrogateescape")

@@ -162,3 +162,14 @@ def test_shares_cover_the_body_in_about_the_rows_asked(tmp_path, end):
     assert 8 <= len(pieces) <= 12
     got, _ = by_shares(path, "csv", ["text", "target"], 1, 100)
     assert [line for line, _, _ in got] == list(range(2, 1002))
+
+
+def test_a_file_cut_short_after_the_plan_is_refused_not_read_in_part(tmp_path):
+    from train.errors import DataError
+
+    path = tmp_path / "rows.csv"
+    path.write_text("text,target\n" + "".join(f"row {i},t\n" for i in range(100)))
+    pieces = list(ranges.plan(path, "csv", 1, 10))
+    path.write_text("text,target\nrow 0,t\n")  # truncated while the run goes on
+    with pytest.raises(DataError, match="shorter than when the run began"):
+        Table.share(path, "csv", ["text", "target"], pieces[3])
