@@ -218,15 +218,18 @@ def messy_csv(tmp_path) -> Path:
 def stray_quote_csv(tmp_path):
     """A builder of a CSV file with a quote inside an unquoted field (row 1), then texts that span
     two lines: the share plan's count of quotation marks is off by one from row 1 on, so it cuts
-    inside the quoted texts. ``empty_row`` adds a last row to reject."""
+    inside the quoted texts. ``empty_row`` adds a last row to reject; ``before`` rows come first,
+    so that the first cuts are right and a later one is not."""
 
-    def build(empty_row: bool = True) -> Path:
+    def build(empty_row: bool = True, before: int = 0) -> Path:
+        clean = "".join(f"Fur farms {i} should close,Ban on fur\n" for i in range(before))
         rows = [
             f'"The ban on fur {i} is fair,\nsaid the council {i}.",Ban on fur\n' for i in range(40)
         ]
         path = tmp_path / "stray.csv"
         end = ",x\n" if empty_row else ""
-        path.write_text('text,target\nhe said "no to the ban,Ban on fur\n' + "".join(rows) + end)
+        stray = 'he said "no to the ban,Ban on fur\n'
+        path.write_text("text,target\n" + clean + stray + "".join(rows) + end)
         return path
 
     return build

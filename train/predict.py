@@ -732,8 +732,9 @@ def predict_file(
     items = chunks.chunks
     # An interrupted run that read on by lines from a misplaced cut: so does its resumption.
     if shares is not None and (work / TAKEOVER).exists():
-        items = _read_by_lines_after(
-            shares, json.loads((work / TAKEOVER).read_text()), options.chunk_size
+        takeover = json.loads((work / TAKEOVER).read_text())
+        items = itertools.chain(
+            shares[: takeover["share"]], _lines_after(shares, takeover, options.chunk_size)
         )
     jobs = options.jobs or os.cpu_count() or 1
     summary = PredictSummary()
@@ -762,11 +763,10 @@ def predict_file(
                     # Closing the pool waits for the chunks in flight, which must not write
                     # their parts after the takeover deletes them.
                     ordered.close()
+                    # The shares before it are done and counted: only the rest is read on.
                     takeover = _take_over(work, shares, counts["index"], done)
                     later = {index for index in done if index >= len(shares)}
-                    yield from results(
-                        _read_by_lines_after(shares, takeover, options.chunk_size), later
-                    )
+                    yield from results(_lines_after(shares, takeover, options.chunk_size), later)
                     return
             finally:
                 ordered.close()
@@ -881,12 +881,13 @@ def _take_over(work: Path, shares: list[Share], misplaced: int, done: set[int]) 
     return takeover
 
 
-def _read_by_lines_after(shares: list[Share], takeover: dict, chunk_size: int) -> list:
-    """The shares before a takeover, then the rest of the file read by lines."""
+def _lines_after(shares: list[Share], takeover: dict, chunk_size: int) -> Iterator[Chunk]:
+    """The rest of the file from a takeover, read by lines, in chunks numbered after every
+    share."""
     reading, size = shares[0].reading, shares[-1].piece.end
     rest = ByteRange(len(shares), takeover["start"], size, takeover["line"], last=True)
     table = Table.share(reading.source, reading.fmt, list(reading.columns), rest, chunk_size)
-    return itertools.chain(shares[: takeover["share"]], reading.batches(table, len(shares)))
+    return reading.batches(table, len(shares))
 
 
 def _publish(

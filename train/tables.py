@@ -632,7 +632,10 @@ def write_table(frame: pd.DataFrame, target, fmt: str, header: bool = True) -> N
             lineterminator="\n",
         )
     elif fmt == "jsonl":
-        frame.to_json(target, orient="records", lines=True, force_ascii=False)
+        if len(frame):
+            frame.to_json(target, orient="records", lines=True, force_ascii=False)
+        elif not hasattr(target, "write"):  # pandas writes "\n" for no rows: a blank line
+            Path(target).write_bytes(b"")
     else:
         frame.to_parquet(target, index=False)
 

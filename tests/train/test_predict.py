@@ -922,10 +922,12 @@ def test_a_missing_value_marker_is_rejected_not_predicted(model_path, tmp_path):
     ]
 
 
+# A takeover at the first share, and at a later one: the shares before it are read once.
+@pytest.mark.parametrize(("before", "at"), [(0, 0), (24, 6)])
 def test_a_cut_misplaced_by_a_stray_quote_is_read_on_by_lines(
-    model_path, tmp_path, monkeypatch, stray_quote_csv
+    model_path, tmp_path, monkeypatch, stray_quote_csv, before, at
 ):
-    source = stray_quote_csv()
+    source = stray_quote_csv(before=before)
     run(model_path, source, tmp_path / "whole.csv", chunk_size=100_000)  # one share: no cut
     takeovers = []
     real = predict_module._take_over
@@ -939,12 +941,12 @@ def test_a_cut_misplaced_by_a_stray_quote_is_read_on_by_lines(
         PredictOptions(jobs=2, chunk_size=4),
         log=lambda m: None,
     )
-    assert takeovers == [0]  # the first share already ends inside a quoted text
+    assert takeovers == [at]
     assert (tmp_path / "shared.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     assert (tmp_path / "shared.rejects.csv").read_bytes() == (
         tmp_path / "whole.rejects.csv"
     ).read_bytes()
-    assert (summary.rows_read, summary.predicted, summary.rejected) == (42, 41, 1)
+    assert (summary.rows_read, summary.predicted, summary.rejected) == (42 + before, 41 + before, 1)
     assert not (tmp_path / "shared.csv.parts").exists()
 
 
@@ -968,7 +970,7 @@ def test_a_run_interrupted_after_reading_on_by_lines_resumes_the_same_way(
 
 
 def test_a_file_read_by_shares_streams_to_stdout_in_order(model_path, tmp_path, stray_quote_csv):
-    source = stray_quote_csv(empty_row=False)
+    source = stray_quote_csv(empty_row=False, before=24)  # read on by lines from the 7th share
     run(model_path, source, tmp_path / "whole.csv", chunk_size=100_000)
     result = subprocess.run(
         stance_command(
@@ -979,3 +981,13 @@ def test_a_file_read_by_shares_streams_to_stdout_in_order(model_path, tmp_path, 
         check=True,
     )
     assert result.stdout == (tmp_path / "whole.csv").read_bytes()
+
+
+def test_a_jsonl_chunk_whose_rows_are_all_rejected_adds_no_blank_line(model_path, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"id": 1}\n{"id": 2}\n{"text": "Fur farms should close.", "target": "fur"}\n'
+    )
+    run(model_path, source, tmp_path / "out.jsonl", chunk_size=1)
+    assert (tmp_path / "out.jsonl").read_text().count("\n") == 1
+    assert not (tmp_path / "out.jsonl").read_text().startswith("\n")
