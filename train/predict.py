@@ -641,7 +641,10 @@ def _prepare_parts(parts: Path, fingerprint: dict | None, resume: bool) -> set[i
                 f"{parts} holds the finished chunks of an interrupted run. Rerun with --resume to "
                 "continue it, or delete the folder to start over."
             )
-        previous = json.loads(state.read_text()) if state.exists() else None
+        try:
+            previous = json.loads(state.read_text()) if state.exists() else None
+        except ValueError:  # damaged: as good as missing, so the resumption is refused below
+            previous = None
         if previous != fingerprint:
             changed = sorted(
                 k for k in (fingerprint or {}) if (previous or {}).get(k) != fingerprint[k]
@@ -732,7 +735,7 @@ def predict_file(
     items = chunks.chunks
     # An interrupted run that read on by lines from a misplaced cut: so does its resumption.
     if shares is not None and (work / TAKEOVER).exists():
-        takeover = json.loads((work / TAKEOVER).read_text())
+        takeover = _recorded_takeover(work, shares)
         items = itertools.chain(
             shares[: takeover["share"]], _lines_after(shares, takeover, options.chunk_size)
         )
@@ -879,6 +882,28 @@ def _take_over(work: Path, shares: list[Share], misplaced: int, done: set[int]) 
     takeover = {"share": misplaced, "start": piece.start, "line": piece.first_line}
     (work / TAKEOVER).write_text(json.dumps(takeover))
     return takeover
+
+
+def _recorded_takeover(work: Path, shares) -> dict:
+    """The takeover an interrupted run recorded, if it is the one this plan makes: the plan is
+    the same for the same file and settings, so a record that differs was damaged or written by
+    someone else, and must not choose which bytes are read."""
+    try:
+        recorded = json.loads((work / TAKEOVER).read_text())
+        share = recorded["share"]
+        piece = shares[share].piece if type(share) is int and 0 <= share < len(shares) else None
+    except (OSError, ValueError, TypeError, KeyError):
+        piece = None
+    if piece is None or recorded != {
+        "share": share,
+        "start": piece.start,
+        "line": piece.first_line,
+    }:
+        raise StanceError(
+            f"Cannot resume from {work}: its {TAKEOVER} does not match this input's plan (damaged "
+            "or edited). Delete the folder to start over."
+        )
+    return recorded
 
 
 def _lines_after(shares: list[Share], takeover: dict, chunk_size: int) -> Iterator[Chunk]:

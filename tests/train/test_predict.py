@@ -991,3 +991,33 @@ def test_a_jsonl_chunk_whose_rows_are_all_rejected_adds_no_blank_line(model_path
     run(model_path, source, tmp_path / "out.jsonl", chunk_size=1)
     assert (tmp_path / "out.jsonl").read_text().count("\n") == 1
     assert not (tmp_path / "out.jsonl").read_text().startswith("\n")
+
+
+@pytest.mark.parametrize(
+    "record",
+    ["not json", '{"share": 0, "start": 5, "line": 1}', '{"share": -1}', "[1]", '{"share": "0"}'],
+)
+def test_a_damaged_takeover_record_stops_the_resumption_in_one_line(
+    model_path, tmp_path, monkeypatch, stray_quote_csv, record
+):
+    # The record must not choose which bytes of the input are read: only the plan's own is taken.
+    source = stray_quote_csv()
+    shares = len(ranges.plan(source, "csv", 1, 4))
+    interrupt_at(monkeypatch, shares + 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(model_path, source, tmp_path / "out.csv", chunk_size=4)
+    (tmp_path / "out.csv.parts" / predict_module.TAKEOVER).write_text(record)
+    with pytest.raises(StanceError, match="does not match this input's plan"):
+        run(model_path, source, tmp_path / "out.csv", chunk_size=4, resume=True)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_damaged_state_file_refuses_the_resumption_in_one_line(
+    model_path, sentences_csv, tmp_path, monkeypatch
+):
+    interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50)
+    (tmp_path / "out.csv.parts" / "state.json").write_text("{not json")
+    with pytest.raises(StanceError, match="Cannot resume"):
+        run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50, resume=True)
