@@ -88,25 +88,25 @@ def _train_at_once(store: Path, cwd: Path, n: int) -> list[subprocess.CompletedP
     return [(p, *p.communicate(timeout=600)) for p in processes]
 
 
-def test_four_trainings_at_once_on_a_new_and_then_an_existing_store(tmp_path, monkeypatch, run_cli):
+def test_trainings_at_once_on_a_new_and_then_an_existing_store(tmp_path, monkeypatch, run_cli):
     # Before: on a new SQLite file every one failed in alembic's migrations, and one try left the
-    # store unusable.
+    # store unusable. Three racing processes on two cores were enough to show it.
     import mlflow
 
     store = tmp_path / "mlflow.db"
-    for _ in ("new", "existing"):
-        for process, out, err in _train_at_once(store, tmp_path, 4):
+    for at_once in (3, 2):  # on a new store, then on the one they made
+        for process, out, err in _train_at_once(store, tmp_path, at_once):
             assert process.returncode == 0, err
             assert "run_id: " in out
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     client = mlflow.MlflowClient(f"sqlite:///{store}")
     runs = client.search_runs([client.get_experiment_by_name("sample").experiment_id])
-    assert len(runs) == 8 and {run.info.status for run in runs} == {"FINISHED"}
+    assert len(runs) == 5 and {run.info.status for run in runs} == {"FINISHED"}
     assert (
         len({run.data.metrics["test_macro_f1"] for run in runs}) == 1
     )  # same config and seed, same metrics
     code, out, _ = run_cli("runs", "sample")
-    assert code == 0 and len(out.strip().splitlines()) == 9
+    assert code == 0 and len(out.strip().splitlines()) == 6
 
 
 def test_a_locked_store_is_retried_with_bounded_waits(monkeypatch, capsys):

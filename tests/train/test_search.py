@@ -169,7 +169,7 @@ def test_search_with_cross_validation_logs_mean_and_spread(tracking):
 def test_cross_validated_search_spreads_folds_over_jobs_and_finds_the_same_trials(tracking):
     def trials_of(*extra):
         code, out, err = run_main(
-            "search", SAMPLE, "--trials", "3", "--cv", "3", "--data-dir", DATA, *FAST, *extra
+            "search", SAMPLE, "--trials", "2", "--cv", "3", "--data-dir", DATA, *FAST, *extra
         )
         assert code == 0, err
         parent = next(
@@ -183,7 +183,7 @@ def test_cross_validated_search_spreads_folds_over_jobs_and_finds_the_same_trial
     one_job, one_out = trials_of()
     two_jobs, two_out = trials_of("--jobs", "2")
     # Trials run in order whatever --jobs says, so TPE proposes the same ones and folds score alike.
-    assert sorted(one_job) == ["trial-0", "trial-1", "trial-2"]
+    assert sorted(one_job) == ["trial-0", "trial-1"]
     assert two_jobs == one_job
 
     def results(out: str) -> list[str]:
