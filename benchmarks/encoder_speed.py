@@ -2,13 +2,17 @@
 full precision and int8, one thread each (as in every ``--jobs`` worker), on distinct ArgQ
 arguments. Medians of ``--repeats`` passes, alternating runtimes; ratios within this run.
 
+``--before FILE`` times a graph an earlier version built (its cached ``minilm-int8-*.onnx``)
+the way that version ran it: batches of 64 and onnxruntime's default fusions.
+
     STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen --all-extras \
-        python benchmarks/encoder_speed.py --texts 1500 --repeats 3
+        python benchmarks/encoder_speed.py --texts 1500 --repeats 3 [--before FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -25,32 +29,63 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=1500)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--before", type=Path, help="an earlier version's int8 graph file")
     args = parser.parse_args()
     root = Path(os.environ.get("STANCE_DATA_DIR", "data"))
     frame = pd.read_csv(root / "ibm-argq-30k" / "arg_quality_rank_30k.csv")
     texts = list(dict.fromkeys(frame["argument"].astype(str)))[: args.texts]
     encoder = _encoder(128)
-    seconds = {runtime: [] for runtime in RUNTIMES}
+    routes = {
+        runtime: functools.partial(encoder._encode_both, runtime=runtime) for runtime in RUNTIMES
+    }
+    if args.before:
+        routes["int8 before"] = functools.partial(earlier_graph, encoder, args.before)
+    seconds = {route: [] for route in routes}
     vectors = {}
     with threadpool_limits(1):
-        for runtime in RUNTIMES:  # builds and caches the graphs before anything is timed
-            encoder._encode_both(texts[:8], runtime=runtime)
+        for encode in routes.values():  # builds and caches the graphs before anything is timed
+            encode(texts[:8])
         for _ in range(args.repeats):
-            for runtime in RUNTIMES:
+            for route, encode in routes.items():
                 started = time.perf_counter()
-                vectors[runtime] = encoder._encode_both(texts, runtime=runtime)
-                seconds[runtime].append(time.perf_counter() - started)
+                vectors[route] = encode(texts)
+                seconds[route].append(time.perf_counter() - started)
     base = statistics.median(seconds["numpy"])
     print(f"{len(texts)} distinct texts, one thread, median of {args.repeats}")
-    print("| runtime | texts/s | x numpy | cosine to numpy, mean (min) |")
-    print("| --- | ---: | ---: | --- |")
+    before = statistics.median(seconds.get("int8 before", [np.nan]))
+    print("| runtime | texts/s | x numpy | x int8 before | cosine to numpy, mean (min) |")
+    print("| --- | ---: | ---: | ---: | --- |")
     for runtime, runs in seconds.items():
         median = statistics.median(runs)
         mean = (vectors[runtime][:, :DIMENSION] * vectors["numpy"][:, :DIMENSION]).sum(axis=1)
         print(
             f"| {runtime} | {len(texts) / median:,.0f} | {base / median:.2f} | "
-            f"{np.mean(mean):.4f} ({np.min(mean):.4f}) |"
+            f"{before / median:.2f} | {np.mean(mean):.4f} ({np.min(mean):.4f}) |"
         )
+
+
+def earlier_graph(encoder, path: Path, texts: list[str]) -> np.ndarray:
+    """``texts`` through an earlier version's graph file, run as that version ran it."""
+    import onnxruntime
+
+    if path not in _EARLIER:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+        _EARLIER[path] = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+    out = np.empty((len(texts), 2 * DIMENSION), dtype=np.float32)
+    for rows, ids, mask in encoder._padded_batches(texts, 64):
+        mean, cls = _EARLIER[path].run(
+            None, {"input_ids": ids, "attention_mask": mask.astype(np.int64)}
+        )
+        both = np.stack([mean, cls], axis=1)
+        both /= np.maximum(np.linalg.norm(both, axis=2, keepdims=True), 1e-12)
+        out[rows] = both.reshape(len(rows), -1)
+    return out
+
+
+_EARLIER: dict[Path, object] = {}
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_the_full_precision_graph_gives_the_reference_vectors(reference):
+    # The graph's fused GELU takes the reference's tanh form, so only summation order differs.
     found = _encoder(128)._encode_both(SENTENCES, runtime="onnx")
-    assert cosines(found, reference).min() > 0.9999
+    assert cosines(found, reference).min() > 0.99999
 
 
 def test_int8_stays_close_to_the_reference(reference):
