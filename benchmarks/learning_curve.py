@@ -31,6 +31,9 @@ chosen with ``--rows half`` (SemEval) and ``--rows valid`` (ArgQ), never on test
     STANCE_DATA_DIR=../shared/data python3 -m uv run --frozen python \\
         benchmarks/learning_curve.py --dataset semeval2016 --dataset argq
 
+The model `stance new` writes adds MiniLM's vectors (train/scaffold.py): ``--set
+'features.embeddings.runtime="onnx-int8"' --set features.embeddings.weight=4.0``.
+
 Results: a markdown table on stdout, the curves as CSV and PNG in benchmarks/out/, and one
 MLflow run per dataset (experiment ``learning-curves``) holding both.
 """

