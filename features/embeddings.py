@@ -385,6 +385,9 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
 
     # The optional dependency group this step needs (pyproject.toml's extras).
     extra = "embeddings"
+    # The encoder's matrix products run on every core from one process: `stance predict --jobs N`
+    # gives a model with this step N threads, not N processes (features.pipeline.threaded_steps).
+    threaded = True
     fitted_state = {"n_features_out_": Int()}
     # Model files saved before the runtime parameter existed unpickle without it.
     runtime = "numpy"

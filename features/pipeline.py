@@ -59,6 +59,18 @@ def register_step(name: str, cls: type, defaults: dict | None = None) -> None:
         STEP_DEFAULTS[name] = dict(defaults)
 
 
+def threaded_steps(steps) -> list[str]:
+    """The steps among ``steps`` (names) whose cost is matrix products that use every core from
+    one process (BLAS or onnxruntime threads); a step declares it with ``threaded = True``.
+
+    Examples
+    --------
+    >>> threaded_steps(["word", "embeddings"])
+    ['embeddings']
+    """
+    return [name for name in steps if getattr(FEATURE_STEPS.get(name), "threaded", False) is True]
+
+
 def extras_needed(steps) -> dict[str, str]:
     """The steps among ``steps`` (names) that need an optional extra, with the extra's name.
 

@@ -20,6 +20,7 @@ How a run proceeds:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -37,7 +38,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
+from features.pipeline import threaded_steps
 from train import documents as docs
 from train import explain as explanations
 from train import progress, ranges, workers
@@ -560,13 +563,17 @@ def _run_chunk(task) -> dict:
     return counts
 
 
-def _ordered(tasks: Iterator, jobs: int, model: StanceModel) -> Iterator[dict]:
+def _ordered(
+    tasks: Iterator, jobs: int, model: StanceModel, threads: int | None = None
+) -> Iterator[dict]:
     """Run tasks on ``jobs`` processes, at most 2 per process in flight, yielding results in task
-    order.
+    order; with one job, in this process, its BLAS and onnxruntime limited to ``threads`` where
+    given.
     """
     with workers.fewer_collections():
         if jobs == 1:
-            with workers.sharing(model):
+            limit = threadpool_limits(threads) if threads else contextlib.nullcontext()
+            with workers.sharing(model), limit:
                 for task in tasks:
                     yield _run_chunk(task)
             return
@@ -740,6 +747,17 @@ def predict_file(
             shares[: takeover["share"]], _lines_after(shares, takeover, options.chunk_size)
         )
     jobs = options.jobs or os.cpu_count() or 1
+    threads = None
+    if (
+        jobs > 1
+        and isinstance(stance_model, StanceModel)
+        and threaded_steps(stance_model.step_names())
+    ):
+        # A sentence encoder spends its time in matrix products that use every core from one
+        # process: worker processes would each load it and leave the products one thread each
+        # (ArgQ's accurate model, 4,000 rows: 12.6-14.5 s in one process on two cores, 15.1-16.9
+        # s in two workers). Such a model runs in this process with `jobs` threads.
+        jobs, threads = 1, jobs
     summary = PredictSummary()
     unseen = Counter()  # rows per target a per-target model has no weights for
     bar.total = chunks.extent
@@ -757,7 +775,7 @@ def predict_file(
 
         def results(items, done):
             # In chunk order, with the chunks finished by an earlier run merged in.
-            ordered = _ordered(tasks(items), jobs, stance_model)
+            ordered = _ordered(tasks(items), jobs, stance_model, threads)
             try:
                 for counts in _merge_done(ordered, work, done):
                     if not counts.get("misplaced_cut"):

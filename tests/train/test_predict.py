@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from train import predict as predict_module
-from train import ranges
+from train import ranges, workers
 from train.cli import main
 from train.config import Config
 from train.data import load_dataset, split_dataset
@@ -26,9 +26,11 @@ from train.models import (
     build_model,
     fit_model,
     needs_target,
+    runtime_versions,
 )
 from train.predict import PredictOptions, predict_file
 from train.tables import ColumnNames
+from train.training import fit_stance_model
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = "Iran's missile strikes"
@@ -1021,3 +1023,30 @@ def test_a_damaged_state_file_refuses_the_resumption_in_one_line(
     (tmp_path / "out.csv.parts" / "state.json").write_text("{not json")
     with pytest.raises(StanceError, match="Cannot resume"):
         run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50, resume=True)
+
+
+def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_process(
+    tmp_path, run_cli, monkeypatch, embeddings_extra
+):
+    config = Config.from_toml(
+        REPO / "experiments" / "sample.toml",
+        ["features.char=false", 'features.embeddings.runtime="onnx-int8"'],
+    )
+    rows = load_dataset(config.data, REPO / "data").rows.iloc[:60]
+    model = fit_stance_model(config, rows, runtime_versions()).save(tmp_path / "model")
+    source = tmp_path / "in.csv"
+    rows[["text", "target"]].to_csv(source, index=False)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for a model with a sentence encoder")
+
+    def predict(jobs: str) -> bytes:
+        out = tmp_path / f"out-{jobs}.csv"
+        args = ("predict", model, source, "-o", out)
+        code, _, err = run_cli(*args, "--jobs", jobs, "--chunk-size", "20")
+        assert code == 0, err
+        return out.read_bytes()
+
+    one = predict("1")
+    monkeypatch.setattr(workers, "pool", no_pool)
+    assert predict("2") == one
