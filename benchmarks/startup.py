@@ -3,7 +3,8 @@ against an earlier one, in one invocation.
 
 Run on demand, not in the test suite:
 
-    python3 -m uv run --frozen --all-extras python benchmarks/startup.py --old-checkout OLD_TREE
+    python3 -m uv run --frozen --all-extras python benchmarks/startup.py --old-checkout OLD_TREE \
+        [--accurate-model FOLDER --accurate-rows CSV]
 
 ``OLD_TREE`` is a ``git worktree`` of the earlier commit. Each case runs as a fresh
 ``python -m train.cli ...`` process from a scratch folder, with ``PYTHONPATH`` naming the tree,
@@ -23,6 +24,24 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _accurate_cases(scratch: Path, model: Path, rows: Path) -> dict[str, list[str]]:
+    """A model with a sentence encoder: what one row costs (start-up, model and graph load), and a
+    file of ``rows`` with one and two jobs."""
+    (scratch / "one.csv").write_text("text,target\nThe strikes were lawful.,Iran\n")
+    return {
+        "predict one row, accurate model": [
+            "predict", str(model), str(scratch / "one.csv"), "-o", str(scratch / "a1.csv"),
+        ],
+        **{
+            f"predict {rows.name}, accurate model, --jobs {jobs}": [
+                "predict", str(model), str(rows), "-o", str(scratch / f"a{jobs}.csv"),
+                "--jobs", str(jobs), "--no-progress",
+            ]
+            for jobs in (1, 2)
+        },
+    }  # fmt: skip
 
 
 def _cases(scratch: Path, model: Path) -> dict[str, list[str]]:
@@ -111,6 +130,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a model folder both trees load")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
+        "--accurate-model", type=Path, help="a model folder with a sentence encoder"
+    )
+    parser.add_argument(
+        "--accurate-rows", type=Path, help="a file of distinct rows (text, target) for it"
+    )
+    parser.add_argument(
         "--floor", action="store_true", help="also time what every training pays before work"
     )
     args = parser.parse_args()
@@ -118,10 +143,15 @@ def main() -> None:
         scratch = Path(folder)
         model = args.model or scratch / "no-model-needed"
         rows = []
-        for name, argv in _cases(scratch, model).items():
+        cases = _cases(scratch, model)
+        if args.accurate_model:
+            cases |= _accurate_cases(scratch, args.accurate_model, args.accurate_rows)
+        for name, argv in cases.items():
             times = {"old": [], "new": []}
             for _ in range(args.repeats):
                 for which, tree in (("old", args.old_checkout.resolve()), ("new", REPO)):
+                    for output in scratch.glob("a*.csv"):  # predict refuses to overwrite
+                        output.unlink()
                     times[which].append(_seconds(tree, argv, scratch))
             old, new = statistics.median(times["old"]), statistics.median(times["new"])
             rows.append((name, old, new))

@@ -748,15 +748,12 @@ def predict_file(
         )
     jobs = options.jobs or os.cpu_count() or 1
     threads = None
-    if (
-        jobs > 1
-        and isinstance(stance_model, StanceModel)
-        and threaded_steps(stance_model.step_names())
-    ):
+    if isinstance(stance_model, StanceModel) and threaded_steps(stance_model.step_names()):
         # A sentence encoder spends its time in matrix products that use every core from one
-        # process: worker processes would each load it and leave the products one thread each
-        # (ArgQ's accurate model, 4,000 rows: 12.6-14.5 s in one process on two cores, 15.1-16.9
-        # s in two workers). Such a model runs in this process with `jobs` threads.
+        # process: worker processes would each load it and run the products on one thread each
+        # (ArgQ's accurate model, 4,000 rows, --jobs 2: 15.5 s in two workers, 9.0 s in one
+        # process with two threads; benchmarks/startup.py). Such a model runs in this process
+        # on `jobs` threads, so that --jobs counts cores for every model.
         jobs, threads = 1, jobs
     summary = PredictSummary()
     unseen = Counter()  # rows per target a per-target model has no weights for
