@@ -90,7 +90,11 @@ def add_reading_options(parser: argparse.ArgumentParser, source: str) -> None:
         help=f"{source} holds plain-text documents: split them into sentences",
     )
     parser.add_argument(
-        "--jobs", type=at_least_one, default=None, help="worker processes (default: all cores)"
+        "--jobs",
+        type=at_least_one,
+        default=None,
+        help="cores: worker processes, or threads of one process for a model with the sentence "
+        "encoder (default: all cores)",
     )
     parser.add_argument(
         "--rejects", help="rejects file (default: OUTPUT.rejects.csv beside the output)"
