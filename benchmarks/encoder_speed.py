@@ -1,5 +1,5 @@
 """The MiniLM encoder's speed and agreement on each runtime: numpy (the reference), onnxruntime
-full precision and int8, one thread each (as in every ``--jobs`` worker), on distinct ArgQ
+full precision and int8, one thread each (as with ``stance predict --jobs 1``), on distinct ArgQ
 arguments. Medians of ``--repeats`` passes, alternating runtimes; ratios within this run.
 
 ``--before FILE`` times a graph an earlier version built (its cached ``minilm-int8-*.onnx``)

@@ -139,6 +139,8 @@ def main() -> None:
         "--floor", action="store_true", help="also time what every training pays before work"
     )
     args = parser.parse_args()
+    if bool(args.accurate_model) != bool(args.accurate_rows):
+        parser.error("--accurate-model and --accurate-rows go together")
     with tempfile.TemporaryDirectory(prefix="stance-startup-") as folder:
         scratch = Path(folder)
         model = args.model or scratch / "no-model-needed"

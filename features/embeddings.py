@@ -43,8 +43,8 @@ POOLINGS = {"mean": ("mean",), "mean+cls": ("mean", "cls")}
 # (features/onnx_encoder.py; the graph is built from the same weights on first use).
 RUNTIMES = {"numpy": None, "onnx": "fp32", "onnx-int8": "int8"}
 # Texts per forward pass. onnxruntime is faster on smaller batches, whose activations stay in
-# cache (int8, one thread: 1.18x at 32 against 64, benchmarks/encoder_speed.py); numpy's BLAS
-# gains from larger products.
+# cache (int8, one thread: 1.18x at 32 against 64, alternating passes; benchmarks/RESULTS.md,
+# the encoder); numpy's BLAS gains from larger products.
 BATCH_SIZES = {"numpy": 64, "onnx": 32, "onnx-int8": 32}
 
 # Texts already encoded in this process, so the joint and per-target models,

@@ -31,7 +31,7 @@ PRECISIONS = ("fp32", "int8")
 CONTRIB = "com.microsoft"
 # onnxruntime fuses each residual Add and LayerNormalization into SkipLayerNormalization, whose
 # kernel took 20 % of int8's time on one thread (AMD EPYC, onnxruntime 1.32) against under 3 %
-# for the two nodes it replaces: benchmarks/encoder_speed.py.
+# for the two nodes it replaces (onnxruntime's profiler; benchmarks/RESULTS.md, the encoder).
 _SLOWER_FUSIONS = ["SkipLayerNormFusion"]
 _SESSIONS: dict[tuple[str, int], object] = {}
 _LOCK = threading.Lock()
@@ -231,9 +231,10 @@ def _blas_threads() -> int:
 def session(encoder, precision: str):
     """An onnxruntime session for ``encoder`` at ``precision``, one per process and setting.
 
-    It takes as many threads as BLAS may use here: all cores in ``stance train``, one in each
-    worker of ``stance predict --jobs`` and ``stance cv --jobs``, which limit BLAS to one thread
-    so that the workers do not compete for cores.
+    It takes as many threads as BLAS may use here: all cores in ``stance train``, ``--jobs``
+    in ``stance predict`` (one process on that many threads), one in each worker of
+    ``stance cv --jobs`` and of a cascade's ``stance predict --jobs``, which limit BLAS to one
+    thread so that the workers do not compete for cores.
     """
     import onnxruntime
 

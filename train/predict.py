@@ -9,9 +9,9 @@ How a run proceeds:
 2. The input is read in chunks; rows that cannot be predicted (empty text,
    missing target, undecodable bytes, malformed lines) are set aside with
    their line number and reason.
-3. Chunks go to worker processes (``jobs``); each writes its result and its
-   rejects as part files in ``OUTPUT.parts/``, each part renamed into place
-   only when complete.
+3. Chunks go to worker processes (``jobs``), or for a model with the sentence encoder run in
+   this process on ``jobs`` threads; each writes its result and its rejects as part files in
+   ``OUTPUT.parts/``, each part renamed into place only when complete.
 4. When every chunk is done, the parts are joined into the output in input
    order, written under a temporary name and renamed: the output name never
    holds a partial file. An interrupted run leaves its finished parts, and
@@ -572,8 +572,10 @@ def _ordered(
     """
     with workers.fewer_collections():
         if jobs == 1:
-            limit = threadpool_limits(threads) if threads else contextlib.nullcontext()
-            with workers.sharing(model), limit:
+            with (
+                workers.sharing(model),
+                threadpool_limits(threads) if threads else contextlib.nullcontext(),
+            ):
                 for task in tasks:
                     yield _run_chunk(task)
             return
@@ -749,11 +751,12 @@ def predict_file(
     jobs = options.jobs or os.cpu_count() or 1
     threads = None
     if isinstance(stance_model, StanceModel) and threaded_steps(stance_model.step_names()):
-        # A sentence encoder spends its time in matrix products that use every core from one
-        # process: worker processes would each load it and run the products on one thread each
-        # (ArgQ's accurate model, 4,000 rows, --jobs 2: 15.5 s in two workers, 9.0 s in one
-        # process with two threads; benchmarks/startup.py). Such a model runs in this process
-        # on `jobs` threads, so that --jobs counts cores for every model.
+        # A sentence encoder spends its time in matrix products that run on several threads of
+        # one process: worker processes would each load it and run the products on one thread
+        # each (ArgQ's accurate model, 4,000 rows, --jobs 2: 18.4 s in two workers, 10.9 s in
+        # one process on two threads; benchmarks/RESULTS.md, Start-up). Such a model runs here
+        # on `jobs` threads, so that --jobs counts cores for every model. Measured on two cores
+        # only: the rest of the work (reading, tokens, n-grams) is serial on this route.
         jobs, threads = 1, jobs
     summary = PredictSummary()
     unseen = Counter()  # rows per target a per-target model has no weights for

@@ -1,5 +1,6 @@
 """The one pool of worker processes: forked, sharing what the parent loaded, one BLAS thread each,
-ending with their parent.
+ending with their parent. (A model with the sentence encoder predicts in one process on
+``--jobs`` threads instead: train/predict.py.)
 
 ``stance predict --jobs`` and ``stance cv --jobs`` (and ``search --cv --jobs``) run their
 work in :func:`pool`. The workers are forked, so they inherit what the parent holds

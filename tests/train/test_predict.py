@@ -1041,12 +1041,24 @@ def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_proces
         raise AssertionError("a worker pool was started for a model with a sentence encoder")
 
     def predict(jobs: str) -> bytes:
+        memo.clear()  # so that each run encodes its texts instead of finding them encoded
         out = tmp_path / f"out-{jobs}.csv"
         args = ("predict", model, source, "-o", out)
         code, _, err = run_cli(*args, "--jobs", jobs, "--chunk-size", "20")
         assert code == 0, err
         return out.read_bytes()
 
+    from threadpoolctl import threadpool_info
+
+    from features import embeddings, onnx_encoder
+
+    memo = {}
+    monkeypatch.setattr(embeddings, "_MEMO", memo)
+    monkeypatch.setattr(onnx_encoder, "_SESSIONS", {})
+    limits_before = threadpool_info()
     one = predict("1")
+    assert set(onnx_encoder._SESSIONS) == {("int8", 1)}  # the encoder ran on one thread
     monkeypatch.setattr(workers, "pool", no_pool)
     assert predict("2") == one
+    assert set(onnx_encoder._SESSIONS) == {("int8", 1), ("int8", 2)}  # and here on two
+    assert threadpool_info() == limits_before  # the limit ends with the run

@@ -76,6 +76,19 @@ def test_without_the_embeddings_extra_the_model_has_no_vectors_and_says_how_to_a
     assert "features" not in written and written["model"]["clf"]["C"] == 10.0
     assert "the embeddings extra is not installed" in out
     assert "python3 -m uv sync --frozen --all-extras" in out
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    code, out, err = run_cli("train", tmp_path / "claims.toml", "--data-dir", tmp_path)
+    assert code == 0, err
+    assert "oof_macro_f1: " in out
+
+
+def test_a_file_name_with_a_line_break_adds_nothing_to_the_experiment(tmp_path, run_cli):
+    source = tmp_path / 'x.csv\n[model]\nclassifier = "nbsvm"\n#.csv'
+    _claims(12).to_csv(source, index=False)
+    code, out, err = run_cli("new", tmp_path / "claims.toml", "--data", source)
+    assert code == 0, err
+    written = tomllib.loads((tmp_path / "claims.toml").read_text())
+    assert "classifier" not in written["model"]  # the name stayed inside its comment
 
 
 def test_jsonl_with_numeric_labels_and_no_target_column(tmp_path, run_cli):

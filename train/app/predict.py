@@ -70,9 +70,9 @@ def add_parser(commands) -> None:
         "--engine",
         choices=["local", "spark"],
         default="local",
-        help="local: worker processes on this machine (default); spark: a Spark cluster, which "
-        "reads INPUT (a file or folder Spark can reach) and writes OUTPUT as a folder of Parquet "
-        "files (needs the spark extra and Java)",
+        help="local: this machine, in --jobs worker processes or threads (default); spark: a "
+        "Spark cluster, which reads INPUT (a file or folder Spark can reach) and writes OUTPUT "
+        "as a folder of Parquet files (needs the spark extra and Java)",
     )
     parser.add_argument(
         "--master",
