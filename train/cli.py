@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from train.app import COMMANDS
 from train.app.examples import EXAMPLES
-from train.errors import StanceError, Terminated
+from train.errors import StanceError, Terminated, terminate
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -50,16 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # SIGTERM (`kill`, a scheduler's timeout) unwinds like Ctrl-C: the open run is closed as
     # KILLED instead of staying RUNNING forever. Only the main thread may set a handler.
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
     try:
         return COMMANDS[args.command].run(args)
     except StanceError as error:

@@ -4,11 +4,11 @@ train/store.py's."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +30,13 @@ from features.pipeline import extras_needed
 from train import hardware, modelfile, schema, tables
 from train.data import LoadedData
 from train.duplicates import repeated_texts
-from train.errors import ModelError, StanceError, TrackingError
+from train.errors import (
+    ModelError,
+    StanceError,
+    TrackingError,
+    hold_termination,
+    release_termination,
+)
 from train.models import ARTIFACT_KEY, MODEL_PACKAGES, Cascade, StanceModel, extra_packages
 from train.scratch import pid_namespace
 from train.store import (
@@ -77,28 +83,44 @@ def start_run(experiment: str, tags: dict[str, str]):
             mlflow.set_experiment(experiment)
     # SIGTERM is held while the run opens: arriving between the run's creation and the try
     # below, it would leave the run RUNNING. Released inside the try, a held one is raised there.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    hold_termination()
     try:
         run = mlflow.start_run(tags=tags | process_tags())
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        release_termination()
         raise
     try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        release_termination()
         yield run.info.run_id
     except KeyboardInterrupt as stop:
         # Stopped by the user or SIGTERM: KILLED, where MLflow's own context would say FAILED.
-        try:
-            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
-            stop.killed_run = run.info.run_id
-        except Exception:  # stopped mid-write, the store's session may refuse: shown as DIED
-            pass
+        stop.killed_run = _mark_killed(run.info.run_id)
         raise
     except BaseException:
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _mark_killed(run_id: str) -> str | None:
+    """End the open run as KILLED; ``run_id`` when the store took it, else None (`stance runs`
+    then shows the run as DIED once its process is gone)."""
+    killed = RunStatus.to_string(RunStatus.KILLED)
+    try:
+        mlflow.end_run(killed)
+        return run_id
+    except Exception:
+        # Stopped in the middle of a write, the open run's session may refuse (a suite run saw
+        # it once); a client call opens a session of its own.
+        pass
+    try:
+        mlflow.MlflowClient().set_terminated(run_id, killed)
+    except Exception:  # the store itself is gone
+        return None
+    with contextlib.suppress(Exception):  # and this process no longer counts the run as open
+        mlflow.end_run(killed)
+    return run_id
 
 
 def process_tags() -> dict[str, str]:

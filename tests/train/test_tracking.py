@@ -184,3 +184,57 @@ def test_a_dataset_lost_to_a_concurrent_insert_is_logged_on_retry(sentences, mon
         pytest.raises(MlflowException, match="permission denied"),
     ):
         tracking._log_input(dataset, "train")
+
+
+def test_a_run_stopped_while_its_store_refuses_the_first_end_is_still_marked_killed(
+    tracking, monkeypatch
+):
+    # A SIGTERM in the middle of a write can leave the open run's session refusing end_run;
+    # the suite saw the run then shown without KILLED.
+    import mlflow
+
+    from train import tracking as module
+
+    real_end_run = mlflow.end_run
+    refused = []
+
+    def end_run_refusing_once(*args, **kwargs):
+        if not refused:
+            refused.append(1)
+            raise RuntimeError("This Session's transaction has been rolled back")
+        return real_end_run(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "end_run", end_run_refusing_once)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        with module.start_run("stopped", {}) as run_id:
+            raise KeyboardInterrupt
+    assert refused and stopped.value.killed_run == run_id
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
+    assert mlflow.active_run() is None
+
+
+def test_a_sigterm_while_the_run_opens_ends_it_killed_whichever_thread_took_the_signal(
+    tracking, monkeypatch
+):
+    # The suite once saw `stopped by SIGTERM` with the run left RUNNING: the signal was masked in
+    # the main thread only, and another thread took it while MLflow created the run.
+    import mlflow
+
+    from train import errors
+    from train import tracking as module
+
+    real_start_run = mlflow.start_run
+
+    def start_run_then_sigterm(*args, **kwargs):
+        run = real_start_run(*args, **kwargs)
+        errors.terminate(15, None)  # the handler, as Python runs it for any thread's signal
+        return run
+
+    monkeypatch.setattr(mlflow, "start_run", start_run_then_sigterm)
+    with pytest.raises(errors.Terminated) as stopped:
+        with module.start_run("stopped", {}):
+            pytest.fail("the held SIGTERM should be raised before the run's body")
+    run_id = stopped.value.killed_run
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
+    with pytest.raises(errors.Terminated):  # held no longer
+        errors.terminate(15, None)
