@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from features import onnx_encoder
 from features.embeddings import DIMENSION, RUNTIMES, _encoder
 
 
@@ -76,12 +77,7 @@ def earlier_graph(encoder, path: Path, texts: list[str]) -> np.ndarray:
         )
     out = np.empty((len(texts), 2 * DIMENSION), dtype=np.float32)
     for rows, ids, mask in encoder._padded_batches(texts, 64):
-        mean, cls = _EARLIER[path].run(
-            None, {"input_ids": ids, "attention_mask": mask.astype(np.int64)}
-        )
-        both = np.stack([mean, cls], axis=1)
-        both /= np.maximum(np.linalg.norm(both, axis=2, keepdims=True), 1e-12)
-        out[rows] = both.reshape(len(rows), -1)
+        out[rows] = onnx_encoder.run(_EARLIER[path], ids, mask)
     return out
 
 

@@ -28,7 +28,7 @@ from features.base import (
     unique_inverse,
 )
 from features.state import Int
-from features.steps import EMBEDDINGS_EXTRA_MODULES
+from features.steps import missing_embeddings_modules
 from features.text import spell_out_hashtags
 
 INSTALL_HINT = f"Install the extras with: {INSTALL_EXTRAS}"
@@ -58,7 +58,7 @@ _LOCK = threading.Lock()
 
 def missing_extra() -> str | None:
     """``None`` when the extra is installed, else a message naming what is missing and the fix."""
-    missing = [name for name in EMBEDDINGS_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    missing = missing_embeddings_modules()
     if not missing:
         return None
     return (

@@ -257,7 +257,12 @@ def session(encoder, precision: str):
 def forward(encoder, ids: np.ndarray, mask: np.ndarray, precision: str) -> np.ndarray:
     """Mean-pooled and [CLS] states, each of unit length, side by side: what
     ``MiniLMEncoder._forward`` returns, computed by onnxruntime."""
-    mean, cls = session(encoder, precision).run(
+    return run(session(encoder, precision), ids, mask)
+
+
+def run(graph_session, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """:func:`forward` on a given session of a graph with this module's inputs and outputs."""
+    mean, cls = graph_session.run(
         None, {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
     )
     both = np.stack([mean, cls], axis=1)

@@ -5,6 +5,8 @@ is imported (a typo is reported in milliseconds); ``features.pipeline.FEATURE_ST
 same names to their classes, and steps registered with ``register_step`` join it there.
 """
 
+import importlib.util
+
 BUILTIN_STEPS = (
     "word",
     "char",
@@ -28,3 +30,8 @@ EMBEDDINGS_EXTRA_MODULES = (
     "onnx",
     "onnxruntime",
 )
+
+
+def missing_embeddings_modules() -> list[str]:
+    """The packages of the `embeddings` extra that are not installed (none: it is)."""
+    return [name for name in EMBEDDINGS_EXTRA_MODULES if importlib.util.find_spec(name) is None]

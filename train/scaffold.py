@@ -8,7 +8,6 @@ Standard library and :mod:`train.tables` only, so it answers before scikit-learn
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import tomllib
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import tomli_w
 
-from features.steps import EMBEDDINGS_EXTRA_MODULES
+from features.steps import missing_embeddings_modules
 from train import tables
 from train.config import Config
 from train.errors import ConfigError, DataError
@@ -171,7 +170,7 @@ def draft(
     }
     if not body["data"]["columns"]:
         del body["data"]["columns"]
-    encoder = all(importlib.util.find_spec(name) for name in EMBEDDINGS_EXTRA_MODULES)
+    encoder = not missing_embeddings_modules()
     if not encoder:
         notes.append(
             "the embeddings extra is not installed, so the model has no sentence vectors; with "

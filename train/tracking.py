@@ -111,8 +111,8 @@ def _mark_killed(run_id: str) -> str | None:
         mlflow.end_run(killed)
         return run_id
     except Exception:
-        # Stopped in the middle of a write, the open run's session may refuse (a suite run saw
-        # it once); a client call opens a session of its own.
+        # Stopped in the middle of a write, the open run's session may refuse; a client call
+        # opens a session of its own.
         pass
     try:
         mlflow.MlflowClient().set_terminated(run_id, killed)

@@ -65,8 +65,7 @@ def test_without_the_embeddings_extra_the_model_has_no_vectors_and_says_how_to_a
 ):
     from train import scaffold
 
-    absent = (*scaffold.EMBEDDINGS_EXTRA_MODULES, "a_module_that_is_not_installed")
-    monkeypatch.setattr(scaffold, "EMBEDDINGS_EXTRA_MODULES", absent)
+    monkeypatch.setattr(scaffold, "missing_embeddings_modules", lambda: ["onnxruntime"])
     _claims(12).to_csv(tmp_path / "claims.csv", index=False)
     code, out, err = run_cli(
         "new", tmp_path / "claims.toml", "--data", tmp_path / "claims.csv", "--data-dir", tmp_path
