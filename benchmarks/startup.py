@@ -27,12 +27,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _accurate_cases(scratch: Path, model: Path, rows: Path) -> dict[str, list[str]]:
-    """A model with a sentence encoder: what one row costs (start-up, model and graph load), and a
-    file of ``rows`` with one and two jobs."""
+    """A model with a sentence encoder: what one row costs (start-up, model and graph load), from
+    its folder and from the run the scratch store logged it in, and a file of ``rows`` with one
+    and two jobs."""
     (scratch / "one.csv").write_text("text,target\nThe strikes were lawful.,Iran\n")
+    run_uri = _logged(model, scratch)
     return {
         "predict one row, accurate model": [
             "predict", str(model), str(scratch / "one.csv"), "-o", str(scratch / "a1.csv"),
+        ],
+        "predict one row, accurate model from runs:/": [
+            "predict", run_uri, str(scratch / "one.csv"), "-o", str(scratch / "a1.csv"),
         ],
         **{
             f"predict {rows.name}, accurate model, --jobs {jobs}": [
@@ -42,6 +47,22 @@ def _accurate_cases(scratch: Path, model: Path, rows: Path) -> dict[str, list[st
             for jobs in (1, 2)
         },
     }  # fmt: skip
+
+
+def _logged(model: Path, scratch: Path) -> str:
+    """Log the model folder in the scratch store (as ``stance train`` would) by this tree's code;
+    returns its ``runs:/`` URI, which both trees then read."""
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / 'mlflow.db'}"
+    sys.path.insert(0, str(REPO))
+    import pandas as pd  # noqa: PLC0415 (the mistakes' timings need none of these loaded)
+
+    from train import tracking  # noqa: PLC0415
+    from train.models import StanceModel  # noqa: PLC0415
+
+    loaded = StanceModel.load(model)
+    with tracking.start_run("startup-benchmark", {}) as run_id:
+        tracking.log_model(loaded, pd.DataFrame({"text": ["A reply."], "target": ["Iran"]}))
+    return f"runs:/{run_id}/model"
 
 
 def _cases(scratch: Path, model: Path) -> dict[str, list[str]]:
@@ -88,20 +109,23 @@ FLOOR = {
 }
 
 
-def _seconds(tree: Path, args: list[str], scratch: Path) -> float:
+def _seconds(tree: Path, args: list[str], scratch: Path, must_succeed: bool) -> float:
     env = {
         **os.environ,
         "PYTHONPATH": str(tree),
         "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}",
     }
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "train.cli", *args],
         cwd=scratch,
         env=env,
         capture_output=True,
     )
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if must_succeed and done.returncode != 0:
+        sys.exit(f"{tree}: stance {' '.join(args)} failed:\n{done.stderr.decode()[-2000:]}")
+    return seconds
 
 
 def _floor(repeats: int) -> None:
@@ -146,15 +170,17 @@ def main() -> None:
         model = args.model or scratch / "no-model-needed"
         rows = []
         cases = _cases(scratch, model)
+        accurate = {}
         if args.accurate_model:
-            cases |= _accurate_cases(scratch, args.accurate_model, args.accurate_rows)
+            accurate = _accurate_cases(scratch, args.accurate_model, args.accurate_rows)
+            cases |= accurate
         for name, argv in cases.items():
             times = {"old": [], "new": []}
             for _ in range(args.repeats):
                 for which, tree in (("old", args.old_checkout.resolve()), ("new", REPO)):
                     for output in scratch.glob("a*.csv"):  # predict refuses to overwrite
                         output.unlink()
-                    times[which].append(_seconds(tree, argv, scratch))
+                    times[which].append(_seconds(tree, argv, scratch, name in accurate))
             old, new = statistics.median(times["old"]), statistics.median(times["new"])
             rows.append((name, old, new))
             print(f"{name}: {old:.2f} s -> {new:.2f} s", flush=True)

@@ -11,12 +11,14 @@ Every command that reads a model comes here (predict, evaluate, select, cascade,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from features.embeddings import missing_extra
 from features.pipeline import extras_needed
-from train import modelfile
+from train import localstore, modelfile, schema
 from train.errors import ModelError
 from train.models import Cascade, StanceModel
 
@@ -45,14 +47,11 @@ def is_store_uri(uri: str) -> bool:
 def open_model(uri: str) -> LoadedModel:
     """The stance model a folder, ``runs:/`` or ``models:/`` URI names, built and checked."""
     if is_store_uri(uri):
-        # Imported here: it imports MLflow (seconds), which a model folder never needs.
-        from train import store
-
-        with store.fetched_model(uri) as fetched:
+        with _fetched(uri) as fetched:
             if fetched.expected_sha256 is None:
                 raise ModelError(
                     f"{uri}: its run recorded no fingerprint of its model "
-                    f"({store.MODEL_SHA256_TAG}), so a model rewritten in the store could not "
+                    f"({schema.MODEL_FILE_SHA256}), so a model rewritten in the store could not "
                     "be told apart; it is not loaded. Retrain it with `stance reproduce RUN`."
                 )
             model = read(fetched.path, fetched.expected_sha256, uri)
@@ -71,6 +70,21 @@ def open_model(uri: str) -> LoadedModel:
     if needing and (problem := missing_extra()):
         raise ModelError(f"{uri} uses the {next(iter(needing))} feature step: {problem}")
     return loaded
+
+
+@contextmanager
+def _fetched(uri: str) -> Iterator[localstore.FetchedModel]:
+    """The model a store URI names, in a scratch folder: read from a local SQLite store without
+    MLflow where it can be (see :mod:`train.localstore`), else fetched through MLflow."""
+    with localstore.fetched_model(uri) as fetched:
+        if fetched is not None:
+            yield fetched
+            return
+    # Imported here: it imports MLflow (seconds), which a model folder never needs.
+    from train import store
+
+    with store.fetched_model(uri) as fetched:
+        yield fetched
 
 
 def read(path: str | Path, expected_sha256: str | None = None, source: str | None = None):

@@ -16,7 +16,6 @@ import socket
 import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -29,21 +28,16 @@ from mlflow.exceptions import MlflowException
 
 from train import modelfile, schema
 from train.errors import ModelError, StanceError, TrackingError
+from train.localstore import (
+    MODEL_FILE_IN_LOGGED_MODEL,
+    RUN_ID_PREFIX,
+    FetchedModel,
+    sqlite_file,
+    store_uri,
+)
 from train.scratch import pid_namespace, scratch_folder
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-
-
-# A run may be named by the start of its id, as git names commits: hex, four characters at least.
-RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,31}")
-
-
 AMBIGUOUS_SHOWN = 5
-
-
-def store_uri() -> str:
-    """The tracking store every command logs to: ``MLFLOW_TRACKING_URI``, else ./mlflow.db."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def configure() -> str:
@@ -80,13 +74,6 @@ _STORES_OPENED: set[str] = (
 
 # How long a command waits for another process that is creating or migrating the same SQLite store.
 STORE_SETUP_WAIT_S = 300
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (relative to the working directory), else None."""
-    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
-        return None
-    return Path(uri.removeprefix("sqlite:///").partition("?")[0])
 
 
 def _check_writable(database: Path, uri: str) -> None:
@@ -274,18 +261,6 @@ def process_gone(tags: dict) -> bool:
 # The sha256 of a run's model manifest (its fingerprint), recorded when the model is logged and
 # checked whenever it is fetched.
 MODEL_SHA256_TAG = schema.MODEL_FILE_SHA256
-
-
-# Where a stance model keeps its folder inside a logged MLflow model (ARTIFACT_KEY's artifact).
-MODEL_FILE_IN_LOGGED_MODEL = "artifacts/model"
-
-
-@dataclass(frozen=True)
-class FetchedModel:
-    # the model folder, or for a URI that names something else, what it names; removed afterwards
-    path: Path
-    run_id: str | None  # the run that logged it
-    expected_sha256: str | None  # None: the run recorded no fingerprint
 
 
 @contextmanager
