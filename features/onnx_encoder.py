@@ -4,17 +4,18 @@ The graph is written here, layer by layer, from the same safetensors weights tha
 :class:`features.embeddings.MiniLMEncoder` reads (no PyTorch, no export tool, nothing
 downloaded), then saved under ``$STANCE_CACHE_DIR`` (default ``~/.cache/stance``) named by the
 sha256 of the weights and of this recipe; a cached file whose own sha256 no longer matches is
-rebuilt. ``int8`` applies onnxruntime's dynamic quantization to the matrix products (weights
-int8 per output channel, activations quantized on the fly), which is where the time goes.
-GELU is onnxruntime's FastGelu kernel, in the tanh form the numpy reference computes.
+rebuilt. ``int8`` computes the dense layers' products, where the time goes, in integers:
+weights per output column, activations per token on the fly. Scaling each token on its own
+(not the whole batch, as onnxruntime's dynamic quantization does) and pooling in numpy make a
+text's vector independent of the texts batched with it; 7-bit weights make the integer sums
+exact on every CPU (see ``build_graph``). GELU is onnxruntime's FastGelu kernel, in the tanh
+form the numpy reference computes.
 The numpy encoder stays the reference: tests compare the two on fixed sentences.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
 import os
 import threading
 from pathlib import Path
@@ -25,7 +26,7 @@ from threadpoolctl import threadpool_info
 from features.cache import cache_folder, file_sha256
 
 # Bumped whenever the graph below changes, so that an old cached file is not reused.
-RECIPE = "minilm-l6 graph v2"
+RECIPE = "minilm-l6 graph v3"
 PRECISIONS = ("fp32", "int8")
 # onnxruntime's own operators (FastGelu), outside the ONNX standard.
 CONTRIB = "com.microsoft"
@@ -33,13 +34,16 @@ CONTRIB = "com.microsoft"
 # kernel took 20 % of int8's time on one thread (AMD EPYC, onnxruntime 1.32) against under 3 %
 # for the two nodes it replaces (onnxruntime's profiler; benchmarks/RESULTS.md, the encoder).
 _SLOWER_FUSIONS = ["SkipLayerNormFusion"]
+# int8 weight levels each side of zero: 7 bits (see build_graph's dense layers).
+WEIGHT_LEVELS = 63
 _SESSIONS: dict[tuple[str, int], object] = {}
 _LOCK = threading.Lock()
 
 
-def build_graph(encoder):
+def build_graph(encoder, precision: str = "fp32"):
     """The ONNX model of ``encoder``'s forward pass: ids and mask in, mean-pooled and [CLS]
-    token states out (before unit length, which the caller applies)."""
+    token states out (before unit length, which the caller applies); at ``int8``, the dense
+    layers' products in integers."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, weights = [], []
@@ -69,12 +73,46 @@ def build_graph(encoder):
         )
 
     def dense(x: str, matrix_bias) -> str:
-        return node("Add", [node("MatMul", [x, weight(matrix_bias[0])]), weight(matrix_bias[1])])
+        """``x @ matrix + bias`` on tokens as rows (a 2-D tensor)."""
+        return node("Add", [product(x, matrix_bias[0]), weight(matrix_bias[1])])
+
+    def product(x: str, matrix) -> str:
+        if precision == "fp32":
+            return node("MatMul", [x, weight(matrix)])
+        # int8: each token's activations scaled by their own largest magnitude into 1..255
+        # around 128, so that a token's result depends on no other token or text in the batch;
+        # weights per output column in -63..63, so that no pair of products can saturate the
+        # 16-bit sums of the AVX2 kernels: the integer products are exact on every CPU.
+        largest = node("ReduceMax", [node("Abs", [x])], axes=[1], keepdims=1)
+        token_scale = node("Div", [node("Max", [largest, constant(1e-30)]), constant(127.0)])
+        per_token = node("Reshape", [token_scale, constant([-1], np.int64)])
+        centre = node(
+            "Cast",
+            [node("Add", [node("Mul", [per_token, constant(0.0)]), constant(128.0)])],
+            to=TensorProto.UINT8,
+        )
+        quantized = node("QuantizeLinear", [x, per_token, centre], axis=0)
+        column_scale = np.maximum(np.abs(matrix).max(axis=0), 1e-30) / WEIGHT_LEVELS
+        levels = np.round(matrix / column_scale).astype(np.int8)
+        # One kernel: the integer products, each row and column scaled back. The bias is added
+        # apart: given to the kernel with per-row scales, it came out wrong (onnxruntime 1.32).
+        return node(
+            "MatMulIntegerToFloat",
+            [
+                quantized,
+                constant(levels, np.int8),
+                token_scale,
+                constant(column_scale),
+                constant(128, np.uint8),
+            ],
+            domain=CONTRIB,
+        )
 
     e = encoder.embeddings
     dimension, heads = e["word"].shape[1], encoder.heads
     ids, mask = "input_ids", "attention_mask"
-    width = node("Gather", [node("Shape", [ids]), constant(1, np.int64)], axis=0)
+    batch_and_width = node("Shape", [ids])
+    width = node("Gather", [batch_and_width, constant(1, np.int64)], axis=0)
     positions = node("Range", [constant(0, np.int64), width, constant(1, np.int64)])
     hidden = node(
         "Add",
@@ -89,7 +127,10 @@ def build_graph(encoder):
             weight(e["type"]),
         ],
     )
-    hidden = layer_norm(hidden, e["norm"])
+    # Tokens as rows, (batch * width, dimension), through the layers: the int8 products scale
+    # each row on its own. Attention reshapes to (batch, head, width, head size) and back.
+    tokens_as_rows = constant([-1, dimension], np.int64)
+    hidden = layer_norm(node("Reshape", [hidden, tokens_as_rows]), e["norm"])
     # (batch, 1, 1, width): 0 for tokens, -10000 for padding, added to every head's scores.
     floats = node("Cast", [mask], to=TensorProto.FLOAT)
     key_bias = node(
@@ -100,8 +141,7 @@ def build_graph(encoder):
         ],
     )
     head = dimension // heads
-    split_heads = constant([0, 0, heads, head], np.int64)
-    merge_heads = constant([0, 0, dimension], np.int64)
+    split_heads = node("Concat", [batch_and_width, constant([heads, head], np.int64)], axis=0)
     scale = constant(1.0 / np.sqrt(head))
     for layer in encoder.layers:
         qkv = dense(hidden, layer["qkv"])
@@ -123,21 +163,24 @@ def build_graph(encoder):
             ],
         )
         context = node("MatMul", [node("Softmax", [scores], axis=-1), v])
-        context = node("Reshape", [node("Transpose", [context], perm=[0, 2, 1, 3]), merge_heads])
+        context = node("Reshape", [node("Transpose", [context], perm=[0, 2, 1, 3]), tokens_as_rows])
         hidden = layer_norm(
             node("Add", [hidden, dense(context, layer["attn_out"])]), layer["attn_norm"]
         )
         # GELU in its tanh form, as the numpy reference computes it, in one contrib kernel:
         # the erf form spelled in five standard nodes was 13 % of int8's time.
-        gelu = node("FastGelu", [dense(hidden, layer["up"])], domain=CONTRIB)
+        up, up_bias = layer["up"]
+        gelu = node("FastGelu", [product(hidden, up), weight(up_bias)], domain=CONTRIB)
         hidden = layer_norm(node("Add", [hidden, dense(gelu, layer["down"])]), layer["out_norm"])
-    weights_by_token = node("Unsqueeze", [floats, constant([2], np.int64)])
-    summed = node(
-        "ReduceSum", [node("Mul", [hidden, weights_by_token]), constant([1], np.int64)], keepdims=0
+    # Pooled by the caller (run): onnxruntime's ReduceSum adds a text's tokens in an order that
+    # depends on the batch's shape, so the same text came out 1 ulp apart in two batches.
+    nodes.append(
+        helper.make_node(
+            "Reshape",
+            [hidden, node("Concat", [batch_and_width, constant([dimension], np.int64)], axis=0)],
+            ["hidden"],
+        )
     )
-    count = node("ReduceSum", [floats, constant([1], np.int64)], keepdims=1)
-    nodes.append(helper.make_node("Div", [summed, count], ["mean"]))
-    nodes.append(helper.make_node("Gather", [hidden, constant(0, np.int64)], ["cls"], axis=1))
     graph = helper.make_graph(
         nodes,
         "all-MiniLM-L6-v2",
@@ -145,10 +188,7 @@ def build_graph(encoder):
             helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "width"]),
             helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "width"]),
         ],
-        [
-            helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["batch", dimension]),
-            helper.make_tensor_value_info("cls", TensorProto.FLOAT, ["batch", dimension]),
-        ],
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "width", dimension])],
         weights,
     )
     return helper.make_model(
@@ -157,7 +197,7 @@ def build_graph(encoder):
 
 
 def model_file(encoder, precision: str) -> Path:
-    """The cached ONNX file for ``precision``, built (a few seconds; int8 about 20) when absent
+    """The cached ONNX file for ``precision``, built (about two seconds) when absent
     or when its recorded sha256 does not match."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, found {precision!r}.")
@@ -177,50 +217,10 @@ def model_file(encoder, precision: str) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f"{path.stem}.{os.getpid()}.tmp.onnx"
-    onnx.save(build_graph(encoder), str(temporary))
-    if precision == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantized = folder / f"{path.stem}.{os.getpid()}.tmp8.onnx"
-        with _without_quantization_advice():
-            quantize_dynamic(
-                str(temporary),
-                str(quantized),
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["MatMul"],
-                # Shape inference cannot see through FastGelu; its output is float32.
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
-        os.replace(quantized, temporary)
+    onnx.save(build_graph(encoder, precision), str(temporary))
     check.write_text(file_sha256(temporary))
     os.replace(temporary, path)
     return path
-
-
-class _QuantizationAdvice(logging.Filter):
-    """onnxruntime's advice to pre-process a graph before quantizing it: meant for its own
-    users, it tells a `stance` user nothing they can act on (the graph is built here)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _without_quantization_advice():
-    """onnxruntime logs the advice on the root logger; drop it there, and keep logging's
-    basicConfig from installing a stderr handler as a side effect of that one call."""
-    root, advice, placeholder = logging.getLogger(), _QuantizationAdvice(), logging.NullHandler()
-    added = not root.handlers
-    if added:
-        root.addHandler(placeholder)
-    root.addFilter(advice)
-    try:
-        yield
-    finally:
-        root.removeFilter(advice)
-        if added:
-            root.removeHandler(placeholder)
 
 
 def _blas_threads() -> int:
@@ -261,10 +261,18 @@ def forward(encoder, ids: np.ndarray, mask: np.ndarray, precision: str) -> np.nd
 
 
 def run(graph_session, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """:func:`forward` on a given session of a graph with this module's inputs and outputs."""
-    mean, cls = graph_session.run(
-        None, {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
-    )
+    """:func:`forward` on a given session of a graph with this module's inputs: one of this
+    recipe (token states out), or of recipe v2 and before (pooled states out), which
+    benchmarks/encoder_speed.py ``--before`` times."""
+    feeds = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+    if [output.name for output in graph_session.get_outputs()] == ["hidden"]:
+        (hidden,) = graph_session.run(None, feeds)
+        # numpy adds along the width one token after another, whatever the batch's shape, and
+        # a padded token adds an exact zero: a text's vector does not depend on its batch.
+        weights = mask.astype(np.float32)[..., None]
+        mean, cls = (hidden * weights).sum(axis=1) / weights.sum(axis=1), hidden[:, 0]
+    else:
+        mean, cls = graph_session.run(None, feeds)
     both = np.stack([mean, cls], axis=1)
     both /= np.maximum(np.linalg.norm(both, axis=2, keepdims=True), 1e-12)
     return both.reshape(len(ids), -1)

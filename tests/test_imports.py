@@ -171,11 +171,6 @@ def test_imports_inside_functions_are_only_the_listed_ones():
     for path in _modules().values():
         if imports := function_level_imports(path.read_text(encoding="utf-8")):
             found[path.relative_to(REPO).as_posix()] = imports
-    # quantization is imported from onnxruntime; the list names the package
-    found = {
-        name: {module.removesuffix(".quantization") for module in modules}
-        for name, modules in found.items()
-    }
     allowed = {name: modules for name, (modules, _reason) in ALLOWED_FUNCTION_IMPORTS.items()}
     new = {name: sorted(modules - allowed.get(name, set())) for name, modules in found.items()}
     gone = {name: sorted(modules - found.get(name, set())) for name, modules in allowed.items()}

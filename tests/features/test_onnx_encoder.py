@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,8 +46,8 @@ def test_int8_stays_close_to_the_reference(reference):
     found = _encoder(128)._encode_both(SENTENCES, runtime="onnx-int8")
     values = cosines(found, reference)
     assert values.mean() >= 0.99
-    # The two-piece "ok" is the worst case: with so few tokens, rounding in every layer shows.
-    assert values.min() >= 0.95
+    # The two-piece "ok" is the worst case (0.979): with so few tokens, rounding shows.
+    assert values.min() >= 0.97
 
 
 def test_the_step_takes_a_runtime_and_refuses_an_unknown_one(sentences):
@@ -84,32 +83,36 @@ def test_an_unknown_precision_is_refused():
         onnx_encoder.model_file(_encoder(128), "int4")
 
 
-def test_vectors_do_not_depend_on_the_rows_batched_with_them():
-    one = _encoder(128)._encode_both(SENTENCES[:1], runtime="onnx")
-    many = _encoder(128)._encode_both(SENTENCES, runtime="onnx")
-    assert cosines(one, many[:1]).min() > 0.99999
+@pytest.mark.parametrize("runtime", ["onnx", "onnx-int8"])
+def test_a_text_s_vector_does_not_depend_on_the_texts_batched_with_it(runtime):
+    # Before, int8 scaled a whole batch by its largest activation and onnxruntime pooled in an
+    # order set by the batch's shape: a sentence's vector moved with the rest of its file.
+    encoder = _encoder(128)
+    alone = np.vstack([encoder._encode_both([text], runtime=runtime) for text in SENTENCES])
+    for size in (2, 3, 7):
+        for start in range(0, len(SENTENCES), size):
+            texts = (SENTENCES[start:] + SENTENCES[:start])[:size]
+            found = encoder._encode_both(texts, batch_size=size, runtime=runtime)
+            expected = np.vstack([alone[SENTENCES.index(text)] for text in texts])
+            np.testing.assert_array_equal(found, expected, err_msg=f"{runtime}, {texts}")
     frame = pd.DataFrame({"text": SENTENCES, "target": ["tram"] * len(SENTENCES)})
-    assert SentenceEmbeddings(runtime="onnx").fit(frame).transform(frame).shape == (7, 384)
+    assert SentenceEmbeddings(runtime=runtime).fit(frame).transform(frame).shape == (7, 384)
 
 
-def test_onnxruntime_s_quantization_advice_is_not_shown_and_other_warnings_are():
-    # Before: every first use of an int8 model printed "Please consider to run pre-processing
-    # before quantization", which a stance user can do nothing about.
-    import subprocess
-    import sys
+def test_int8_weights_leave_the_16_bit_sums_of_avx2_kernels_unsaturated(tmp_path, monkeypatch):
+    # A kernel without VNNI adds pairs of uint8 x int8 products in 16 bits, saturating above
+    # 32,767; with weights within 63, two products reach 2 * 255 * 63 = 32,130 at most, so the
+    # integer products are exact, as VNNI's are.
+    import onnx
+    from onnx import numpy_helper
 
-    probe = (
-        "import logging\n"
-        "from features.onnx_encoder import _without_quantization_advice\n"
-        "with _without_quantization_advice():\n"
-        "    logging.warning('Please consider to run pre-processing before quantization.')\n"
-        "logging.warning('a warning of the user\\'s own')\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert "pre-processing" not in done.stderr and "a warning of the user's own" in done.stderr
+    monkeypatch.setenv("STANCE_CACHE_DIR", str(tmp_path))
+    graph = onnx.load(str(onnx_encoder.model_file(_encoder(128), "int8"))).graph
+    levels = [
+        numpy_helper.to_array(tensor)
+        for tensor in graph.initializer
+        if tensor.data_type == onnx.TensorProto.INT8
+    ]
+    assert len(levels) == 4 * len(_encoder(128).layers)
+    assert max(int(np.abs(level.astype(np.int32)).max()) for level in levels) == 63
+    assert {node.op_type for node in graph.node} >= {"QuantizeLinear", "MatMulIntegerToFloat"}
