@@ -20,7 +20,7 @@ How a run proceeds:
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,6 +62,10 @@ from train.tables import (
 )
 
 REJECT_COLUMNS = ["line", "id", "reason", "text"]
+
+# Rows per chunk for a model run on threads (a sentence encoder's): about a second of one core's
+# work, so that every thread has chunks to take from the first seconds on.
+THREADED_CHUNK_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -566,27 +571,40 @@ def _run_chunk(task) -> dict:
 def _ordered(
     tasks: Iterator, jobs: int, model: StanceModel, threads: int | None = None
 ) -> Iterator[dict]:
-    """Run tasks on ``jobs`` processes, at most 2 per process in flight, yielding results in task
-    order; with one job, in this process, its BLAS and onnxruntime limited to ``threads`` where
-    given.
+    """Run tasks on ``jobs`` processes, or with ``threads`` on that many threads of this process
+    (each with one BLAS and onnxruntime thread), at most 2 per worker in flight, yielding results
+    in task order.
     """
     with workers.fewer_collections():
-        if jobs == 1:
+        if threads:
             with (
                 workers.sharing(model),
-                threadpool_limits(threads) if threads else contextlib.nullcontext(),
+                threadpool_limits(1),
+                ThreadPoolExecutor(threads, thread_name_prefix="stance-chunk") as pool,
             ):
+                yield from _in_order(pool, tasks, threads)
+            return
+        if jobs == 1:
+            with workers.sharing(model):
                 for task in tasks:
                     yield _run_chunk(task)
             return
         with workers.pool(jobs, model) as pool:
-            pending = deque()
-            for task in tasks:
-                pending.append(pool.submit(_run_chunk, task))
-                if len(pending) >= 2 * jobs:
-                    yield pending.popleft().result()
-            while pending:
+            yield from _in_order(pool, tasks, jobs)
+
+
+def _in_order(pool: Executor, tasks: Iterator, width: int) -> Iterator[dict]:
+    pending = deque()
+    try:
+        for task in tasks:
+            pending.append(pool.submit(_run_chunk, task))
+            if len(pending) >= 2 * width:
                 yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:  # a failed chunk or an interrupt: start no more
+            future.cancel()
 
 
 # --------------------------------------------------------------------------- output
@@ -708,6 +726,20 @@ def predict_file(
         bar.close()
         raise
     stance_model = loaded.model
+    jobs = options.jobs or os.cpu_count() or 1
+    threads = None
+    if isinstance(stance_model, StanceModel) and threaded_steps(stance_model.step_names()):
+        # A sentence encoder spends its time in onnxruntime's products, which leave the GIL:
+        # such a model runs its chunks on `jobs` threads of one process (one model in memory,
+        # not one per worker), each product on one core. Splitting each product over the cores
+        # instead gained 1.37x from two, chunks on threads 1.49x (4,000 ArgQ rows, whole
+        # command; benchmarks/RESULTS.md, Start-up), in chunks small enough to keep every thread
+        # busy. A text's vector does not depend on the texts encoded with it, so neither the
+        # chunks nor which thread meets a repeated text first change a digit of the output.
+        jobs, threads = 1, jobs
+        options = dataclasses.replace(
+            options, chunk_size=min(options.chunk_size, THREADED_CHUNK_ROWS)
+        )
     if options.explain:
         explanations.check_explainable(stance_model)
     to_stdout = output == "-"
@@ -748,16 +780,6 @@ def predict_file(
         items = itertools.chain(
             shares[: takeover["share"]], _lines_after(shares, takeover, options.chunk_size)
         )
-    jobs = options.jobs or os.cpu_count() or 1
-    threads = None
-    if isinstance(stance_model, StanceModel) and threaded_steps(stance_model.step_names()):
-        # A sentence encoder spends its time in matrix products that run on several threads of
-        # one process: worker processes would each load it and run the products on one thread
-        # each (ArgQ's accurate model, 4,000 rows, --jobs 2: 18.4 s in two workers, 10.9 s in
-        # one process on two threads; benchmarks/RESULTS.md, Start-up). Such a model runs here
-        # on `jobs` threads, so that --jobs counts cores for every model. Measured on two cores
-        # only: the rest of the work (reading, tokens, n-grams) is serial on this route.
-        jobs, threads = 1, jobs
     summary = PredictSummary()
     unseen = Counter()  # rows per target a per-target model has no weights for
     bar.total = chunks.extent

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -1035,10 +1036,19 @@ def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_proces
     rows = load_dataset(config.data, REPO / "data").rows.iloc[:60]
     model = fit_stance_model(config, rows, runtime_versions()).save(tmp_path / "model")
     source = tmp_path / "in.csv"
-    rows[["text", "target"]].to_csv(source, index=False)
+    # Each text twice, in other chunks and among other texts: whichever thread meets it first
+    # encodes it for both rows.
+    pd.concat([rows, rows.iloc[::-1]])[["text", "target"]].to_csv(source, index=False)
 
     def no_pool(*args, **kwargs):
         raise AssertionError("a worker pool was started for a model with a sentence encoder")
+
+    threads_asked = []
+
+    class CountedThreads(ThreadPoolExecutor):
+        def __init__(self, max_workers, **kwargs):
+            threads_asked.append(max_workers)
+            super().__init__(max_workers, **kwargs)
 
     def predict(jobs: str) -> bytes:
         memo.clear()  # so that each run encodes its texts instead of finding them encoded
@@ -1055,10 +1065,11 @@ def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_proces
     memo = {}
     monkeypatch.setattr(embeddings, "_MEMO", memo)
     monkeypatch.setattr(onnx_encoder, "_SESSIONS", {})
+    monkeypatch.setattr(predict_module, "ThreadPoolExecutor", CountedThreads)
+    monkeypatch.setattr(workers, "pool", no_pool)
     limits_before = threadpool_info()
     one = predict("1")
-    assert set(onnx_encoder._SESSIONS) == {("int8", 1)}  # the encoder ran on one thread
-    monkeypatch.setattr(workers, "pool", no_pool)
     assert predict("2") == one
-    assert set(onnx_encoder._SESSIONS) == {("int8", 1), ("int8", 2)}  # and here on two
+    assert threads_asked == [1, 2]  # chunks on one thread, then on two
+    assert set(onnx_encoder._SESSIONS) == {("int8", 1)}  # each product on one core
     assert threadpool_info() == limits_before  # the limit ends with the run
