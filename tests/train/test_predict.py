@@ -1050,11 +1050,11 @@ def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_proces
             threads_asked.append(max_workers)
             super().__init__(max_workers, **kwargs)
 
-    def predict(jobs: str) -> bytes:
+    def predict(jobs: str, chunk_size: str = "20") -> bytes:
         memo.clear()  # so that each run encodes its texts instead of finding them encoded
-        out = tmp_path / f"out-{jobs}.csv"
+        out = tmp_path / f"out-{jobs}-{chunk_size}.csv"
         args = ("predict", model, source, "-o", out)
-        code, _, err = run_cli(*args, "--jobs", jobs, "--chunk-size", "20")
+        code, _, err = run_cli(*args, "--jobs", jobs, "--chunk-size", chunk_size)
         assert code == 0, err
         return out.read_bytes()
 
@@ -1070,6 +1070,7 @@ def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_proces
     limits_before = threadpool_info()
     one = predict("1")
     assert predict("2") == one
-    assert threads_asked == [1, 2]  # chunks on one thread, then on two
+    assert predict("2", chunk_size="7") == one  # other chunks, other batches
+    assert threads_asked == [1, 2, 2]  # chunks on one thread, then on two
     assert set(onnx_encoder._SESSIONS) == {("int8", 1)}  # each product on one core
     assert threadpool_info() == limits_before  # the limit ends with the run
