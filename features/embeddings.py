@@ -270,17 +270,21 @@ def embed(
 ) -> np.ndarray:
     """Embeddings of ``texts`` (one row each), encoding each distinct text once per process."""
     uniques, index = unique_inverse(texts)
-    missing = [t for t in uniques if (max_length, runtime, t) not in _MEMO]
+    # Read once into a dict of this call's own: `stance predict` encodes chunks on several
+    # threads, and another thread may clear the memo between this call's lookups.
+    found = {t: _MEMO.get((max_length, runtime, t)) for t in uniques}
+    missing = [t for t, vector in found.items() if vector is None]
     if missing:
-        if len(_MEMO) + len(missing) > _MEMO_LIMIT:
-            _MEMO.clear()
         # Every pooling is kept, so models that pool differently share one encoding.
         vectors = _encoder(max_length)._encode_both(missing, runtime=runtime)
+        found.update(zip(missing, vectors))
+        if len(_MEMO) + len(missing) > _MEMO_LIMIT:
+            _MEMO.clear()
         _MEMO.update(((max_length, runtime, t), v) for t, v in zip(missing, vectors))
     width = DIMENSION * len(POOLINGS[pooling])
     if not len(uniques):
         return np.zeros((0, width), np.float32)
-    table = np.stack([_MEMO[(max_length, runtime, t)][:width] for t in uniques])
+    table = np.stack([found[t][:width] for t in uniques])
     return table[index]
 
 

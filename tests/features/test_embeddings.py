@@ -150,3 +150,21 @@ def test_embeddings_carry_stance_signal():
     )
     values = SentenceEmbeddings().fit(texts).transform(texts).toarray()
     assert values[0] @ values[2] > values[0] @ values[1]
+
+
+def test_a_memo_cleared_by_another_thread_mid_call_loses_no_vector(monkeypatch):
+    # `stance predict` encodes chunks on several threads; one of them may clear the memo (it is
+    # bounded) while another is between its lookups and its table.
+    monkeypatch.setattr(embeddings, "_MEMO", {})
+    texts = np.asarray(["The plan is sound.", "The plan will fail."], dtype=object)
+    expected = embeddings.embed(texts, runtime="onnx-int8")
+    embeddings._MEMO.clear()
+    embeddings.embed(texts[:1], runtime="onnx-int8")  # the first is remembered, the second not
+    encode = MiniLMEncoder._encode_both
+
+    def encode_while_another_thread_clears(self, *args, **kwargs):
+        embeddings._MEMO.clear()
+        return encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(MiniLMEncoder, "_encode_both", encode_while_another_thread_clears)
+    np.testing.assert_array_equal(embeddings.embed(texts, runtime="onnx-int8"), expected)
