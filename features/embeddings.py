@@ -399,6 +399,14 @@ class SentenceEmbeddings(RawTextInput, TransformerMixin, BaseEstimator):
     def reads_target(self) -> bool:
         return bool(self.target_product or self.target_cosine)
 
+    @staticmethod
+    def rows_independent(settings) -> bool:
+        """Whether a text's vector is the same whatever texts are encoded with it, for a step
+        with these config settings: on onnxruntime (each token scaled on its own, pooled in
+        order), not on numpy, whose sums group terms by the batch's padded width."""
+        runtime = settings.get("runtime", "numpy") if isinstance(settings, dict) else "numpy"
+        return runtime in ("onnx", "onnx-int8")
+
     def fit(self, X, y=None):
         check_parts(self)
         if not 8 <= int(self.max_length) <= 512:

@@ -41,9 +41,8 @@ _LOCK = threading.Lock()
 
 
 def build_graph(encoder, precision: str = "fp32"):
-    """The ONNX model of ``encoder``'s forward pass: ids and mask in, mean-pooled and [CLS]
-    token states out (before unit length, which the caller applies); at ``int8``, the dense
-    layers' products in integers."""
+    """The ONNX model of ``encoder``'s forward pass: ids and mask in, the last layer's token
+    states out (``run`` pools them); at ``int8``, the dense layers' products in integers."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, weights = [], []
@@ -231,10 +230,11 @@ def _blas_threads() -> int:
 def session(encoder, precision: str):
     """An onnxruntime session for ``encoder`` at ``precision``, one per process and setting.
 
-    It takes as many threads as BLAS may use here: all cores in ``stance train``, ``--jobs``
-    in ``stance predict`` (one process on that many threads), one in each worker of
-    ``stance cv --jobs`` and of a cascade's ``stance predict --jobs``, which limit BLAS to one
-    thread so that the workers do not compete for cores.
+    It takes as many threads as BLAS may use here: all cores in ``stance train``; one in
+    ``stance predict``, whose ``--jobs`` threads each encode a chunk of their own (one session
+    serves them all); one in each worker of ``stance cv --jobs`` and of a cascade's
+    ``stance predict --jobs``, which limit BLAS to one thread so that the workers do not
+    compete for cores.
     """
     import onnxruntime
 

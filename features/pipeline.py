@@ -71,6 +71,20 @@ def threaded_steps(steps) -> list[str]:
     return [name for name in steps if getattr(FEATURE_STEPS.get(name), "threaded", False) is True]
 
 
+def chunks_on_threads(features: dict) -> bool:
+    """Whether a model with these feature steps (name: settings, as its config lists them) may
+    transform several chunks at once on threads: each threaded step must say, from its
+    settings, that a row's output does not depend on the rows transformed with it
+    (``rows_independent``); a threaded step that does not say so counts as dependent."""
+    threaded = threaded_steps(features)
+    return bool(threaded) and all(
+        FEATURE_STEPS[name].rows_independent(features[name])
+        if callable(getattr(FEATURE_STEPS[name], "rows_independent", None))
+        else False
+        for name in threaded
+    )
+
+
 def extras_needed(steps) -> dict[str, str]:
     """The steps among ``steps`` (names) that need an optional extra, with the extra's name.
 

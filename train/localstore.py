@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from train import schema
 from train.scratch import scratch_folder
@@ -73,9 +73,11 @@ class _Found:
 
 def _local_folder(location: str) -> Path | None:
     """An artifact location on this machine's disk (a path or ``file://`` URI), else None."""
+    if "%" in location:  # MLflow unquotes some forms and not others: its rules apply
+        return None
     parsed = urlparse(location)
     if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(unquote(parsed.path))
+        return Path(parsed.path)
     if parsed.scheme == "" and location.startswith("/"):
         return Path(location)
     return None
@@ -83,7 +85,7 @@ def _local_folder(location: str) -> Path | None:
 
 def _find(uri: str) -> _Found | None:
     run_ref, _, path = uri.removeprefix("runs:/").partition("/")
-    if not uri.startswith("runs:/") or path.strip("/") != schema.MODEL:
+    if not uri.startswith("runs:/") or path not in (schema.MODEL, f"{schema.MODEL}/"):
         return None
     if not RUN_ID_PREFIX.fullmatch(run_ref) and not RUN_ID.fullmatch(run_ref):
         return None
@@ -150,6 +152,17 @@ def _plain_files(folder: Path) -> list[Path] | None:
     return entries
 
 
+def _copy_regular_file(source: Path, destination: Path) -> None:
+    """Copy ``source`` if it is still a regular file when opened (a link put in its place since
+    it was listed is refused, not followed)."""
+    descriptor = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with open(descriptor, "rb") as reading:
+        if not stat.S_ISREG(os.fstat(reading.fileno()).st_mode):
+            raise OSError(f"{source} is not a regular file")
+        with open(destination, "xb") as writing:
+            shutil.copyfileobj(reading, writing)
+
+
 @contextmanager
 def fetched_model(uri: str) -> Iterator[FetchedModel | None]:
     """The model ``runs:/RUN/model`` names, copied from a local SQLite store's artifact folder to
@@ -165,8 +178,8 @@ def fetched_model(uri: str) -> Iterator[FetchedModel | None]:
         copy.mkdir()
         try:
             for file in files:
-                shutil.copyfile(file, copy / file.name, follow_symlinks=False)
-        except OSError:  # removed or unreadable since it was listed: MLflow reports it
+                _copy_regular_file(file, copy / file.name)
+        except OSError:  # removed, replaced or unreadable since it was listed: MLflow reports it
             yield None
             return
         yield FetchedModel(copy, found.run_id, found.expected_sha256)

@@ -20,6 +20,7 @@ How a run proceeds:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -41,7 +42,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from features.pipeline import threaded_steps
+from features.onnx_encoder import RECIPE
+from features.pipeline import chunks_on_threads, threaded_steps
 from train import documents as docs
 from train import explain as explanations
 from train import progress, ranges, workers
@@ -569,14 +571,19 @@ def _run_chunk(task) -> dict:
 
 
 def _ordered(
-    tasks: Iterator, jobs: int, model: StanceModel, threads: int | None = None
+    tasks: Iterator,
+    jobs: int,
+    model: StanceModel,
+    threads: int | None = None,
+    chunks_at_once: bool = False,
 ) -> Iterator[dict]:
-    """Run tasks on ``jobs`` processes, or with ``threads`` on that many threads of this process
-    (each with one BLAS and onnxruntime thread), at most 2 per worker in flight, yielding results
-    in task order.
+    """Run tasks on ``jobs`` processes, yielding results in task order, at most 2 per worker in
+    flight. With ``threads``, in this process instead: ``chunks_at_once``, several chunks on that
+    many threads, each with one BLAS and onnxruntime thread; otherwise one chunk at a time, its
+    BLAS and onnxruntime on that many threads.
     """
     with workers.fewer_collections():
-        if threads:
+        if threads and chunks_at_once:
             with (
                 workers.sharing(model),
                 threadpool_limits(1),
@@ -585,7 +592,10 @@ def _ordered(
                 yield from _in_order(pool, tasks, threads)
             return
         if jobs == 1:
-            with workers.sharing(model):
+            with (
+                workers.sharing(model),
+                threadpool_limits(threads) if threads else contextlib.nullcontext(),
+            ):
                 for task in tasks:
                     yield _run_chunk(task)
             return
@@ -727,19 +737,22 @@ def predict_file(
         raise
     stance_model = loaded.model
     jobs = options.jobs or os.cpu_count() or 1
-    threads = None
+    threads, chunks_at_once = None, False
     if isinstance(stance_model, StanceModel) and threaded_steps(stance_model.step_names()):
-        # A sentence encoder spends its time in onnxruntime's products, which leave the GIL:
-        # such a model runs its chunks on `jobs` threads of one process (one model in memory,
-        # not one per worker), each product on one core. Splitting each product over the cores
-        # instead gained 1.37x from two, chunks on threads 1.49x (4,000 ArgQ rows, whole
-        # command; benchmarks/RESULTS.md, Start-up), in chunks small enough to keep every thread
-        # busy. A text's vector does not depend on the texts encoded with it, so neither the
-        # chunks nor which thread meets a repeated text first change a digit of the output.
+        # A sentence encoder spends its time in products that leave the GIL, so its model runs
+        # in one process on `jobs` threads (one model in memory, not one per worker). On
+        # onnxruntime a text's vector does not depend on the texts encoded with it, so chunks
+        # run at once, each product on one core, in chunks small enough to keep every thread
+        # busy: neither the chunks nor which thread meets a repeated text first changes a digit.
+        # (4,000 ArgQ rows, whole command: 1.49x from two cores, against 1.37x with each
+        # product split over them; benchmarks/RESULTS.md, Start-up.) On numpy, whose sums
+        # follow the batch's padded width, one chunk at a time, its products on `jobs` threads.
         jobs, threads = 1, jobs
-        options = dataclasses.replace(
-            options, chunk_size=min(options.chunk_size, THREADED_CHUNK_ROWS)
-        )
+        chunks_at_once = chunks_on_threads(stance_model.config.get("features", {}))
+        if chunks_at_once:
+            options = dataclasses.replace(
+                options, chunk_size=min(options.chunk_size, THREADED_CHUNK_ROWS)
+            )
     if options.explain:
         explanations.check_explainable(stance_model)
     to_stdout = output == "-"
@@ -768,7 +781,7 @@ def predict_file(
     )
     fingerprint = (
         _fingerprint(source, input_files, loaded.identity(), options, fmt)
-        | {"reading": "lines" if shares is None else "shares"}
+        | {"reading": "lines" if shares is None else "shares", "encoder_graph": RECIPE}
         if not (to_stdout or source == "-")
         else None
     )
@@ -797,7 +810,7 @@ def predict_file(
 
         def results(items, done):
             # In chunk order, with the chunks finished by an earlier run merged in.
-            ordered = _ordered(tasks(items), jobs, stance_model, threads)
+            ordered = _ordered(tasks(items), jobs, stance_model, threads, chunks_at_once)
             try:
                 for counts in _merge_done(ordered, work, done):
                     if not counts.get("misplaced_cut"):

@@ -168,3 +168,14 @@ def test_a_memo_cleared_by_another_thread_mid_call_loses_no_vector(monkeypatch):
 
     monkeypatch.setattr(MiniLMEncoder, "_encode_both", encode_while_another_thread_clears)
     np.testing.assert_array_equal(embeddings.embed(texts, runtime="onnx-int8"), expected)
+
+
+def test_only_a_model_whose_encoder_ignores_batch_mates_takes_chunks_at_once():
+    from features.pipeline import chunks_on_threads
+
+    assert chunks_on_threads({"word": {}, "embeddings": {"runtime": "onnx-int8"}})
+    assert chunks_on_threads({"embeddings": {"runtime": "onnx"}})
+    # numpy's sums follow the batch's padded width; the default runtime is numpy
+    assert not chunks_on_threads({"embeddings": {"runtime": "numpy"}})
+    assert not chunks_on_threads({"embeddings": {}})
+    assert not chunks_on_threads({"word": {}})  # nothing threaded: worker processes

@@ -83,6 +83,7 @@ def test_uris_of_other_shapes_are_left_to_mlflow(logged_run):
         "runs:/{run}/other",
         "runs:/{prefix3}/model",
         "runs:/{run}/../model",
+        "runs:/{run}//model",
         "runs:/{run}",
     ]
     for shape in shapes:
@@ -166,3 +167,23 @@ def test_a_run_without_a_fingerprint_is_refused_on_the_fast_route(logged_run, tr
         assert fetched is not None and fetched.expected_sha256 is None
     with pytest.raises(ModelError, match="recorded no fingerprint"):
         open_model(f"runs:/{logged_run}/model")
+
+
+def test_a_location_with_percent_signs_is_left_to_mlflow(logged_run, tracking):
+    with sqlite3.connect(_database(tracking)) as connection:
+        connection.execute(
+            "UPDATE logged_models SET artifact_location = artifact_location || '%41' "
+            "WHERE source_run_id = ?",
+            (logged_run,),
+        )
+    with localstore.fetched_model(f"runs:/{logged_run}/model") as fetched:
+        assert fetched is None
+
+
+def test_a_file_turned_into_a_link_after_listing_is_not_copied(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not a model", encoding="utf-8")
+    (tmp_path / "manifest.json").symlink_to(secret)
+    with pytest.raises(OSError):
+        localstore._copy_regular_file(tmp_path / "manifest.json", tmp_path / "copy.json")
+    assert not (tmp_path / "copy.json").exists()

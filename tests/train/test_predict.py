@@ -1026,6 +1026,34 @@ def test_a_damaged_state_file_refuses_the_resumption_in_one_line(
         run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50, resume=True)
 
 
+def test_an_encoder_on_numpy_predicts_one_chunk_at_a_time_with_its_products_on_jobs_threads(
+    tmp_path, run_cli, monkeypatch, embeddings_extra
+):
+    # numpy's encoder sums a text's terms in groups set by its batch's padded width: chunks at
+    # once would let thread timing decide a repeated text's vector.
+    config = Config.from_toml(  # the step's runtime left at its default, numpy
+        REPO / "experiments" / "sample.toml",
+        ["features.char=false", "features.embeddings.weight=1.0"],
+    )
+    rows = load_dataset(config.data, REPO / "data").rows.iloc[:30]
+    model = fit_stance_model(config, rows, runtime_versions()).save(tmp_path / "model")
+    source = tmp_path / "in.csv"
+    pd.concat([rows, rows.iloc[::-1]])[["text", "target"]].to_csv(source, index=False)
+
+    def no_threads(*args, **kwargs):
+        raise AssertionError("chunks ran at once for an encoder on numpy")
+
+    monkeypatch.setattr(predict_module, "ThreadPoolExecutor", no_threads)
+    monkeypatch.setattr(workers, "pool", no_threads)
+    outputs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out-{jobs}.csv"
+        code, _, err = run_cli("predict", model, source, "-o", out, "--jobs", jobs)
+        assert code == 0, err
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
 def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_process(
     tmp_path, run_cli, monkeypatch, embeddings_extra
 ):
