@@ -1026,19 +1026,29 @@ def test_a_damaged_state_file_refuses_the_resumption_in_one_line(
         run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50, resume=True)
 
 
+def _encoder_model_and_twice_its_texts(tmp_path, encoder_setting: str, rows: int):
+    """The sample model (without character n-grams) with the sentence encoder, fitted on the
+    first ``rows`` sample rows, and an input holding each of their texts twice, in other chunks
+    and among other texts: whichever chunk meets a text first encodes it for both rows."""
+    config = Config.from_toml(
+        REPO / "experiments" / "sample.toml", ["features.char=false", encoder_setting]
+    )
+    fitted = load_dataset(config.data, REPO / "data").rows.iloc[:rows]
+    model = fit_stance_model(config, fitted, runtime_versions()).save(tmp_path / "model")
+    source = tmp_path / "in.csv"
+    pd.concat([fitted, fitted.iloc[::-1]])[["text", "target"]].to_csv(source, index=False)
+    return model, source
+
+
 def test_an_encoder_on_numpy_predicts_one_chunk_at_a_time_with_its_products_on_jobs_threads(
     tmp_path, run_cli, monkeypatch, embeddings_extra
 ):
     # numpy's encoder sums a text's terms in groups set by its batch's padded width: chunks at
     # once would let thread timing decide a repeated text's vector.
-    config = Config.from_toml(  # the step's runtime left at its default, numpy
-        REPO / "experiments" / "sample.toml",
-        ["features.char=false", "features.embeddings.weight=1.0"],
+    # The step's runtime left at its default, numpy.
+    model, source = _encoder_model_and_twice_its_texts(
+        tmp_path, "features.embeddings.weight=1.0", 30
     )
-    rows = load_dataset(config.data, REPO / "data").rows.iloc[:30]
-    model = fit_stance_model(config, rows, runtime_versions()).save(tmp_path / "model")
-    source = tmp_path / "in.csv"
-    pd.concat([rows, rows.iloc[::-1]])[["text", "target"]].to_csv(source, index=False)
 
     def no_threads(*args, **kwargs):
         raise AssertionError("chunks ran at once for an encoder on numpy")
@@ -1057,16 +1067,9 @@ def test_an_encoder_on_numpy_predicts_one_chunk_at_a_time_with_its_products_on_j
 def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_process(
     tmp_path, run_cli, monkeypatch, embeddings_extra
 ):
-    config = Config.from_toml(
-        REPO / "experiments" / "sample.toml",
-        ["features.char=false", 'features.embeddings.runtime="onnx-int8"'],
+    model, source = _encoder_model_and_twice_its_texts(
+        tmp_path, 'features.embeddings.runtime="onnx-int8"', 60
     )
-    rows = load_dataset(config.data, REPO / "data").rows.iloc[:60]
-    model = fit_stance_model(config, rows, runtime_versions()).save(tmp_path / "model")
-    source = tmp_path / "in.csv"
-    # Each text twice, in other chunks and among other texts: whichever thread meets it first
-    # encodes it for both rows.
-    pd.concat([rows, rows.iloc[::-1]])[["text", "target"]].to_csv(source, index=False)
 
     def no_pool(*args, **kwargs):
         raise AssertionError("a worker pool was started for a model with a sentence encoder")
