@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -21,14 +22,43 @@ from train.models import StanceModel
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def store_with_a_model(model_path, tmp_path_factory) -> tuple[Path, str]:
+    """A SQLite store and its artifacts in a folder of their own, holding one run that logged the
+    sample model (logged once: a pyfunc log takes seconds); its folder and the run's id."""
+    folder = tmp_path_factory.mktemp("store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.chdir(folder)
+        with tracking_run() as run_id:
+            train.tracking.log_model(
+                StanceModel.load(model_path), pd.DataFrame({"text": ["a reply"], "target": ["x"]})
+            )
+    return folder, run_id
+
+
 @pytest.fixture
-def logged_run(model_path, tracking) -> str:
-    """The id of a run in a SQLite store under tmp_path that logged the sample model."""
-    with tracking_run() as run_id:
-        train.tracking.log_model(
-            StanceModel.load(model_path), pd.DataFrame({"text": ["a reply"], "target": ["x"]})
-        )
+def logged_run(store_with_a_model, tracking, tmp_path) -> str:
+    """The id of that run in a copy of the store under tmp_path (the ``tracking`` store), so a
+    test may change the copy: its recorded locations are moved to the copy's folder."""
+    original, run_id = store_with_a_model
+    shutil.copy(original / "mlflow.db", tmp_path / "mlflow.db")
+    shutil.copytree(original / "mlruns", tmp_path / "mlruns")
+    with sqlite3.connect(tmp_path / "mlflow.db") as connection:
+        for table, column in LOCATIONS:
+            connection.execute(
+                f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)",
+                (str(original), str(tmp_path)),
+            )
     return run_id
+
+
+# Where a store records absolute paths of its artifacts.
+LOCATIONS = [
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+]
 
 
 def tracking_run():
