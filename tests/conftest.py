@@ -173,7 +173,7 @@ def search_command():
     off), sharing ``study`` in ``storage``, for tests that start several at once."""
     import sys
 
-    def command(storage: str, study: str, trials: int = 3) -> list[str]:
+    def command(storage: str, study: str, trials: int = 2) -> list[str]:
         return [
             sys.executable,
             "-c",
