@@ -1040,6 +1040,20 @@ def _encoder_model_and_twice_its_texts(tmp_path, encoder_setting: str, rows: int
     return model, source
 
 
+def _never_called(message: str):
+    def refuse(*args, **kwargs):
+        raise AssertionError(message)
+
+    return refuse
+
+
+def _predicted(run_cli, model, source, out, *options) -> bytes:
+    """The bytes ``stance predict MODEL SOURCE -o OUT OPTIONS`` writes; it must succeed."""
+    code, _, err = run_cli("predict", model, source, "-o", out, *options)
+    assert code == 0, err
+    return out.read_bytes()
+
+
 def test_an_encoder_on_numpy_predicts_one_chunk_at_a_time_with_its_products_on_jobs_threads(
     tmp_path, run_cli, monkeypatch, embeddings_extra
 ):
@@ -1050,18 +1064,11 @@ def test_an_encoder_on_numpy_predicts_one_chunk_at_a_time_with_its_products_on_j
         tmp_path, "features.embeddings.weight=1.0", 30
     )
 
-    def no_threads(*args, **kwargs):
-        raise AssertionError("chunks ran at once for an encoder on numpy")
-
-    monkeypatch.setattr(predict_module, "ThreadPoolExecutor", no_threads)
-    monkeypatch.setattr(workers, "pool", no_threads)
-    outputs = []
-    for jobs in ("1", "2"):
-        out = tmp_path / f"out-{jobs}.csv"
-        code, _, err = run_cli("predict", model, source, "-o", out, "--jobs", jobs)
-        assert code == 0, err
-        outputs.append(out.read_bytes())
-    assert outputs[0] == outputs[1]
+    refused = _never_called("chunks ran at once for an encoder on numpy")
+    monkeypatch.setattr(predict_module, "ThreadPoolExecutor", refused)
+    monkeypatch.setattr(workers, "pool", refused)
+    one = _predicted(run_cli, model, source, tmp_path / "out-1.csv", "--jobs", "1")
+    assert _predicted(run_cli, model, source, tmp_path / "out-2.csv", "--jobs", "2") == one
 
 
 def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_process(
@@ -1070,9 +1077,6 @@ def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_proces
     model, source = _encoder_model_and_twice_its_texts(
         tmp_path, 'features.embeddings.runtime="onnx-int8"', 60
     )
-
-    def no_pool(*args, **kwargs):
-        raise AssertionError("a worker pool was started for a model with a sentence encoder")
 
     threads_asked = []
 
@@ -1084,10 +1088,7 @@ def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_proces
     def predict(jobs: str, chunk_size: str = "20") -> bytes:
         memo.clear()  # so that each run encodes its texts instead of finding them encoded
         out = tmp_path / f"out-{jobs}-{chunk_size}.csv"
-        args = ("predict", model, source, "-o", out)
-        code, _, err = run_cli(*args, "--jobs", jobs, "--chunk-size", chunk_size)
-        assert code == 0, err
-        return out.read_bytes()
+        return _predicted(run_cli, model, source, out, "--jobs", jobs, "--chunk-size", chunk_size)
 
     from threadpoolctl import threadpool_info
 
@@ -1097,7 +1098,9 @@ def test_a_model_with_a_sentence_encoder_takes_its_jobs_as_threads_of_one_proces
     monkeypatch.setattr(embeddings, "_MEMO", memo)
     monkeypatch.setattr(onnx_encoder, "_SESSIONS", {})
     monkeypatch.setattr(predict_module, "ThreadPoolExecutor", CountedThreads)
-    monkeypatch.setattr(workers, "pool", no_pool)
+    monkeypatch.setattr(
+        workers, "pool", _never_called("a worker pool was started for a sentence encoder")
+    )
     limits_before = threadpool_info()
     one = predict("1")
     assert predict("2") == one
