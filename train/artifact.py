@@ -11,12 +11,14 @@ Every command that reads a model comes here (predict, evaluate, select, cascade,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from features.embeddings import missing_extra
+from features.onnx_encoder import RECIPE
 from features.pipeline import extras_needed
 from train import localstore, modelfile, schema
 from train.errors import ModelError
@@ -30,6 +32,8 @@ class LoadedModel:
     model: StanceModel | Cascade
     path: Path | None  # the local folder; None for a model fetched from the store
     sha256: str  # of its manifest: the model's fingerprint, as checked on load
+    # What the user should know before trusting its answers (said by the commands that read it).
+    notes: tuple[str, ...] = ()
 
     def file_sha256(self) -> str:
         return self.sha256
@@ -65,11 +69,31 @@ def open_model(uri: str) -> LoadedModel:
             )
         sha256 = modelfile.manifest_sha256(path)  # read with this hash, so the two agree
         loaded = LoadedModel(read(path, sha256, uri), path, sha256)
+    loaded = dataclasses.replace(loaded, notes=encoder_graph_notes(loaded.model, uri))
     # A step whose optional packages are missing would fail in every worker, with a traceback each.
     needing = extras_needed(loaded.model.step_names())
     if needing and (problem := missing_extra()):
         raise ModelError(f"{uri} uses the {next(iter(needing))} feature step: {problem}")
     return loaded
+
+
+def encoder_graph_notes(model: StanceModel | Cascade, uri: str) -> tuple[str, ...]:
+    """A note for each part of ``model`` that was fitted on vectors of another onnxruntime graph
+    than the one this install builds (``versions["encoder_graph"]``, recorded since recipe v3;
+    absent in older models). Its predictions stay close but are not those of its run."""
+    parts = [model.fast, model.accurate] if isinstance(model, Cascade) else [model]
+    notes = []
+    for part in parts:
+        runtime = part.config.get("features", {}).get("embeddings", {}).get("runtime", "numpy")
+        fitted_on = part.versions.get("encoder_graph", "recipe v2 or earlier")
+        if runtime != "numpy" and fitted_on != RECIPE:
+            notes.append(
+                f"{uri} was fitted on sentence vectors of the encoder graph {fitted_on!r}; this "
+                f"install builds {RECIPE!r}, so its answers may differ from its run's in the last "
+                "digits or, near a tie, in a label. Retrain it (`stance reproduce RUN` or "
+                "`stance train`) to match this install."
+            )
+    return tuple(dict.fromkeys(notes))
 
 
 @contextmanager

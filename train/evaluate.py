@@ -101,6 +101,8 @@ def evaluate_model(
     is_experiment = source.endswith(".toml")
     split = split or "test"
     loaded = open_model(model)
+    for note in loaded.notes:
+        log(f"note: {note}")
     stance_model = loaded.model
     labels = stance_model.labels
     trained = stance_model.config

@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, reads_target, text_column
+from features.onnx_encoder import RECIPE
 from features.pipeline import build_features
 from features.prior import PriorModel
 from features.state import Bool, Child, ChildMap, Float, Json, Labels, Strings, Text
@@ -523,7 +524,8 @@ def extra_packages(extra: str) -> tuple[str, ...]:
 
 
 def runtime_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+    # The encoder graph's recipe decides an onnxruntime encoder's vectors as much as a version.
+    versions = {"python": platform.python_version(), "encoder_graph": RECIPE}
     for name in (*MODEL_PACKAGES, "mlflow", *extra_packages("embeddings")):
         try:
             versions[name] = importlib.metadata.version(name)

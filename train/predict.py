@@ -735,6 +735,8 @@ def predict_file(
     except BaseException:
         bar.close()
         raise
+    for note in loaded.notes:
+        log(f"note: {note}")
     stance_model = loaded.model
     jobs = options.jobs or os.cpu_count() or 1
     threads, chunks_at_once = None, False

@@ -273,6 +273,8 @@ def select(
             "another file with -o (and pass this one to --exclude), or pass --overwrite."
         )
     loaded = open_model(model)
+    for note in loaded.notes:
+        log(f"note: {note}")
     data_config = loaded.model.config.get("data", {})
     named = {"id": "id", "text": "text", "target": "target", "label": "label"}
     named |= dict(data_config.get("columns", {}))
