@@ -79,20 +79,26 @@ def open_model(uri: str) -> LoadedModel:
 
 def encoder_graph_notes(model: StanceModel | Cascade, uri: str) -> tuple[str, ...]:
     """A note for each part of ``model`` that was fitted on vectors of another onnxruntime graph
-    than the one this install builds (``versions["encoder_graph"]``, recorded since recipe v3;
-    absent in older models). Its predictions stay close but are not those of its run."""
+    than the one this install builds, or that does not say (``versions["encoder_graph"]``,
+    absent from models saved before it was recorded). Its predictions stay close but may not
+    be those of its run."""
     parts = [model.fast, model.accurate] if isinstance(model, Cascade) else [model]
     notes = []
     for part in parts:
         runtime = part.config.get("features", {}).get("embeddings", {}).get("runtime", "numpy")
-        fitted_on = part.versions.get("encoder_graph", "recipe v2 or earlier")
-        if runtime != "numpy" and fitted_on != RECIPE:
-            notes.append(
-                f"{uri} was fitted on sentence vectors of the encoder graph {fitted_on!r}; this "
-                f"install builds {RECIPE!r}, so its answers may differ from its run's in the last "
-                "digits or, near a tie, in a label. Retrain it (`stance reproduce RUN` or "
-                "`stance train`) to match this install."
-            )
+        fitted_on = part.versions.get("encoder_graph")
+        if runtime == "numpy" or fitted_on == RECIPE:
+            continue
+        said = (
+            f"was fitted on sentence vectors of the encoder graph {fitted_on!r}"
+            if fitted_on
+            else "does not record which encoder graph it was fitted on (saved before models did)"
+        )
+        notes.append(
+            f"{uri} {said}; this install builds {RECIPE!r}, so its answers may differ from its "
+            "run's in the last digits or, near a tie, in a label. Retrain it (`stance reproduce "
+            "RUN` or `stance train`) to match this install."
+        )
     return tuple(dict.fromkeys(notes))
 
 
