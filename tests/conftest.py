@@ -128,6 +128,24 @@ def embeddings_extra() -> None:
 
 
 @pytest.fixture
+def as_if_encoder(model_path, embeddings_extra):
+    """``as_if_encoder(runtime, versions)``: the sample model as if its features ran the sentence
+    encoder on ``runtime`` and its training recorded ``versions``. What a model says about the
+    encoder graph it was fitted on is read from its config and versions, not from its output."""
+    import dataclasses
+
+    from train.models import StanceModel
+
+    def changed(runtime: str, versions: dict):
+        model = StanceModel.load(model_path)
+        features = {**model.config.get("features", {}), "embeddings": {"runtime": runtime}}
+        config = {**model.config, "features": features}
+        return dataclasses.replace(model, config=config, versions=versions)
+
+    return changed
+
+
+@pytest.fixture
 def run_cli():
     """``main(argv)`` with stdout and stderr captured: returns (exit code, stdout, stderr)."""
     import contextlib

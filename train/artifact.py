@@ -6,7 +6,9 @@ Every command that reads a model comes here (predict, evaluate, select, cascade,
 - the model is built from data by :func:`train.modelfile.load`, never unpickled;
 - a model from the tracking store must match the manifest sha256 its run recorded when it was
   logged; a run that recorded none is refused, since nothing would show a rewritten model;
-- a model whose steps need an optional extra that is missing is refused before any worker starts.
+- a model whose steps need an optional extra that is missing is refused before any worker starts;
+- a model fitted on another encoder graph than this install builds comes with a note
+  (:attr:`LoadedModel.notes`), which the commands that predict with it print.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class LoadedModel:
     model: StanceModel | Cascade
     path: Path | None  # the local folder; None for a model fetched from the store
     sha256: str  # of its manifest: the model's fingerprint, as checked on load
-    # What the user should know before trusting its answers (said by the commands that read it).
+    # Said, not raised: the model is sound and its answers close to its run's, but a user who
+    # compares them with the run's must know why they may not match.
     notes: tuple[str, ...] = ()
 
     def file_sha256(self) -> str:
@@ -78,16 +81,24 @@ def open_model(uri: str) -> LoadedModel:
 
 
 def encoder_graph_notes(model: StanceModel | Cascade, uri: str) -> tuple[str, ...]:
-    """A note for each part of ``model`` that was fitted on vectors of another onnxruntime graph
-    than the one this install builds, or that does not say (``versions["encoder_graph"]``,
-    absent from models saved before it was recorded). Its predictions stay close but may not
-    be those of its run."""
-    parts = [model.fast, model.accurate] if isinstance(model, Cascade) else [model]
+    """A note for each part of ``model`` whose features run the sentence encoder on onnxruntime
+    (its own embedding step, or a prior's in ``model.init_from``) and that was fitted on vectors
+    of another graph than the one this install builds, or does not say which
+    (``versions["encoder_graph"]``, absent from models saved before it was recorded)."""
+    parts = (
+        [(f"{uri}'s fast model", model.fast), (f"{uri}'s accurate model", model.accurate)]
+        if isinstance(model, Cascade)
+        else [(uri, model)]
+    )
+    retrain = (
+        f"`stance reproduce {uri.removeprefix('runs:/').split('/')[0]}`"
+        if uri.startswith("runs:/")
+        else "`stance train` on its experiment"
+    )
     notes = []
-    for part in parts:
-        runtime = part.config.get("features", {}).get("embeddings", {}).get("runtime", "numpy")
+    for who, part in parts:
         fitted_on = part.versions.get("encoder_graph")
-        if runtime == "numpy" or fitted_on == RECIPE:
+        if fitted_on == RECIPE or not _runs_onnx_encoder(part):
             continue
         said = (
             f"was fitted on sentence vectors of the encoder graph {fitted_on!r}"
@@ -95,11 +106,29 @@ def encoder_graph_notes(model: StanceModel | Cascade, uri: str) -> tuple[str, ..
             else "does not record which encoder graph it was fitted on (saved before models did)"
         )
         notes.append(
-            f"{uri} {said}; this install builds {RECIPE!r}, so its answers may differ from its "
-            "run's in the last digits or, near a tie, in a label. Retrain it (`stance reproduce "
-            "RUN` or `stance train`) to match this install."
+            f"{who} {said}; this install builds {RECIPE!r}, so its probabilities may differ "
+            f"slightly from its run's and a few labels may change. Retrain it ({retrain}) to "
+            "match this install."
         )
-    return tuple(dict.fromkeys(notes))
+    return tuple(notes)
+
+
+def _runs_onnx_encoder(model: StanceModel) -> bool:
+    """Whether ``model``'s features, or those of a model nested in it as a prior, run the
+    sentence encoder on onnxruntime (whose graph the install builds; numpy has none)."""
+    features = model.config.get("features", {})
+    if features.get("embeddings", {}).get("runtime", "numpy") != "numpy":
+        return True
+    nested = [
+        value
+        for value in model.estimator.get_params(deep=True).values()
+        if isinstance(value, StanceModel | Cascade)
+    ]
+    return any(
+        _runs_onnx_encoder(part)
+        for value in nested
+        for part in ([value.fast, value.accurate] if isinstance(value, Cascade) else [value])
+    )
 
 
 @contextmanager

@@ -729,14 +729,14 @@ def predict_file(
     # Shown from the start: loading an accurate model takes seconds.
     unit = _extent_unit(source, options)
     size = Path(source).stat().st_size if unit == "bytes" and Path(source).is_file() else None
-    bar = progress.bar(options.progress, size, unit, "loading the model")
+    bar = progress.bar(options.progress, size, unit, "loading the model", log)
     try:
         loaded = model if isinstance(model, LoadedModel) else open_model(model)
     except BaseException:
         bar.close()
         raise
     for note in loaded.notes:
-        log(f"note: {note}")
+        bar.log(f"note: {note}")  # above the bar, which is drawn already
     stance_model = loaded.model
     jobs = options.jobs or os.cpu_count() or 1
     threads, chunks_at_once = None, False

@@ -272,9 +272,7 @@ def select(
             f"{output} exists, and may hold annotations already made; nothing was written. Name "
             "another file with -o (and pass this one to --exclude), or pass --overwrite."
         )
-    loaded = open_model(model)
-    for note in loaded.notes:
-        log(f"note: {note}")
+    loaded = open_model(model)  # its notes are said where predict_file scores the corpus
     data_config = loaded.model.config.get("data", {})
     named = {"id": "id", "text": "text", "target": "target", "label": "label"}
     named |= dict(data_config.get("columns", {}))

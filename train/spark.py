@@ -106,6 +106,8 @@ def predict_spark(
     _check_options(source, output, options, model)
     require_spark()
     loaded = model if isinstance(model, LoadedModel) else open_model(model)
+    for note in loaded.notes:
+        log(f"note: {note}")
     stance_model = loaded.model
     if options.explain:
         explanations.check_explainable(stance_model)

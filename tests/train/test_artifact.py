@@ -6,20 +6,21 @@ import dataclasses
 
 import pandas as pd
 import pytest
+from sklearn.pipeline import Pipeline
 
 from features.onnx_encoder import RECIPE
-from train.artifact import open_model
+from features.prior import PriorModel
+from train.artifact import encoder_graph_notes, open_model
 from train.models import Cascade, StanceModel
 from train.predict import PredictOptions, predict_file
+from train.selection import SelectOptions, select
 
 
-def _with_encoder(model: StanceModel, runtime: str, versions: dict) -> StanceModel:
-    """``model`` as if its features held the sentence encoder on ``runtime``: the notes read the
-    model's config and versions, not its estimator."""
-    features = {**model.config.get("features", {}), "embeddings": {"runtime": runtime}}
-    return dataclasses.replace(
-        model, config={**model.config, "features": features}, versions=versions
-    )
+def _one_sentence(folder) -> str:
+    source = folder / "in.csv"
+    rows = {"text": ["The strikes were reckless.", "They kept us safe."], "target": "the strikes"}
+    pd.DataFrame(rows).to_csv(source, index=False)
+    return str(source)
 
 
 @pytest.mark.parametrize(
@@ -32,38 +33,69 @@ def _with_encoder(model: StanceModel, runtime: str, versions: dict) -> StanceMod
     ],
 )
 def test_a_model_fitted_on_another_encoder_graph_is_opened_with_a_note(
-    model_path, tmp_path, runtime, fitted_on, expected, embeddings_extra
+    as_if_encoder, tmp_path, runtime, fitted_on, expected
 ):
     versions = {} if fitted_on is None else {"encoder_graph": fitted_on}
-    changed = _with_encoder(StanceModel.load(model_path), runtime, versions)
-    notes = open_model(str(changed.save(tmp_path / "model"))).notes
+    changed = as_if_encoder(runtime, versions)
+    folder = str(changed.save(tmp_path / "model"))
+    notes = open_model(folder).notes
     if expected is None:
         assert notes == ()
     else:
         assert len(notes) == 1
-        assert expected in notes[0] and repr(RECIPE) in notes[0]
-        assert "Retrain" in notes[0]
+        assert notes[0].startswith(folder) and expected in notes[0] and repr(RECIPE) in notes[0]
+        assert "`stance train` on its experiment" in notes[0]
 
 
-def test_a_cascade_names_each_mismatch_once(model_path, tmp_path, embeddings_extra):
-    old = _with_encoder(StanceModel.load(model_path), "onnx-int8", {})
-    cascade = Cascade(fast=StanceModel.load(model_path), accurate=old, threshold=0.9)
-    notes = open_model(str(cascade.save(tmp_path / "cascade"))).notes
-    assert len(notes) == 1 and "does not record" in notes[0]
+def test_each_part_of_a_cascade_is_named_and_a_run_is_told_how_to_reproduce(as_if_encoder):
+    old = as_if_encoder("onnx-int8", {})
+    notes = encoder_graph_notes(Cascade(old, old, threshold=0.9), "runs:/0123abcd/model")
+    assert [note.split(" ")[0:2] for note in notes] == [
+        ["runs:/0123abcd/model's", "fast"],
+        ["runs:/0123abcd/model's", "accurate"],
+    ]
+    assert all("`stance reproduce 0123abcd`" in note for note in notes)
 
 
-def test_predict_says_the_note_before_predicting(model_path, tmp_path, embeddings_extra):
-    old = _with_encoder(StanceModel.load(model_path), "onnx-int8", {}).save(tmp_path / "m")
-    source = tmp_path / "in.csv"
-    pd.DataFrame({"text": ["The strikes were reckless."], "target": ["missile strikes"]}).to_csv(
-        source, index=False
+def test_a_prior_that_runs_the_encoder_counts_as_the_models_own(model_path, as_if_encoder):
+    word_model = StanceModel.load(model_path)
+    prior = as_if_encoder("onnx-int8", {"encoder_graph": RECIPE})
+    outer = dataclasses.replace(
+        word_model, estimator=Pipeline([("prior", PriorModel(prior))]), versions={}
     )
+    assert len(encoder_graph_notes(outer, "m")) == 1
+    # The same model recording this install's graph, or with a word-only prior: nothing to say.
+    assert (
+        encoder_graph_notes(dataclasses.replace(outer, versions={"encoder_graph": RECIPE}), "m")
+        == ()
+    )
+    plain = dataclasses.replace(outer, estimator=Pipeline([("prior", PriorModel(word_model))]))
+    assert encoder_graph_notes(plain, "m") == ()
+
+
+def test_predict_says_the_note_before_its_counts(as_if_encoder, tmp_path):
+    old = as_if_encoder("onnx-int8", {}).save(tmp_path / "m")
     said = []
     summary = predict_file(
-        str(old), str(source), str(tmp_path / "out.csv"), PredictOptions(), log=said.append
+        str(old), _one_sentence(tmp_path), str(tmp_path / "out.csv"), PredictOptions(), said.append
     )
-    assert summary.predicted == 1
-    assert any(line.startswith("note: ") and "does not record" in line for line in said)
+    assert summary.predicted == 2
+    notes = [i for i, line in enumerate(said) if line.startswith("note: ") and "encoder" in line]
+    counts = [i for i, line in enumerate(said) if line.startswith("rows read 2")]
+    assert len(notes) == 1 and len(counts) == 1 and notes[0] < counts[0]
+
+
+def test_select_says_the_note_once(as_if_encoder, tmp_path, tracking):
+    old = as_if_encoder("onnx-int8", {}).save(tmp_path / "m")
+    said = []
+    select(
+        str(old),
+        _one_sentence(tmp_path),
+        str(tmp_path / "picked.csv"),
+        SelectOptions(n=1),
+        said.append,
+    )
+    assert sum("encoder graph" in line for line in said) == 1
 
 
 def test_a_trained_model_records_the_graph_it_was_fitted_on(model_path):

@@ -32,7 +32,8 @@ def spark_or_skip() -> None:
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local Spark for the whole test run: starting one takes seconds."""
+    """One local Spark per test process (each pytest-xdist worker starts its own): starting
+    one takes seconds."""
     from train.spark import session
 
     spark_or_skip()
@@ -330,3 +331,12 @@ def test_a_folders_format_is_read_from_the_files_spark_reads(tmp_path):
     (tmp_path / "_tmp").mkdir()
     (tmp_path / "_tmp" / "x.parquet").write_bytes(b"")
     assert input_format(str(tmp_path), None) == "csv"
+
+
+def test_a_model_of_an_older_encoder_graph_is_noted_once(spark, run_cli, as_if_encoder, tmp_path):
+    old = as_if_encoder("onnx-int8", {}).save(tmp_path / "old")
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["The strikes were reckless."], "target": TARGET}).to_csv(source)
+    code, _, err = run_cli("predict", old, source, "-o", tmp_path / "out", "--engine", "spark")
+    assert code == 0, err
+    assert err.count("does not record which encoder graph") == 1
