@@ -10,6 +10,9 @@ Run on demand, not in the test suite:
 ``python -m train.cli ...`` process from a scratch folder, with ``PYTHONPATH`` naming the tree,
 alternating old and new, ``--repeats`` times; the table gives the median wall seconds of each
 and their ratio. The mistakes are those of tests/train/test_startup.py.
+
+``--jobs-scaling --accurate-model FOLDER --accurate-rows CSV`` times this tree alone: the whole
+command with ``--jobs 1`` and ``--jobs 2``, alternating, and compares their outputs.
 """
 
 from __future__ import annotations
@@ -148,9 +151,38 @@ def _floor(repeats: int) -> None:
         print(f"| {name} | {statistics.median(times):.2f} |", flush=True)
 
 
+def _jobs_scaling(model: Path, rows: Path, repeats: int) -> None:
+    """``--jobs 1`` against ``--jobs 2`` on ``rows``, whole commands of this tree: one untimed
+    run first (page cache, the encoder graph's cache), then the two alternating, in turns
+    that swap which goes first (so a slow spell of a shared machine falls on both), each pair's
+    outputs compared byte for byte."""
+    model, rows = model.resolve(), rows.resolve()  # the commands run in a scratch folder
+    with tempfile.TemporaryDirectory(prefix="stance-jobs-") as folder:
+        scratch = Path(folder)
+
+        def seconds(jobs: int) -> float:
+            output = scratch / f"a{jobs}.csv"
+            output.unlink(missing_ok=True)
+            argv = ["predict", str(model), str(rows), "-o", str(output)]
+            return _seconds(REPO, [*argv, "--jobs", str(jobs), "--no-progress"], scratch, True)
+
+        seconds(1)
+        times, same = {1: [], 2: []}, []
+        for turn in range(repeats):
+            for jobs in (1, 2) if turn % 2 == 0 else (2, 1):
+                times[jobs].append(seconds(jobs))
+            same.append((scratch / "a1.csv").read_bytes() == (scratch / "a2.csv").read_bytes())
+    one, two = statistics.median(times[1]), statistics.median(times[2])
+    pairs = ", ".join(f"{a / b:.2f}" for a, b in zip(times[1], times[2], strict=True))
+    print(
+        f"{rows.name}: --jobs 1 {one:.2f} s, --jobs 2 {two:.2f} s (medians of {repeats}): "
+        f"{one / two:.2f}x; each pair {pairs}; outputs identical in every pair: {all(same)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old-checkout", type=Path, required=True)
+    parser.add_argument("--old-checkout", type=Path, help="the tree to compare with")
     parser.add_argument("--model", type=Path, help="a model folder both trees load")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
@@ -162,9 +194,25 @@ def main() -> None:
     parser.add_argument(
         "--floor", action="store_true", help="also time what every training pays before work"
     )
+    parser.add_argument(
+        "--jobs-scaling",
+        action="store_true",
+        help="only --jobs 1 against --jobs 2 on --accurate-rows, this tree alone",
+    )
     args = parser.parse_args()
     if bool(args.accurate_model) != bool(args.accurate_rows):
         parser.error("--accurate-model and --accurate-rows go together")
+    if args.jobs_scaling:
+        if not args.accurate_model:
+            parser.error("--jobs-scaling needs --accurate-model and --accurate-rows")
+        if args.old_checkout or args.model or args.floor:
+            parser.error(
+                "--jobs-scaling times this tree alone: drop --old-checkout, --model, --floor"
+            )
+        _jobs_scaling(args.accurate_model, args.accurate_rows, args.repeats)
+        return
+    if not args.old_checkout:
+        parser.error("--old-checkout is needed, except with --jobs-scaling")
     with tempfile.TemporaryDirectory(prefix="stance-startup-") as folder:
         scratch = Path(folder)
         model = args.model or scratch / "no-model-needed"
