@@ -274,6 +274,7 @@ def summary(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def figure(table: pd.DataFrame, metric: str, dataset: str):
     fig, axis = plt.subplots(figsize=(6, 4))
+    # Any other strategy `pick` knows (typical, margin, entropy) is dotted.
     styles = {"diverse": "-", "random": "--"}
     colors = {"prior": "tab:blue", "scratch": "tab:orange", "joined": "tab:green"}
     for (start, strategy), arm in table.groupby(["start", "strategy"]):
@@ -282,7 +283,7 @@ def figure(table: pd.DataFrame, metric: str, dataset: str):
             arm["mean"],
             yerr=arm["std"],
             label=f"{start}, {strategy}",
-            linestyle=styles[strategy],
+            linestyle=styles.get(strategy, ":"),
             color=colors[start],
             capsize=2,
         )
