@@ -90,11 +90,12 @@ def encoder_graph_notes(model: StanceModel | Cascade, uri: str) -> tuple[str, ..
         if isinstance(model, Cascade)
         else [(uri, model)]
     )
-    retrain = (
-        f"`stance reproduce {uri.removeprefix('runs:/').split('/')[0]}`"
-        if uri.startswith("runs:/")
-        else "`stance train` on its experiment"
-    )
+    if isinstance(model, Cascade):  # `stance reproduce` retrains training runs, not a join
+        retrain = "`stance reproduce` on each of its two runs, then `stance cascade` again"
+    elif uri.startswith("runs:/"):
+        retrain = f"`stance reproduce {uri.removeprefix('runs:/').split('/')[0]}`"
+    else:
+        retrain = "`stance train` on its experiment"
     notes = []
     for who, part in parts:
         fitted_on = part.versions.get("encoder_graph")

@@ -47,14 +47,17 @@ def test_a_model_fitted_on_another_encoder_graph_is_opened_with_a_note(
         assert "`stance train` on its experiment" in notes[0]
 
 
-def test_each_part_of_a_cascade_is_named_and_a_run_is_told_how_to_reproduce(as_if_encoder):
+def test_each_part_of_a_cascade_is_named_and_each_model_is_told_how_to_retrain(as_if_encoder):
     old = as_if_encoder("onnx-int8", {})
     notes = encoder_graph_notes(Cascade(old, old, threshold=0.9), "runs:/0123abcd/model")
     assert [note.split(" ")[0:2] for note in notes] == [
         ["runs:/0123abcd/model's", "fast"],
         ["runs:/0123abcd/model's", "accurate"],
     ]
-    assert all("`stance reproduce 0123abcd`" in note for note in notes)
+    # A cascade's run is a join, which `stance reproduce` refuses: its two training runs are not.
+    assert all("`stance reproduce` on each of its two runs" in note for note in notes)
+    (single,) = encoder_graph_notes(old, "runs:/0123abcd/model")
+    assert "`stance reproduce 0123abcd`" in single
 
 
 def test_a_prior_that_runs_the_encoder_counts_as_the_models_own(model_path, as_if_encoder):
