@@ -51,7 +51,9 @@ class CalibratedLinearSVC(_SparseProbabilisticClassifier):
         ``"softmax"`` skips calibration: one SVM, probabilities are the softmax
         of its decision values (their argmax is the SVM's own decision).
     cv : int or iterable of (train, test) splits, default=3
-        Folds whose out-of-fold scores fit the calibration.
+        Folds whose out-of-fold scores fit the calibration. An int is an upper bound: a label
+        with fewer rows (two at least) sets the number of folds, so that a first round of a
+        few dozen annotated rows can be fitted.
     ensemble : bool, default=False
         False: one SVM trained on all rows, calibrated on out-of-fold scores.
         True: one SVM per fold (each sees only part of the rows), averaged;
@@ -107,7 +109,11 @@ class CalibratedLinearSVC(_SparseProbabilisticClassifier):
             fold_svms = [self.model_]
         else:
             folds = (
-                StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
+                StratifiedKFold(
+                    n_splits=_calibration_folds(self.cv, y),
+                    shuffle=True,
+                    random_state=self.random_state,
+                )
                 if isinstance(self.cv, int)
                 else self.cv
             )
@@ -137,6 +143,26 @@ class CalibratedLinearSVC(_SparseProbabilisticClassifier):
                 scores = np.column_stack([-scores, scores])
             return softmax(scores, axis=1)
         return self.model_.predict_proba(X)
+
+
+def _calibration_folds(asked: int, y: np.ndarray) -> int:
+    """``asked`` folds, or as many as the rarest label has rows: each fold must hold one row
+    of every label. One row of a label leaves nothing to calibrate on, said with the fix."""
+    check_classification_targets(y)
+    labels, counts = np.unique(y, return_counts=True)
+    if len(labels) < 2:  # the SVM says so itself
+        return int(asked)
+    rarest = int(counts.argmin())
+    if counts[rarest] < 2:
+        raise ValueError(
+            "CalibratedLinearSVC calibrates its probabilities on held-out rows, so every label "
+            "needs at least 2 rows among those it is fitted on (under cross-validation, each "
+            f"fold's training rows); {labels.tolist()[rarest]!r} has 1. Annotate more rows of "
+            "it, or "
+            'set model.clf.calibration = "softmax" (probabilities from the SVM\'s scores, '
+            "uncalibrated)."
+        )
+    return min(int(asked), int(counts[rarest]))
 
 
 class NBSVM(_SparseProbabilisticClassifier):
@@ -225,6 +251,8 @@ class NBSVM(_SparseProbabilisticClassifier):
             raise ValueError(
                 f"NBSVM needs at least two classes in y; found one class: {self.classes_[0]!r}."
             )
+        if self.calibration != "softmax" and isinstance(self.cv, int):
+            _calibration_folds(self.cv, y)  # a label of one row, named as the user wrote it
         weights = compute_sample_weight(self.class_weight, y)
         if sample_weight is not None:
             weights = weights * np.asarray(sample_weight, dtype=float)

@@ -102,6 +102,21 @@ def test_nbsvm_fits_one_svm_for_two_classes_and_says_what_it_needs():
         NBSVM(alpha=0).fit(X, ["PRO"] * 3 + ["CON"] * 3)
 
 
+@pytest.mark.parametrize("make", [CalibratedLinearSVC, NBSVM])
+def test_calibrated_svms_fit_a_label_of_two_rows_and_name_a_label_of_one(make):
+    # A first round of annotation: 3 folds asked, the rarest label has 2 rows, so 2 folds.
+    X = np.array([[3, 0], [2, 0], [3, 1], [0, 2], [1, 3], [0, 3], [1, 1], [2, 2]])
+    y = ["PRO"] * 3 + ["CON"] * 3 + ["NONE"] * 2
+    fitted = make(cv=3).fit(X, y)
+    assert fitted.predict_proba(X).shape == (8, 3)
+    with pytest.raises(
+        ValueError, match="training rows\\); 'NONE' has 1. Annotate more rows of it"
+    ):
+        make(cv=3).fit(X[:7], y[:7])
+    # Uncalibrated probabilities need no held-out rows.
+    assert make(calibration="softmax").fit(X[:7], y[:7]).predict_proba(X).shape == (8, 3)
+
+
 @pytest.mark.parametrize(
     "classifier",
     ["logreg", "linear_svm", "nbsvm", "complement_nb", "multinomial_nb", "bernoulli_nb"],
