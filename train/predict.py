@@ -20,6 +20,7 @@ How a run proceeds:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import errno
@@ -775,12 +776,16 @@ def predict_file(
         input_files = [Path(source)] if source != "-" else []
     shares = chunks.chunks if isinstance(chunks.chunks, ranges.Shares) else None
 
-    # Parts of a stdout run cannot be resumed, so they live in a private temporary folder.
-    work = (
-        Path(output + ".parts")
-        if not to_stdout
-        else Path(tempfile.mkdtemp(prefix="stance-predict-")) / "parts"
-    )
+    # Parts of a stdout run cannot be resumed, so they live in a private temporary folder,
+    # removed at the end and, should a second Ctrl-C cut that short, at exit (after the chunk
+    # threads still finishing are joined).
+    remove_scratch = None
+    if to_stdout:
+        work = Path(tempfile.mkdtemp(prefix="stance-predict-")) / "parts"
+        remove_scratch = functools.partial(shutil.rmtree, work.parent, ignore_errors=True)
+        atexit.register(remove_scratch)
+    else:
+        work = Path(output + ".parts")
     fingerprint = (
         _fingerprint(source, input_files, loaded.identity(), options, fmt)
         | {"reading": "lines" if shares is None else "shares", "encoder_graph": RECIPE}
@@ -869,14 +874,18 @@ def predict_file(
             rejects_path,
             summary.rejected,
         )
-        # Writing to stdout, the parts live in a private temporary folder: all of it goes.
-        shutil.rmtree(work.parent if to_stdout else work)
+        if remove_scratch:  # writing to stdout: the whole private folder goes
+            _remove_now(remove_scratch)
+        else:
+            shutil.rmtree(work)
     except BaseException as error:
         bar.close()
         for temporary in work.glob("*.tmp") if work.exists() else ():
             temporary.unlink()
-        if to_stdout or source == "-":
-            shutil.rmtree(work.parent if to_stdout else work, ignore_errors=True)
+        if remove_scratch:
+            _remove_now(remove_scratch)
+        elif source == "-":
+            shutil.rmtree(work, ignore_errors=True)
         if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
             raise _write_failure(error, work, not (to_stdout or source == "-")) from None
         raise
@@ -886,6 +895,13 @@ def predict_file(
     if note:
         log(note)
     return summary
+
+
+def _remove_now(remove) -> None:
+    """Run an exit-time removal now, and forget it once done (a long-lived process that
+    predicts many times keeps no handler per call)."""
+    remove()
+    atexit.unregister(remove)
 
 
 def _write_failure(error: OSError, work: Path, resumable: bool) -> StanceError:

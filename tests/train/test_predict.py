@@ -494,6 +494,56 @@ def test_interrupted_run_leaves_no_output_and_resume_equals_one_run(
     assert summary.rows_read == 418 and summary.predicted == 418
 
 
+# A stdout run interrupted by Ctrl-C, whose clean-up a second Ctrl-C then cuts short: the
+# chunk and the first removal of the private parts folder each raise KeyboardInterrupt.
+TWICE_INTERRUPTED = """
+import shutil, sys, tempfile
+from train import predict
+tempfile.tempdir = sys.argv[3]
+real_chunk, real_rmtree = predict._run_chunk, shutil.rmtree
+def chunk(task):
+    if task[0].index == 2:
+        raise KeyboardInterrupt
+    return real_chunk(task)
+cut = []
+def rmtree(path, *args, **kwargs):
+    if not cut:
+        cut.append(path)
+        raise KeyboardInterrupt
+    return real_rmtree(path, *args, **kwargs)
+predict._run_chunk, shutil.rmtree = chunk, rmtree
+try:
+    options = predict.PredictOptions(jobs=1, chunk_size=50)
+    predict.predict_file(sys.argv[1], sys.argv[2], "-", options)
+except KeyboardInterrupt:
+    print("interrupted, left", cut, file=sys.stderr)
+"""
+
+
+def test_a_second_ctrl_c_during_clean_up_leaves_no_temporary_folder(
+    model_path, sentences_csv, tmp_path
+):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            TWICE_INTERRUPTED,
+            str(model_path),
+            str(sentences_csv),
+            str(scratch),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "interrupted, left" in done.stderr and "stance-predict-" in done.stderr, done.stderr
+    # The removal the interrupt cut short ran when the process exited.
+    assert list(scratch.iterdir()) == []
+
+
 def stance_command(*args) -> list[str]:
     return [
         sys.executable,
