@@ -110,7 +110,7 @@ class CalibratedLinearSVC(_SparseProbabilisticClassifier):
         else:
             folds = (
                 StratifiedKFold(
-                    n_splits=_calibration_folds(self.cv, y),
+                    n_splits=_calibration_folds(self.cv, y, type(self).__name__),
                     shuffle=True,
                     random_state=self.random_state,
                 )
@@ -145,7 +145,7 @@ class CalibratedLinearSVC(_SparseProbabilisticClassifier):
         return self.model_.predict_proba(X)
 
 
-def _calibration_folds(asked: int, y: np.ndarray) -> int:
+def _calibration_folds(asked: int, y: np.ndarray, owner: str) -> int:
     """``asked`` folds, or as many as the rarest label has rows: each fold must hold one row
     of every label. One row of a label leaves nothing to calibrate on, said with the fix."""
     check_classification_targets(y)
@@ -155,7 +155,7 @@ def _calibration_folds(asked: int, y: np.ndarray) -> int:
     rarest = int(counts.argmin())
     if counts[rarest] < 2:
         raise ValueError(
-            "CalibratedLinearSVC calibrates its probabilities on held-out rows, so every label "
+            f"{owner} calibrates its probabilities on held-out rows, so every label "
             "needs at least 2 rows among those it is fitted on (under cross-validation, each "
             f"fold's training rows); {labels.tolist()[rarest]!r} has 1. Annotate more rows of "
             "it, or "
@@ -252,7 +252,8 @@ class NBSVM(_SparseProbabilisticClassifier):
                 f"NBSVM needs at least two classes in y; found one class: {self.classes_[0]!r}."
             )
         if self.calibration != "softmax" and isinstance(self.cv, int):
-            _calibration_folds(self.cv, y)  # a label of one row, named as the user wrote it
+            # A label of one row, named as the user wrote it, not as its one-vs-rest 0 or 1.
+            _calibration_folds(self.cv, y, type(self).__name__)
         weights = compute_sample_weight(self.class_weight, y)
         if sample_weight is not None:
             weights = weights * np.asarray(sample_weight, dtype=float)

@@ -89,7 +89,13 @@ class PerTargetClassifier(ClassifierMixin, BaseEstimator):
                 k: np.asarray(v)[mask] if hasattr(v, "__len__") and len(v) == len(y) else v
                 for k, v in fit_params.items()
             }
-            self.estimators_[target] = clone(self.estimator).fit(X[mask], y[mask], **params)
+            try:
+                fitted = clone(self.estimator).fit(X[mask], y[mask], **params)
+            except ValueError as error:  # say whose rows: the whole data may hold plenty
+                raise ValueError(
+                    f"the model of target {target!r} ({int(mask.sum())} rows): {error}"
+                ) from error
+            self.estimators_[target] = fitted
         return self
 
     def routes(self, X) -> list[tuple[BaseEstimator, np.ndarray]]:

@@ -899,9 +899,11 @@ def predict_file(
 
 def _remove_now(remove) -> None:
     """Run an exit-time removal now, and forget it once done (a long-lived process that
-    predicts many times keeps no handler per call)."""
+    predicts many times keeps no handler per call). Chunk threads still writing parts can
+    leave the folder behind: then it stays registered, to go once they are joined."""
     remove()
-    atexit.unregister(remove)
+    if not Path(remove.args[0]).exists():
+        atexit.unregister(remove)
 
 
 def _write_failure(error: OSError, work: Path, resumable: bool) -> StanceError:

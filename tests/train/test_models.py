@@ -109,10 +109,11 @@ def test_calibrated_svms_fit_a_label_of_two_rows_and_name_a_label_of_one(make):
     y = ["PRO"] * 3 + ["CON"] * 3 + ["NONE"] * 2
     fitted = make(cv=3).fit(X, y)
     assert fitted.predict_proba(X).shape == (8, 3)
-    with pytest.raises(
-        ValueError, match="training rows\\); 'NONE' has 1. Annotate more rows of it"
-    ):
+    with pytest.raises(ValueError) as raised:
         make(cv=3).fit(X[:7], y[:7])
+    # The class the user chose, and the label as written (not NBSVM's one-vs-rest 0 or 1).
+    assert str(raised.value).startswith(f"{make.__name__} calibrates")
+    assert "training rows); 'NONE' has 1. Annotate more rows of it" in str(raised.value)
     # Uncalibrated probabilities need no held-out rows.
     assert make(calibration="softmax").fit(X[:7], y[:7]).predict_proba(X).shape == (8, 3)
 
@@ -246,6 +247,16 @@ def test_small_targets_use_the_joint_model(sentences):
         build_model(config("model.strategy=per_target", "model.min_target_rows=100")), sentences
     )
     assert model.estimators_ == {}
+
+
+def test_a_per_target_fit_that_fails_names_its_target(sentences):
+    # One target's rows with a single NONE, which a calibrated SVM cannot hold out.
+    rows = sentences[sentences["target"] == sentences["target"].iloc[0]]
+    keep = rows[rows["label"] != "NONE"].index.union(rows[rows["label"] == "NONE"].index[:1])
+    chosen = sentences.drop(rows.index.difference(keep))
+    settings = ("model.strategy=per_target", "model.min_target_rows=2")
+    with pytest.raises(ValueError, match=rf"the model of target '{rows['target'].iloc[0]}'"):
+        fit_model(build_model(config(*settings, 'model.classifier="linear_svm"')), chosen)
 
 
 def test_sample_weights_reach_the_classifier(sentences):
