@@ -139,7 +139,10 @@ class DType(Field):
 @dataclass(frozen=True)
 class Json(Field):
     """Plain JSON data kept as it is (a config, metrics, package versions): never settings
-    that select code."""
+    that select code. ``mapping=True``: a JSON object at its top, which its readers look
+    keys up in."""
+
+    mapping: bool = False
 
 
 def check_array(value, field: Array, where: str) -> np.ndarray:

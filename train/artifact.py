@@ -102,8 +102,9 @@ def encoder_graph_notes(model: StanceModel | Cascade, uri: str) -> tuple[str, ..
         if fitted_on == RECIPE or not _runs_onnx_encoder(part):
             continue
         said = (
-            f"was fitted on sentence vectors of the encoder graph {fitted_on!r}"
-            if fitted_on
+            # Cut short: the record comes from the file, which may hold anything there.
+            f"was fitted on sentence vectors of the encoder graph {fitted_on[:80]!r}"
+            if isinstance(fitted_on, str) and fitted_on
             else "does not record which encoder graph it was fitted on (saved before models did)"
         )
         notes.append(
@@ -117,19 +118,20 @@ def encoder_graph_notes(model: StanceModel | Cascade, uri: str) -> tuple[str, ..
 def _runs_onnx_encoder(model: StanceModel) -> bool:
     """Whether ``model``'s features, or those of a model nested in it as a prior, run the
     sentence encoder on onnxruntime (whose graph the install builds; numpy has none)."""
-    features = model.config.get("features", {})
-    if features.get("embeddings", {}).get("runtime", "numpy") != "numpy":
+    features = model.config.get("features")
+    embeddings = features.get("embeddings") if isinstance(features, dict) else None
+    if isinstance(embeddings, dict) and embeddings.get("runtime") in ("onnx", "onnx-int8"):
         return True
-    nested = [
-        value
-        for value in model.estimator.get_params(deep=True).values()
-        if isinstance(value, StanceModel | Cascade)
-    ]
     return any(
         _runs_onnx_encoder(part)
-        for value in nested
-        for part in ([value.fast, value.accurate] if isinstance(value, Cascade) else [value])
+        for value in model.estimator.get_params(deep=True).values()
+        if isinstance(value, StanceModel | Cascade)
+        for part in _parts(value)
     )
+
+
+def _parts(model: StanceModel | Cascade) -> list[StanceModel]:
+    return [model.fast, model.accurate] if isinstance(model, Cascade) else [model]
 
 
 @contextmanager

@@ -786,6 +786,8 @@ class _Reader:
                     for i, (item, item_field) in enumerate(zip(data, declared.fields))
                 )
             case Json():
+                if declared.mapping and not isinstance(data, dict):
+                    raise StateError(f"{where}: expected a JSON object")
                 return data
         raise StateError(f"{where}: cannot read a {type(declared).__name__}")
 

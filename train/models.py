@@ -464,11 +464,11 @@ modelfile.register_kind(
     params={
         "estimator": Child(),
         "labels": Strings("tuple"),
-        "config": Json(),
+        "config": Json(mapping=True),
         "needs_target": Bool(),
-        "label_weights": Json(),
-        "metrics": Json(),
-        "versions": Json(),
+        "label_weights": Json(mapping=True),
+        "metrics": Json(mapping=True),
+        "versions": Json(mapping=True),
         "format": Text(),
     },
 )
@@ -478,8 +478,8 @@ modelfile.register_kind(
         "fast": Child(("StanceModel",)),
         "accurate": Child(("StanceModel",)),
         "threshold": Float(),
-        "config": Json(),
-        "metrics": Json(),
+        "config": Json(mapping=True),
+        "metrics": Json(mapping=True),
         "format": Text(),
     },
 )

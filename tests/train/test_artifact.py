@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
@@ -10,7 +11,9 @@ from sklearn.pipeline import Pipeline
 
 from features.onnx_encoder import RECIPE
 from features.prior import PriorModel
+from train import modelfile
 from train.artifact import encoder_graph_notes, open_model
+from train.errors import ModelError
 from train.models import Cascade, StanceModel
 from train.predict import PredictOptions, predict_file
 from train.selection import SelectOptions, select
@@ -99,6 +102,52 @@ def test_select_says_the_note_once(as_if_encoder, tmp_path, tracking):
         said.append,
     )
     assert sum("encoder graph" in line for line in said) == 1
+
+
+def _edited(folder, edit) -> str:
+    """``folder``'s model with ``edit(params)`` applied to its manifest, as a hostile file could
+    be written (a folder's fingerprint is its manifest, so nothing stops the edit)."""
+    manifest = folder / modelfile.MANIFEST
+    tree = json.loads(manifest.read_text())
+    edit(tree["model"]["params"])
+    manifest.write_text(json.dumps(tree))
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("versions", [1]), ("config", "x"), ("metrics", 3), ("label_weights", [])]
+)
+def test_a_model_file_whose_records_are_not_objects_is_refused_in_one_line(
+    as_if_encoder, tmp_path, field, value
+):
+    folder = as_if_encoder("onnx-int8", {}).save(tmp_path / "m")
+    with pytest.raises(ModelError, match=f"{field}: expected a JSON object") as raised:
+        open_model(_edited(folder, lambda params: params.__setitem__(field, value)))
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("embeddings", "graph", "expected"),
+    [
+        ("x", None, None),  # settings of the wrong shape: no encoder it could run
+        ({"runtime": ["onnx"]}, None, None),
+        ({"runtime": "onnx"}, 5, "does not record"),  # a record of the wrong type
+        ({"runtime": "onnx"}, "A" * 100_000, repr("A" * 80)),  # cut short
+    ],
+)
+def test_the_note_reads_a_hostile_model_file_without_crashing_or_flooding(
+    as_if_encoder, tmp_path, embeddings, graph, expected
+):
+    def edit(params):
+        params["config"]["features"]["embeddings"] = embeddings
+        params["versions"] = {} if graph is None else {"encoder_graph": graph}
+
+    folder = as_if_encoder("onnx-int8", {}).save(tmp_path / "m")
+    notes = open_model(_edited(folder, edit)).notes
+    if expected is None:
+        assert notes == ()
+    else:
+        assert len(notes) == 1 and expected in notes[0] and len(notes[0]) < 600
 
 
 def test_a_trained_model_records_the_graph_it_was_fitted_on(model_path):
