@@ -20,7 +20,6 @@ How a run proceeds:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import errno
@@ -53,6 +52,7 @@ from train.errors import DataError, StanceError
 from train.modelfile import MANIFEST
 from train.models import Cascade, StanceModel
 from train.ranges import ByteRange
+from train.scratch import scratch_folder
 from train.tables import (
     LONGEST_MARKER,
     Batch,
@@ -776,14 +776,11 @@ def predict_file(
         input_files = [Path(source)] if source != "-" else []
     shares = chunks.chunks if isinstance(chunks.chunks, ranges.Shares) else None
 
-    # Parts of a stdout run cannot be resumed, so they live in a private temporary folder,
-    # removed at the end and, should a second Ctrl-C cut that short, at exit (after the chunk
-    # threads still finishing are joined).
-    remove_scratch = None
+    # Parts of a stdout run cannot be resumed, so they live in a private scratch folder: removed
+    # at the end, and by the next run should a kill or a second Ctrl-C leave it (train.scratch).
+    scratch = contextlib.ExitStack()
     if to_stdout:
-        work = Path(tempfile.mkdtemp(prefix="stance-predict-")) / "parts"
-        remove_scratch = functools.partial(shutil.rmtree, work.parent, ignore_errors=True)
-        atexit.register(remove_scratch)
+        work = Path(scratch.enter_context(scratch_folder("predict"))) / "parts"
     else:
         work = Path(output + ".parts")
     fingerprint = (
@@ -874,16 +871,17 @@ def predict_file(
             rejects_path,
             summary.rejected,
         )
-        if remove_scratch:  # writing to stdout: the whole private folder goes
-            _remove_now(remove_scratch)
+        if to_stdout:  # the whole private folder goes
+            scratch.close()
         else:
             shutil.rmtree(work)
     except BaseException as error:
         bar.close()
         for temporary in work.glob("*.tmp") if work.exists() else ():
             temporary.unlink()
-        if remove_scratch:
-            _remove_now(remove_scratch)
+        if to_stdout:
+            with contextlib.suppress(OSError):  # chunk threads may still be writing parts
+                scratch.close()
         elif source == "-":
             shutil.rmtree(work, ignore_errors=True)
         if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
@@ -895,15 +893,6 @@ def predict_file(
     if note:
         log(note)
     return summary
-
-
-def _remove_now(remove) -> None:
-    """Run an exit-time removal now, and forget it once done (a long-lived process that
-    predicts many times keeps no handler per call). Chunk threads still writing parts can
-    leave the folder behind: then it stays registered, to go once they are joined."""
-    remove()
-    if not Path(remove.args[0]).exists():
-        atexit.unregister(remove)
 
 
 def _write_failure(error: OSError, work: Path, resumable: bool) -> StanceError:

@@ -495,11 +495,16 @@ def test_interrupted_run_leaves_no_output_and_resume_equals_one_run(
 
 
 # A stdout run interrupted by Ctrl-C, whose clean-up a second Ctrl-C then cuts short: the
-# chunk and the first removal of the private parts folder each raise KeyboardInterrupt.
-TWICE_INTERRUPTED = """
+# chunk and the first removal of a folder each raise KeyboardInterrupt. With "again", a
+# plain stdout run of the same file instead.
+STDOUT_RUN = """
 import shutil, sys, tempfile
 from train import predict
 tempfile.tempdir = sys.argv[3]
+options = predict.PredictOptions(jobs=1, chunk_size=50)
+if sys.argv[4] == "again":
+    predict.predict_file(sys.argv[1], sys.argv[2], "-", options, log=lambda message: None)
+    sys.exit()
 real_chunk, real_rmtree = predict._run_chunk, shutil.rmtree
 def chunk(task):
     if task[0].index == 2:
@@ -508,40 +513,40 @@ def chunk(task):
 cut = []
 def rmtree(path, *args, **kwargs):
     if not cut:
-        cut.append(path)
+        cut.append(str(path))
         raise KeyboardInterrupt
     return real_rmtree(path, *args, **kwargs)
 predict._run_chunk, shutil.rmtree = chunk, rmtree
 try:
-    options = predict.PredictOptions(jobs=1, chunk_size=50)
     predict.predict_file(sys.argv[1], sys.argv[2], "-", options)
 except KeyboardInterrupt:
     print("interrupted, left", cut, file=sys.stderr)
 """
 
 
-def test_a_second_ctrl_c_during_clean_up_leaves_no_temporary_folder(
+def test_a_folder_a_second_ctrl_c_leaves_is_removed_by_the_next_run(
     model_path, sentences_csv, tmp_path
 ):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            TWICE_INTERRUPTED,
-            str(model_path),
-            str(sentences_csv),
-            str(scratch),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert "interrupted, left" in done.stderr and "stance-predict-" in done.stderr, done.stderr
-    # The removal the interrupt cut short ran when the process exited.
-    assert list(scratch.iterdir()) == []
+
+    def stdout_run(mode: str) -> subprocess.CompletedProcess:
+        args = [str(model_path), str(sentences_csv), str(scratch), mode]
+        return subprocess.run(
+            [sys.executable, "-c", STDOUT_RUN, *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    first = stdout_run("interrupted")
+    assert "interrupted, left" in first.stderr and "stance-predict-" in first.stderr, first.stderr
+    (left,) = scratch.iterdir()  # its process has ended; nothing removed it
+    again = stdout_run("again")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("\n") == 419  # a header and every row, on stdout
+    assert not left.exists() and list(scratch.iterdir()) == []
 
 
 def stance_command(*args) -> list[str]:
