@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_info
 from features.cache import cache_folder, file_sha256
 
 # Bumped whenever the graph below changes, so that an old cached file is not reused.
-RECIPE = "minilm-l6 graph v3"
+RECIPE = "minilm-l6 graph v4"
 PRECISIONS = ("fp32", "int8")
 # onnxruntime's own operators (FastGelu), outside the ONNX standard.
 CONTRIB = "com.microsoft"
@@ -140,6 +140,18 @@ def build_graph(encoder, precision: str = "fp32"):
         ],
     )
     head = dimension // heads
+    # (width, 1) ones: a product with them adds each text's attention weights in key order.
+    key_ones = node(
+        "ConstantOfShape",
+        [
+            node(
+                "Concat",
+                [node("Reshape", [width, constant([1], np.int64)]), constant([1], np.int64)],
+                axis=0,
+            )
+        ],
+        value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]),
+    )
     split_heads = node("Concat", [batch_and_width, constant([heads, head], np.int64)], axis=0)
     scale = constant(1.0 / np.sqrt(head))
     for layer in encoder.layers:
@@ -161,7 +173,19 @@ def build_graph(encoder, precision: str = "fp32"):
                 key_bias,
             ],
         )
-        context = node("MatMul", [node("Softmax", [scores], axis=-1), v])
+        # Softmax spelled out, normalised after the product with the values: onnxruntime's
+        # Softmax kernel rounds differently on AVX2 and AVX-512 (its sums run in vector lanes
+        # of each width), and int8's per-token scales turn a last-bit change into another
+        # integer level, so vectors moved by up to 0.013 between the two. Exp, max and the
+        # products agree bit for bit on both; the sum is a product with ones because
+        # ReduceSum adds in an order that depends on the padded width (RESULTS, the same
+        # numbers on every CPU).
+        attention = node(
+            "Exp", [node("Sub", [scores, node("ReduceMax", [scores], axes=[-1], keepdims=1)])]
+        )
+        context = node(
+            "Div", [node("MatMul", [attention, v]), node("MatMul", [attention, key_ones])]
+        )
         context = node("Reshape", [node("Transpose", [context], perm=[0, 2, 1, 3]), tokens_as_rows])
         hidden = layer_norm(
             node("Add", [hidden, dense(context, layer["attn_out"])]), layer["attn_norm"]

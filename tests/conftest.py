@@ -128,6 +128,24 @@ def embeddings_extra() -> None:
 
 
 @pytest.fixture
+def x86_emulator() -> list[str]:
+    """The command that runs a program on an emulated Intel Haswell (AVX2 and FMA, no AVX-512),
+    so that a test on this machine meets a second kind of CPU. CI installs qemu-user, so there
+    a missing emulator fails; elsewhere it skips."""
+    import platform
+    import shutil
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip(f"emulating an x86-64 CPU needs an x86-64 host, not {platform.machine()}")
+    if not (qemu := shutil.which("qemu-x86_64")):
+        message = "qemu-x86_64 not found; install it with: apt-get install qemu-user"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return [qemu, "-cpu", "Haswell"]
+
+
+@pytest.fixture
 def as_if_encoder(model_path, embeddings_extra):
     """``as_if_encoder(runtime, versions)``: the sample model as if its features ran the sentence
     encoder on ``runtime`` and its training recorded ``versions``. What a model says about the

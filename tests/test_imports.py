@@ -30,6 +30,10 @@ ALLOWED_FUNCTION_IMPORTS = {
         "NLTK takes 0.4 s, which a word model that neither negates nor stems need not spend",
     ),
     "train/documents.py": ({"nltk.tokenize.punkt"}, "NLTK, 0.4 s, for documents only"),
+    "train/hardware.py": (
+        {"numpy.lib.introspect", "threadpoolctl"},
+        "`stance` pins numpy's and OpenBLAS's kernels, read once as they load, before either does",
+    ),
     "train/spark.py": ({"pyspark", "pyspark.errors", "pyspark.sql"}, EXTRA),
     "train/app/arguments.py": ({"train.predict", "train.tables"}, COMMAND),
     "train/app/cascade.py": ({"train.cascade"}, COMMAND),

@@ -10,6 +10,7 @@ import sys
 import threading
 from importlib.metadata import PackageNotFoundError, version
 
+from train import hardware
 from train.app import COMMANDS
 from train.app.examples import EXAMPLES
 from train.errors import StanceError, Terminated, terminate
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before any command loads numpy: the same BLAS and numpy kernels on every AVX2 CPU.
+    hardware.pin_kernels()
     args = _parser().parse_args(argv)
     # SIGTERM (`kill`, a scheduler's timeout) unwinds like Ctrl-C: the open run is closed as
     # KILLED instead of staying RUNNING forever. Only the main thread may set a handler.

@@ -1,16 +1,17 @@
 """The machine a run ran on, as far as it moves the numbers. The CPU's instruction sets decide
-which kernels run: onnxruntime's int8 matrix products (AVX2, AVX-512, VNNI paths) and the BLAS
-of numpy and scikit-learn (OpenBLAS picks a core type by them). Kernels of different sets round
-differently in the last bits, and a solver or a threshold can turn that into a changed metric.
-Every run records what is here; `stance reproduce` compares it with the original's.
+which kernels run: onnxruntime's int8 matrix products (AVX2, AVX-512, VNNI paths), the BLAS
+of numpy and scikit-learn (OpenBLAS picks a core type by them) and numpy's own loops. Kernels of
+different sets round differently in the last bits, and a solver or a threshold can turn that
+into a changed metric. :func:`pin_kernels` gives every CPU with AVX2 and FMA the same BLAS and
+numpy kernels; every run records what ran; `stance reproduce` compares it with the original's.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import sys
 from pathlib import Path
-
-from threadpoolctl import threadpool_info
 
 # The instruction sets that choose kernels in onnxruntime and OpenBLAS.
 KERNEL_FLAGS = (
@@ -27,11 +28,32 @@ KERNEL_FLAGS = (
     "amx_int8",
 )
 CPUINFO = Path("/proc/cpuinfo")
+# One set of kernels on every x86-64 CPU with AVX2 and FMA: OpenBLAS's Haswell kernels and numpy's
+# X86_V3 loops, whatever wider ones the CPU also has. Left to choose, OpenBLAS took SkylakeX and
+# numpy its AVX-512 loops on this project's machines, and `fnc1.toml` trained to another test
+# accuracy and calibration than with the AVX2 choices (benchmarks/RESULTS.md, the same numbers on
+# every CPU). A variable the user sets is kept: `NPY_DISABLE_CPU_FEATURES=` (empty) and
+# `OPENBLAS_CORETYPE=SkylakeX` give the CPU's own choice back.
+PINNED_KERNELS = {
+    "OPENBLAS_CORETYPE": "Haswell",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+}
+PINNED_NEEDS = {"avx2", "fma"}
 
 
-def machine() -> dict[str, str]:
-    """``cpu`` (its model), ``cpu_flags`` (the kernel-choosing instruction sets it has) and
-    ``blas`` (each BLAS library loaded, with the core type it chose)."""
+def pin_kernels(environ: dict | None = None) -> bool:
+    """Set :data:`PINNED_KERNELS` in ``environ`` (the process's) where the CPU has AVX2 and FMA
+    and numpy is not loaded yet: both libraries read them once, when they load. True if set."""
+    environ = os.environ if environ is None else environ
+    if "numpy" in sys.modules or not PINNED_NEEDS <= _cpu()[1]:
+        return False
+    for name, value in PINNED_KERNELS.items():
+        environ.setdefault(name, value)
+    return True
+
+
+def _cpu() -> tuple[str, set[str]]:
+    """The CPU's model and its flags (none known off Linux)."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in CPUINFO.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -43,6 +65,23 @@ def machine() -> dict[str, str]:
                 break
     except OSError:  # not Linux: the model alone
         pass
+    return model, flags
+
+
+def machine() -> dict[str, str]:
+    """``cpu`` (its model), ``cpu_flags`` (the kernel-choosing instruction sets it has),
+    ``blas`` (each BLAS library loaded, with the core type it chose) and ``numpy_simd`` (the
+    instruction-set levels of the numpy loops that run here)."""
+    # Here, not above: `stance` imports this module to pin the kernels before numpy loads.
+    from numpy.lib.introspect import opt_func_info
+    from threadpoolctl import threadpool_info
+
+    model, flags = _cpu()
+    chosen = {
+        choice["current"]
+        for signatures in opt_func_info().values()
+        for choice in signatures.values()
+    }
     blas = sorted(
         f"{entry.get('internal_api', '?')} {entry.get('version') or ''} "
         f"{entry.get('architecture') or ''}".strip()
@@ -53,6 +92,7 @@ def machine() -> dict[str, str]:
         "cpu": model,
         "cpu_flags": " ".join(flag for flag in KERNEL_FLAGS if flag in flags) or "unknown",
         "blas": "; ".join(blas) or "none loaded",
+        "numpy_simd": " ".join(sorted(chosen)) or "unknown",
     }
 
 
@@ -74,6 +114,8 @@ def differences(then: dict[str, str], now: dict[str, str]) -> list[str]:
         )
     if then.get("blas") and blas_parts(then["blas"], 2) != blas_parts(now.get("blas") or "", 2):
         found.append(f"BLAS kernels: {then['blas']} then, {now.get('blas')} here")
+    if then.get("numpy_simd") not in known and then["numpy_simd"] != now.get("numpy_simd"):
+        found.append(f"numpy loops: {then['numpy_simd']} then, {now.get('numpy_simd')} here")
     return found
 
 

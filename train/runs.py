@@ -21,7 +21,12 @@ from train.sources import data_root
 
 KEY_PARAMS = ("model.strategy", "model.classifier")
 # The run tags that record the machine (train/hardware.py), by hardware.machine()'s keys.
-MACHINE_TAGS = {"cpu": schema.CPU, "cpu_flags": schema.CPU_FLAGS, "blas": schema.BLAS}
+MACHINE_TAGS = {
+    "cpu": schema.CPU,
+    "cpu_flags": schema.CPU_FLAGS,
+    "blas": schema.BLAS,
+    "numpy_simd": schema.NUMPY_SIMD,
+}
 # A run the store calls RUNNING whose process has ended without closing it (SIGKILL, a crash,
 # a reboot): it will never finish.
 GONE = "DIED"

@@ -53,6 +53,7 @@ SMALL_DATA = "stance.small_data"
 CPU = "stance.cpu"
 CPU_FLAGS = "stance.cpu_flags"
 BLAS = "stance.blas"
+NUMPY_SIMD = "stance.numpy_simd"
 REPRODUCES = "stance.reproduces"  # on a training run made by `stance reproduce`: the run it repeats
 PARENT = "mlflow.parentRunId"  # MLflow's own: a trial's search
 RUN_NAME = "mlflow.runName"

@@ -342,7 +342,12 @@ def log_environment(versions: dict[str, str], seed: int) -> None:
     mlflow.set_tags({f"version.{name}": version for name, version in versions.items()})
     found = hardware.machine()
     mlflow.set_tags(
-        {schema.CPU: found["cpu"], schema.CPU_FLAGS: found["cpu_flags"], schema.BLAS: found["blas"]}
+        {
+            schema.CPU: found["cpu"],
+            schema.CPU_FLAGS: found["cpu_flags"],
+            schema.BLAS: found["blas"],
+            schema.NUMPY_SIMD: found["numpy_simd"],
+        }
     )
     mlflow.log_param("seed_used", seed)
 

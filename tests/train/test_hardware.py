@@ -1,5 +1,7 @@
 """The machine a run records (train/hardware.py), and what `stance reproduce` makes of it."""
 
+import sys
+
 import pytest
 
 from train import hardware
@@ -62,3 +64,114 @@ def test_reproduce_says_where_a_difference_comes_from(
     )
     code, out, _ = run_cli("reproduce", "r1")
     assert code == 0 and "1 metrics differ" in out and said in out
+
+
+def test_differences_name_numpy_loops_that_changed():
+    then = dict(AVX512, numpy_simd="X86_V3 X86_V4 baseline(X86_V2)")
+    now = dict(AVX512, numpy_simd="X86_V3 baseline(X86_V2)")
+    assert hardware.differences(then, now) == [
+        "numpy loops: X86_V3 X86_V4 baseline(X86_V2) then, X86_V3 baseline(X86_V2) here"
+    ]
+    assert hardware.differences(then, then) == []
+
+
+PINNED_RUN = """
+import sys
+from train.cli import main
+try:
+    main(["--version"])
+except SystemExit:
+    pass
+from train import hardware
+found = hardware.machine()
+print(found["blas"], "|", found["numpy_simd"])
+"""
+
+
+def _run_stance_then_read_the_kernels(env_extra: dict) -> str:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {key: value for key, value in os.environ.items() if key not in hardware.PINNED_KERNELS}
+    env.update(env_extra, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    done = subprocess.run(
+        [sys.executable, "-c", PINNED_RUN], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip().splitlines()[-1]  # after `stance --version`
+
+
+def test_stance_runs_the_avx2_kernels_of_openblas_and_numpy_on_any_avx2_cpu():
+    # Left to choose, OpenBLAS and numpy took their AVX-512 kernels here, and fnc1.toml trained
+    # to another test accuracy than on AVX2 (RESULTS, the same numbers on every CPU).
+    if not hardware.PINNED_NEEDS <= hardware._cpu()[1]:
+        pytest.skip("this CPU lacks AVX2 or FMA: its kernels are its own")
+    blas, numpy_simd = _run_stance_then_read_the_kernels({}).split(" | ")
+    assert "Haswell" in blas and all(
+        "Haswell" in entry for entry in blas.split("; ") if entry.startswith("openblas")
+    )
+    assert "X86_V4" not in numpy_simd.split() and "X86_V3" in numpy_simd.split()
+    # A variable the user set is theirs.
+    blas, numpy_simd = _run_stance_then_read_the_kernels(
+        {"OPENBLAS_CORETYPE": "Sandybridge", "NPY_DISABLE_CPU_FEATURES": ""}
+    ).split(" | ")
+    assert "Sandybridge" in blas
+
+
+def test_kernels_are_not_pinned_once_numpy_is_loaded_or_without_avx2(monkeypatch):
+    import numpy  # noqa: F401 (this process has numpy loaded, as `main(argv)` in tests does)
+
+    environ = {}
+    assert hardware.pin_kernels(environ) is False and environ == {}
+    monkeypatch.delitem(sys.modules, "numpy")
+    monkeypatch.setattr(hardware, "_cpu", lambda: ("old", {"sse4_2", "avx"}))
+    assert hardware.pin_kernels(environ) is False and environ == {}
+    monkeypatch.setattr(hardware, "_cpu", lambda: ("new", {"sse4_2", "avx", "avx2", "fma"}))
+    assert hardware.pin_kernels(environ) is True and environ == hardware.PINNED_KERNELS
+
+
+FIT_AND_PREDICT = """
+import sys
+from pathlib import Path
+
+from train import hardware
+
+hardware.pin_kernels()  # as `stance` does before any command
+import numpy as np
+
+from train.config import Config
+from train.data import load_dataset, split_dataset
+from train.training import fit_stance_model
+
+repo = Path(sys.argv[2])
+config = Config.from_toml(repo / "experiments" / "sample.toml", [])
+parts = split_dataset(load_dataset(config.data, repo / "data").rows, config.split, config.seed)
+found = fit_stance_model(config, parts["train"], {}).predict(parts["test"])
+np.save(sys.argv[1], found.select_dtypes("number").to_numpy())
+"""
+
+
+def test_a_model_fitted_on_a_cpu_without_avx_512_is_the_same_bit_for_bit(tmp_path, x86_emulator):
+    # The sample experiment fitted here and on an emulated Haswell: every probability equal.
+    # Before, OpenBLAS's SkylakeX kernels and numpy's AVX-512 loops moved all of them (by up to
+    # 8e-13 here; on fnc1.toml, the test accuracy).
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import numpy as np
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {key: value for key, value in os.environ.items() if key not in hardware.PINNED_KERNELS}
+    env.update(PYTHONPATH=str(repo), OPENBLAS_NUM_THREADS="1")
+    for name, emulator in (("here", []), ("there", x86_emulator)):
+        subprocess.run(
+            [*emulator, sys.executable, "-c", FIT_AND_PREDICT, str(tmp_path / name), str(repo)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    here, there = np.load(tmp_path / "here.npy"), np.load(tmp_path / "there.npy")
+    assert here.shape == (63, 3)
+    np.testing.assert_array_equal(here, there)
