@@ -164,6 +164,18 @@ def test_shares_cover_the_body_in_about_the_rows_asked(tmp_path, end):
     assert [line for line, _, _ in got] == list(range(2, 1002))
 
 
+def test_shares_hold_about_the_rows_asked_when_texts_span_many_lines(tmp_path):
+    # Each record spans 12 lines, as an FNC-1 article does; counted as lines, the plan cut
+    # shares of 8 or 9 records where 100 were asked.
+    path = tmp_path / "rows.csv"
+    paragraphs = "\n".join(f'paragraph {k}, said ""someone""' for k in range(12))
+    body = "".join(f'"{paragraphs} {i}",t\n' for i in range(1000))
+    path.write_text("text,target\n" + body)
+    assert 8 <= len(ranges.plan(path, "csv", 1, 100)) <= 12
+    got, misplaced = by_shares(path, "csv", ["text", "target"], 1, 100)
+    assert not misplaced and len(got) == 1000
+
+
 def test_a_file_cut_short_after_the_plan_is_refused_not_read_in_part(tmp_path):
     from train.errors import DataError
 
