@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
-import pytest
+from train import hardware
+
+# The kernels `stance` pins before numpy loads (train/hardware.py), here too: tests compare what
+# they compute in-process with what `stance` subprocesses compute, to the byte.
+hardware.pin_kernels()
+
+import pandas as pd  # noqa: E402 (after the pin)
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

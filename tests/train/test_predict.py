@@ -981,11 +981,15 @@ def test_a_missing_value_marker_is_rejected_not_predicted(model_path, tmp_path):
 
 
 # A takeover at the first share, and at a later one: the shares before it are read once.
-@pytest.mark.parametrize(("before", "at"), [(0, 0), (24, 6)])
+@pytest.mark.parametrize("before", [0, 24])
 def test_a_cut_misplaced_by_a_stray_quote_is_read_on_by_lines(
-    model_path, tmp_path, monkeypatch, stray_quote_csv, before, at
+    model_path, tmp_path, monkeypatch, stray_quote_csv, before
 ):
     source = stray_quote_csv(before=before)
+    # The share that holds the stray quote ends at a cut misplaced by it.
+    stray = source.read_bytes().index(b"he said")
+    at = next(share.index for share in ranges.plan(source, "csv", 1, 4) if share.end > stray)
+    assert (at > 0) == (before > 0)
     run(model_path, source, tmp_path / "whole.csv", chunk_size=100_000)  # one share: no cut
     takeovers = []
     real = predict_module._take_over
