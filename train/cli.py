@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Before any command loads numpy: the same BLAS and numpy kernels on every AVX2 CPU.
+    # Before any command loads numpy: the same BLAS and numpy kernels on every x86-64-v3 CPU.
     hardware.pin_kernels()
     args = _parser().parse_args(argv)
     # SIGTERM (`kill`, a scheduler's timeout) unwinds like Ctrl-C: the open run is closed as

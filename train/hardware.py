@@ -32,29 +32,36 @@ CPUINFO = Path("/proc/cpuinfo")
 # X86_V3 loops, whatever wider ones the CPU also has. Left to choose, OpenBLAS took SkylakeX and
 # numpy its AVX-512 loops on this project's machines, and `fnc1.toml` trained to another test
 # accuracy and calibration than with the AVX2 choices (benchmarks/RESULTS.md, the same numbers on
-# every CPU). A variable the user sets is kept: `NPY_DISABLE_CPU_FEATURES=` (empty) and
-# `OPENBLAS_CORETYPE=SkylakeX` give the CPU's own choice back.
+# every CPU). A variable the user sets is kept: both set empty (`OPENBLAS_CORETYPE=
+# NPY_DISABLE_CPU_FEATURES= stance ...`) give each library its own choice back.
 PINNED_KERNELS = {
     "OPENBLAS_CORETYPE": "Haswell",
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
-PINNED_NEEDS = {"avx2", "fma"}
+# x86-64-v3, what numpy's X86_V3 loops need (a CPU or VM that hides one gets numpy's baseline
+# loops) and more than OpenBLAS's Haswell kernels need (AVX2 and FMA).
+PINNED_NEEDS = {"avx2", "fma", "bmi1", "bmi2", "abm", "movbe", "f16c"}
 
 
 def pin_kernels(environ: dict | None = None) -> bool:
     """Set :data:`PINNED_KERNELS` in ``environ`` (the process's) where the CPU has AVX2 and FMA
     and numpy is not loaded yet: both libraries read them once, when they load. True if set."""
     environ = os.environ if environ is None else environ
-    if "numpy" in sys.modules or not PINNED_NEEDS <= _cpu()[1]:
+    if "numpy" in sys.modules or not PINNED_NEEDS <= _cpu_flags():
         return False
     for name, value in PINNED_KERNELS.items():
         environ.setdefault(name, value)
     return True
 
 
-def _cpu() -> tuple[str, set[str]]:
-    """The CPU's model and its flags (none known off Linux)."""
-    model, flags = platform.processor() or platform.machine(), set()
+def _cpu_flags() -> set[str]:
+    """The CPU's flags, from /proc/cpuinfo (none known off Linux)."""
+    return _cpu_info()[1]
+
+
+def _cpu_info() -> tuple[str | None, set[str]]:
+    """The CPU's model name and flags as /proc/cpuinfo gives them; ``(None, set())`` off Linux."""
+    model, flags = None, set()
     try:
         for line in CPUINFO.read_text(encoding="utf-8", errors="replace").splitlines():
             key, _, value = line.partition(":")
@@ -63,7 +70,7 @@ def _cpu() -> tuple[str, set[str]]:
             elif key.strip() in ("flags", "Features"):
                 flags = set(value.split())
                 break
-    except OSError:  # not Linux: the model alone
+    except OSError:  # not Linux
         pass
     return model, flags
 
@@ -73,15 +80,21 @@ def machine() -> dict[str, str]:
     ``blas`` (each BLAS library loaded, with the core type it chose) and ``numpy_simd`` (the
     instruction-set levels of the numpy loops that run here)."""
     # Here, not above: `stance` imports this module to pin the kernels before numpy loads.
-    from numpy.lib.introspect import opt_func_info
     from threadpoolctl import threadpool_info
 
-    model, flags = _cpu()
-    chosen = {
-        choice["current"]
-        for signatures in opt_func_info().values()
-        for choice in signatures.values()
-    }
+    model, flags = _cpu_info()
+    # platform.processor() runs `uname -p`: only here, not on every command's way to the pin.
+    model = model or platform.processor() or platform.machine()
+    try:
+        from numpy.lib.introspect import opt_func_info  # numpy 2.1 and later
+    except ImportError:
+        chosen = set()
+    else:
+        chosen = {
+            choice["current"]
+            for signatures in opt_func_info().values()
+            for choice in signatures.values()
+        }
     blas = sorted(
         f"{entry.get('internal_api', '?')} {entry.get('version') or ''} "
         f"{entry.get('architecture') or ''}".strip()
@@ -101,10 +114,18 @@ def differences(then: dict[str, str], now: dict[str, str]) -> list[str]:
     kernels does (a record without these keys, from an older run, differs in nothing known)."""
     found = []
     known = {None, "", "unknown"}
+    # Both runs on the pinned BLAS and numpy kernels: other instruction sets then choose only
+    # onnxruntime's int8 products, which are exact on all of them, so they move no number.
+    same_kernels = (
+        then.get("numpy_simd") not in known
+        and then.get("numpy_simd") == now.get("numpy_simd")
+        and blas_parts(then.get("blas") or "", 2) == blas_parts(now.get("blas") or "", 2)
+    )
     if (
         then.get("cpu_flags") not in known
         and now.get("cpu_flags") not in known
         and (then["cpu_flags"] != now["cpu_flags"])
+        and not same_kernels
     ):
         had, has = set(then["cpu_flags"].split()), set(now.get("cpu_flags", "").split())
         gone, added = sorted(had - has), sorted(has - had)

@@ -46,7 +46,7 @@ from features.onnx_encoder import RECIPE
 from features.pipeline import chunks_on_threads, threaded_steps
 from train import documents as docs
 from train import explain as explanations
-from train import progress, ranges, workers
+from train import hardware, progress, ranges, workers
 from train.artifact import LoadedModel, is_store_uri, open_model
 from train.errors import DataError, StanceError
 from train.modelfile import MANIFEST
@@ -785,7 +785,14 @@ def predict_file(
         work = Path(output + ".parts")
     fingerprint = (
         _fingerprint(source, input_files, loaded.identity(), options, fmt)
-        | {"reading": "lines" if shares is None else "shares", "encoder_graph": RECIPE}
+        | {
+            "reading": "lines" if shares is None else "shares",
+            # Parts are numbered by the plan that cut them, and their probabilities' last bits
+            # follow the kernels: a resumption must have both as the run it continues.
+            "plan": ranges.PLAN,
+            "kernels": {name: os.environ.get(name) for name in hardware.PINNED_KERNELS},
+            "encoder_graph": RECIPE,
+        }
         if not (to_stdout or source == "-")
         else None
     )

@@ -34,6 +34,9 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BLOCK = 1 << 24
 # Bytes of the file's start used to estimate the bytes per record.
 _SAMPLE = 1 << 20
+# How shares are sized, in a resumable run's fingerprint: parts cut by another plan hold other
+# rows. 2: by records (160e5b2); 1, unrecorded: by lines.
+PLAN = 2
 
 
 @dataclass(frozen=True)
@@ -117,23 +120,25 @@ def plan(path: str | Path, fmt: str, header_lines: int, rows: int) -> Shares[Byt
         start = found.end()
     body = sample[start:]
     quoted = fmt in ("csv", "tsv")
-    per_record = len(body) / max(_records(body, quoted), 1)
+    records, through = _records(body, quoted)
+    # Bytes per record over the records the sample holds whole (all of it when none ends there).
+    per_record = (through or len(body)) / max(records, 1)
     step = max(int(per_record * rows), 1)
     return Shares(_shares(path, quoted, start, header_lines + 1, step, size))
 
 
-def _records(data: bytes, quoted: bool) -> int:
-    """Records that end in ``data``: its line breaks, in CSV and TSV only those where the
-    quotation marks before them pair up. Counted as lines, FNC-1's articles of a dozen lines
-    each made shares a twelfth of the rows asked, and each share featurised its bodies anew
-    (2.1x slower than counted as records)."""
-    if not quoted:
-        return _line_ends(data, 0, len(data))
-    records, quotes = 0, 0
+def _records(data: bytes, quoted: bool) -> tuple[int, int]:
+    """Records that end in ``data``, and the bytes up to the end of the last: its line breaks,
+    in CSV and TSV only those where the quotation marks before them pair up. Counted as lines,
+    FNC-1's articles of a dozen lines each made shares a twelfth of the rows asked, and each
+    share featurised its bodies anew (3.3x slower on 20,000 pairs, benchmarks/RESULTS.md)."""
+    records, quotes, through, position = 0, 0, 0, 0
     for line in data.split(b"\n")[:-1]:
-        quotes += line.count(b'"')
-        records += quotes % 2 == 0
-    return records
+        position += len(line) + 1
+        quotes += line.count(b'"') if quoted else 0
+        if quotes % 2 == 0:
+            records, through = records + 1, position
+    return records, through
 
 
 def _shares(

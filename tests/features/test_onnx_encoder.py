@@ -147,13 +147,14 @@ def test_a_cpu_without_avx_512_computes_the_same_vectors_bit_for_bit(tmp_path, x
         [_encoder(128)._encode_both(SENTENCES, runtime=r) for r in ("onnx", "onnx-int8")]
     )  # builds the graphs, so that the slow emulated run only loads them
     env = {**os.environ, "PYTHONPATH": str(root), "OPENBLAS_NUM_THREADS": "1"}
-    subprocess.run(
+    done = subprocess.run(
         [*x86_emulator, sys.executable, "-c", script, str(tmp_path / "there.npy"), *SENTENCES],
         cwd=root,
         env=env,
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert done.returncode == 0, done.stderr[-2000:]
     there = np.load(tmp_path / "there.npy")
     np.testing.assert_array_equal(there[1], here[1], err_msg="int8")
     np.testing.assert_array_equal(there[0], here[0], err_msg="fp32")

@@ -494,6 +494,28 @@ def test_interrupted_run_leaves_no_output_and_resume_equals_one_run(
     assert summary.rows_read == 418 and summary.predicted == 418
 
 
+def test_resume_refuses_parts_cut_by_another_plan_or_computed_with_other_kernels(
+    model_path, sentences_csv, tmp_path, monkeypatch
+):
+    # Before, a run interrupted under the plan that sized shares by lines resumed under the one
+    # that sizes them by records: the kept parts held other rows, and rows went missing.
+    monkeypatch.setattr(ranges, "PLAN", ranges.PLAN - 1)
+    interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50)
+    monkeypatch.undo()
+    with pytest.raises(Exception, match="plan changed"):
+        run(model_path, sentences_csv, tmp_path / "out.csv", chunk_size=50, resume=True)
+
+    interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(model_path, sentences_csv, tmp_path / "other.csv", chunk_size=50)
+    monkeypatch.undo()
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Sandybridge")
+    with pytest.raises(Exception, match="kernels changed"):
+        run(model_path, sentences_csv, tmp_path / "other.csv", chunk_size=50, resume=True)
+
+
 # A stdout run interrupted by Ctrl-C, whose clean-up a second Ctrl-C then cuts short: the
 # chunk and the first removal of a folder each raise KeyboardInterrupt. With "again", a
 # plain stdout run of the same file instead.

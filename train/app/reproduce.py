@@ -40,7 +40,8 @@ def run(args) -> int:
         )
     elif differing and facts["machine_known"]:
         print(
-            "note: the same instruction sets and BLAS as the original run, and the same data: "
+            "note: the same kernels (instruction sets or pinned BLAS and numpy loops) as the "
+            "original run, and the same data: "
             "the difference comes from the code or the library versions (`stance compare` "
             "lists the versions)."
         )
