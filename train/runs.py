@@ -20,13 +20,6 @@ from train.metrics import paired_bootstrap
 from train.sources import data_root
 
 KEY_PARAMS = ("model.strategy", "model.classifier")
-# The run tags that record the machine (train/hardware.py), by hardware.machine()'s keys.
-MACHINE_TAGS = {
-    "cpu": schema.CPU,
-    "cpu_flags": schema.CPU_FLAGS,
-    "blas": schema.BLAS,
-    "numpy_simd": schema.NUMPY_SIMD,
-}
 # A run the store calls RUNNING whose process has ended without closing it (SIGKILL, a crash,
 # a reboot): it will never finish.
 GONE = "DIED"
@@ -422,8 +415,8 @@ def reproduce_run(run_id: str, data_dir: str | None = None, log=print) -> tuple[
     result = train(config, root, log=log, extra_tags={schema.REPRODUCES: run_id})
     again = store.run_info(result.run_id)
     machine = {
-        "then": {key: original["tags"].get(tag) for key, tag in MACHINE_TAGS.items()},
-        "now": {key: again["tags"].get(tag) for key, tag in MACHINE_TAGS.items()},
+        "then": {key: original["tags"].get(tag) for key, tag in schema.MACHINE_TAGS.items()},
+        "now": {key: again["tags"].get(tag) for key, tag in schema.MACHINE_TAGS.items()},
     }
     return (
         original["metrics"],

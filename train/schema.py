@@ -54,6 +54,8 @@ CPU = "stance.cpu"
 CPU_FLAGS = "stance.cpu_flags"
 BLAS = "stance.blas"
 NUMPY_SIMD = "stance.numpy_simd"
+# Each of those tags by the key of train/hardware.py's machine() it records.
+MACHINE_TAGS = {"cpu": CPU, "cpu_flags": CPU_FLAGS, "blas": BLAS, "numpy_simd": NUMPY_SIMD}
 REPRODUCES = "stance.reproduces"  # on a training run made by `stance reproduce`: the run it repeats
 PARENT = "mlflow.parentRunId"  # MLflow's own: a trial's search
 RUN_NAME = "mlflow.runName"

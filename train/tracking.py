@@ -341,14 +341,7 @@ def log_environment(versions: dict[str, str], seed: int) -> None:
     """Library versions, the seed, and the machine's kernel-choosing traits (train/hardware.py)."""
     mlflow.set_tags({f"version.{name}": version for name, version in versions.items()})
     found = hardware.machine()
-    mlflow.set_tags(
-        {
-            schema.CPU: found["cpu"],
-            schema.CPU_FLAGS: found["cpu_flags"],
-            schema.BLAS: found["blas"],
-            schema.NUMPY_SIMD: found["numpy_simd"],
-        }
-    )
+    mlflow.set_tags({tag: found[key] for key, tag in schema.MACHINE_TAGS.items()})
     mlflow.log_param("seed_used", seed)
 
 
