@@ -15,6 +15,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,8 +24,10 @@ import mlflow.artifacts
 import pandas as pd
 import psutil
 import requests
+from alembic.util.exc import CommandError as AlembicCommandError
 from filelock import FileLock, Timeout
 from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from train import modelfile, schema
 from train.errors import ModelError, StanceError, TrackingError
@@ -55,16 +58,77 @@ def configure() -> str:
     first_use = opened_key not in _STORES_OPENED
     if database is not None and first_use:
         _check_writable(database, uri)
-    try:
-        with (
-            _store_setup_lock(database if first_use else None, uri),
-            quiet_mlflow_logging(STORE_SETUP_LOGGERS),
-        ):
-            mlflow.MlflowClient(uri)
-    except MlflowException as error:
-        raise TrackingError(_store_problem(uri, error.message)) from None
+    with (
+        _store_setup_lock(database if first_use else None, uri),
+        quiet_mlflow_logging(STORE_SETUP_LOGGERS),
+    ):
+        _open_while_another_sets_it_up(uri, database)
     _STORES_OPENED.add(opened_key)
     return uri
+
+
+# Waits between tries to open a database store that another program is creating or migrating.
+FOREIGN_SETUP_WAITS_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0)
+
+# What MLflow raises when another process sets the store up at the same moment: a table that
+# appeared after it looked, a migration step already taken, a temporary table of a migration.
+FOREIGN_SETUP_SIGNS = (
+    "already exists",
+    "expected to match one row",
+    "database is locked",
+    "no such table",
+)
+# A schema found mid-way through its migrations is another's setup only if the file just
+# changed; an old store left from an earlier MLflow is not, and is reported at once.
+OUT_OF_DATE = "out-of-date database schema"
+RECENT_CHANGE_S = 30
+
+
+def _open_while_another_sets_it_up(uri: str, database: Path | None) -> None:
+    """Open the store, waiting out a setup that a program other than stance runs on it.
+
+    stance's own commands take turns through the lock beside the file, but `mlflow ui`, a
+    notebook's MlflowClient or a server do not: started on a new database at the same moment,
+    each creates the tables and runs the migrations, and whoever loses the race fails half
+    way. The winner finishes the setup, so after a short wait the store opens as it is.
+    """
+    waited = 0.0
+    for wait in (*FOREIGN_SETUP_WAITS_S, None):
+        try:
+            mlflow.MlflowClient(uri)
+            return
+        except (MlflowException, SQLAlchemyError, AlembicCommandError) as error:
+            message = error.message if isinstance(error, MlflowException) else str(error)
+            if not _another_is_setting_up(message, database):
+                raise TrackingError(_store_problem(uri, message)) from None
+            if wait is None:
+                raise TrackingError(_half_set_up(uri, database, message, waited)) from None
+            time.sleep(wait)
+            waited += wait
+
+
+def _another_is_setting_up(message: str, database: Path | None) -> bool:
+    if any(sign in message for sign in FOREIGN_SETUP_SIGNS):
+        return True
+    if OUT_OF_DATE not in message or database is None:
+        return False
+    try:
+        return time.time() - database.stat().st_mtime < RECENT_CHANGE_S
+    except OSError:
+        return False
+
+
+def _half_set_up(uri: str, database: Path | None, message: str, waited: float) -> str:
+    first_line = message.strip().splitlines()[0] if message.strip() else "no reason given"
+    fresh = f"delete {database} and" if database is not None else "empty the database and"
+    return (
+        f"Cannot open the MLflow store: {_which_store(uri)}; its tables are half set up "
+        f"(MLflow says: {first_line}), and in {waited:g} s no other program finished them. "
+        "MLflow's own setup does not take turns, so a program other than stance (mlflow ui, "
+        "a notebook) that opened the new store at the same moment can leave it so. If it "
+        f"holds no runs yet, {fresh} run the command again; otherwise back it up and run "
+        f"`mlflow db upgrade {uri}`."
+    )
 
 
 _STORES_OPENED: set[str] = (

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+import sqlalchemy.exc
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = str(REPO / "experiments" / "sample.toml")
@@ -147,6 +148,86 @@ def test_a_locked_store_is_retried_with_bounded_waits(monkeypatch, capsys):
     with pytest.raises(MlflowException):
         other_error()
     assert len(attempts) == 1
+
+
+def test_a_store_that_another_program_is_setting_up_is_waited_for(tmp_path, monkeypatch):
+    # Before: `mlflow ui` or a notebook opening a new store at the same moment as a training made
+    # one of them fail in MLflow's migrations with a traceback ("table ... already exists").
+    import sqlite3
+
+    import mlflow
+
+    from train import store
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(store, "FOREIGN_SETUP_WAITS_S", (0.01, 0.01, 0.01))
+    real_client, tries = mlflow.MlflowClient, []
+
+    def racing_client(*args, **kwargs):
+        # The other program's first step, as MLflow's loser meets it: its table appeared
+        # between our look and our create.
+        tries.append(1)
+        if len(tries) == 1:
+            raise sqlalchemy.exc.OperationalError(
+                "CREATE TABLE experiments",
+                {},
+                sqlite3.OperationalError("table experiments already exists"),
+            )
+        return real_client(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "MlflowClient", racing_client)
+    assert store.configure() == uri and len(tries) == 2
+    assert mlflow.MlflowClient(uri).get_experiment_by_name("Default") is not None
+
+
+def _store_left_mid_migration(tmp_path: Path) -> tuple[str, Path]:
+    import sqlite3
+
+    database = tmp_path / "mlflow.db"
+    # Made by another process, as another program would: MLflow caches a store it opened.
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import mlflow; mlflow.MlflowClient('sqlite:///{database}').search_experiments()",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with sqlite3.connect(database) as connection:  # as a setup that died half way leaves it
+        connection.execute("UPDATE alembic_version SET version_num = 'df50e92ffc5e'")
+    connection.close()
+    return f"sqlite:///{database}", database
+
+
+def test_a_store_left_half_set_up_is_reported_in_one_line_with_the_fix(tmp_path, monkeypatch):
+    from train import store
+    from train.errors import TrackingError
+
+    uri, database = _store_left_mid_migration(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(store, "FOREIGN_SETUP_WAITS_S", (0.01, 0.02))
+    with pytest.raises(TrackingError) as raised:
+        store.configure()
+    message = str(raised.value)
+    assert "half set up" in message and "in 0.03 s no other program finished them" in message
+    assert f"delete {database}" in message and f"mlflow db upgrade {uri}" in message
+
+
+def test_an_old_store_is_reported_at_once_not_waited_for(tmp_path, monkeypatch):
+    from train import store
+    from train.errors import TrackingError
+
+    uri, database = _store_left_mid_migration(tmp_path)
+    an_hour_ago = time.time() - 3600
+    os.utime(database, (an_hour_ago, an_hour_ago))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(store, "FOREIGN_SETUP_WAITS_S", (60.0,))  # a wait would time the test out
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match="out-of-date database schema"):
+        store.configure()
+    assert time.monotonic() - started < 30
 
 
 def test_a_server_that_went_away_is_given_up_within_a_minute_saying_what_is_retried(
@@ -354,6 +435,10 @@ def _start_training_and_wait_for_its_run(tmp_path: Path):
     import mlflow
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # This process's client is a program other than stance: it must not create the new store's
+    # tables while the training does (tests/train/test_store.py covers that race).
+    client = mlflow.MlflowClient(store)
+    client.search_experiments()
     data = _slow_training_data(tmp_path)
     process = subprocess.Popen(
         stance_command(
@@ -365,7 +450,6 @@ def _start_training_and_wait_for_its_run(tmp_path: Path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    client = mlflow.MlflowClient(store)
 
     def running():
         experiment = client.get_experiment_by_name("sample") if process.poll() is None else None
