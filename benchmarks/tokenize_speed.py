@@ -13,7 +13,9 @@ predict_speed.py builds them), in batches of 10,000, medians of ``--repeats``:
 3. ``arrow flat``: the batch's tokens left in one Arrow array with their rows
    (``Tokenizer.flat``), no Python string per token.
 
-Then the word 1-2-gram model's counting (``GramIndex``) from lists against from the flat array.
+Then the word 1-2-gram model's counting (``GramIndex``) from lists against from the flat array,
+and the character 2-5-gram step (``CharNgrams``, as the sample and accurate experiments use it)
+counted by scikit-learn's ``char_wb`` analyzer against by character keys (``CharGramIndex``).
 Every route is checked to give the same tokens and the same counts before it is timed.
 """
 
@@ -33,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from speed_tiers import distinct_rows  # noqa: E402
 
 from features.gramindex import GramIndex  # noqa: E402
-from features.ngrams import WordNgrams  # noqa: E402
+from features.ngrams import CharNgrams, WordNgrams, _TfidfNgrams  # noqa: E402
 from features.text import Tokenizer  # noqa: E402
 from train.sources import data_root  # noqa: E402
 
@@ -65,6 +67,11 @@ def main() -> None:
     tokenizer = Tokenizer()
     step = WordNgrams(ngram_range=(1, 2)).fit(pd.DataFrame({"text": texts[: args.rows // 2]}))
     index: GramIndex = step._gram_index()
+    chars = CharNgrams(ngram_range=(2, 5), min_df=2).fit(
+        pd.DataFrame({"text": texts[: args.rows // 2]})
+    )
+    if chars._char_index() is None:
+        raise SystemExit("the character step's vocabulary cannot be keyed")
 
     for batch in batches[:2]:  # the routes must agree before any is timed
         reference = list(map(tokenizer._split_text, batch))
@@ -74,6 +81,8 @@ def main() -> None:
         lists = [split for split, _ in reference]
         if (index.count(lists, None) != index.count_flat(tokens, rows, len(batch), None)).nnz:
             raise SystemExit("counting from the flat array differs from counting from lists")
+        if (chars._count(batch) != _TfidfNgrams._count(chars, batch)).nnz:
+            raise SystemExit("character keys count otherwise than the char_wb analyzer")
 
     routes = {
         "python re": lambda batch: list(map(tokenizer._split_text, batch)),
@@ -85,6 +94,8 @@ def main() -> None:
         "arrow flat + count": lambda batch: index.count_flat(
             *tokenizer.flat(batch), len(batch), None
         ),
+        "char 2-5, analyzer": lambda batch: _TfidfNgrams._count(chars, batch),
+        "char 2-5, character keys": chars._count,
     }
     seconds = {name: median_seconds(work, batches, args.repeats) for name, work in routes.items()}
     print(
@@ -93,7 +104,13 @@ def main() -> None:
     print("| route | rows/s | x python re |")
     print("| --- | ---: | ---: |")
     for name, value in seconds.items():
-        base = seconds["python re + count" if "count" in name else "python re"]
+        base = seconds[
+            "char 2-5, analyzer"
+            if name.startswith("char")
+            else "python re + count"
+            if "count" in name
+            else "python re"
+        ]
         print(f"| {name} | {len(texts) / value:,.0f} | {base / value:.2f} |")
 
 

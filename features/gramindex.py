@@ -180,6 +180,119 @@ class GramIndex:
         return np.where(at >= 0, self.columns[n][at], -1)
 
 
+class CharGramIndex:
+    """A fitted ``char_wb`` vocabulary as integer keys over character ids, so that a batch's
+    character n-grams are counted by numpy.
+
+    scikit-learn's ``char_wb`` analyzer pads each whitespace-separated word with a space on both
+    sides and slices it in Python, one string per n-gram. Here the batch's padded words are one
+    array of code points; an n-gram is the integer ``c1 * B**(n-1) + ... + cn`` over character
+    ids, and each length of n-gram is one vectorised lookup. Known characters get ids 1 to
+    ``B - 2`` and every other character ``B - 1``, which no vocabulary n-gram holds: no digit is
+    0, so n-grams of different lengths never share a key, and one with an unknown character
+    never matches. The counts equal the analyzer's, bit for bit
+    (``tests/features/test_gramindex.py``).
+
+    Parameters
+    ----------
+    vocabulary : dict of str to int
+        A fitted ``CountVectorizer(analyzer="char_wb").vocabulary_``.
+    ngram_range : tuple of int
+
+    Raises
+    ------
+    Unindexable
+        When keys of the longest n-grams would overflow int64 (too many distinct characters).
+
+    Examples
+    --------
+    >>> index = CharGramIndex({" n": 0, "no": 1, "o ": 2}, (2, 2))
+    >>> index.count(["no", "on no"]).toarray().tolist()
+    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    """
+
+    def __init__(self, vocabulary: dict, ngram_range):
+        self.low, self.high = (int(n) for n in ngram_range)
+        self.n_columns = len(vocabulary)
+        points, lengths = _code_points(list(vocabulary))
+        known = np.unique(points)
+        self.base = len(known) + 2
+        if self.base**self.high >= _KEY_LIMIT:
+            raise Unindexable(f"{len(known):,} characters are too many for int64 keys")
+        # Code point -> id; the last entry, for any code point past the known ones, is unknown.
+        top = int(known[-1]) + 1 if len(known) else 0
+        self.char_ids = np.full(top + 1, self.base - 1, dtype=np.int64)
+        self.char_ids[known] = np.arange(1, len(known) + 1)
+        ids = self.char_ids[points]
+        starts = np.cumsum(lengths) - lengths
+        columns = np.fromiter(vocabulary.values(), np.int64, count=len(vocabulary))
+        self.keys: dict[int, pd.Index] = {}
+        self.columns: dict[int, np.ndarray] = {}
+        for length in np.unique(lengths):
+            chosen = np.flatnonzero(lengths == length)
+            self.keys[int(length)] = pd.Index(self._keys(ids, starts[chosen], int(length)))
+            self.columns[int(length)] = columns[chosen]
+
+    def _keys(self, ids: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+        key = np.zeros(len(starts), dtype=np.int64)
+        for offset in range(n):
+            key = key * self.base + ids[starts + offset]
+        return key
+
+    def count(self, documents: list[str], lowercase: bool = True) -> sp.csr_matrix:
+        """Rows of n-gram counts (CSR, canonical) for ``documents``, as ``char_wb`` counts them:
+        each word (``str.split``) padded with a space on both sides; for each n, the word's
+        windows of n characters where it is longer than n, else the whole padded word, once."""
+        if lowercase:
+            documents = [document.lower() for document in documents]
+        words = [document.split() for document in documents]
+        # "  ".join puts the padding of two neighbouring words side by side: " w1  w2 ".
+        padded = "".join([f" {'  '.join(w)} " if w else "" for w in words])
+        points, _ = _code_points([padded])
+        ids = self.char_ids[np.minimum(points, len(self.char_ids) - 1)]
+        # Words hold no whitespace, so the spaces are the paddings: a word's first, its last.
+        spaces = np.flatnonzero(points == 32)
+        word_start, word_end = spaces[0::2], spaces[1::2] + 1
+        width = word_end - word_start
+        word_row = np.repeat(
+            np.arange(len(documents), dtype=np.int64),
+            np.fromiter(map(len, words), np.int64, count=len(words)),
+        )
+        rows, columns = [], []
+
+        def look_up(starts, row_of, n):
+            if n not in self.keys or not len(starts):
+                return
+            at = self.keys[n].get_indexer(self._keys(ids, starts, n))
+            found = at >= 0
+            rows.append(row_of[found])
+            columns.append(self.columns[n][at[found]])
+
+        for n in range(self.low, self.high + 1):
+            longer = np.flatnonzero(width > n)
+            windows = width[longer] - n + 1
+            first = np.repeat(word_start[longer] - (np.cumsum(windows) - windows), windows)
+            look_up(first + np.arange(int(windows.sum())), np.repeat(word_row[longer], windows), n)
+        # A word no longer than the longest n gives itself, once (at the first n it fits in).
+        for n in range(1, self.high + 1):
+            whole = np.flatnonzero(width == n)
+            look_up(word_start[whole], word_row[whole], n)
+        empty = np.zeros(0, np.int64)
+        return count_matrix(
+            np.concatenate(rows) if rows else empty,
+            np.concatenate(columns) if columns else empty,
+            (len(documents), self.n_columns),
+        )
+
+
+def _code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The code points of ``texts`` end to end, and each text's length in code points. A lone
+    surrogate (half a character, which a reader may hand on) is kept as its own code point."""
+    joined = "".join(texts).encode("utf-32-le", "surrogatepass")
+    lengths = np.fromiter(map(len, texts), np.int64, count=len(texts))
+    return np.frombuffer(joined, dtype=np.uint32).astype(np.int64), lengths
+
+
 def _refuse_first(bad, grams, problem: str) -> None:
     """Raise for the first n-gram flagged in ``bad`` (an Arrow or numpy boolean array)."""
     if isinstance(bad, pa.Array):
@@ -225,12 +338,21 @@ _INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def gram_index(owner, vocabulary: dict, ngram_range, cues) -> GramIndex | None:
     """The owner's index, built on first use and kept while the owner lives (never pickled, so
     model files are unchanged); None where the vocabulary cannot be keyed."""
+    return _kept(owner, GramIndex, vocabulary, ngram_range, cues)
+
+
+def char_gram_index(owner, vocabulary: dict, ngram_range) -> CharGramIndex | None:
+    """:func:`gram_index` for a ``char_wb`` vocabulary."""
+    return _kept(owner, CharGramIndex, vocabulary, ngram_range)
+
+
+def _kept(owner, kind, *arguments):
     try:
         return _INDEXES[owner]
     except KeyError:
         pass
     try:
-        index = GramIndex(vocabulary, ngram_range, cues)
+        index = kind(*arguments)
     except Unindexable:
         index = None
     _INDEXES[owner] = index

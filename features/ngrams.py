@@ -12,7 +12,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from features.base import TARGET, TEXT, text_column, unique_inverse
-from features.gramindex import GramIndex, count_matrix, gram_index
+from features.gramindex import GramIndex, char_gram_index, count_matrix, gram_index
 from features.state import Child, Int, Strings
 from features.text import TARGET_SEPARATOR, NgramAnalyzer, Tokenizer, cue_words
 
@@ -404,3 +404,19 @@ class CharNgrams(_TfidfNgrams):
 
     def _counter(self):
         return CountVectorizer(**self._count_settings())
+
+    def _char_index(self):
+        """The fitted vocabulary keyed by characters, or None where the analyzer must count
+        (``analyzer="char"``, or more characters than int64 keys can hold)."""
+        if self.analyzer != "char_wb":
+            return None
+        # Keyed by the fitted counter: a refit makes a new one, and with it a new index.
+        return char_gram_index(self.counter_, self.counter_.vocabulary_, self.ngram_range)
+
+    def _count(self, documents) -> sp.csr_matrix:
+        # Word-bounded n-grams by numpy over code points (features.gramindex.CharGramIndex):
+        # the same counts as the analyzer's, in less than half its time on tweets.
+        index = self._char_index()
+        if index is None:
+            return super()._count(documents)
+        return index.count(list(documents), self.lowercase)
