@@ -30,6 +30,11 @@ class _SparseProbabilisticClassifier(ClassifierMixin, BaseEstimator):
     prediction.
     """
 
+    def min_rows_per_label(self) -> int:
+        """Rows of each label needed among those fitted on: calibration holds some out, so
+        with it a label needs one row to fit on and one to calibrate on."""
+        return 1 if self.calibration == "softmax" else 2
+
     def predict(self, X):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
@@ -367,3 +372,15 @@ def build_classifier(name: str, params: dict, seed: int):
     if name in SEEDED:
         kwargs.setdefault(SEEDED[name], seed)
     return CLASSIFIERS[name](**kwargs)
+
+
+def rows_needed_per_label(name: str, params: dict, seed: int) -> int:
+    """How many rows of each label the classifier ``name`` must be fitted on: a classifier says
+    so with a ``min_rows_per_label()`` method, else 1. Parameters it would refuse give 1 here;
+    fitting names them."""
+    try:
+        classifier = build_classifier(name, params, seed)
+    except (KeyError, TypeError, ValueError):
+        return 1
+    needs = getattr(classifier, "min_rows_per_label", None)
+    return int(needs()) if callable(needs) else 1

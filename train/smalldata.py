@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from train.classifiers import rows_needed_per_label
 from train.config import Config, SplitConfig
 from train.crossval import folds
 from train.duplicates import copy_groups
@@ -48,18 +49,29 @@ def plan(config: Config, frame: pd.DataFrame) -> list[list[tuple[np.ndarray, np.
     """The folds of every repeat, checked before any run exists: each fold trains on every
     label. Folds are drawn over distinct texts and stratified by the label of each text's first
     row, so a label that shares its texts with rows of another can end up held out whole."""
-    k, labels = fold_count(frame, config), set(frame["label"])
+    k, labels = fold_count(frame, config), sorted(set(frame["label"]))
+    needed = rows_needed_per_label(config.model.classifier, dict(config.model.clf), config.seed)
     planned = []
     for repeat in range(config.split.small_data_repeats):
         # Each repeat its own folds; the modulo keeps the seed in numpy's range.
         repeat_folds = list(folds(frame, k, "none", (config.seed + repeat) % 2**32))
         for train_rows, _ in repeat_folds:
-            if missing := sorted(labels - set(frame["label"].iloc[train_rows])):
+            counts = frame["label"].iloc[train_rows].value_counts()
+            if missing := [label for label in labels if label not in counts]:
                 raise DataError(
                     f"{len(frame)} labelled rows are too few to cross-validate: the rows labelled "
                     f"{missing[0]!r} share their texts with rows of other labels (copies of a "
                     "text stay in one fold), so a fold would train without any. Annotate more "
                     f"{missing[0]!r} rows with texts of their own."
+                )
+            if short := [label for label in labels if counts[label] < needed]:
+                raise DataError(
+                    f"{len(frame)} labelled rows are too few to cross-validate "
+                    f"model.classifier {config.model.classifier!r}: it needs {needed} rows of "
+                    "each label among those it is fitted on (the SVMs hold some out to calibrate "
+                    f"their probabilities), and a fold would train on {counts[short[0]]} labelled "
+                    f"{short[0]!r}. Annotate more {short[0]!r} rows, or, for linear_svm and "
+                    'nbsvm, set model.clf.calibration = "softmax" (uncalibrated probabilities).'
                 )
         planned.append(repeat_folds)
     return planned

@@ -77,6 +77,43 @@ def test_a_label_with_one_row_is_refused_before_a_run(tracking, tmp_path, run_cl
     assert mlflow.search_runs(search_all_experiments=True).empty
 
 
+def test_a_calibrated_svm_short_of_rows_in_a_fold_is_refused_before_a_run(
+    tracking, tmp_path, run_cli
+):
+    # Before: the folds' fits failed one by one and left a FAILED run in the store.
+    root = _sample_rows(tmp_path, 120)
+    path = root / "sample" / "sentences.csv"
+    frame = pd.read_csv(path)
+    favor = frame[frame["stance"] == "FAVOR"].head(2)
+    pd.concat([frame[frame["stance"] != "FAVOR"], favor]).to_csv(path, index=False)
+    svm = ("--set", 'model.classifier="linear_svm"')
+    code, _, err = run_cli("train", SAMPLE, "--data-dir", root, *svm)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "a fold would train on 1 labelled 'FAVOR'" in err
+    assert 'model.clf.calibration = "softmax"' in err
+    assert mlflow.search_runs(search_all_experiments=True).empty
+    softmax = ("--set", 'model.clf.calibration="softmax"')
+    code, out, err = run_cli("train", SAMPLE, "--data-dir", root, *svm, *softmax)
+    assert code == 0 and "oof_macro_f1: " in out, err
+
+
+def test_the_rows_a_classifier_needs_per_label_come_from_the_classifier():
+    from sklearn.linear_model import RidgeClassifier
+
+    from train.classifiers import CLASSIFIERS, register_classifier, rows_needed_per_label
+
+    assert rows_needed_per_label("linear_svm", {}, 0) == 2
+    assert rows_needed_per_label("nbsvm", {"calibration": "isotonic"}, 0) == 2
+    assert rows_needed_per_label("linear_svm", {"calibration": "softmax"}, 0) == 1
+    assert rows_needed_per_label("logreg", {}, 0) == 1
+    assert rows_needed_per_label("linear_svm", {"no_such_parameter": 1}, 0) == 1  # fit names it
+    register_classifier("ridge_for_test", RidgeClassifier)
+    try:
+        assert rows_needed_per_label("ridge_for_test", {}, 0) == 1
+    finally:
+        del CLASSIFIERS["ridge_for_test"]
+
+
 @pytest.mark.parametrize("below", ["0", "40"])
 def test_at_or_above_the_threshold_the_rows_are_split_as_before(tracking, tmp_path, run_cli, below):
     root = _sample_rows(tmp_path, 40)
