@@ -71,11 +71,11 @@ def configure() -> str:
 FOREIGN_SETUP_WAITS_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0)
 
 # What MLflow raises when another process sets the store up at the same moment: a table that
-# appeared after it looked, a migration step already taken, a temporary table of a migration.
+# appeared after it looked (or a migration's temporary one), a migration step already taken, a
+# table a migration is rebuilding. (A lock is not among them: SQLite already waits 20 s for one.)
 FOREIGN_SETUP_SIGNS = (
     "already exists",
     "expected to match one row",
-    "database is locked",
     "no such table",
 )
 # A schema found mid-way through its migrations is another's setup only if the file just
