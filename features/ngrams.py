@@ -408,10 +408,11 @@ class CharNgrams(_TfidfNgrams):
     def _char_index(self):
         """The fitted vocabulary keyed by characters, or None where the analyzer must count
         (``analyzer="char"``, or more characters than int64 keys can hold)."""
-        if self.analyzer != "char_wb":
+        if self.counter_.analyzer != "char_wb":
             return None
         # Keyed by the fitted counter: a refit makes a new one, and with it a new index.
-        return char_gram_index(self.counter_, self.counter_.vocabulary_, self.ngram_range)
+        counter = self.counter_  # its fitted settings, as the analyzer path reads them
+        return char_gram_index(counter, counter.vocabulary_, counter.ngram_range)
 
     def _count(self, documents) -> sp.csr_matrix:
         # Word-bounded n-grams by numpy over code points (features.gramindex.CharGramIndex):
@@ -419,4 +420,4 @@ class CharNgrams(_TfidfNgrams):
         index = self._char_index()
         if index is None:
             return super()._count(documents)
-        return index.count(list(documents), self.lowercase)
+        return index.count(list(documents), self.counter_.lowercase)

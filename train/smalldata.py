@@ -64,17 +64,33 @@ def plan(config: Config, frame: pd.DataFrame) -> list[list[tuple[np.ndarray, np.
                     "text stay in one fold), so a fold would train without any. Annotate more "
                     f"{missing[0]!r} rows with texts of their own."
                 )
-            if short := [label for label in labels if counts[label] < needed]:
-                raise DataError(
-                    f"{len(frame)} labelled rows are too few to cross-validate "
-                    f"model.classifier {config.model.classifier!r}: it needs {needed} rows of "
-                    "each label among those it is fitted on (the SVMs hold some out to calibrate "
-                    f"their probabilities), and a fold would train on {counts[short[0]]} labelled "
-                    f"{short[0]!r}. Annotate more {short[0]!r} rows, or, for linear_svm and "
-                    'nbsvm, set model.clf.calibration = "softmax" (uncalibrated probabilities).'
-                )
+            _check_rows_per_label(config, frame.iloc[train_rows], needed, len(frame))
         planned.append(repeat_folds)
     return planned
+
+
+def _check_rows_per_label(config: Config, rows: pd.DataFrame, needed: int, total: int) -> None:
+    """Every model a fold fits gets ``needed`` rows of each label it sees: the joint model all
+    the fold's rows, and under ``per_target`` each target with a model of its own (as many rows
+    as ``model.min_target_rows`` and two labels) its own rows."""
+    groups = [(None, rows["label"].value_counts())]
+    if config.model.strategy == "per_target":
+        for target, own in rows.groupby("target", sort=True)["label"]:
+            if len(own) >= config.model.min_target_rows and own.nunique() >= 2:
+                groups.append((target, own.value_counts()))
+    for target, counts in groups:
+        if (counts >= needed).all():
+            continue
+        label = counts.index[counts < needed][0]
+        whose = "" if target is None else f" of target {target!r} (a model of its own)"
+        raise DataError(
+            f"{total} labelled rows are too few to cross-validate model.classifier "
+            f"{config.model.classifier!r}: it needs {needed} rows of each label among those it "
+            "is fitted on (the SVMs hold some out to calibrate their probabilities), and a fold "
+            f"would train on {counts[label]} labelled {label!r}{whose}. Annotate more "
+            f"{label!r} rows, or, for linear_svm and nbsvm, set model.clf.calibration = "
+            '"softmax" (uncalibrated probabilities).'
+        )
 
 
 @dataclass

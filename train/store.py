@@ -78,8 +78,9 @@ FOREIGN_SETUP_SIGNS = (
     "expected to match one row",
     "no such table",
 )
-# A schema found mid-way through its migrations is another's setup only if the file just
-# changed; an old store left from an earlier MLflow is not, and is reported at once.
+# A schema found mid-way through its migrations is another's setup too. Any of these is taken
+# for one only while the file is new or just changed: an old store left by an earlier MLflow,
+# or another application's database, is reported at once.
 OUT_OF_DATE = "out-of-date database schema"
 RECENT_CHANGE_S = 30
 
@@ -92,30 +93,41 @@ def _open_while_another_sets_it_up(uri: str, database: Path | None) -> None:
     each creates the tables and runs the migrations, and whoever loses the race fails half
     way. The winner finishes the setup, so after a short wait the store opens as it is.
     """
-    waited = 0.0
+    waited, fresh = 0.0, _new_or_just_changed(database)  # before this process writes to it
     for wait in (*FOREIGN_SETUP_WAITS_S, None):
         try:
             mlflow.MlflowClient(uri)
             return
         except (MlflowException, SQLAlchemyError, AlembicCommandError) as error:
             message = error.message if isinstance(error, MlflowException) else str(error)
-            if not _another_is_setting_up(message, database):
-                raise TrackingError(_store_problem(uri, message)) from None
-            if wait is None:
-                raise TrackingError(_half_set_up(uri, database, message, waited)) from None
-            time.sleep(wait)
-            waited += wait
+        except Exception as error:  # noqa: BLE001  (a migration meeting tables not MLflow's)
+            raise TrackingError(
+                _store_problem(uri, f"{type(error).__name__}: {error} while setting it up.")
+            ) from None
+        if not _another_is_setting_up(message, database, fresh):
+            raise TrackingError(_store_problem(uri, message)) from None
+        if wait is None:
+            raise TrackingError(_half_set_up(uri, database, message, waited)) from None
+        time.sleep(wait)
+        waited += wait
 
 
-def _another_is_setting_up(message: str, database: Path | None) -> bool:
-    if any(sign in message for sign in FOREIGN_SETUP_SIGNS):
+def _another_is_setting_up(message: str, database: Path | None, fresh: bool) -> bool:
+    if not any(sign in message for sign in (*FOREIGN_SETUP_SIGNS, OUT_OF_DATE)):
+        return False
+    if database is None:  # a server database: no file to date; its setup races all the same
+        return OUT_OF_DATE not in message
+    return fresh
+
+
+def _new_or_just_changed(database: Path | None) -> bool:
+    if database is None:
+        return False
+    # SQLite in WAL mode writes beside the file until a checkpoint.
+    changed = [p for p in (database, database.with_name(database.name + "-wal")) if p.exists()]
+    if not changed:
         return True
-    if OUT_OF_DATE not in message or database is None:
-        return False
-    try:
-        return time.time() - database.stat().st_mtime < RECENT_CHANGE_S
-    except OSError:
-        return False
+    return time.time() - max(path.stat().st_mtime for path in changed) < RECENT_CHANGE_S
 
 
 def _half_set_up(uri: str, database: Path | None, message: str, waited: float) -> str:
@@ -125,9 +137,9 @@ def _half_set_up(uri: str, database: Path | None, message: str, waited: float) -
         f"Cannot open the MLflow store: {_which_store(uri)}; its tables are half set up "
         f"(MLflow says: {first_line}), and in {waited:g} s no other program finished them. "
         "MLflow's own setup does not take turns, so a program other than stance (mlflow ui, "
-        "a notebook) that opened the new store at the same moment can leave it so. If it "
-        f"holds no runs yet, {fresh} run the command again; otherwise back it up and run "
-        f"`mlflow db upgrade {uri}`."
+        "a notebook) that opened the new store at the same moment can leave it so. If it is "
+        f"a new MLflow store that holds no runs yet, {fresh} run the command again; otherwise "
+        f"back it up and run `mlflow db upgrade {uri}`."
     )
 
 

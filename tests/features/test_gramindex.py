@@ -254,3 +254,10 @@ def test_a_refitted_char_step_counts_with_its_new_vocabulary():
     assert step._char_index() is not first
     texts = TRAIN["text"].tolist()
     assert (step._count(texts) != _analyzer_counts(step, texts)).nnz == 0
+
+
+def test_a_char_step_counts_with_its_fitted_settings_not_later_ones():
+    step = CharNgrams(ngram_range=(2, 3)).fit(pd.DataFrame({"text": ["No war"], "target": "t"}))
+    step.set_params(lowercase=False, ngram_range=(4, 4))
+    assert (step._count(["NO war"]) != _analyzer_counts(step, ["NO war"])).nnz == 0
+    assert step._count(["NO war"]).nnz > 0

@@ -159,7 +159,9 @@ def test_a_store_that_another_program_is_setting_up_is_waited_for(tmp_path, monk
 
     from train import store
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    database = tmp_path / "mlflow.db"
+    database.touch()  # the other program's connection made the file
+    uri = f"sqlite:///{database}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setattr(store, "FOREIGN_SETUP_WAITS_S", (0.01, 0.01, 0.01))
     real_client, tries = mlflow.MlflowClient, []
@@ -228,6 +230,49 @@ def test_an_old_store_is_reported_at_once_not_waited_for(tmp_path, monkeypatch):
     with pytest.raises(TrackingError, match="out-of-date database schema"):
         store.configure()
     assert time.monotonic() - started < 30
+
+
+def _database_of_another_application(tmp_path: Path, table: str) -> tuple[str, Path]:
+    import sqlite3
+
+    database = tmp_path / "app.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute(f"CREATE TABLE {table} (name TEXT)")
+    connection.close()
+    a_day_ago = time.time() - 86400
+    os.utime(database, (a_day_ago, a_day_ago))
+    return f"sqlite:///{database}", database
+
+
+def test_another_applications_database_is_refused_at_once_not_called_half_set_up(
+    tmp_path, monkeypatch
+):
+    # A table named like one of MLflow's later tables: MLflow says "already exists".
+    from train import store
+    from train.errors import TrackingError
+
+    uri, database = _database_of_another_application(tmp_path, "datasets")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(store, "FOREIGN_SETUP_WAITS_S", (60.0,))  # a wait would time the test out
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match="already exists") as raised:
+        store.configure()
+    assert time.monotonic() - started < 30
+    assert "half set up" not in str(raised.value) and "delete" not in str(raised.value)
+
+
+def test_a_migration_that_fails_on_a_foreign_table_is_one_line_not_a_traceback(
+    tmp_path, monkeypatch
+):
+    # Before: alembic's KeyError ('value') escaped from the migration of a table named "tags".
+    from train import store
+    from train.errors import TrackingError
+
+    uri, _ = _database_of_another_application(tmp_path, "tags")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(TrackingError, match="Cannot open the MLflow store") as raised:
+        store.configure()
+    assert "\n" not in str(raised.value)
 
 
 def test_a_server_that_went_away_is_given_up_within_a_minute_saying_what_is_retried(

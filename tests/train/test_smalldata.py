@@ -97,6 +97,29 @@ def test_a_calibrated_svm_short_of_rows_in_a_fold_is_refused_before_a_run(
     assert code == 0 and "oof_macro_f1: " in out, err
 
 
+def test_a_per_target_model_short_of_rows_in_a_fold_is_refused_before_a_run(tracking):
+    # A fold holds FAVOR rows enough in all, but target b's own model would see one.
+    from train import smalldata
+    from train.errors import DataError
+
+    texts = [f"{word} {i}" for i, word in enumerate(["good"] * 12 + ["bad"] * 12)]
+    frame = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(28)],
+            "text": texts + ["good b", "bad b0", "bad b1", "bad b2"],
+            "target": ["a"] * 24 + ["b"] * 4,
+            "label": ["FAVOR"] * 12 + ["AGAINST"] * 12 + ["FAVOR"] + ["AGAINST"] * 3,
+            "weight": 1.0,
+        }
+    )
+    overrides = ['model.classifier="linear_svm"', 'model.strategy="per_target"']
+    config = Config.from_toml(SAMPLE, [*overrides, "model.min_target_rows=3"])
+    with pytest.raises(DataError, match="labelled 'FAVOR' of target 'b'"):
+        smalldata.plan(config, frame)
+    # With too few rows for a model of its own, target b is answered by the joint model.
+    smalldata.plan(Config.from_toml(SAMPLE, [*overrides, "model.min_target_rows=5"]), frame)
+
+
 def test_the_rows_a_classifier_needs_per_label_come_from_the_classifier():
     from sklearn.linear_model import RidgeClassifier
 
